@@ -1,0 +1,14 @@
+"""mlsec_kit: the companion package of *Security and Privacy in Machine Learning*.
+
+A notebook needs three globals, all here::
+
+    import mlsec_kit as mk
+    mk.seed_everything(0)
+    dev = mk.device()      # cuda when present, else cpu
+    mk.profile()           # 'small' (default) or 'full' (MLSEC_PROFILE=full)
+"""
+from .config import by_profile, device, profile, seed_everything
+from .notebook import glue
+
+__version__ = "0.1.0"
+__all__ = ["device", "seed_everything", "profile", "by_profile", "glue", "__version__"]
