@@ -55,6 +55,11 @@ class DataSplit:
         """A loader over the test set, in order."""
         return make_loader(self.X_test, self.y_test, batch_size=batch_size, shuffle=False)
 
+    def to(self, device: "torch.device | str") -> "DataSplit":
+        """A copy whose four tensors live on ``device`` (small datasets fit on a GPU whole)."""
+        return DataSplit(self.name, self.X_train.to(device), self.y_train.to(device), self.X_test.to(device),
+                         self.y_test.to(device), self.classes, self.feature_names, dict(self.meta))
+
     def subset(self, n_train: int, *, seed: int = 0) -> "DataSplit":
         """A copy with a random ``n_train`` examples of the training set (the test set is kept whole)."""
         n = self.X_train.shape[0]
