@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 __all__ = ["DataSplit", "make_loader", "check_split_args"]
 
@@ -61,13 +61,19 @@ class DataSplit:
                          self.y_test.to(device), self.classes, self.feature_names, dict(self.meta))
 
     def subset(self, n_train: int, *, seed: int = 0) -> "DataSplit":
-        """A copy with a random ``n_train`` examples of the training set (the test set is kept whole)."""
+        """A copy with a random ``n_train`` examples of the training set (the test set is kept whole).
+
+        Per-row metadata stored as ``meta[key] = {"train": tensor, ...}`` (Adult's sensitive attributes)
+        is subset alongside the training rows.
+        """
         n = self.X_train.shape[0]
         if isinstance(n_train, bool) or not isinstance(n_train, int) or not 1 <= n_train <= n:
             raise ValueError(f"n_train must be an int in [1, {n}], got {n_train!r}")
         idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_train]
+        meta = {k: ({**v, "train": v["train"][idx]} if isinstance(v, dict) and isinstance(v.get("train"), torch.Tensor)
+                    else v) for k, v in self.meta.items()}
         return DataSplit(self.name, self.X_train[idx], self.y_train[idx], self.X_test, self.y_test,
-                         self.classes, self.feature_names, dict(self.meta))
+                         self.classes, self.feature_names, meta)
 
     def __repr__(self) -> str:
         return (f"DataSplit({self.name!r}, train={tuple(self.X_train.shape)}, test={tuple(self.X_test.shape)}, "
@@ -91,8 +97,12 @@ def make_loader(X: torch.Tensor, y: torch.Tensor, *, batch_size: int = 64, shuff
         raise ValueError(f"X and y must have the same number of rows, got {X.shape[0]} and {y.shape[0]}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=shuffle, generator=generator)
+    dataset = TensorDataset(X, y)
+    order = (RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle
+             else SequentialSampler(dataset))
+    # The sampler hands over whole index batches and the tensors are sliced once per batch: a plain
+    # DataLoader would index and re-stack example by example, which dominates small models' run time.
+    return DataLoader(dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None)
 
 
 def check_split_args(test_size: float, seed: int) -> None:

@@ -81,3 +81,19 @@ def test_subset_and_to():
     with pytest.raises(ValueError, match="n_train"):
         d.subset(10**6)
     assert d.to("cpu").X_train.device.type == "cpu"
+
+
+def test_subset_keeps_per_row_meta_aligned():
+    d = load_dataset("wine")
+    d.meta["row_id"] = {"names": None, "train": torch.arange(len(d.y_train)), "test": torch.arange(len(d.y_test))}
+    s = d.subset(20, seed=1)
+    assert torch.equal(d.X_train[s.meta["row_id"]["train"]], s.X_train)
+    assert torch.equal(s.meta["row_id"]["test"], d.meta["row_id"]["test"])
+
+
+def test_loader_batches_are_sized_and_exhaustive():
+    d = load_dataset("wine")
+    sizes = [len(y) for _, y in d.train_loader(batch_size=50)]
+    assert sizes == [50, 50, len(d.y_train) - 100]
+    X0, _ = next(iter(d.test_loader(batch_size=10)))
+    assert torch.equal(X0, d.X_test[:10])
