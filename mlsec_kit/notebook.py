@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["glue"]
+__all__ = ["glue", "execute_notebook", "glued_values"]
 
 
 def glue(name: str, value: Any, *, display: bool = False) -> None:
@@ -24,3 +24,48 @@ def glue(name: str, value: Any, *, display: bool = False) -> None:
             _display(value)
         return
     _glue(name, value, display=display)
+
+
+def execute_notebook(path, *, timeout: int = 600, kernel_name: str = "python3", env: dict | None = None):
+    """Execute a notebook file in a fresh kernel, in its own folder, as the book build does.
+
+    Args:
+        path: the ``.ipynb`` file.
+        timeout: seconds allowed per cell, at least 1.
+        kernel_name: the Jupyter kernel to start.
+        env: extra environment variables for the kernel (e.g. ``{"MLSEC_PROFILE": "small"}``).
+
+    Returns:
+        ``(notebook, seconds)``: the executed ``nbformat`` notebook and the wall-clock time, kernel start
+        included. A failing cell raises ``nbclient.exceptions.CellExecutionError``.
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise ValueError(f"timeout must be an int >= 1 (seconds), got {timeout!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path must be an existing .ipynb file, got {str(path)!r}")
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    start = time.perf_counter()
+    kernel_env = {**os.environ, **(env or {})}
+    client.execute(env=kernel_env)
+    return nb, time.perf_counter() - start
+
+
+def glued_values(nb) -> dict[str, str]:
+    """The values an executed notebook stored with :func:`glue`, as their plain-text form, by name."""
+    values = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            record = out.get("metadata", {}).get("scrapbook", {})
+            if "name" in record:
+                values[record["name"]] = out.get("data", {}).get(record.get("mime_prefix", "") + "text/plain")
+    return values
