@@ -1,0 +1,99 @@
+"""Helpers for writing property checks: call the student's function, test what came back, fail in one line.
+
+Every helper raises :class:`~mlsec_kit.grading.core.CheckFailure` with a message that names the
+property's input and says what was expected and what came back, e.g.
+``accuracy(logits (12, 3), y (12,)) returned a Tensor; expected a Python float (call .item())``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NoReturn, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .core import CheckFailure
+from .limits import TimeLimitExceeded
+
+__all__ = ["fail", "call", "describe", "fmt", "expect_float", "to_float", "expect_tensor", "expect_pair"]
+
+
+def fail(message: str) -> NoReturn:
+    """Fail the current property with ``message`` (one line)."""
+    raise CheckFailure(message)
+
+
+def describe(value: Any) -> str:
+    """A short description of an argument or a result: ``tensor (12, 3) float32``, ``Linear``, ``3.5``."""
+    if isinstance(value, torch.Tensor):
+        shape = tuple(value.shape)
+        dims = f"({shape[0]},)" if len(shape) == 1 else str(shape)
+        return f"tensor {dims} {str(value.dtype).replace('torch.', '')}"
+    if isinstance(value, np.ndarray):
+        return f"ndarray {value.shape} {value.dtype}"
+    if isinstance(value, torch.nn.Module):
+        return type(value).__name__
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(describe(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, (bool, int, float)):
+        return repr(value)
+    return type(value).__name__
+
+
+def fmt(x: Any) -> str:
+    """A number with four significant digits, for messages."""
+    return f"{float(x):.4g}"
+
+
+def call(fn: Callable[..., Any], *args: Any, name: Optional[str] = None) -> Any:
+    """Call the student's ``fn(*args)``; an exception becomes a failure that says on which input.
+
+    ``NotImplementedError`` and the time limit pass through, so the report says "not implemented yet"
+    or "took longer than ..." instead.
+    """
+    name = name or getattr(fn, "__name__", "the function")
+    try:
+        return fn(*args)
+    except (NotImplementedError, CheckFailure, TimeLimitExceeded, KeyboardInterrupt):
+        raise
+    except Exception as err:
+        text = (str(err).strip().splitlines() or [""])[0][:200]
+        fail(f"raised {type(err).__name__}: {text} (on {name}({', '.join(map(describe, args))}))")
+
+
+def to_float(value: Any, what: str) -> float:
+    """``value`` as a float: a Python or NumPy number, or a one-element tensor; anything else fails."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach().reshape(()).item())
+    if isinstance(value, (bool, np.bool_)):
+        fail(f"{what} returned a bool ({value}); expected a number")
+    if isinstance(value, (float, int, np.floating, np.integer)):
+        return float(value)
+    fail(f"{what} returned {describe(value)}; expected a number")
+
+
+def expect_float(value: Any, what: str) -> float:
+    """Fail unless ``value`` is a Python float (NumPy's float64 is one); return it."""
+    if isinstance(value, torch.Tensor):
+        fail(f"{what} returned {describe(value)}; expected a Python float (call .item() on the tensor)")
+    if not isinstance(value, float):
+        fail(f"{what} returned {describe(value)}; expected a Python float")
+    return float(value)
+
+
+def expect_tensor(value: Any, what: str, *, shape: Optional[Sequence[int]] = None,
+                  dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """Fail unless ``value`` is a tensor (of ``shape`` and ``dtype`` when given); return it detached."""
+    if not isinstance(value, torch.Tensor):
+        fail(f"{what} returned {describe(value)}; expected a torch tensor")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        fail(f"{what} returned shape {tuple(value.shape)}; expected {tuple(shape)}")
+    if dtype is not None and value.dtype != dtype:
+        fail(f"{what} returned dtype {value.dtype}; expected {dtype}")
+    return value.detach().as_subclass(torch.Tensor)
+
+
+def expect_pair(value: Any, what: str) -> tuple[Any, Any]:
+    """Fail unless ``value`` is a tuple or list of two items; return them."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        fail(f"{what} returned {describe(value)}; expected a pair (a, b)")
+    return value[0], value[1]

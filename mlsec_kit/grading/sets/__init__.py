@@ -1,0 +1,11 @@
+"""The exercise sets the package ships: exercise id -> the module that declares its checks.
+
+Each module creates one :class:`~mlsec_kit.grading.core.ExerciseSet` when imported; the student
+notebook is ``exercises/<id>.ipynb``, generated from ``exercises/source/<id>.ipynb``.
+"""
+SETS: dict[str, str] = {
+    "02_ml_basics": "mlsec_kit.grading.sets.ch02",
+    "03_evasion_whitebox": "mlsec_kit.grading.sets.ch03",
+    "04_evasion_blackbox": "mlsec_kit.grading.sets.ch04",
+    "10_differential_privacy": "mlsec_kit.grading.sets.ch10",
+}

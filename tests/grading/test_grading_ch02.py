@@ -1,0 +1,143 @@
+"""The chapter-2 checks: every reference solution passes on any seed, and each typical mistake fails the
+property written for it, with a message that says what to fix."""
+import textwrap
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from grading_helpers import QUESTIONS, SOURCE, exec_notebook_code, read
+from mlsec_kit.grading import get_exercise, run_question
+
+EXERCISE = get_exercise("02_ml_basics")
+
+
+@pytest.fixture(scope="module")
+def solutions() -> dict:
+    """The source notebook's namespace after running it here (its own self-check cell included)."""
+    return exec_notebook_code(read(SOURCE))
+
+
+def test_the_set_declares_the_chapter_questions():
+    assert tuple(EXERCISE.questions) == QUESTIONS
+    assert EXERCISE.title == "Exercises: machine learning with mlsec_kit"
+    assert all(3 <= q.max_score <= 5 for q in EXERCISE.questions.values())
+
+
+@pytest.mark.parametrize("name", QUESTIONS)
+def test_every_solution_passes_every_check_on_many_seeds(solutions, name):
+    question = EXERCISE.questions[name]
+    for seed in range(40):
+        result = run_question(question, solutions[name], seed=10_000 + seed)
+        assert result.passed, result.report()
+
+
+def test_the_whole_set_runs_in_seconds(solutions):
+    start = time.monotonic()
+    for name, question in EXERCISE.questions.items():
+        run_question(question, solutions[name], seed=7)
+    assert time.monotonic() - start < 5
+
+
+MISTAKES = [
+    ("standardize", "test statistics", """
+        def standardize(X_train, X_test):
+            s = lambda X: (X - X.mean(0)) / X.std(0, correction=0).clamp_min(1e-12)
+            return s(X_train), s(X_test)""", ["scales the test set"], "test set's own mean and std"),
+    ("standardize", "torch.std's default", """
+        def standardize(X_train, X_test):
+            m, s = X_train.mean(0), X_train.std(0)
+            s = torch.where(s > 0, s, torch.ones_like(s))
+            return (X_train - m) / s, (X_test - m) / s""", ["training columns"], "use correction=0"),
+    ("standardize", "no guard for std 0", """
+        def standardize(X_train, X_test):
+            m, s = X_train.mean(0), X_train.std(0, correction=0)
+            return (X_train - m) / s, (X_test - m) / s""", ["a constant training column"], "NaN"),
+    ("standardize", "in place", """
+        def standardize(X_train, X_test):
+            m, s = X_train.mean(0), X_train.std(0, correction=0).clamp_min(1e-12)
+            X_train -= m; X_train /= s; X_test -= m; X_test /= s
+            return X_train, X_test""", ["leaves X_train"], "in place"),
+    ("standardize", "numpy out", """
+        def standardize(X_train, X_test):
+            return X_train.numpy(), X_test.numpy()""", None, "expected a torch tensor"),
+    ("accuracy", "a tensor", """
+        def accuracy(logits, y):
+            return (logits.argmax(1) == y).float().mean()""", ["returns a Python float"], "call .item()"),
+    ("accuracy", "a count", """
+        def accuracy(logits, y):
+            return float((logits.argmax(1) == y).sum())""", ["equals the fraction", "works on logits"],
+     "that is the count"),
+    ("accuracy", "numpy on a graph", """
+        def accuracy(logits, y):
+            return float((logits.numpy().argmax(1) == y.numpy()).mean())""", ["works on logits"],
+     "raised RuntimeError"),
+    ("train_one_epoch", "no zero_grad", """
+        def train_one_epoch(model, loader, optimizer):
+            total, n = 0.0, 0
+            for X, y in loader:
+                loss = F.cross_entropy(model(X), y)
+                loss.backward(); optimizer.step()
+                total, n = total + loss.item() * len(y), n + len(y)
+            return total / n""", ["takes one SGD step"], "gradient reset"),
+    ("train_one_epoch", "unweighted mean", """
+        def train_one_epoch(model, loader, optimizer):
+            losses = []
+            for X, y in loader:
+                optimizer.zero_grad(); loss = F.cross_entropy(model(X), y)
+                loss.backward(); optimizer.step(); losses.append(loss.item())
+            return sum(losses) / len(losses)""", ["returns the mean"], "unweighted mean"),
+    ("train_one_epoch", "last batch", """
+        def train_one_epoch(model, loader, optimizer):
+            for X, y in loader:
+                optimizer.zero_grad(); loss = F.cross_entropy(model(X), y)
+                loss.backward(); optimizer.step()
+            return loss.item()""", ["returns the mean"], "last batch"),
+    ("train_one_epoch", "no step", """
+        def train_one_epoch(model, loader, optimizer):
+            total, n = 0.0, 0
+            for X, y in loader:
+                optimizer.zero_grad(); loss = F.cross_entropy(model(X), y); loss.backward()
+                total, n = total + loss.item() * len(y), n + len(y)
+            return total / n""",
+     ["updates the model", "takes one SGD step", "lowers the loss"], "optimizer.step()"),
+    ("per_example_loss", "no eval, no no_grad", """
+        def per_example_loss(model, X, y):
+            return F.cross_entropy(model(X), y, reduction="none")""",
+     ["computes the losses in evaluation mode", "leaves the model"], "model.eval()"),
+    ("per_example_loss", "log-probabilities", """
+        def per_example_loss(model, X, y):
+            with torch.no_grad():
+                was = model.training; model.eval()
+                out = -F.cross_entropy(model(X), y, reduction="none"); model.train(was)
+            return out""", ["losses are non-negative", "entry i is"], "wrong sign"),
+    ("per_example_loss", "mean only", """
+        def per_example_loss(model, X, y):
+            with torch.no_grad():
+                return F.cross_entropy(model(X), y)""", None, "returned shape ()"),
+    ("generalization_gap", "test minus train", """
+        def generalization_gap(model, train, test):
+            with torch.no_grad():
+                return accuracy(model(test[0]), test[1]) - accuracy(model(train[0]), train[1])""",
+     ["a model that memorised", "is train minus test"], "sign is flipped"),
+    ("generalization_gap", "a tensor", """
+        def generalization_gap(model, train, test):
+            acc = lambda X, y: (model(X).argmax(1) == y).float().mean()
+            return acc(*train) - acc(*test)""", ["returns a Python float"], "call .item()"),
+]
+
+
+@pytest.mark.parametrize("name, label, code, failing, message", MISTAKES, ids=[m[1] for m in MISTAKES])
+def test_each_mistake_fails_its_property(solutions, name, label, code, failing, message):
+    namespace = {"torch": torch, "F": F, "accuracy": solutions["accuracy"]}
+    exec(textwrap.dedent(code), namespace)
+    result = run_question(EXERCISE.questions[name], namespace[name], seed=3)
+    failed = [p for p in result.properties if not p.passed]
+    assert failed, result.report()
+    if failing is not None:  # exactly these properties fail, the others still earn their points
+        expected = {p.description for p in result.properties if p.description.startswith(tuple(failing))}
+        assert len(expected) == len(failing)
+        assert {p.description for p in failed} == expected, result.report()
+    assert any(message in p.message for p in failed), result.report()
+    assert all("\n" not in p.message for p in result.properties)
