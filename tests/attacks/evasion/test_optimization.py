@@ -1,0 +1,147 @@
+"""Carlini–Wagner L2 and DeepFool: minimum-norm attacks that flip the label with small L2 perturbations."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mlsec_kit.attacks.evasion import cw_l2, deepfool, pgd
+from mlsec_kit.train import predict
+
+
+def _l2(d: torch.Tensor) -> torch.Tensor:
+    return d.flatten(1).norm(dim=1)
+
+
+@pytest.fixture(scope="module")
+def correct(cnn, test_batch):
+    """The first 100 test digits the CNN classifies correctly."""
+    x, y = test_batch
+    keep = (predict(cnn, x).argmax(1) == y).nonzero().flatten()[:100]
+    return x[keep], y[keep]
+
+
+@pytest.fixture(scope="module")
+def cw_result(cnn, correct):
+    x, y = correct
+    return cw_l2(cnn, x, y, steps=50, lr=0.1, binary_search_steps=5)
+
+
+def test_cw_finds_adversarial_examples_in_range(cnn, correct, cw_result):
+    x, y = correct
+    assert cw_result.shape == x.shape and cw_result.dtype == x.dtype and not cw_result.requires_grad
+    assert cw_result.min() >= 0 and cw_result.max() <= 1
+    fooled = predict(cnn, cw_result).argmax(1) != y
+    assert fooled.float().mean() > 0.95
+    # where it found nothing it returns x itself, never a half-way point
+    assert torch.equal(cw_result[~fooled], x[~fooled])
+
+
+def test_cw_finds_smaller_l2_perturbations_than_pgd_at_equal_success(cnn, correct, cw_result):
+    x, y = correct
+    x_pgd = pgd(cnn, x, y, eps=1.5, alpha=0.3, steps=20, norm="l2")
+    both = (predict(cnn, cw_result).argmax(1) != y) & (predict(cnn, x_pgd).argmax(1) != y)
+    assert both.float().mean() > 0.9
+    cw_norm, pgd_norm = _l2(cw_result - x)[both], _l2(x_pgd - x)[both]
+    assert cw_norm.median() < 0.7 * pgd_norm.median()
+    assert (cw_norm <= pgd_norm + 1e-4).float().mean() > 0.9
+
+
+def test_cw_more_binary_search_steps_never_hurt(cnn, correct):
+    x, y = correct[0][:40], correct[1][:40]
+    one = _l2(cw_l2(cnn, x, y, steps=30, binary_search_steps=1) - x)
+    five = _l2(cw_l2(cnn, x, y, steps=30, binary_search_steps=5) - x)
+    found_one = one > 0
+    assert (five[found_one] <= one[found_one] + 1e-5).all()
+
+
+def test_cw_targeted_reaches_the_target(cnn, correct):
+    x, y = correct[0][:50], correct[1][:50]
+    target = (y + 3) % 10
+    x_adv = cw_l2(cnn, x, target, c=10.0, steps=100, binary_search_steps=4, targeted=True)
+    assert (predict(cnn, x_adv).argmax(1) == target).float().mean() > 0.9
+
+
+def test_cw_confidence_margin_buys_larger_perturbations(cnn, correct):
+    x, y = correct[0][:40], correct[1][:40]
+    low = cw_l2(cnn, x, y, steps=50, binary_search_steps=4)
+    high = cw_l2(cnn, x, y, kappa=5.0, steps=50, binary_search_steps=4)
+    logits = predict(cnn, high)
+    margin = logits.gather(1, y[:, None]).squeeze(1) - logits.scatter(1, y[:, None], -1e9).amax(1)
+    found = _l2(high - x) > 0
+    assert found.float().mean() > 0.8 and (margin[found] <= -5 + 1e-3).all()
+    assert _l2(high - x)[found].median() > _l2(low - x)[found].median()
+
+
+def test_deepfool_flips_the_label_with_a_small_step(cnn, correct, cw_result):
+    x, y = correct
+    x_adv = deepfool(cnn, x, y)
+    assert x_adv.shape == x.shape and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (predict(cnn, x_adv).argmax(1) != y).float().mean() > 0.95
+    # a minimum-norm attack: the same order of size as C&W's, far below PGD-L2's budget of 1.5
+    df_norm, cw_norm = _l2(x_adv - x).median(), _l2(cw_result - x).median()
+    assert 0.5 * cw_norm < df_norm < 2 * cw_norm and df_norm < 1.0
+
+
+def test_deepfool_leaves_misclassified_inputs_alone(cnn, test_batch):
+    x, y = test_batch
+    wrong = (y + 1) % 10  # pretend the label is another class: the model already "misclassifies" most
+    pred = predict(cnn, x).argmax(1)
+    x_adv = deepfool(cnn, x, wrong)
+    assert torch.equal(x_adv[pred != wrong], x[pred != wrong])
+
+
+def test_deepfool_is_exact_on_a_linear_binary_classifier():
+    # for an affine classifier the nearest boundary point is known in closed form: |f(x)| / ||w|| away
+    g = torch.Generator().manual_seed(0)
+    model = nn.Linear(10, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(2, 10, generator=g))
+        model.bias.copy_(torch.randn(2, generator=g))
+    x = torch.randn(16, 10, generator=g)
+    y = model(x).argmax(1).detach()
+    w = model.weight[1] - model.weight[0]
+    f = (model(x)[:, 1] - model(x)[:, 0]).abs().detach()
+    overshoot = 0.02
+    x_adv = deepfool(model, x, y, overshoot=overshoot, clip_min=-100.0, clip_max=100.0)
+    expected = (1 + overshoot) * (f / w.norm() + 1e-4)
+    assert torch.allclose(_l2(x_adv - x), expected, rtol=1e-4)
+    assert (model(x_adv).argmax(1) != y).all()
+
+
+def test_model_is_left_as_it_was(correct):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Dropout(0.3)).train()
+    x, y = correct[0][:10], correct[1][:10]
+    before = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():  # works inside no_grad too
+        cw_l2(model, x, y, steps=5, binary_search_steps=2)
+        deepfool(model, x, y, steps=5)
+    assert model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+def _bad_calls():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(4, 1, 8, 8, generator=g), torch.tensor([0, 1, 2, 3])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    return [
+        ("c", ValueError, lambda: cw_l2(model, x, y, c=0.0)),
+        ("kappa", ValueError, lambda: cw_l2(model, x, y, kappa=-1.0)),
+        ("steps", ValueError, lambda: cw_l2(model, x, y, steps=0)),
+        ("lr", ValueError, lambda: cw_l2(model, x, y, lr=-0.1)),
+        ("binary_search_steps", ValueError, lambda: cw_l2(model, x, y, binary_search_steps=0)),
+        ("input range", ValueError, lambda: cw_l2(model, x + 1, y)),
+        ("y must have shape", ValueError, lambda: cw_l2(model, x, y[:2])),
+        ("steps", ValueError, lambda: deepfool(model, x, y, steps=0)),
+        ("overshoot", ValueError, lambda: deepfool(model, x, y, overshoot=-0.1)),
+        ("input range", ValueError, lambda: deepfool(model, -x, y)),
+        ("y must have shape", ValueError, lambda: deepfool(model, x, y[:3])),
+        ("x must be a floating-point", TypeError, lambda: deepfool(model, x.long(), y)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_bad_calls())))
+def test_bad_input_raises_naming_the_argument(index):
+    name, error, bad = _bad_calls()[index]
+    with pytest.raises(error, match=name):
+        bad()

@@ -1,0 +1,193 @@
+"""SimBA and the Square Attack: in the ball and range, within the query budget, better than noise, and as
+successful as ART's implementations on the same model and inputs."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mlsec_kit.attacks.evasion import Oracle, simba, square_attack
+from mlsec_kit.attacks.evasion.score_based import margin
+from mlsec_kit.train import predict
+
+
+
+class Counting(nn.Module):
+    """Counts the rows the model classifies: ground truth for the oracle's accounting."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.rows = model, 0
+
+    def forward(self, x):
+        self.rows += len(x)
+        return self.model(x)
+
+ATTACKS = {
+    "simba_linf": lambda o, x, y, q, g: simba(o, x, y, eps=0.2, max_queries=q, generator=g),
+    "simba_l2": lambda o, x, y, q, g: simba(o, x, y, eps=1.0, norm="l2", alpha=0.3, max_queries=q, generator=g),
+    "square": lambda o, x, y, q, g: square_attack(o, x, y, eps=0.2, max_queries=q, p_init=0.3, generator=g),
+}
+
+
+def _correct(model, X, y, n):
+    keep = predict(model, X).argmax(1) == y
+    return X[keep][:n], y[keep][:n]
+
+
+def _fooled(model, x, y):
+    return (predict(model, x).argmax(1) != y).float().mean().item()
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+@pytest.mark.parametrize("max_queries", [1, 7, 60])
+def test_ball_range_and_query_budget(cnn, test_batch, name, max_queries):
+    X, y = test_batch
+    X, y = X[:40], y[:40]
+    counted = Counting(cnn)
+    oracle = Oracle(counted)
+    x_adv = ATTACKS[name](oracle, X, y, max_queries, torch.Generator().manual_seed(0))
+    assert x_adv.shape == X.shape and x_adv.dtype == X.dtype and x_adv.min() >= 0 and x_adv.max() <= 1
+    if name == "simba_l2":
+        assert (x_adv - X).flatten(1).norm(dim=1).max() <= 1.0 + 1e-5
+    else:
+        assert (x_adv - X).abs().max() <= 0.2 + 1e-6
+    q = oracle.queries
+    assert len(q) == len(X) and q.min() >= 1 and q.max() <= max_queries
+    assert oracle.total == counted.rows                    # every model call was charged, once
+    # an example stops once it is misclassified: one that needed no queries beyond the first stays at 1
+    fooled_by_clean = predict(cnn, X).argmax(1) != y
+    assert (q[fooled_by_clean] == 1).all()
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_stops_once_misclassified_or_out_of_budget(cnn, test_batch, name):
+    X, y = _correct(cnn, *test_batch, 30)
+    oracle = Oracle(cnn)
+    x_adv = ATTACKS[name](oracle, X, y, 80, torch.Generator().manual_seed(1))
+    fooled = predict(cnn, x_adv).argmax(1) != y
+    q = oracle.queries
+    assert q.max() <= 80 and fooled.float().mean() > 0.2
+    if name == "square":  # SimBA can also stop early: out of coordinates (Linf) or of room in the ball (L2)
+        assert (q[~fooled] == 80).all()
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_beats_random_noise_of_the_same_norm_on_a_weak_model(weak_logreg, test_batch, name):
+    X, y = _correct(weak_logreg, *test_batch, 60)
+    x_adv = ATTACKS[name](Oracle(weak_logreg), X, y, 150, torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(3)
+    if name == "simba_l2":
+        d = torch.randn(X.shape, generator=g)
+        noise = X + d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)  # L2 length 1.0 = eps
+    else:
+        noise = X + 0.2 * (torch.randint(0, 2, X.shape, generator=g) * 2.0 - 1)
+    assert _fooled(weak_logreg, x_adv, y) > _fooled(weak_logreg, noise.clamp(0, 1), y) + 0.15
+
+
+def test_simba_never_raises_the_true_class_probability(cnn, test_batch):
+    X, y = _correct(cnn, *test_batch, 40)
+    p = lambda x: torch.softmax(cnn(x), 1).gather(1, y[:, None]).squeeze(1)  # noqa: E731
+    with torch.no_grad():
+        before = p(X)
+        for q in (2, 10, 40):
+            after = p(simba(Oracle(cnn), X, y, eps=0.2, max_queries=q, generator=torch.Generator().manual_seed(4)))
+            assert (after <= before + 1e-7).all()
+            before = after                                 # and more queries only lower it further
+
+
+def test_rounded_scores_hurt_simba(cnn, test_batch):
+    X, y = _correct(cnn, *test_batch, 60)
+    results = {}
+    for output in ("scores", "rounded"):
+        oracle = Oracle(cnn, output=output, decimals=2)
+        results[output] = _fooled(cnn, simba(oracle, X, y, eps=0.2, max_queries=200,
+                                             generator=torch.Generator().manual_seed(5)), y)
+    assert results["scores"] > 0.9 and results["rounded"] < results["scores"] - 0.2
+
+
+def test_deterministic_given_the_generator(cnn, test_batch):
+    X, y = test_batch
+    for name, attack in ATTACKS.items():
+        a = attack(Oracle(cnn), X[:20], y[:20], 30, torch.Generator().manual_seed(6))
+        b = attack(Oracle(cnn), X[:20], y[:20], 30, torch.Generator().manual_seed(6))
+        assert torch.equal(a, b), name
+
+
+def test_margin():
+    scores = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    assert torch.allclose(margin(scores, torch.tensor([0, 1])), torch.tensor([0.5, -0.3]))
+
+
+def test_label_only_oracle_is_refused(cnn, test_batch):
+    X, y = test_batch
+    oracle = Oracle(cnn, output="label")
+    for attack in (simba, square_attack):
+        with pytest.raises(ValueError, match="only labels"):
+            attack(oracle, X[:4], y[:4], eps=0.1)
+    assert oracle.total == 0
+
+
+BAD = [({"eps": -0.1}, "eps"), ({"eps": 0.1, "max_queries": 0}, "max_queries")]
+
+
+@pytest.mark.parametrize("kwargs, arg", BAD + [({"eps": 0.1, "alpha": -1.0}, "alpha"),
+                                               ({"eps": 0.1, "norm": "l1"}, "norm")])
+def test_simba_bad_hyper_parameters(cnn, test_batch, kwargs, arg):
+    X, y = test_batch
+    with pytest.raises(ValueError, match=arg):
+        simba(Oracle(cnn), X[:4], y[:4], **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, arg", BAD + [({"eps": 0.1, "p_init": 0.0}, "p_init"),
+                                               ({"eps": 0.1, "p_init": 1.5}, "p_init")])
+def test_square_bad_hyper_parameters(cnn, test_batch, kwargs, arg):
+    X, y = test_batch
+    with pytest.raises(ValueError, match=arg):
+        square_attack(Oracle(cnn), X[:4], y[:4], **kwargs)
+
+
+@pytest.mark.parametrize("attack", [simba, square_attack])
+def test_bad_inputs(cnn, test_batch, attack):
+    X, y = test_batch
+    with pytest.raises(ValueError, match="input range"):
+        attack(Oracle(cnn), X[:4] - 1, y[:4], eps=0.1)
+    with pytest.raises(ValueError, match="y must have shape"):
+        attack(Oracle(cnn), X[:4], y[:5], eps=0.1)
+    with pytest.raises(TypeError, match="oracle"):
+        attack(cnn, X[:4], y[:4], eps=0.1)
+    with pytest.raises(ValueError, match=r"x must be a batch of images"):
+        square_attack(Oracle(nn.Sequential(nn.Linear(64, 10))), X[:4].flatten(1), y[:4], eps=0.1)
+
+
+# ---- agreement with ART ---------------------------------------------------------------------------------
+def _art_classifier(model, probabilities):
+    from art.estimators.classification import PyTorchClassifier
+    net = nn.Sequential(model, nn.Softmax(dim=1)) if probabilities else model
+    return PyTorchClassifier(net, loss=nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10,
+                             clip_values=(0.0, 1.0))
+
+
+def test_simba_agrees_with_art(cnn, test_batch):
+    from art.attacks.evasion import SimBA
+    X, y = _correct(cnn, *test_batch, 25)
+    eps, d = 0.1, X[0].numel()
+    ours = _fooled(cnn, simba(Oracle(cnn), X, y, eps=eps, max_queries=2 * d + 1,
+                              generator=torch.Generator().manual_seed(7)), y)
+    np.random.seed(7)
+    art = SimBA(_art_classifier(cnn, True), attack="px", max_iter=d, epsilon=eps, verbose=False)
+    x_art = art.generate(X.numpy(), y=np.eye(10)[y.numpy()])
+    theirs = _fooled(cnn, torch.from_numpy(x_art), y)
+    assert 0.1 < ours and abs(ours - theirs) <= 0.2, (ours, theirs)
+
+
+def test_square_attack_agrees_with_art(cnn, test_batch):
+    from art.attacks.evasion import SquareAttack
+    X, y = _correct(cnn, *test_batch, 60)
+    eps, iters = 0.1, 100
+    ours = _fooled(cnn, square_attack(Oracle(cnn), X, y, eps=eps, max_queries=iters + 1, p_init=0.3,
+                                      generator=torch.Generator().manual_seed(8)), y)
+    np.random.seed(8)
+    art = SquareAttack(_art_classifier(cnn, False), norm=np.inf, eps=eps, max_iter=iters, p_init=0.3,
+                       nb_restarts=1, verbose=False)
+    theirs = _fooled(cnn, torch.from_numpy(art.generate(X.numpy(), y=y.numpy())), y)
+    assert 0.1 < ours < 0.95 and abs(ours - theirs) <= 0.15, (ours, theirs)
