@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from ._validate import (TensorLike, as_float_tensor, check_delta, check_epsilon, check_generator,
+from ._validate import (TensorLike, as_float_tensor, check_epsilon, check_generator,
                         check_sensitivity, noise_device)
 from .calibration import analytic_gaussian_sigma, classic_gaussian_sigma, laplace_scale
 

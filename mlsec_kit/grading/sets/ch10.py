@@ -1,0 +1,325 @@
+"""Checks of the chapter-10 exercise set: randomized response and its estimator, the Laplace mechanism for a
+clipped mean, and composition arithmetic.
+
+The statistical properties draw thousands of releases and accept at five standard errors (or a p-value
+above 1e-4), so a correct solution fails with a probability below one in a million per property; the
+seeds are fixed per property, so a rerun gives the same verdict. Student functions take tensors or
+numbers and a ``torch.Generator`` for their randomness; scalars come back as Python floats.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from scipy import stats
+
+from ... import dp
+from ..core import ExerciseSet
+from ..expect import call, describe, expect_float, expect_pair, expect_tensor, fail, fmt, to_float
+from ..instances import randint
+
+SET = ExerciseSet("10_differential_privacy", "Exercises: differential privacy", chapter=10)
+
+
+def _uniform(rng: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=rng, dtype=torch.float64))
+
+
+def _seeded(rng: torch.Generator) -> torch.Generator:
+    """A fresh generator for the student's function, seeded from the property's own."""
+    return torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=rng)))
+
+
+# ---- (a) randomized_response ---------------------------------------------------------------------------
+randomized_response = SET.question("randomized_response", "randomized_response(bits, epsilon, generator) -> tensor")
+
+
+def _reports(fn, bits: torch.Tensor, epsilon: float, generator: torch.Generator) -> torch.Tensor:
+    what = f"randomized_response(bits {describe(bits)}, epsilon={epsilon:.3g}, generator)"
+    out = expect_tensor(call(fn, bits.clone(), epsilon, generator, name="randomized_response"), what,
+                        shape=bits.shape)
+    if out.is_floating_point() or not bool(((out == 0) | (out == 1)).all()):
+        fail(f"{what} returned values other than the integers 0 and 1 (dtype {out.dtype})")
+    return out.long()
+
+
+@randomized_response.prop("returns a tensor of 0s and 1s with the shape of bits")
+def _rr_shape(fn, rng):
+    bits = torch.randint(0, 2, (randint(rng, 3, 20), randint(rng, 1, 4)), generator=rng)
+    _reports(fn, bits, _uniform(rng, 0.5, 2.0), _seeded(rng))
+
+
+@randomized_response.prop("keeps each bit with probability e^eps / (1 + e^eps)")
+def _rr_keep(fn, rng):
+    n, eps = 20_000, _uniform(rng, 0.2, 3.0)
+    bits = torch.randint(0, 2, (n,), generator=rng)
+    kept = int((_reports(fn, bits, eps, _seeded(rng)) == bits).sum())
+    p = 1 / (1 + math.exp(-eps))
+    if abs(kept - n * p) > 5 * math.sqrt(n * p * (1 - p)):
+        hints = {"1 - p: the truth and the lie are swapped": 1 - p, "eps / (1 + eps)": eps / (1 + eps),
+                 "1/2: the reports ignore the bits": 0.5}
+        hint = next((f"; that is {h}" for h, v in hints.items() if abs(kept / n - v) < 0.02), "")
+        fail(f"kept {kept / n:.4f} of {n} bits at epsilon={eps:.3g}; expected about {p:.4f}{hint}")
+
+
+@randomized_response.prop("lies symmetrically: a 0 becomes 1 as often as a 1 becomes 0")
+def _rr_symmetric(fn, rng):
+    n, eps = 10_000, _uniform(rng, 0.3, 2.0)
+    p = 1 / (1 + math.exp(-eps))
+    for b in (0, 1):
+        bits = torch.full((n,), b, dtype=torch.long)
+        ones = int(_reports(fn, bits, eps, _seeded(rng)).sum())
+        expected = n * (p if b == 1 else 1 - p)
+        if abs(ones - expected) > 5 * math.sqrt(n * p * (1 - p)):
+            fail(f"on {n} bits all equal to {b} at epsilon={eps:.3g}, {ones} reports are 1; expected about "
+                 f"{expected:.0f}")
+
+
+@randomized_response.prop("draws its randomness from the generator (same seed, same reports)")
+def _rr_generator(fn, rng):
+    bits = torch.randint(0, 2, (200,), generator=rng)
+    seed = randint(rng, 0, 10**6)
+    a = _reports(fn, bits, 1.0, torch.Generator().manual_seed(seed))
+    b = _reports(fn, bits, 1.0, torch.Generator().manual_seed(seed))
+    c = _reports(fn, bits, 1.0, torch.Generator().manual_seed(seed + 1))
+    if not torch.equal(a, b):
+        fail("two calls with generators seeded alike gave different reports; pass generator=generator to "
+             "torch.rand (and use no other source of randomness)")
+    if torch.equal(a, c):
+        fail("generators with different seeds gave identical reports on 200 bits; is the randomness used at all?")
+
+
+# ---- (b) rr_estimate -----------------------------------------------------------------------------------
+rr_estimate = SET.question("rr_estimate", "rr_estimate(reports, epsilon) -> float")
+
+
+def _estimate(fn, reports: torch.Tensor, eps: float) -> float:
+    return to_float(call(fn, reports.clone(), eps, name="rr_estimate"),
+                    f"rr_estimate(reports {describe(reports)}, epsilon={eps:.3g})")
+
+
+@rr_estimate.prop("returns a Python float")
+def _est_float(fn, rng):
+    reports = torch.randint(0, 2, (50,), generator=rng)
+    expect_float(call(fn, reports, 1.0, name="rr_estimate"), "rr_estimate")
+
+
+@rr_estimate.prop("inverts the expected report rate: (mean - (1 - p)) / (2p - 1), unclipped")
+def _est_formula(fn, rng):
+    for kind in ("random", "random", "random", "all 0", "all 1"):  # all 0s or 1s: the estimate leaves [0, 1]
+        n, eps = randint(rng, 10, 200), _uniform(rng, 0.1, 3.0)
+        reports = torch.randint(0, 2, (n,), generator=rng)
+        if kind != "random":
+            reports = torch.full((n,), int(kind[-1]), dtype=torch.long)
+        p = 1 / (1 + math.exp(-eps))
+        rate = float(reports.double().mean())
+        expected = (rate - (1 - p)) / (2 * p - 1)
+        got = _estimate(fn, reports, eps)
+        if abs(got - expected) > 1e-6 * max(1.0, abs(expected)):
+            hint = ("; do not clip the estimate into [0, 1], clipping biases it"
+                    if abs(got - min(1.0, max(0.0, expected))) < 1e-9
+                    else "; that is the raw fraction of 1s, which is biased towards 1/2" if abs(got - rate) < 1e-9
+                    else "")
+            fail(f"rr_estimate on {n} reports with {rate:.3f} ones at epsilon={eps:.3g} gave {fmt(got)}; "
+                 f"expected {fmt(expected)}{hint}")
+
+
+@rr_estimate.prop("is unbiased: averages to the true fraction over many surveys")
+def _est_unbiased(fn, rng):
+    n, surveys, eps = 200, 600, _uniform(rng, 0.5, 2.0)
+    true = randint(rng, 10, 90) / 100
+    bits = (torch.arange(n) < round(true * n)).long()
+    gen = _seeded(rng)
+    estimates = torch.tensor([_estimate(fn, dp.randomized_response(bits, epsilon=eps, generator=gen), eps)
+                              for _ in range(surveys)], dtype=torch.float64)
+    se = float(estimates.std()) / math.sqrt(surveys)
+    if abs(float(estimates.mean()) - true) > 5 * se + 1e-9:
+        fail(f"over {surveys} surveys of {n} people at epsilon={eps:.3g} the estimates average "
+             f"{float(estimates.mean()):.4f}; the true fraction is {true:.2f}")
+
+
+# ---- (c) laplace_mean ----------------------------------------------------------------------------------
+laplace_mean = SET.question("laplace_mean", "laplace_mean(x, lower, upper, epsilon, generator) -> float")
+
+
+def _mean_instance(rng: torch.Generator, *, outliers: bool = False):
+    n = randint(rng, 20, 200)
+    lower = float(randint(rng, -10, 10))
+    upper = lower + float(randint(rng, 1, 50))
+    x = lower + (upper - lower) * torch.rand(n, generator=rng, dtype=torch.float64)
+    if outliers:
+        k = randint(rng, 1, 3)
+        x[:k] = upper + 100 * (upper - lower)  # on one side only, so they do not cancel in the mean
+    return x, lower, upper
+
+
+def _releases(fn, x, lower, upper, eps, count, gen) -> torch.Tensor:
+    what = f"laplace_mean(x {describe(x)}, lower={lower:g}, upper={upper:g}, epsilon={eps:.3g}, generator)"
+    out = []
+    for _ in range(count):
+        out.append(to_float(call(fn, x, lower, upper, eps, gen, name="laplace_mean"), what))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@laplace_mean.prop("returns a Python float")
+def _lm_float(fn, rng):
+    x, lower, upper = _mean_instance(rng)
+    expect_float(call(fn, x, lower, upper, 1.0, _seeded(rng), name="laplace_mean"), "laplace_mean")
+
+
+@laplace_mean.prop("clips x to [lower, upper] before averaging")
+def _lm_clips(fn, rng):
+    x, lower, upper = _mean_instance(rng, outliers=True)
+    got = to_float(call(fn, x.clone(), lower, upper, 1e9, _seeded(rng), name="laplace_mean"), "laplace_mean")
+    expected = float(x.clamp(lower, upper).mean())
+    if abs(got - expected) > 1e-6 * (upper - lower):
+        hint = "; that is the mean without clipping" if abs(got - float(x.mean())) < 1e-6 * (upper - lower) else ""
+        fail(f"with epsilon=1e9 (almost no noise) and outliers far outside [{lower:g}, {upper:g}] the release is "
+             f"{fmt(got)}; expected the clipped mean {fmt(expected)}{hint}")
+
+
+@laplace_mean.prop("is unbiased for data inside the bounds")
+def _lm_unbiased(fn, rng):
+    x, lower, upper = _mean_instance(rng)
+    eps, count = _uniform(rng, 0.2, 2.0), 3000
+    out = _releases(fn, x, lower, upper, eps, count, _seeded(rng))
+    se = float(out.std()) / math.sqrt(count)  # the measured spread: this property is about the centre only
+    if abs(float(out.mean()) - float(x.mean())) > 5 * se:
+        fail(f"{count} releases average {fmt(out.mean())}; the mean of x is {fmt(x.mean())} "
+             f"(n={len(x)}, [{lower:g}, {upper:g}], epsilon={eps:.3g})")
+
+
+@laplace_mean.prop("adds Laplace noise of scale (upper - lower) / (n * epsilon)")
+def _lm_scale(fn, rng):
+    x, lower, upper = _mean_instance(rng)
+    eps, count = _uniform(rng, 0.2, 2.0), 3000
+    out = _releases(fn, x, lower, upper, eps, count, _seeded(rng)) - float(x.mean())
+    b = (upper - lower) / (len(x) * eps)
+    if stats.kstest(out.numpy(), "laplace", args=(0.0, b)).pvalue > 1e-4:
+        return
+    b_hat = float(out.abs().mean())  # the mean absolute deviation of Lap(b) is b
+    hints = {"(upper - lower) / epsilon: divide by n too": (upper - lower) / eps,
+             "1 / (n * epsilon): the sensitivity is (upper - lower) / n": 1 / (len(x) * eps),
+             "(upper - lower) * epsilon / n: divide by epsilon, do not multiply": (upper - lower) * eps / len(x)}
+    hint = next((f"; that is {h}" for h, v in hints.items() if abs(b_hat / v - 1) < 0.1), "")
+    if not hint and stats.kstest(out.numpy(), "norm", args=(0.0, float(out.std()))).pvalue > 1e-3:
+        hint = "; the noise looks Gaussian, not Laplace"
+    fail(f"the noise of {count} releases has scale about {fmt(b_hat)}; expected Laplace with b = {fmt(b)} "
+         f"(n={len(x)}, [{lower:g}, {upper:g}], epsilon={eps:.3g}){hint}")
+
+
+@laplace_mean.prop("empirical privacy loss on neighbouring datasets stays under epsilon")
+def _lm_privacy(fn, rng):
+    x, lower, upper = _mean_instance(rng)
+    eps, count = 1.0, 8000
+    d, d_prime = x.clone(), x.clone()
+    d[0], d_prime[0] = lower, upper + 1000 * (upper - lower)  # one record replaced: the worst case
+    gen = _seeded(rng)
+    a = _releases(fn, d, lower, upper, eps, count, gen)
+    b = _releases(fn, d_prime, lower, upper, eps, count, gen)
+    scale = (upper - lower) / (len(x) * eps)
+    centre = float(d.clamp(lower, upper).mean())
+    edges = torch.linspace(centre - 6 * scale, centre + 7 * scale, 27)
+    bound = dp.epsilon_lower_bound(a, b, edges=edges, confidence=0.999)
+    if bound > eps:
+        fail(f"releases on two neighbouring datasets (one record changed) differ so much that epsilon is at least "
+             f"{bound:.2f} with 99.9% confidence; the claim is epsilon={eps:g} (clip, and use the sensitivity "
+             "(upper - lower) / n)")
+
+
+# ---- (d) sequential_composition ------------------------------------------------------------------------
+sequential_composition = SET.question("sequential_composition", "sequential_composition(budgets) -> (epsilon, delta)")
+
+
+def _budgets(rng: torch.Generator) -> list[tuple[float, float]]:
+    return [(_uniform(rng, 0.01, 2.0), _uniform(rng, 0.0, 1e-5) if randint(rng, 0, 1) else 0.0)
+            for _ in range(randint(rng, 1, 12))]
+
+
+def _pair(fn, *args, name: str) -> tuple[float, float]:
+    what = f"{name}({', '.join(map(describe, args))})"
+    a, b = expect_pair(call(fn, *args, name=name), what)
+    return to_float(a, what + " (epsilon)"), to_float(b, what + " (delta)")
+
+
+@sequential_composition.prop("returns a pair (epsilon, delta) of numbers")
+def _seq_pair(fn, rng):
+    _pair(fn, _budgets(rng), name="sequential_composition")
+
+
+@sequential_composition.prop("adds up the epsilons and the deltas")
+def _seq_sum(fn, rng):
+    for _ in range(5):
+        budgets = _budgets(rng)
+        eps, delta = _pair(fn, list(budgets), name="sequential_composition")
+        want_eps, want_delta = math.fsum(e for e, _ in budgets), math.fsum(d for _, d in budgets)
+        if abs(eps - want_eps) > 1e-9 * max(1, want_eps) or abs(delta - want_delta) > 1e-15 + 1e-9 * want_delta:
+            hint = ("; that is the largest one: parallel composition, which only holds on disjoint data"
+                    if abs(eps - max(e for e, _ in budgets)) < 1e-12 and len(budgets) > 1 else "")
+            fail(f"for {len(budgets)} mechanisms got ({fmt(eps)}, {fmt(delta)}); expected ({fmt(want_eps)}, "
+                 f"{fmt(want_delta)}){hint}")
+
+
+@sequential_composition.prop("one mechanism costs itself, and the order does not matter")
+def _seq_identity(fn, rng):
+    e, d = _uniform(rng, 0.01, 3.0), _uniform(rng, 0.0, 1e-4)
+    got = _pair(fn, [(e, d)], name="sequential_composition")
+    if abs(got[0] - e) > 1e-12 or abs(got[1] - d) > 1e-15:
+        fail(f"sequential_composition([({e:.4g}, {d:.3g})]) = ({fmt(got[0])}, {fmt(got[1])}); expected the same pair")
+    budgets = _budgets(rng)
+    forward = _pair(fn, list(budgets), name="sequential_composition")
+    backward = _pair(fn, list(reversed(budgets)), name="sequential_composition")
+    if abs(forward[0] - backward[0]) > 1e-9 or abs(forward[1] - backward[1]) > 1e-15:
+        fail(f"reversing the list changed the result from {forward} to {backward}")
+
+
+# ---- (e) advanced_composition --------------------------------------------------------------------------
+advanced_composition = SET.question("advanced_composition",
+                                    "advanced_composition(epsilon, delta, k, delta_prime) -> (epsilon, delta)")
+
+
+def _adv_instance(rng: torch.Generator):
+    return (_uniform(rng, 0.001, 1.0), _uniform(rng, 0.0, 1e-6), randint(rng, 1, 5000),
+            10 ** _uniform(rng, -9, -2))
+
+
+@advanced_composition.prop("returns a pair (epsilon, delta) of numbers")
+def _adv_pair(fn, rng):
+    _pair(fn, *_adv_instance(rng), name="advanced_composition")
+
+
+@advanced_composition.prop("epsilon is eps * sqrt(2k ln(1/delta')) + k * eps * (e^eps - 1)")
+def _adv_eps(fn, rng):
+    for _ in range(5):
+        eps, delta, k, delta_prime = _adv_instance(rng)
+        got, _ = _pair(fn, eps, delta, k, delta_prime, name="advanced_composition")
+        first = eps * math.sqrt(2 * k * math.log(1 / delta_prime))
+        second = k * eps * math.expm1(eps)
+        if abs(got - (first + second)) > 1e-9 * (first + second):
+            hint = ("; the term k * eps * (e^eps - 1) is missing" if abs(got - first) < 1e-9 * first
+                    else "; that is sequential composition, k * eps" if abs(got - k * eps) < 1e-9 * k * eps else "")
+            fail(f"advanced_composition({eps:.4g}, {delta:.3g}, {k}, {delta_prime:.3g}) gave epsilon {fmt(got)}; "
+                 f"expected {fmt(first + second)}{hint}")
+
+
+@advanced_composition.prop("delta is k * delta + delta'")
+def _adv_delta(fn, rng):
+    for _ in range(5):
+        eps, delta, k, delta_prime = _adv_instance(rng)
+        _, got = _pair(fn, eps, delta, k, delta_prime, name="advanced_composition")
+        want = k * delta + delta_prime
+        if abs(got - want) > 1e-12 * max(want, 1e-12):
+            fail(f"advanced_composition({eps:.4g}, {delta:.3g}, {k}, {delta_prime:.3g}) gave delta {fmt(got)}; "
+                 f"expected k * delta + delta' = {fmt(want)}")
+
+
+@advanced_composition.prop("grows with k, and beats k * eps for many small steps")
+def _adv_shape(fn, rng):
+    eps, delta_prime = _uniform(rng, 0.001, 0.02), 1e-6
+    k = randint(rng, 5000, 20000)
+    small, _ = _pair(fn, eps, 0.0, k, delta_prime, name="advanced_composition")
+    large, _ = _pair(fn, eps, 0.0, 2 * k, delta_prime, name="advanced_composition")
+    if not large > small:
+        fail(f"epsilon for k={2 * k} ({fmt(large)}) is not larger than for k={k} ({fmt(small)})")
+    if not small < k * eps:
+        fail(f"{k} steps of epsilon={eps:.4g} gave {fmt(small)}, not below sequential composition's {fmt(k * eps)}")
