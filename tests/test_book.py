@@ -1,5 +1,6 @@
 """The whole book builds with warnings as errors, and its pages are complete."""
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +22,15 @@ def _toc_files():
 @pytest.fixture(scope="module")
 def html(tmp_path_factory):
     out = tmp_path_factory.mktemp("book")
-    cmd = [sys.executable, "-m", "jupyter_book.cli.main", "build", str(ROOT), "-W", "-n", "--keep-going",
-           "--path-output", str(out)]
+    beside = Path(sys.executable).parent / "jupyter-book"  # the environment's own, not another on PATH
+    exe = str(beside) if beside.is_file() else shutil.which("jupyter-book")
+    assert exe, "jupyter-book is not installed: pip install -r requirements.txt"
+    cmd = [exe, "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
-    return out / "_build" / "html"
+    html = out / "_build" / "html"
+    assert (html / "index.html").is_file(), f"the build wrote no HTML:\n{proc.stdout[-3000:]}"
+    return html
 
 
 def test_every_toc_entry_has_a_page(html):
