@@ -56,3 +56,45 @@ def exec_notebook_code(nb: nbformat.NotebookNode) -> dict:
         if cell.cell_type == "code":
             exec(compile(transform(cell.source), "<cell>", "exec"), namespace)
     return namespace
+
+
+# ---- assertions every exercise set's tests make ---------------------------------------------------------
+def assert_passes_on_seeds(question, fn, seeds) -> None:
+    """A reference solution earns full marks on every seed (fresh random instances each time)."""
+    from mlsec_kit.grading import run_question
+
+    for seed in seeds:
+        result = run_question(question, fn, seed=seed)
+        assert result.passed, result.report()
+
+
+def assert_set_runs_quickly(exercise, solutions: dict, *, limit: float = 5.0) -> None:
+    """All checks of a set, on the reference solutions, finish within ``limit`` seconds."""
+    import time
+
+    from mlsec_kit.grading import run_question
+
+    start = time.monotonic()
+    for name, question in exercise.questions.items():
+        run_question(question, solutions[name], seed=7)
+    assert time.monotonic() - start < limit
+
+
+def assert_mistake_fails(question, code: str, name: str, namespace: dict, failing, message: str) -> None:
+    """A typical mistake (``code`` defining ``name``) fails: exactly the properties named in ``failing``
+    (prefixes of their descriptions; ``None``: at least one), with ``message`` in a one-line explanation."""
+    import textwrap
+
+    from mlsec_kit.grading import run_question
+
+    namespace = dict(namespace)
+    exec(textwrap.dedent(code), namespace)
+    result = run_question(question, namespace[name], seed=3)
+    failed = [p for p in result.properties if not p.passed]
+    assert failed, result.report()
+    if failing is not None:  # exactly these properties fail, the others still earn their points
+        expected = {p.description for p in result.properties if p.description.startswith(tuple(failing))}
+        assert len(expected) == len(failing)
+        assert {p.description for p in failed} == expected, result.report()
+    assert any(message in p.message for p in failed), result.report()
+    assert all("\n" not in p.message for p in result.properties)

@@ -1,14 +1,11 @@
 """The chapter-4 checks (query accounting and one SimBA step): every reference solution passes on any seed,
 each typical mistake fails the property written for it, and both notebooks run in a real kernel."""
 import re
-import textwrap
-import time
 
-import nbclient
 import pytest
 import torch
 
-from grading_helpers import ROOT, exec_notebook_code, read
+from grading_helpers import assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, ROOT, exec_notebook_code, read
 from mlsec_kit.grading import get_exercise, run_question
 
 EXERCISE = get_exercise("04_evasion_blackbox")
@@ -34,10 +31,7 @@ def test_the_set_declares_the_chapter_questions():
 
 @pytest.mark.parametrize("name", QUESTIONS)
 def test_every_solution_passes_every_check_on_many_seeds(solutions, name):
-    question = EXERCISE.questions[name]
-    for seed in range(40):
-        result = run_question(question, solutions[name], seed=30_000 + seed)
-        assert result.passed, result.report()
+    assert_passes_on_seeds(EXERCISE.questions[name], solutions[name], range(30_000, 30_000 + 40))
 
 
 def test_the_kit_oracle_accounting_passes_too():
@@ -53,10 +47,7 @@ def test_the_kit_oracle_accounting_passes_too():
 
 
 def test_the_whole_set_runs_in_seconds(solutions):
-    start = time.monotonic()
-    for name, question in EXERCISE.questions.items():
-        run_question(question, solutions[name], seed=7)
-    assert time.monotonic() - start < 5
+    assert_set_runs_quickly(EXERCISE, solutions)
 
 
 MISTAKES = [
@@ -106,34 +97,7 @@ MISTAKES = [
 
 @pytest.mark.parametrize("name, label, code, failing, message", MISTAKES, ids=[m[1] for m in MISTAKES])
 def test_each_mistake_fails_its_property(name, label, code, failing, message):
-    namespace = {"torch": torch}
-    exec(textwrap.dedent(code), namespace)
-    result = run_question(EXERCISE.questions[name], namespace[name], seed=3)
-    failed = [p for p in result.properties if not p.passed]
-    assert failed, result.report()
-    if failing is not None:  # exactly these properties fail, the others still earn their points
-        expected = {p.description for p in result.properties if p.description.startswith(tuple(failing))}
-        assert len(expected) == len(failing)
-        assert {p.description for p in failed} == expected, result.report()
-    assert any(message in p.message for p in failed), result.report()
-    assert all("\n" not in p.message for p in result.properties)
+    assert_mistake_fails(EXERCISE.questions[name], code, name, {"torch": torch}, failing, message)
 
-
-# ---- the notebooks, in a real kernel --------------------------------------------------------------------
-def _execute(path, cwd):
-    nb = read(path)
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-                            ).execute()
-    return nb
-
-
-def _check_output(nb, name: str) -> str:
-    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source == f'check("{name}", {name})')
-    assert [o.output_type for o in cell.outputs] == ["stream"]
-    return cell.outputs[0].text
-
-
-def _last_text(nb) -> str:
-    return "".join(o.text for o in nb.cells[-1].outputs if o.output_type == "stream")
 
 # Executing the student and source notebooks is covered for every set by test_grading_notebooks.py.

@@ -1,14 +1,12 @@
 """The chapter-2 checks: every reference solution passes on any seed, and each typical mistake fails the
 property written for it, with a message that says what to fix."""
-import textwrap
-import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from grading_helpers import QUESTIONS, SOURCE, exec_notebook_code, read
-from mlsec_kit.grading import get_exercise, run_question
+from grading_helpers import assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, QUESTIONS, SOURCE, exec_notebook_code, read
+from mlsec_kit.grading import get_exercise
 
 EXERCISE = get_exercise("02_ml_basics")
 
@@ -27,17 +25,11 @@ def test_the_set_declares_the_chapter_questions():
 
 @pytest.mark.parametrize("name", QUESTIONS)
 def test_every_solution_passes_every_check_on_many_seeds(solutions, name):
-    question = EXERCISE.questions[name]
-    for seed in range(40):
-        result = run_question(question, solutions[name], seed=10_000 + seed)
-        assert result.passed, result.report()
+    assert_passes_on_seeds(EXERCISE.questions[name], solutions[name], range(10_000, 10_000 + 40))
 
 
 def test_the_whole_set_runs_in_seconds(solutions):
-    start = time.monotonic()
-    for name, question in EXERCISE.questions.items():
-        run_question(question, solutions[name], seed=7)
-    assert time.monotonic() - start < 5
+    assert_set_runs_quickly(EXERCISE, solutions)
 
 
 MISTAKES = [
@@ -130,14 +122,4 @@ MISTAKES = [
 
 @pytest.mark.parametrize("name, label, code, failing, message", MISTAKES, ids=[m[1] for m in MISTAKES])
 def test_each_mistake_fails_its_property(solutions, name, label, code, failing, message):
-    namespace = {"torch": torch, "F": F, "accuracy": solutions["accuracy"]}
-    exec(textwrap.dedent(code), namespace)
-    result = run_question(EXERCISE.questions[name], namespace[name], seed=3)
-    failed = [p for p in result.properties if not p.passed]
-    assert failed, result.report()
-    if failing is not None:  # exactly these properties fail, the others still earn their points
-        expected = {p.description for p in result.properties if p.description.startswith(tuple(failing))}
-        assert len(expected) == len(failing)
-        assert {p.description for p in failed} == expected, result.report()
-    assert any(message in p.message for p in failed), result.report()
-    assert all("\n" not in p.message for p in result.properties)
+    assert_mistake_fails(EXERCISE.questions[name], code, name, {"torch": torch, "F": F, "accuracy": solutions["accuracy"]}, failing, message)
