@@ -60,9 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch < 1 or args.steps < 1 or args.repeats < 1:
         parser.error("--batch, --steps and --repeats must be >= 1")
 
-    from art.attacks.evasion import ProjectedGradientDescent
-    from art.estimators.classification import PyTorchClassifier
-
     device = torch.device(args.device)
     torch.manual_seed(0)
     shape = tuple(args.shape)
@@ -70,16 +67,31 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.rand(args.batch, *shape, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     eps, alpha = 0.3, 0.3 * 2.5 / args.steps
-    classifier = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=shape, nb_classes=10,
-                                   clip_values=(0.0, 1.0), device_type="gpu" if device.type == "cuda" else "cpu")
-    art_attack = ProjectedGradientDescent(classifier, norm="inf", eps=eps, eps_step=alpha, max_iter=args.steps,
-                                          num_random_init=0, batch_size=args.batch, verbose=False)
     x_np, y_np = x.cpu().numpy(), y.cpu().numpy()
     runners = {
         "bare torch loop": lambda: bare_pgd(model, x, y, eps, alpha, args.steps),
         "mlsec_kit.pgd": lambda: pgd(model, x, y, eps=eps, alpha=alpha, steps=args.steps),
-        "ART ProjectedGradientDescent": lambda: art_attack.generate(x_np, y=y_np),
     }
+    # The peers are optional so each can run in its own environment: torchattacks pins requests~=2.25 and
+    # would downgrade it, so it lives in a separate venv (see benchmarks/README.md), ART in the book's.
+    try:
+        from art.attacks.evasion import ProjectedGradientDescent
+        from art.estimators.classification import PyTorchClassifier
+    except ImportError:
+        print("ART is not installed here: its row is skipped")
+    else:
+        classifier = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=shape, nb_classes=10,
+                                       clip_values=(0.0, 1.0), device_type="gpu" if device.type == "cuda" else "cpu")
+        art_attack = ProjectedGradientDescent(classifier, norm="inf", eps=eps, eps_step=alpha, max_iter=args.steps,
+                                              num_random_init=0, batch_size=args.batch, verbose=False)
+        runners["ART ProjectedGradientDescent"] = lambda: art_attack.generate(x_np, y=y_np)
+    try:
+        import torchattacks
+    except ImportError:
+        print("torchattacks is not installed here: its row is skipped")
+    else:
+        ta_attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=args.steps, random_start=False)
+        runners[f"torchattacks {torchattacks.__version__} PGD"] = lambda: ta_attack(x, y)
     # the same examples, whoever computes them (a speed comparison of different work means nothing)
     assert torch.allclose(runners["mlsec_kit.pgd"](), runners["bare torch loop"](), atol=1e-5)
     times: dict[str, list[float]] = {name: [] for name in runners}
@@ -102,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(row)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = ["# PGD speed: mlsec_kit vs a bare torch loop vs ART", "",
+    header = ["# PGD speed: mlsec_kit vs a bare torch loop vs ART and torchattacks", "",
               f"Small CNN (`mlsec_kit.models.small_cnn`, random weights), Linf PGD without random start, median of "
               f"{args.repeats} interleaved runs after a warm-up; ratio = median time / the bare loop's. "
               f"Measured {when}; Python {platform.python_version()}, torch {torch.__version__}. "
