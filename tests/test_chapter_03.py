@@ -1,23 +1,19 @@
-"""Chapter 3 (white-box evasion) executes and says what it claims; two runs give the same numbers."""
-from pathlib import Path
+"""Chapter 3 (white-box evasion) executes and says what it claims.
 
+That two runs agree is checked for every chapter in tests/test_notebooks.py."""
 import pytest
 
-from mlsec_kit.notebook import execute_notebook, glued_values
-
-ROOT = Path(__file__).resolve().parents[1]
-CHAPTER = ROOT / "chapters" / "03_evasion_whitebox.ipynb"
 pytestmark = pytest.mark.notebooks
 
 
 @pytest.fixture(scope="module")
-def executed():
-    return execute_notebook(CHAPTER, timeout=300)[0]
+def executed(executed_chapter):
+    return executed_chapter("03_evasion_whitebox")
 
 
 @pytest.fixture(scope="module")
-def values(executed):
-    return {k: float(v) for k, v in glued_values(executed).items()}
+def values(chapter_values):
+    return chapter_values("03_evasion_whitebox")
 
 
 def test_the_attacks_break_a_naturally_trained_model(values):
@@ -55,9 +51,3 @@ def test_the_slider_leaves_a_static_figure(executed):
     static = cells[cells.index(slider) + 1]
     assert "remove-output" in slider.metadata.get("tags", [])
     assert any("image/png" in o.get("data", {}) for o in static.outputs)
-
-
-def test_two_runs_give_identical_numbers(executed):
-    first = glued_values(executed)
-    second = glued_values(execute_notebook(CHAPTER, timeout=300)[0])
-    assert first and first == second

@@ -1,23 +1,19 @@
-"""Chapter 4 (black-box evasion) executes and says what it claims; two runs give the same numbers."""
-from pathlib import Path
+"""Chapter 4 (black-box evasion) executes and says what it claims.
 
+That two runs agree is checked for every chapter in tests/test_notebooks.py."""
 import pytest
 
-from mlsec_kit.notebook import execute_notebook, glued_values
-
-ROOT = Path(__file__).resolve().parents[1]
-CHAPTER = ROOT / "chapters" / "04_evasion_blackbox.ipynb"
 pytestmark = pytest.mark.notebooks
 
 
 @pytest.fixture(scope="module")
-def executed():
-    return execute_notebook(CHAPTER, timeout=300)[0]
+def executed(executed_chapter):
+    return executed_chapter("04_evasion_blackbox")
 
 
 @pytest.fixture(scope="module")
-def values(executed):
-    return {k: float(v) for k, v in glued_values(executed).items()}
+def values(chapter_values):
+    return chapter_values("04_evasion_blackbox")
 
 
 def test_score_based_attacks_fool_almost_everything_with_few_queries(values):
@@ -51,9 +47,3 @@ def test_art_agreement(values):
 def test_the_curve_figure_is_on_the_page(executed):
     cell = next(c for c in executed.cells if c.cell_type == "code" and "budgets = " in c.source)
     assert any("image/png" in o.get("data", {}) for o in cell.outputs)
-
-
-def test_two_runs_give_identical_numbers(executed):
-    first = glued_values(executed)
-    second = glued_values(execute_notebook(CHAPTER, timeout=300)[0])
-    assert first and first == second

@@ -43,30 +43,15 @@ def test_chapter_structure(path):
     assert "Learning objectives" in text and "Summary" in text and "{cite" in text
 
 
-@pytest.fixture(scope="module")
-def executed():
-    cache = {}
-
-    def run(path):
-        if path not in cache:
-            cache[path] = execute_notebook(path, timeout=300)[0]
-        return cache[path]
-    return run
-
-
-def _values(nb):
-    return {k: float(v) for k, v in glued_values(nb).items()}
-
-
-def test_chapter_01_attack_claims(executed):
-    v = _values(executed(ROOT / "chapters" / "01_threat_models.ipynb"))
+def test_chapter_01_attack_claims(chapter_values):
+    v = chapter_values("01_threat_models")
     assert v["ch01_clean_acc"] > 90
     assert v["ch01_adv_acc"] < v["ch01_clean_acc"] - 40      # the gradient direction breaks the model
     assert v["ch01_noise_acc"] > v["ch01_clean_acc"] - 10    # the same budget of random noise does not
 
 
-def test_chapter_02_claims(executed):
-    v = _values(executed(ROOT / "chapters" / "02_ml_with_mlsec_kit.ipynb"))
+def test_chapter_02_claims(chapter_values):
+    v = chapter_values("02_ml_with_mlsec_kit")
     assert abs(v["ch02_logreg_acc"] - v["ch02_sklearn_acc"]) < 5 and v["ch02_agreement"] > 90
     assert v["ch02_cnn_acc"] > 90
     assert v["ch02_overfit_train_acc"] == 100 and v["ch02_gap"] > 5
@@ -74,8 +59,8 @@ def test_chapter_02_claims(executed):
     assert v["ch02_gap_smallest"] > v["ch02_gap_largest"]     # more data, smaller gap
 
 
-def test_two_runs_give_identical_numbers(executed):
-    path = ROOT / "chapters" / "02_ml_with_mlsec_kit.ipynb"
-    first = glued_values(executed(path))
-    second = glued_values(execute_notebook(path, timeout=300)[0])
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_two_runs_give_identical_numbers(executed_chapter, path):
+    first = glued_values(executed_chapter(path.stem))
+    second = glued_values(execute_notebook(path, timeout=300, env={"MLSEC_PROFILE": "small"})[0])
     assert first and first == second
