@@ -1,22 +1,11 @@
 """The query oracle: what each output mode reveals, and that every query is charged to the right example."""
 import pytest
 import torch
-from torch import nn
 
 from mlsec_kit.attacks.evasion import Oracle, QueryBudgetExceeded
 from mlsec_kit.attacks.evasion.oracle import check_oracle, labels_of
 
-
-class Counting(nn.Module):
-    """Wraps a model and counts the rows it is asked to classify: ground truth for the oracle's accounting."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.rows = model, 0
-
-    def forward(self, x):
-        self.rows += len(x)
-        return self.model(x)
+from evasion_helpers import Counting
 
 
 def test_scores_are_the_softmax_of_the_logits(cnn, test_batch):

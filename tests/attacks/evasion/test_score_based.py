@@ -9,18 +9,8 @@ from mlsec_kit.attacks.evasion import Oracle, simba, square_attack
 from mlsec_kit.attacks.evasion.score_based import margin
 from mlsec_kit.train import predict
 
+from evasion_helpers import Counting
 
-
-class Counting(nn.Module):
-    """Counts the rows the model classifies: ground truth for the oracle's accounting."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.rows = model, 0
-
-    def forward(self, x):
-        self.rows += len(x)
-        return self.model(x)
 
 ATTACKS = {
     "simba_linf": lambda o, x, y, q, g: simba(o, x, y, eps=0.2, max_queries=q, generator=g),
