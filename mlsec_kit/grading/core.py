@@ -54,12 +54,17 @@ class Property:
 class Question:
     """A function the student writes, graded by its properties (one point each)."""
 
-    def __init__(self, exercise: str, name: str, signature: str) -> None:
+    def __init__(self, exercise: str, name: str, signature: str, *, forbid: tuple[str, ...] = ()) -> None:
         if not name.isidentifier():
             raise ValueError(f"name must be a Python identifier (the function's name), got {name!r}")
+        bad = [f for f in forbid if not isinstance(f, str) or not f.startswith("mlsec_kit.") or "." not in f[10:]]
+        if bad:
+            raise ValueError(f"forbid must name kit functions as 'mlsec_kit.module.function', got {bad!r}")
         self.exercise = exercise
         self.name = name
         self.signature = signature
+        # the kit functions that would answer this question; the grader blocks them while it runs
+        self.forbid: tuple[str, ...] = tuple(forbid)
         self.properties: tuple[Property, ...] = ()
 
     def prop(self, description: str) -> Callable[[CheckFn], CheckFn]:
@@ -89,11 +94,12 @@ class ExerciseSet:
         self.questions: dict[str, Question] = {}
         _REGISTRY[id] = self  # a reloaded module replaces its set
 
-    def question(self, name: str, signature: str) -> Question:
-        """Declare the next question; ``name`` is the function the student defines."""
+    def question(self, name: str, signature: str, *, forbid: tuple[str, ...] = ()) -> Question:
+        """Declare the next question; ``name`` is the function the student defines; ``forbid`` lists the kit
+        functions (``"mlsec_kit.dp.randomized_response"``) that would answer it, blocked while it is graded."""
         if name in self.questions:
             raise ValueError(f"question {name!r} is already declared in {self.id}")
-        self.questions[name] = Question(self.id, name, signature)
+        self.questions[name] = Question(self.id, name, signature, forbid=forbid)
         return self.questions[name]
 
     @property
