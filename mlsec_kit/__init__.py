@@ -8,7 +8,7 @@ A notebook needs three globals, all here::
     mk.profile()           # 'small' (default) or 'full' (MLSEC_PROFILE=full)
 """
 from .config import by_profile, device, profile, seed_everything
+from ._release import VERSION as __version__
 from .notebook import glue
 
-__version__ = "0.1.0"
 __all__ = ["device", "seed_everything", "profile", "by_profile", "glue", "__version__"]
