@@ -18,6 +18,7 @@ because of the student's code; :func:`check` is the notebook-facing wrapper that
 from __future__ import annotations
 
 import hashlib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, Callable, Optional
@@ -49,6 +50,7 @@ class Property:
 
     description: str
     fn: CheckFn
+    weight: float = 1
 
 
 class Question:
@@ -67,16 +69,32 @@ class Question:
         self.forbid: tuple[str, ...] = tuple(forbid)
         self.properties: tuple[Property, ...] = ()
 
-    def prop(self, description: str) -> Callable[[CheckFn], CheckFn]:
-        """Decorator: register ``fn(student_fn, rng)`` as the next property of this question."""
+    def prop(self, description: str, *, weight: float = 1) -> Callable[[CheckFn], CheckFn]:
+        """Decorator: register ``fn(student_fn, rng)`` as the next property of this question, worth
+        ``weight`` points (default 1)."""
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0 \
+                or weight != weight or weight == float("inf"):
+            raise ValueError(f"weight must be a positive number of points, got {weight!r}")
+
         def register(fn: CheckFn) -> CheckFn:
-            self.properties = self.properties + (Property(description, fn),)
+            self.properties = self.properties + (Property(description, fn, weight),)
             return fn
         return register
 
+    def set_weights(self, *weights: float) -> "Question":
+        """Give the properties, in order, these weights (an instructor's variant of a shipped set)."""
+        if len(weights) != len(self.properties):
+            raise ValueError(f"{self.name} has {len(self.properties)} properties, got {len(weights)} weights")
+        for w in weights:
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+                raise ValueError(f"weights must be positive numbers of points, got {w!r}")
+        self.properties = tuple(Property(p.description, p.fn, w) for p, w in zip(self.properties, weights))
+        return self
+
     @property
-    def max_score(self) -> int:
-        return len(self.properties)
+    def max_score(self) -> float:
+        total = sum(p.weight for p in self.properties)
+        return int(total) if float(total).is_integer() else total
 
     def __repr__(self) -> str:
         return f"Question({self.exercise}/{self.name}, {self.max_score} properties)"
@@ -119,11 +137,36 @@ def exercise_ids() -> tuple[str, ...]:
 def get_exercise(exercise_id: str) -> ExerciseSet:
     """The exercise set with this id, importing its checks module on first use."""
     from .sets import SETS
+    if exercise_id in _REGISTRY and exercise_id not in SETS:  # an instructor's set, loaded with load_sets
+        return _REGISTRY[exercise_id]
     if exercise_id not in SETS:
         raise ValueError(f"unknown exercise {exercise_id!r}; choose one of {', '.join(SETS)}")
     if exercise_id not in _REGISTRY:
         import_module(SETS[exercise_id])
     return _REGISTRY[exercise_id]
+
+
+def load_sets(folder: Any) -> list[str]:
+    """Import every ``*.py`` in ``folder`` (an instructor's private exercise sets); the ids they declare.
+
+    A module there declares a set exactly as the shipped ones do (``SET = ExerciseSet(...)``, questions and
+    properties); it may start from a shipped set's helpers (``from mlsec_kit.grading.sets import ch02``).
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"sets folder {str(folder)!r} does not exist")
+    before = {k: id(v) for k, v in _REGISTRY.items()}
+    for path in sorted(folder.glob("*.py")):
+        name = f"mlsec_private_sets_{derive_seed(str(path.resolve()))}_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return [k for k, v in _REGISTRY.items() if before.get(k) != id(v)]
 
 
 def find_question(name: str) -> Question:
@@ -157,6 +200,7 @@ class PropertyResult:
     description: str
     passed: bool
     message: str = ""
+    weight: float = 1
 
     def line(self) -> str:
         if self.passed:
@@ -172,13 +216,14 @@ class CheckResult:
     name: str
     seed: Optional[int]
     properties: list[PropertyResult]
-    max_score: int
+    max_score: float
     note: str = ""
     _printed_in: Optional[int] = field(default=None, repr=False, compare=False)
 
     @property
-    def score(self) -> int:
-        return 0 if self.note else sum(p.passed for p in self.properties)
+    def score(self) -> float:
+        total = 0 if self.note else sum(p.weight for p in self.properties if p.passed)
+        return int(total) if float(total).is_integer() else round(total, 4)
 
     @property
     def passed(self) -> bool:
@@ -203,12 +248,12 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         return {"exercise": self.exercise, "name": self.name, "seed": self.seed, "max_score": self.max_score,
                 "note": self.note,
-                "properties": [[p.description, p.passed, p.message] for p in self.properties]}
+                "properties": [[p.description, p.passed, p.message, p.weight] for p in self.properties]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CheckResult":
-        props = [PropertyResult(str(d), bool(p), str(m)) for d, p, m in data["properties"]]
-        return cls(str(data["exercise"]), str(data["name"]), data["seed"], props, int(data["max_score"]),
+        props = [PropertyResult(str(d), bool(p), str(m), float(w)) for d, p, m, w in data["properties"]]
+        return cls(str(data["exercise"]), str(data["name"]), data["seed"], props, data["max_score"],
                    str(data["note"]))
 
     def __repr__(self) -> str:
@@ -266,30 +311,36 @@ def run_question(question: Question, fn: Any, *, seed: int, timeout: Optional[fl
         return CheckResult.zero(question, f"{question.name} should be a function, got {type(fn).__name__}",
                                 seed)
     _warm_up()
+    remote = hasattr(fn, "_begin_property")  # judged here, run in the submission's process: no alarm here
     results: list[PropertyResult] = []
     skip = ""
     for index, prop in enumerate(question.properties):
+        w = prop.weight
         if skip:
-            results.append(PropertyResult(prop.description, False, skip))
+            results.append(PropertyResult(prop.description, False, skip, w))
             continue
         sub_seed = derive_seed(seed, question.exercise, question.name, index)
         try:
-            with torch.random.fork_rng(devices=[]), time_limit(timeout):
+            if remote:
+                fn._begin_property(timeout)
+            with torch.random.fork_rng(devices=[]), (nullcontext() if remote else time_limit(timeout)):
                 torch.manual_seed(sub_seed)
                 prop.fn(fn, torch.Generator().manual_seed(sub_seed))
         except CheckFailure as err:
-            results.append(PropertyResult(prop.description, False, str(err)))
+            results.append(PropertyResult(prop.description, False, str(err), w))
         except NotImplementedError:
-            results.append(PropertyResult(prop.description, False, "not implemented yet"))
+            results.append(PropertyResult(prop.description, False, "not implemented yet", w))
         except TimeLimitExceeded as err:
-            results.append(PropertyResult(prop.description, False, f"{err} (an endless loop?)"))
+            results.append(PropertyResult(prop.description, False, f"{err} (an endless loop?)", w))
             skip = f"not run: an earlier check took longer than {err.seconds:g} s"
         except KeyboardInterrupt:
             raise
         except BaseException as err:  # anything the student's code raised, SystemExit included
-            results.append(PropertyResult(prop.description, False, _one_line(err)))
+            results.append(PropertyResult(prop.description, False, _one_line(err), w))
+            if type(err).__name__ == "SubmissionStopped":
+                skip = f"not run: {err}"
         else:
-            results.append(PropertyResult(prop.description, True))
+            results.append(PropertyResult(prop.description, True, "", w))
     return CheckResult(question.exercise, question.name, seed, results, question.max_score)
 
 

@@ -1,46 +1,66 @@
-"""Grade one submitted notebook in a process of its own.
+"""Grade one submitted notebook: the submission computes in a sandbox, the grader judges in its own process.
 
-Why a fresh ``python`` process hosting an IPython shell, and not a Jupyter kernel: the grader must call
-the student's functions itself and hand structured results back to the parent without going through
-anything the student's code prints. In a kernel that means injecting grader code into the student's
-namespace; here the grader's own frame holds its references (taken before any student code runs) and
-writes its results to a file the parent names. ``IPython``'s shell still runs each cell exactly as a
-notebook would (magics, ``display``, ``%%time``), with ``%pip``, ``%conda`` and ``!`` commands turned
-into no-ops so an install line costs nothing.
+Two processes, and only data between them:
 
-The parent (:func:`grade_notebook`) copies the ``mlsec_kit`` package into a fresh folder for each
-submission, so a submission that edits the checks on disk changes only its own copy (and is caught by
-comparing hashes), starts ``python -m mlsec_kit.grading.runner`` there with the job on standard input,
-and kills the process group at the per-notebook time limit. Inside (:func:`main`) each cell gets a time
-limit, a failing cell does not stop the next, and each question is graded on a fresh seed, between two
-:class:`~mlsec_kit.grading.integrity.Snapshot` checks. Results are rewritten after every question, so a
-notebook killed while grading keeps the questions graded before.
+* **The submission's process** (:func:`main`, started by :class:`~mlsec_kit.grading.sandbox.Sandbox`) is the
+  notebook's kernel: a fresh ``python`` hosting an IPython shell that runs the cells exactly as a notebook
+  would (``%pip``, ``%conda`` and ``!`` are no-ops), each under a time limit. Then it only *serves calls*: it
+  receives a question's name and the call's arguments, runs the student's function on them with the kit
+  functions that would answer the question blocked, and sends back the return value and the new state of the
+  arguments it changed (a model's weights and mode, a tensor edited in place, a generator's state).
+* **The grader's process** (:func:`grade_notebook`) runs every property. A property's ``fn`` is a
+  :class:`RemoteFunction`: calling it sends the arguments over a pipe and waits for the answer. A callable
+  argument (a query oracle that counts rows) stays in the grader: the submission calls it back. Everything the
+  submission sends is decoded by :mod:`~mlsec_kit.grading.wire` (JSON and raw tensor bytes, never pickle), so
+  nothing the notebook does — replacing ``torch.random.fork_rng``, the kit's helpers, ``builtins`` or the
+  checks themselves — can change how a property is judged. The submission only hurts itself.
+
+Results exist only in the grader's memory until :mod:`~mlsec_kit.grading.report` writes them, after every
+submission's process and everything it started has been killed.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import importlib
 import os
+import pickle
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from . import core
-from .core import CheckResult, ExerciseSet, get_exercise
-from .integrity import Snapshot
-from .limits import TimeLimitExceeded, time_limit
+from . import wire
 
-__all__ = ["Submission", "grade_notebook", "main"]
+__all__ = ["Submission", "grade_notebook", "main", "RemoteFunction", "SubmissionStopped", "MAX_NOTEBOOK_MB"]
+
+MAX_NOTEBOOK_MB = 20  # a submitted notebook larger than this is not run
+_SLACK = 3.0  # seconds the grader waits past a call's time limit before it stops the submission
 
 
-# ---- inside the grading process ------------------------------------------------------------------------
+class SubmissionStopped(Exception):
+    """The submission's process is gone (it crashed, exited, or ran past its time and was stopped)."""
+
+
+class _Callback:
+    """Stands, in the submission's process, for a callable argument that stays in the grader."""
+
+    def __init__(self, index: int, name: str) -> None:
+        self.index, self.__name__ = index, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _CHILD["callback"](self.index, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self.__name__} (answered by the grader)>"
+
+
+_CHILD: dict[str, Any] = {}
+
+
+# ==== inside the submission's process ====================================================================
 def _skipped(line: str = "", *args: Any, **kwargs: Any) -> None:
     print(f"[grader] skipped: {line}".rstrip())
 
@@ -63,6 +83,8 @@ def _make_shell() -> Any:
 
 
 def _cell_error(index: int, source: str, error: BaseException) -> str:
+    from .limits import TimeLimitExceeded
+
     first = next((line.strip() for line in source.splitlines() if line.strip()), "")
     first = first if len(first) <= 40 else first[:37] + "..."
     if isinstance(error, TimeLimitExceeded):
@@ -76,209 +98,532 @@ def _cell_error(index: int, source: str, error: BaseException) -> str:
 
 
 def _execute_cells(shell: Any, cells: list[tuple[int, str]], timeout: Optional[float]) -> list[str]:
-    """Run each cell in turn, each with a time limit; return one line per cell that failed."""
+    from .limits import TimeLimitExceeded, time_limit
+
     errors = []
     for index, source in cells:
         try:
             with time_limit(timeout):
                 result = shell.run_cell(source, store_history=False)
             error = result.error_before_exec or result.error_in_exec
-        except (Exception, TimeLimitExceeded) as err:  # raised outside the cell's own code
+        except (Exception, TimeLimitExceeded) as err:
             error = err
         if error is not None:
             errors.append(_cell_error(index, source, error))
     return errors
 
 
-def _tamper_note(problems: list[Any], during: str = "") -> str:
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"tampering with the checker: {problems[0].what}{during}{more}; no points"
+class _Forbidden(Exception):
+    pass
 
 
-def _grade_question(question: core.Question, namespace: dict[str, Any], verify: Any,
-                    run: Any, seed: int, timeout: Optional[float]) -> CheckResult:
-    problems = [p for p in verify() if p.affects(question.name)]
-    if problems:
-        return CheckResult.zero(question, _tamper_note(problems), seed)
-    if question.name not in namespace:
-        return CheckResult.zero(question, f"{question.name} is not defined in the notebook "
-                                          "(did its cell raise an error?)", seed)
-    result = run(question, namespace[question.name], seed=seed, timeout=timeout)
-    problems = [p for p in verify() if p.affects(question.name)]
-    if problems:
-        return CheckResult.zero(question, _tamper_note(problems, f" while {question.name} ran"), seed)
-    return result
+def _block(names: list[str]) -> Callable[[], None]:
+    """Make the kit functions ``names`` raise while a question runs; return what undoes it.
+
+    The function object itself is changed (its code), so a reference the notebook took earlier
+    (``from mlsec_kit.dp import randomized_response``) is blocked too, and so is every module that re-exports it.
+    """
+    undo: list[Callable[[], None]] = []
+    for name in names:
+        module_name, _, attr = name.rpartition(".")
+        try:
+            target = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError):
+            continue
+        message = f"implement this yourself, without `{name}` (the kit's reference implementation)"
+
+        def raiser(*args: Any, __message: str = message, **kwargs: Any) -> Any:
+            raise __import__("mlsec_kit.grading.runner", fromlist=["_"])._Forbidden(__message)
+
+        for mod in [m for m in list(sys.modules.values()) if getattr(m, "__name__", "").startswith("mlsec_kit")]:
+            for key, value in list(vars(mod).items()):
+                if value is target:
+                    setattr(mod, key, raiser)
+                    undo.append(lambda m=mod, k=key, v=value: setattr(m, k, v))
+        funcs = [target]
+        while hasattr(funcs[-1], "__wrapped__") and len(funcs) < 5:
+            funcs.append(funcs[-1].__wrapped__)
+        for func in funcs:
+            code = getattr(func, "__code__", None)
+            if code is None or code.co_freevars:
+                continue
+            blocked = raiser.__code__
+            saved_defaults, saved_kw = func.__defaults__, func.__kwdefaults__
+            try:
+                func.__code__ = blocked
+                func.__defaults__, func.__kwdefaults__ = None, {"__message": message}
+            except (TypeError, ValueError, AttributeError):
+                continue
+            undo.append(lambda f=func, c=code, d=saved_defaults, k=saved_kw: (
+                setattr(f, "__code__", c), setattr(f, "__defaults__", d), setattr(f, "__kwdefaults__", k)))
+    return lambda: [u() for u in reversed(undo)]
+
+
+def _state_of(obj: Any, blobs: list[bytes]) -> Any:
+    """What the grader needs to mirror a change the call made to argument ``obj``."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        grad = obj.grad if obj.is_leaf else None
+        return {"tensor": wire.encode(obj, blobs), "grad": None if grad is None else wire.encode(grad, blobs)}
+    if isinstance(obj, torch.nn.Module):
+        return {"module": {"state": [[k, wire.encode(v, blobs)] for k, v in obj.state_dict().items()],
+                           "training": [m.training for m in obj.modules()],
+                           "grads": [None if p.grad is None else wire.encode(p.grad, blobs)
+                                     for p in obj.parameters()]}}
+    if isinstance(obj, torch.Generator):
+        return {"generator": wire.encode(obj.get_state(), blobs)}
+    if isinstance(obj, torch.optim.Optimizer):
+        return {"optimizer": {"lr": [float(g.get("lr", 0.0)) for g in obj.param_groups],
+                              "params": [wire.encode(p, blobs) for g in obj.param_groups for p in g["params"]]}}
+    if isinstance(obj, (list, tuple)):
+        return {"items": [_state_of(v, blobs) for v in obj]}
+    return None
+
+
+def _serve_call(fn: Any, header: dict[str, Any], blobs: list[bytes], fd_out: int) -> None:
+    from .limits import TimeLimitExceeded, time_limit
+
+    args, kwargs = pickle.loads(blobs[0])  # sent by the grader: the trusted side
+    undo = _block(list(header.get("forbid", [])))
+    try:
+        with time_limit(max(0.05, float(header["timeout"])) if header.get("timeout") else None):
+            value = fn(*args, **kwargs)
+    except _Forbidden as err:
+        reply = {"op": "error", "kind": "forbidden", "type": "ForbiddenFunction", "message": str(err)}
+    except TimeLimitExceeded as err:
+        reply = {"op": "error", "kind": "timeout", "type": "TimeLimitExceeded", "message": str(err)}
+    except NotImplementedError as err:
+        reply = {"op": "error", "kind": "not_implemented", "type": "NotImplementedError", "message": str(err)}
+    except BaseException as err:  # SystemExit and KeyboardInterrupt of the student's code included
+        reply = {"op": "error", "kind": "exception", "type": type(err).__name__, "message": str(err)[:500]}
+    else:
+        reply = None
+    finally:
+        undo()
+    out: list[bytes] = []
+    if reply is None:
+        flat = list(args)
+        ref = next((i for i, a in enumerate(flat) if value is a), None)
+        encoded = {"~": "argref", "i": ref} if ref is not None else wire.encode(value, out)
+        reply = {"op": "result", "value": encoded, "args": [_state_of(a, out) for a in args]}
+    wire.send(fd_out, reply, out)
 
 
 def main() -> None:
-    """Entry point of the grading process: read the job from stdin, grade, write results, exit."""
-    job = json.loads(sys.stdin.read())
-    sys.stdin = open(os.devnull)  # input() in a cell gets EOF instead of waiting forever
-    # held before any student code runs, so that replacing them later changes nothing here
-    write, seek, truncate, exit_now, dumps = os.write, os.lseek, os.ftruncate, os._exit, json.dumps
-    fd = os.open(job["results"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-
-    def save(payload: dict[str, Any]) -> None:
-        data = dumps({**payload, "nonce": job["nonce"]}).encode()
-        truncate(fd, 0)
-        seek(fd, 0, 0)
-        write(fd, data)
-
-    exercise: ExerciseSet = get_exercise(job["exercise"])
-    questions = tuple(exercise.questions.values())
-    run = core.run_question
-    core.set_grading_mode(True)
+    """Entry point of the submission's process: ``python -m mlsec_kit.grading.runner FD_IN FD_OUT``."""
+    fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
+    sys.stdin = open(os.devnull)
+    receive, send, exit_now = wire.receive, wire.send, os._exit
+    from . import core
     core._warm_up()
+    _make_shell()
+    import numpy  # noqa: F401  (loaded before the process gives up root, where it runs as root)
+    from .sandbox import drop_privileges
+    drop_privileges()
+    header, _ = receive(fd_in)
+    core.set_grading_mode(True)
+
+    def callback(index: int, args: tuple, kwargs: dict) -> Any:
+        out: list[bytes] = []
+        send(fd_out, {"op": "callback", "index": index, "args": wire.encode(list(args), out),
+                      "kwargs": wire.encode(kwargs, out)}, out)
+        reply, blobs = receive(fd_in)
+        if reply.get("op") == "callback_result":
+            return wire.decode(reply["value"], blobs)
+        raise RuntimeError(str(reply.get("message", "the grader refused this call")))
+
+    _CHILD["callback"] = callback
     shell = _make_shell()
+    errors = _execute_cells(shell, [tuple(c) for c in header["cells"]], header.get("cell_timeout"))
     namespace = shell.user_ns
-    verify = Snapshot.of_grader(exercise).verify
-    payload: dict[str, Any] = {"questions": [], "cells": [], "complete": False, "package": core.__file__}
-    save(payload)
-    payload["cells"] = _execute_cells(shell, [tuple(c) for c in job["cells"]], job["cell_timeout"])
-    save(payload)
-    for question in questions:
-        seed = core.derive_seed(job["seed"], question.exercise, question.name)
-        result = _grade_question(question, namespace, verify, run, seed, job["check_timeout"])
-        payload["questions"].append(result.to_dict())
-        save(payload)
-    payload["complete"] = True
-    save(payload)
+    names = {}
+    for name in header["questions"]:
+        value = namespace.get(name, _Callback)  # a sentinel no notebook defines
+        names[name] = ("missing" if value is _Callback else "ok" if callable(value)
+                       else f"not a function: {type(value).__name__}")
+    send(fd_out, {"op": "ready", "cells": errors, "names": names})
+    while True:
+        header, blobs = receive(fd_in)
+        if header.get("op") != "call":
+            break
+        fn = namespace.get(header["name"])
+        _serve_call(fn, header, blobs, fd_out)
     try:
         sys.stdout.flush()
     finally:
-        exit_now(0)  # no atexit handlers or threads of the submission run after this
+        exit_now(0)
 
 
-# ---- in the instructor's process -----------------------------------------------------------------------
+# ==== in the grader's process ============================================================================
+class _Kernel:
+    """The grader's end of one submission's process."""
+
+    def __init__(self, proc: Any, fd_to: int, fd_from: int, notebook_deadline: float) -> None:
+        self.proc, self.fd_to, self.fd_from = proc, fd_to, fd_from
+        self.notebook_deadline = notebook_deadline
+        self.stopped = ""  # why the process is gone, once it is
+        self.timed_out = False
+
+    def stop(self, why: str) -> None:
+        if not self.stopped:
+            self.stopped = why
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+
+
+class RemoteFunction:
+    """The student's function for one question, called in the submission's process."""
+
+    def __init__(self, kernel: _Kernel, name: str, forbid: tuple[str, ...]) -> None:
+        self._kernel, self.__name__, self._forbid = kernel, name, tuple(forbid)
+        self._deadline: Optional[float] = None
+        self._timeout: Optional[float] = None
+
+    def _begin_property(self, timeout: Optional[float]) -> None:
+        """Called by :func:`~mlsec_kit.grading.core.run_question` before each property: its time budget."""
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        from .core import CheckFailure
+        from .limits import TimeLimitExceeded
+
+        kernel = self._kernel
+        if kernel.stopped:
+            raise SubmissionStopped(kernel.stopped)
+        now = time.monotonic()
+        deadline = min(d for d in (self._deadline, kernel.notebook_deadline) if d is not None)
+        remaining = deadline - now
+        if remaining <= 0:
+            raise TimeLimitExceeded(self._timeout or 0.0)
+        callbacks: list[Callable[..., Any]] = []
+
+        def swap(value: Any) -> Any:
+            if callable(value) and not isinstance(value, (torch.nn.Module, torch.Tensor, type, torch.Generator)):
+                callbacks.append(value)
+                return _Callback(len(callbacks) - 1, getattr(value, "__name__", type(value).__name__))
+            return value
+
+        sent_args = tuple(swap(a) for a in args)
+        sent_kwargs = {k: swap(v) for k, v in kwargs.items()}
+        payload = pickle.dumps((sent_args, sent_kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        failure: list[BaseException] = []
+        try:
+            wire.send(kernel.fd_to, {"op": "call", "name": self.__name__, "forbid": list(self._forbid),
+                                     "timeout": remaining}, [payload])
+            while True:
+                header, blobs = wire.receive(kernel.fd_from, deadline + _SLACK)
+                op = header.get("op")
+                if op == "callback":
+                    self._answer(header, blobs, callbacks, failure)
+                    continue
+                break
+        except wire.WireError as err:
+            if "deadline" in str(err):
+                kernel.timed_out = kernel.notebook_deadline <= deadline + _SLACK
+                kernel.stop(f"the submission's process was stopped: {self.__name__} ran past its time "
+                             "limit and did not stop when interrupted")
+                raise TimeLimitExceeded(self._timeout or remaining) from None
+            kernel.stop(f"the submission's process ended while {self.__name__} ran ({err})")
+            raise SubmissionStopped(kernel.stopped) from None
+        if failure:  # a check inside a callback failed: that is the verdict, whatever the student did next
+            raise failure[0]
+        if op == "error":
+            kind, message = header.get("kind"), str(header.get("message", ""))
+            if kind == "timeout":
+                raise TimeLimitExceeded(self._timeout or remaining)
+            if kind == "not_implemented":
+                raise NotImplementedError(message)
+            name = "".join(ch for ch in str(header.get("type", "Error")) if ch.isalnum() or ch == "_")[:60]
+            name = name if name.isidentifier() else "Error"
+            raise type(name, (Exception,), {})(message)
+        if op != "result":
+            kernel.stop("the submission's process sent a malformed answer")
+            raise SubmissionStopped(kernel.stopped)
+        try:
+            for arg, state in zip(args, header.get("args", [])):
+                _apply_state(arg, state, blobs)
+            value = header.get("value")
+            if isinstance(value, dict) and value.get("~") == "argref" and isinstance(value.get("i"), int) \
+                    and 0 <= value["i"] < len(args):
+                return args[value["i"]]
+            return wire.decode(value, blobs)
+        except wire.WireError as err:
+            raise CheckFailure(f"{self.__name__} returned something the grader cannot read ({err})") from None
+
+    def _answer(self, header: dict[str, Any], blobs: list[bytes], callbacks: list[Callable[..., Any]],
+                failure: list[BaseException]) -> None:
+        from .core import CheckFailure
+
+        kernel = self._kernel
+        try:
+            index = header["index"]
+            if not isinstance(index, int) or not 0 <= index < len(callbacks):
+                raise wire.WireError("unknown callback")
+            args = wire.decode(header["args"], blobs)
+            kwargs = wire.decode(header.get("kwargs", {"~": "dict", "v": []}), blobs)
+            if not isinstance(args, list) or not isinstance(kwargs, dict) \
+                    or not all(isinstance(k, str) for k in kwargs):
+                raise wire.WireError("bad callback arguments")
+            value = callbacks[index](*args, **kwargs)
+        except CheckFailure as err:
+            failure.append(err)
+            reply, out = {"op": "callback_error", "message": str(err)}, []
+        except wire.WireError as err:
+            reply, out = {"op": "callback_error", "message": str(err)}, []
+        except Exception as err:
+            reply, out = {"op": "callback_error", "message": f"{type(err).__name__}: {err}"}, []
+        else:
+            out = []
+            reply = {"op": "callback_result", "value": wire.encode(value, out)}
+        wire.send(kernel.fd_to, reply, out)
+
+
+def _apply_state(obj: Any, state: Any, blobs: list[bytes]) -> None:
+    """Mirror in the grader's object ``obj`` the change the call made to it in the submission's process."""
+    import torch
+
+    if not isinstance(state, dict):
+        return
+    if isinstance(obj, torch.Tensor) and "tensor" in state:
+        new = wire.decode(state["tensor"], blobs)
+        if isinstance(new, torch.Tensor) and new.shape == obj.shape and new.dtype == obj.dtype:
+            with torch.no_grad():
+                obj.copy_(new)
+        if obj.is_leaf and obj.requires_grad:
+            grad = None if state.get("grad") is None else wire.decode(state["grad"], blobs)
+            obj.grad = grad.detach() if isinstance(grad, torch.Tensor) and grad.shape == obj.shape else None
+    elif isinstance(obj, torch.nn.Module) and "module" in state:
+        info = state["module"]
+        own = obj.state_dict()
+        with torch.no_grad():
+            for key, value in info.get("state", []):
+                new = wire.decode(value, blobs)
+                if key in own and isinstance(new, torch.Tensor) and new.shape == own[key].shape:
+                    own[key].copy_(new.to(own[key].dtype))
+        for module, training in zip(obj.modules(), info.get("training", [])):
+            module.training = bool(training)
+        for param, grad in zip(obj.parameters(), info.get("grads", [])):
+            value = None if grad is None else wire.decode(grad, blobs)
+            param.grad = value.detach() if isinstance(value, torch.Tensor) and value.shape == param.shape else None
+    elif isinstance(obj, torch.Generator) and "generator" in state:
+        new = wire.decode(state["generator"], blobs)
+        if isinstance(new, torch.Tensor) and new.dtype == torch.uint8 and new.shape == obj.get_state().shape:
+            obj.set_state(new)
+    elif isinstance(obj, torch.optim.Optimizer) and "optimizer" in state:
+        info = state["optimizer"]
+        params = [p for g in obj.param_groups for p in g["params"]]
+        with torch.no_grad():
+            for param, value in zip(params, info.get("params", [])):
+                new = wire.decode(value, blobs)
+                if isinstance(new, torch.Tensor) and new.shape == param.shape:
+                    param.copy_(new)
+        for group, lr in zip(obj.param_groups, info.get("lr", [])):
+            if isinstance(lr, (int, float)):
+                group["lr"] = float(lr)
+    elif isinstance(obj, (list, tuple)) and "items" in state:
+        for item, sub in zip(obj, state["items"]):
+            _apply_state(item, sub, blobs)
+
+
 @dataclass
 class Submission:
     """The outcome of grading one notebook."""
 
     student: str
     path: Path
-    status: str  # ok, errors, timeout, crashed, tampering, invalid notebook, grader error
-    questions: list[CheckResult]
+    status: str  # ok, errors, timeout, crashed, invalid notebook, grader error
+    questions: list[Any]
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     seed: Optional[int] = None
 
     @property
-    def total(self) -> int:
-        return sum(q.score for q in self.questions)
+    def total(self) -> float:
+        return _number(sum(q.score for q in self.questions))
 
     @property
-    def max_score(self) -> int:
-        return sum(q.max_score for q in self.questions)
+    def max_score(self) -> float:
+        return _number(sum(q.max_score for q in self.questions))
 
-    def score_of(self, name: str) -> int:
-        return next((q.score for q in self.questions if q.name == name), 0)
-
-
-def _hash_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+    def score_of(self, name: str) -> float:
+        return _number(next((q.score for q in self.questions if q.name == name), 0))
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the grading process and anything it started."""
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
-def _read_results(path: Path, nonce: str) -> Optional[dict[str, Any]]:
-    """What the grading process wrote, if it is well formed and carries this run's nonce."""
-    try:
-        payload = json.loads(path.read_text())
-        if not isinstance(payload, dict) or payload.get("nonce") != nonce:
-            return None
-        payload["questions"] = [CheckResult.from_dict(d) for d in payload["questions"]]
-        payload["cells"] = [str(line) for line in payload["cells"]]
-        return payload
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-
-
-def _child_env(package_root: Path, home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH", "")]))
-    env.update(MPLBACKEND="Agg", IPYTHONDIR=str(home / "ipython"), PYTHONDONTWRITEBYTECODE="1",
-               MLSEC_PROGRESS="0")
-    env.setdefault("OMP_NUM_THREADS", "1")  # exercise problems are tiny; several gradings share the CPU
-    return env
+def _number(x: float) -> float:
+    return int(x) if float(x).is_integer() else round(float(x), 4)
 
 
 def _log_tail(path: Path) -> str:
     try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [l.strip() for l in f.read().decode(errors="replace").splitlines() if l.strip()]
     except OSError:
         return ""
-    # the last line of output says why only when it is an error (a segfault, an out-of-memory kill)
     return lines[-1][:200] if lines and ("Error" in lines[-1] or "Fatal" in lines[-1]) else ""
 
 
-def grade_notebook(path: Path, exercise: ExerciseSet, *, seed: int, timeout: float = 300.0,
-                   cell_timeout: Optional[float] = 60.0, check_timeout: Optional[float] = core.DEFAULT_TIMEOUT
-                   ) -> Submission:
-    """Grade the notebook at ``path`` in a subprocess; never raises because of the submission.
+def _read_cells(path: Path, exercise: Any) -> list[tuple[int, str]]:
+    """The code cells of the notebook at ``path``; ValueError with a clear reason when it cannot be graded."""
+    import json
+
+    import nbformat
+
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_MB * 2**20:
+        raise ValueError(f"the notebook is {size / 2**20:.0f} MB, over the {MAX_NOTEBOOK_MB} MB limit "
+                         "(clear its outputs and submit again)")
+    if size == 0:
+        raise ValueError("the file is empty")
+    try:
+        raw = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"not a notebook: the file is not valid JSON ({str(err).splitlines()[0][:80]})") from None
+    if not isinstance(raw, dict) or "cells" not in raw:
+        raise ValueError("not a notebook: no 'cells' in the file")
+    try:
+        notebook = nbformat.reads(json.dumps(raw), as_version=4)
+    except Exception as err:
+        raise ValueError(f"not a notebook: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]}") \
+            from None
+    cells = [(i + 1, cell.source) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    if not any(c.strip() for _, c in cells):
+        raise ValueError("the notebook has no code")
+    declared = (notebook.metadata.get("mlsec_kit") or {}).get("exercise") if hasattr(notebook, "metadata") else None
+    text = "\n".join(c for _, c in cells)
+    if declared and declared != exercise.id:
+        raise ValueError(f"this is a notebook of exercise set {declared!r}, not {exercise.id!r}")
+    if not declared and not any(f"def {name}(" in text or f"{name} =" in text or f'"{name}"' in text
+                                for name in exercise.questions):
+        raise ValueError(f"this notebook answers none of the questions of {exercise.id!r} "
+                         f"({', '.join(exercise.questions)}); is it another exercise set?")
+    return cells
+
+
+def _package_copy(dest: Path) -> Path:
+    """A read-only copy of the installed ``mlsec_kit`` (without ``__pycache__``) for the sandbox."""
+    source = Path(__file__).resolve().parents[1]
+    shutil.copytree(source, dest / "mlsec_kit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for path in sorted(dest.rglob("*"), reverse=True):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    dest.chmod(0o555)
+    return dest
+
+
+def grade_notebook(path: Path, exercise: Any, *, seed: int, timeout: float = 300.0,
+                   cell_timeout: Optional[float] = 60.0, check_timeout: Optional[float] = None,
+                   limits: Any = None) -> Submission:
+    """Grade the notebook at ``path``: cells run in a sandbox, properties are judged here; never raises
+    because of the submission.
 
     Args:
         path: the submitted ``.ipynb``.
-        exercise: the exercise set to grade against.
+        exercise: the :class:`~mlsec_kit.grading.core.ExerciseSet` to grade against.
         seed: the grader's seed; each question's instances are drawn from it.
-        timeout: seconds the whole notebook may take, cells and checks; then the process is killed.
+        timeout: seconds the whole notebook may take, cells and checks; then its process is killed.
         cell_timeout: seconds one cell may take before it is interrupted (``None``: no limit).
-        check_timeout: seconds one property check may take.
+        check_timeout: seconds one property may take, the student's calls included.
+        limits: a :class:`~mlsec_kit.grading.sandbox.Limits` (memory, processes, CPU time).
     """
+    from . import core
+    from .sandbox import Limits, Sandbox
+
+    check_timeout = core.DEFAULT_TIMEOUT if check_timeout is None else check_timeout
     path, start = Path(path), time.monotonic()
     submission = Submission(path.stem, path, "ok", [], seed=seed)
     try:
-        import nbformat
-        notebook = nbformat.read(str(path), as_version=4)
-        cells = [(i + 1, cell.source) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
-    except Exception as err:  # not JSON, not a notebook, unreadable
-        return _all_zero(submission, exercise, "invalid notebook", f"could not read the notebook: "
-                         f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}", start)
+        cells = _read_cells(path, exercise)
+    except (ValueError, OSError) as err:
+        return _all_zero(submission, exercise, "invalid notebook", f"could not grade the file: {err}", start)
+    questions = tuple(exercise.questions.values())
     with tempfile.TemporaryDirectory(prefix="mlsec-grade-") as tmp:
         tmp_path = Path(tmp)
-        package_root, work, results = tmp_path / "package", tmp_path / "work", tmp_path / "results.json"
-        work.mkdir()
-        shutil.copytree(Path(core.__file__).parents[1], package_root / "mlsec_kit",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        hashes = _hash_tree(package_root)
-        nonce = secrets.token_hex(16)
-        job = {"exercise": exercise.id, "cells": cells, "seed": seed, "cell_timeout": cell_timeout,
-               "check_timeout": check_timeout, "results": str(results), "nonce": nonce}
+        package = _package_copy(tmp_path / "package")
+        sandbox = Sandbox(tmp_path / "box", package, limits or Limits())
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
         log = tmp_path / "log.txt"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "mlsec_kit.grading.runner"], stdin=subprocess.PIPE,
-                                    stdout=out, stderr=subprocess.STDOUT, cwd=work,
-                                    env=_child_env(package_root, tmp_path),
-                                    start_new_session=os.name == "posix")
-            try:
-                proc.stdin.write(json.dumps(job).encode())
-                proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                returncode: Optional[int] = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                returncode = None
-            _kill_group(proc)
-        payload = _read_results(results, nonce)
-        after = _hash_tree(package_root)
-        edited = sorted(k for k in hashes.keys() | after.keys() if hashes.get(k) != after.get(k))
+        try:
+            with open(log, "wb") as out:
+                env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+                env.update(MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1", MLSEC_PROGRESS="0",
+                           OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+                           MKL_NUM_THREADS=os.environ.get("MKL_NUM_THREADS", "1"), PYTHONNOUSERSITE="1")
+                proc = sandbox.start([sys.executable, "-m", "mlsec_kit.grading.runner", str(to_child_r),
+                                      str(from_child_w)], env, pass_fds=(to_child_r, from_child_w),
+                                     stdout=out.fileno())
+            os.close(to_child_r)
+            os.close(from_child_w)
+            kernel = _Kernel(proc, to_child_w, from_child_r, start + timeout)
+            results, cell_errors, outcome = _drive(kernel, submission, exercise, questions, cells, seed,
+                                                   cell_timeout, check_timeout)
+        finally:
+            sandbox.close()  # every process the submission started is gone before anything is written
+            for fd in (to_child_w, from_child_r):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        returncode = proc.returncode
         tail = _log_tail(log)
-    return _collect(submission, exercise, payload, returncode, edited, tail, timeout, start)
+    return _collect(submission, exercise, results, cell_errors, outcome, returncode, tail, timeout, start)
 
 
-def _all_zero(submission: Submission, exercise: ExerciseSet, status: str, note: str, start: float,
-              done: Optional[list[CheckResult]] = None) -> Submission:
+def _drive(kernel: _Kernel, submission: Submission, exercise: Any, questions: tuple, cells: list,
+           seed: int, cell_timeout: Optional[float], check_timeout: Optional[float]) -> tuple[list, list, str]:
+    from . import core
+
+    try:
+        wire.send(kernel.fd_to, {"op": "job", "cells": cells, "cell_timeout": cell_timeout,
+                                 "questions": [q.name for q in questions]})
+        ready, _ = wire.receive(kernel.fd_from, kernel.notebook_deadline)
+        if ready.get("op") != "ready":
+            raise wire.WireError("unexpected message")
+    except wire.WireError as err:
+        if "deadline" in str(err):
+            kernel.timed_out = True
+            kernel.stop("timeout")
+            return [], [], "timeout"
+        kernel.stop("crashed")
+        return [], [], "crashed"
+    cell_errors = [str(e)[:300] for e in ready.get("cells", [])][:50] if isinstance(ready.get("cells"), list) else []
+    names = ready.get("names") if isinstance(ready.get("names"), dict) else {}
+    results = []
+    for question in questions:
+        qseed = core.derive_seed(seed, question.exercise, question.name)
+        state = names.get(question.name, "missing")
+        if kernel.stopped:
+            results.append(core.CheckResult.zero(question, kernel.stopped if not kernel.timed_out else
+                                                 "not graded: the notebook ran out of time", qseed))
+            continue
+        if state == "missing":
+            results.append(core.CheckResult.zero(question, f"{question.name} is not defined in the notebook "
+                                                           "(did its cell raise an error?)", qseed))
+            continue
+        if state != "ok":
+            results.append(core.CheckResult.zero(question, f"{question.name} should be a function, got "
+                                                           f"{str(state).rpartition(': ')[2][:40]}", qseed))
+            continue
+        fn = RemoteFunction(kernel, question.name, question.forbid)
+        results.append(core.run_question(question, fn, seed=qseed, timeout=check_timeout))
+    if not kernel.stopped:
+        try:
+            wire.send(kernel.fd_to, {"op": "exit"})
+        except wire.WireError:
+            pass
+    return results, cell_errors, "timeout" if kernel.timed_out else "crashed" if kernel.stopped else "ok"
+
+
+def _all_zero(submission: Submission, exercise: Any, status: str, note: str, start: float,
+              done: Optional[list] = None) -> Submission:
+    from .core import CheckResult
+
     done = done or []
     graded = {r.name for r in done}
     submission.questions = done + [CheckResult.zero(q, note, submission.seed)
@@ -288,31 +633,27 @@ def _all_zero(submission: Submission, exercise: ExerciseSet, status: str, note: 
     return submission
 
 
-def _collect(submission: Submission, exercise: ExerciseSet, payload: Optional[dict[str, Any]],
-             returncode: Optional[int], edited: list[str], tail: str, timeout: float, start: float
-             ) -> Submission:
-    """Turn what the grading process left behind into a :class:`Submission`."""
-    done = payload["questions"] if payload else []
-    if payload:
-        submission.notes += payload["cells"]
-    if edited:
-        note = f"tampering with the checker: edited {', '.join(edited[:3])} on disk; no points"
-        return _all_zero(submission, exercise, "tampering", note, start)
-    if returncode is None:
+def _collect(submission: Submission, exercise: Any, results: list, cell_errors: list[str], outcome: str,
+             returncode: Optional[int], tail: str, timeout: float, start: float) -> Submission:
+    submission.notes += cell_errors
+    if outcome == "timeout" and not results:
         note = (f"stopped after {timeout:g} s: the notebook did not finish in time "
                 "(an endless loop, or a long computation at top level?)")
-        return _all_zero(submission, exercise, "timeout", note, start, done)
-    if not payload or not payload.get("complete"):
-        note = f"the notebook ended the grading process (exit code {returncode})"
+        return _all_zero(submission, exercise, "timeout", note, start)
+    if outcome == "crashed" and not results:
+        note = f"the notebook ended its process (exit code {returncode})"
         note += f": {tail}" if tail else ""
-        return _all_zero(submission, exercise, "crashed", note, start, done)
-    submission.questions = done
-    tampered = [q for q in done if q.note.startswith("tampering")]
-    if tampered:
-        submission.status = "tampering"
-        names = ", ".join(q.name for q in tampered)
-        submission.notes.append(f"{tampered[0].note} (questions: {names})")
-    elif payload["cells"]:
+        return _all_zero(submission, exercise, "crashed", note, start)
+    submission.questions = results
+    if outcome == "timeout":
+        submission.status = "timeout"
+        submission.notes.append(f"stopped after {timeout:g} s: the notebook did not finish in time")
+    elif outcome == "crashed":
+        submission.status = "crashed"
+        stopped = next((q.note or p.message for q in results for p in q.properties[:1] if False), "")
+        submission.notes.append(f"the submission's process ended while it was graded (exit code {returncode})"
+                                + (f": {tail}" if tail else "") + stopped)
+    elif cell_errors:
         submission.status = "errors"
     submission.seconds = time.monotonic() - start
     return submission
