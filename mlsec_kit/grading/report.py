@@ -7,10 +7,12 @@ name without ``.ipynb``.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import multiprocessing
 import os
 import secrets
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,15 +25,36 @@ __all__ = ["grade_folder", "write_csv", "feedback_text", "gradescope_results", "
 
 
 def submissions_in(folder: Path) -> list[Path]:
-    """The ``.ipynb`` files directly in ``folder``, by name (checkpoints and hidden files left out)."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix == ".ipynb" and p.is_file()
-                  and not p.name.startswith("."))
+    """The files directly in ``folder``, by name (hidden files and checkpoints left out): every one gets a row,
+    a file that is not a notebook a row that says so."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _grade_in_worker(path: Path, exercise_id: str, sets_dir: Optional[str], kwargs: dict) -> Submission:
+    """A pool worker (a fresh grader process): load the set, grade one notebook."""
+    from .core import load_sets
+
+    if sets_dir:
+        load_sets(sets_dir)
+    return grade_notebook(path, get_exercise(exercise_id), **kwargs)
 
 
 def grade_folder(exercise_id: str, folder: Path, out: Path, *, seed: Optional[int] = None,
                  timeout: float = 300.0, cell_timeout: Optional[float] = 60.0,
                  check_timeout: Optional[float] = DEFAULT_TIMEOUT, jobs: int = 1,
-                 progress: Optional[bool] = None) -> list[Submission]:
+                 progress: Optional[bool] = None, sets_dir: Optional[Path] = None,
+                 limits: Any = None, visibility: Optional[dict[str, str]] = None) -> list[Submission]:
     """Grade every notebook in ``folder`` and write the CSV ``out``, feedback and Gradescope results.
 
     Args:
@@ -40,8 +63,13 @@ def grade_folder(exercise_id: str, folder: Path, out: Path, *, seed: Optional[in
         out: the CSV to write; ``feedback/`` and ``results/`` go in the same folder.
         seed: the grader's seed (default: a fresh random one, written to every feedback file).
         timeout: seconds per notebook; cell_timeout: seconds per cell; check_timeout: seconds per check.
-        jobs: notebooks graded at the same time, each in its own process.
+        jobs: notebooks graded at the same time, each by a grader process of its own (``jobs > 1``).
         progress: show a progress bar (default: when writing to a terminal and ``MLSEC_PROGRESS`` is not 0).
+        sets_dir: a folder of instructor-private exercise sets (see :func:`~mlsec_kit.grading.core.load_sets`).
+        limits: the sandbox's :class:`~mlsec_kit.grading.sandbox.Limits`.
+        visibility: Gradescope visibility per question name (``visible``, ``after_due_date``, ``hidden``).
+
+    Every file is written once, atomically, after every submission's process has ended.
 
     Returns:
         One :class:`~mlsec_kit.grading.runner.Submission` per notebook, by student name.
@@ -54,26 +82,35 @@ def grade_folder(exercise_id: str, folder: Path, out: Path, *, seed: Optional[in
     disable = None if progress is None else not progress  # None: only on a terminal
     bar = tqdm(total=len(paths), desc=f"grading {exercise_id}", unit="notebook", disable=disable)
     submissions = []
-    with bar, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(grade_notebook, p, exercise, seed=seed, timeout=timeout,
-                               cell_timeout=cell_timeout, check_timeout=check_timeout): p for p in paths}
-        for future in as_completed(futures):
-            try:
-                submissions.append(future.result())
-            except Exception as err:  # a fault of the grader's machine (disk full, ...): note it, go on
-                submissions.append(_grader_error(futures[future], exercise, seed, err))
-            bar.update(1)
+    kwargs = dict(seed=seed, timeout=timeout, cell_timeout=cell_timeout, check_timeout=check_timeout,
+                  limits=limits)
+    with bar:
+        if jobs <= 1:
+            for p in paths:
+                try:
+                    submissions.append(grade_notebook(p, exercise, **kwargs))
+                except Exception as err:  # a fault of the grader's machine (disk full, ...): note it, go on
+                    submissions.append(_grader_error(p, exercise, seed, err))
+                bar.update(1)
+        else:
+            context = multiprocessing.get_context("spawn")  # fresh grader processes, nothing shared
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                futures = {pool.submit(_grade_in_worker, p, exercise_id, str(sets_dir) if sets_dir else None,
+                                       kwargs): p for p in paths}
+                for future in as_completed(futures):
+                    try:
+                        submissions.append(future.result())
+                    except Exception as err:
+                        submissions.append(_grader_error(futures[future], exercise, seed, err))
+                    bar.update(1)
     submissions.sort(key=lambda s: s.student)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(out, exercise, submissions)
     for sub in submissions:
-        feedback = out.parent / "feedback" / f"{sub.student}.txt"
-        feedback.parent.mkdir(exist_ok=True)
-        feedback.write_text(feedback_text(exercise, sub), encoding="utf-8")
-        results = out.parent / "results" / sub.student / "results.json"
-        results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps(gradescope_results(exercise, sub), indent=2) + "\n", encoding="utf-8")
+        _write_atomic(out.parent / "feedback" / f"{sub.student}.txt", feedback_text(exercise, sub))
+        _write_atomic(out.parent / "results" / sub.student / "results.json",
+                      json.dumps(gradescope_results(exercise, sub, visibility), indent=2) + "\n")
     return submissions
 
 
@@ -86,12 +123,13 @@ def _grader_error(path: Path, exercise: ExerciseSet, seed: int, err: Exception) 
 def write_csv(path: Path, exercise: ExerciseSet, submissions: list[Submission]) -> None:
     """One row per student: points per question, total, max, status and notes."""
     names = list(exercise.questions)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", *names, "total", "max", "status", "notes"])
-        for sub in submissions:
-            writer.writerow([sub.student, *(sub.score_of(n) for n in names), sub.total, sub.max_score,
-                             sub.status, " | ".join(sub.notes)])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["student", *names, "total", "max", "status", "notes"])
+    for sub in submissions:
+        writer.writerow([sub.student, *(sub.score_of(n) for n in names), sub.total, sub.max_score,
+                         sub.status, " | ".join(sub.notes)])
+    _write_atomic(Path(path), buffer.getvalue())
 
 
 def feedback_text(exercise: ExerciseSet, sub: Submission) -> str:
@@ -107,13 +145,26 @@ def feedback_text(exercise: ExerciseSet, sub: Submission) -> str:
     return "\n".join(lines) + "\n"
 
 
-def gradescope_results(exercise: ExerciseSet, sub: Submission) -> dict[str, Any]:
-    """Gradescope's autograder ``results.json``: one test per question, the total as the score."""
+VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
+
+
+def gradescope_results(exercise: ExerciseSet, sub: Submission,
+                       visibility: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """Gradescope's autograder ``results.json``: one test per question, the total as the score.
+
+    ``visibility`` maps a question's name (or ``"*"``, the default of every test) to ``visible``,
+    ``after_due_date``, ``after_published`` or ``hidden``.
+    """
+    visibility = dict(visibility or {})
+    for key, value in visibility.items():
+        if value not in VISIBILITIES:
+            raise ValueError(f"visibility of {key!r} must be one of {', '.join(VISIBILITIES)}, got {value!r}")
     tests = []
     for result in sub.questions:
         body = ([result.note] if result.note else []) + [p.line().strip() for p in result.properties]
         tests.append({"name": f"{exercise.questions[result.name].signature}", "score": result.score,
-                      "max_score": result.max_score, "output": "\n".join(body), "visibility": "visible"})
+                      "max_score": result.max_score, "output": "\n".join(body),
+                      "visibility": visibility.get(result.name, visibility.get("*", "visible"))})
     summary = [f"{exercise.title}: {sub.total}/{sub.max_score} (status: {sub.status}, seed {sub.seed})"]
     return {"score": sub.total, "execution_time": round(sub.seconds, 1),
             "output": "\n".join(summary + sub.notes), "visibility": "visible", "stdout_visibility": "hidden",

@@ -117,6 +117,23 @@ class _Forbidden(Exception):
     pass
 
 
+def _resolve(name: str) -> Any:
+    """The object a dotted name such as ``mlsec_kit.attacks.evasion.oracle.Oracle._charge`` names, or None."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
 def _block(names: list[str]) -> Callable[[], None]:
     """Make the kit functions ``names`` raise while a question runs; return what undoes it.
 
@@ -125,10 +142,8 @@ def _block(names: list[str]) -> Callable[[], None]:
     """
     undo: list[Callable[[], None]] = []
     for name in names:
-        module_name, _, attr = name.rpartition(".")
-        try:
-            target = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError):
+        target = _resolve(name)
+        if target is None:
             continue
         message = f"implement this yourself, without `{name}` (the kit's reference implementation)"
 

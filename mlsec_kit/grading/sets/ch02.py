@@ -22,7 +22,8 @@ SET = ExerciseSet("02_ml_basics", "Exercises: machine learning with mlsec_kit", 
 
 
 # ---- (a) standardize ----------------------------------------------------------------------------------
-standardize = SET.question("standardize", "standardize(X_train, X_test) -> (Z_train, Z_test)")
+standardize = SET.question("standardize", "standardize(X_train, X_test) -> (Z_train, Z_test)",
+                           forbid=("mlsec_kit.data.small.standardize",))
 
 
 def _std_instance(rng: torch.Generator, dtype: torch.dtype = torch.float32):
@@ -117,7 +118,7 @@ def _std_no_inplace(fn, rng):
 
 
 # ---- (b) accuracy -------------------------------------------------------------------------------------
-accuracy = SET.question("accuracy", "accuracy(logits, y) -> float")
+accuracy = SET.question("accuracy", "accuracy(logits, y) -> float", forbid=("mlsec_kit.train.accuracy",))
 
 
 def _acc_instance(rng: torch.Generator, kind: str = "random"):
@@ -161,7 +162,8 @@ def _acc_from_model(fn, rng):
 
 
 # ---- (c) train_one_epoch ------------------------------------------------------------------------------
-train_one_epoch = SET.question("train_one_epoch", "train_one_epoch(model, loader, optimizer) -> float")
+train_one_epoch = SET.question("train_one_epoch", "train_one_epoch(model, loader, optimizer) -> float",
+                               forbid=("mlsec_kit.train.fit",))
 
 
 def _train_instance(rng: torch.Generator):
@@ -325,7 +327,8 @@ def _loss_side_effects(fn, rng):
 
 
 # ---- (e) generalization_gap ---------------------------------------------------------------------------
-generalization_gap = SET.question("generalization_gap", "generalization_gap(model, train, test) -> float")
+generalization_gap = SET.question("generalization_gap", "generalization_gap(model, train, test) -> float",
+                                  forbid=("mlsec_kit.train.accuracy", "mlsec_kit.train.evaluate"))
 
 
 class _Memorizer(nn.Module):

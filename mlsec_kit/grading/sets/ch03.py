@@ -38,7 +38,7 @@ def _losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 # ---- (a) fgsm -----------------------------------------------------------------------------------------
-fgsm = SET.question("fgsm", "fgsm(model, x, y, eps) -> x_adv")
+fgsm = SET.question("fgsm", "fgsm(model, x, y, eps) -> x_adv", forbid=("mlsec_kit.attacks.evasion.gradient.fgsm",))
 
 
 def _fgsm_instance(rng: torch.Generator, *, edges: bool = True, hidden: int = 16):
@@ -127,7 +127,8 @@ def _fgsm_beats_noise(fn, rng):
 
 
 # ---- (b) project_linf ---------------------------------------------------------------------------------
-project_linf = SET.question("project_linf", "project_linf(delta, eps) -> delta")
+project_linf = SET.question("project_linf", "project_linf(delta, eps) -> delta",
+                            forbid=("mlsec_kit.attacks.evasion.gradient.project_linf",))
 
 
 def _delta(rng: torch.Generator, *, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, float]:
@@ -193,7 +194,8 @@ def _linf_nearest(fn, rng):
 
 
 # ---- (c) project_l2 -----------------------------------------------------------------------------------
-project_l2 = SET.question("project_l2", "project_l2(delta, eps) -> delta")
+project_l2 = SET.question("project_l2", "project_l2(delta, eps) -> delta",
+                          forbid=("mlsec_kit.attacks.evasion.gradient.project_l2",))
 project_l2.prop("returns a tensor shaped like delta, with its dtype, and leaves delta unchanged")(
     _prop_shape("project_l2"))
 

@@ -16,7 +16,8 @@ from ..instances import init_normal, randint
 SET = ExerciseSet("04_evasion_blackbox", "Exercises: black-box evasion attacks", chapter=4)
 
 # ---- (a) charge ---------------------------------------------------------------------------------------
-charge = SET.question("charge", "charge(queries, index) -> queries")
+charge = SET.question("charge", "charge(queries, index) -> queries",
+                      forbid=("mlsec_kit.attacks.evasion.oracle.Oracle._charge",))
 
 
 def _counts(rng: torch.Generator):
@@ -67,7 +68,8 @@ def _charge_each(fn, rng):
 
 
 # ---- (b) simba_step -----------------------------------------------------------------------------------
-simba_step = SET.question("simba_step", "simba_step(probs, x_orig, x_adv, y, p, q, eps) -> (x_new, p_new)")
+simba_step = SET.question("simba_step", "simba_step(probs, x_orig, x_adv, y, p, q, eps) -> (x_new, p_new)",
+                          forbid=("mlsec_kit.attacks.evasion.score_based.simba",))
 
 
 class _Probs:

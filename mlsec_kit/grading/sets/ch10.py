@@ -31,7 +31,8 @@ def _seeded(rng: torch.Generator) -> torch.Generator:
 
 
 # ---- (a) randomized_response ---------------------------------------------------------------------------
-randomized_response = SET.question("randomized_response", "randomized_response(bits, epsilon, generator) -> tensor")
+randomized_response = SET.question("randomized_response", "randomized_response(bits, epsilon, generator) -> tensor",
+                                   forbid=("mlsec_kit.dp.mechanisms.randomized_response",))
 
 
 def _reports(fn, bits: torch.Tensor, epsilon: float, generator: torch.Generator) -> torch.Tensor:
@@ -90,7 +91,8 @@ def _rr_generator(fn, rng):
 
 
 # ---- (b) rr_estimate -----------------------------------------------------------------------------------
-rr_estimate = SET.question("rr_estimate", "rr_estimate(reports, epsilon) -> float")
+rr_estimate = SET.question("rr_estimate", "rr_estimate(reports, epsilon) -> float",
+                           forbid=("mlsec_kit.dp.mechanisms.randomized_response_estimate",))
 
 
 def _estimate(fn, reports: torch.Tensor, eps: float) -> float:
@@ -139,7 +141,8 @@ def _est_unbiased(fn, rng):
 
 
 # ---- (c) laplace_mean ----------------------------------------------------------------------------------
-laplace_mean = SET.question("laplace_mean", "laplace_mean(x, lower, upper, epsilon, generator) -> float")
+laplace_mean = SET.question("laplace_mean", "laplace_mean(x, lower, upper, epsilon, generator) -> float",
+                            forbid=("mlsec_kit.dp.queries.private_mean",))
 
 
 def _mean_instance(rng: torch.Generator, *, outliers: bool = False):
@@ -228,7 +231,8 @@ def _lm_privacy(fn, rng):
 
 
 # ---- (d) sequential_composition ------------------------------------------------------------------------
-sequential_composition = SET.question("sequential_composition", "sequential_composition(budgets) -> (epsilon, delta)")
+sequential_composition = SET.question("sequential_composition", "sequential_composition(budgets) -> (epsilon, delta)",
+                                      forbid=("mlsec_kit.dp.composition.sequential_composition",))
 
 
 def _budgets(rng: torch.Generator) -> list[tuple[float, float]]:
@@ -275,7 +279,8 @@ def _seq_identity(fn, rng):
 
 # ---- (e) advanced_composition --------------------------------------------------------------------------
 advanced_composition = SET.question("advanced_composition",
-                                    "advanced_composition(epsilon, delta, k, delta_prime) -> (epsilon, delta)")
+                                    "advanced_composition(epsilon, delta, k, delta_prime) -> (epsilon, delta)",
+                                    forbid=("mlsec_kit.dp.composition.advanced_composition",))
 
 
 def _adv_instance(rng: torch.Generator):
