@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -162,14 +163,31 @@ class Sandbox:
         self.bwrap = bwrap_works()
 
     def _take_slot(self) -> None:
-        if os.name == "posix" and os.geteuid() == 0:
+        """Claim a uid no other grading on this machine is using (a lock file per uid, across processes)."""
+        if not (os.name == "posix" and os.geteuid() == 0):
+            return
+        import fcntl
+
+        folder = Path(tempfile.gettempdir()) / "mlsec-grade-uids"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        for slot in range(900):
             with _SLOTS_LOCK:
-                slot = next(i for i in range(900) if i not in _SLOTS_USED)
+                if slot in _SLOTS_USED:
+                    continue
+                fd = os.open(folder / f"{_UID_BASE + slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    continue
                 _SLOTS_USED.add(slot)
-            self.uid = _UID_BASE + slot
+            self.uid, self._lock_fd = _UID_BASE + slot, fd
+            _kill_uid(self.uid)  # leftovers of a grader that died: not ours to keep
             os.chown(self.work, self.uid, self.uid)
-            for folder in (self.root, self.root.parent):
-                os.chmod(folder, 0o711)
+            for folder_ in (self.root, self.root.parent):
+                os.chmod(folder_, 0o711)
+            return
+        raise RuntimeError("no free uid for the sandbox (900 gradings at once?)")
 
     def start(self, argv: list[str], env: dict[str, str], *, pass_fds: tuple[int, ...], stdout: int
               ) -> subprocess.Popen:
@@ -217,6 +235,7 @@ class Sandbox:
                 time.sleep(0.05)
             with _SLOTS_LOCK:
                 _SLOTS_USED.discard(self.uid - _UID_BASE)
+                os.close(self._lock_fd)
             self.uid = None
 
 
