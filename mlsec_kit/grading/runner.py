@@ -665,9 +665,8 @@ def _collect(submission: Submission, exercise: Any, results: list, cell_errors: 
         submission.notes.append(f"stopped after {timeout:g} s: the notebook did not finish in time")
     elif outcome == "crashed":
         submission.status = "crashed"
-        stopped = next((q.note or p.message for q in results for p in q.properties[:1] if False), "")
         submission.notes.append(f"the submission's process ended while it was graded (exit code {returncode})"
-                                + (f": {tail}" if tail else "") + stopped)
+                                + (f": {tail}" if tail else ""))
     elif cell_errors:
         submission.status = "errors"
     submission.seconds = time.monotonic() - start

@@ -83,7 +83,7 @@ for path in [{str(SECRET)!r}, "../../exercises/source/02_ml_basics.ipynb", "/pro
             exec("".join(cell["source"]))
     found.append(path)
 print("read", found)"""
-MEMORY_HOG = "def hog():\n    blocks = []\n    while True:\n        blocks.append(bytearray(2**30))  # 1 GiB at a time\nhog()"
+MEMORY_HOG = "import numpy\ndef hog():\n    blocks = []\n    while True:\n        blocks.append(numpy.zeros(2**27))  # 1 GiB at a time\nhog()"
 FORK_BOMB = """\
 import os, time
 for _ in range(100000):
