@@ -281,12 +281,9 @@ class _Kernel:
         self.timed_out = False
 
     def stop(self, why: str) -> None:
+        """Mark the process as gone; :meth:`Sandbox.close` kills what is left of it."""
         if not self.stopped:
             self.stopped = why
-            try:
-                self.proc.kill()
-            except OSError:
-                pass
 
 
 class RemoteFunction:
@@ -564,6 +561,7 @@ def grade_notebook(path: Path, exercise: Any, *, seed: int, timeout: float = 300
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         log = tmp_path / "log.txt"
+        kernel: Optional[_Kernel] = None
         try:
             with open(log, "wb") as out:
                 env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
@@ -579,6 +577,11 @@ def grade_notebook(path: Path, exercise: Any, *, seed: int, timeout: float = 300
             results, cell_errors, outcome = _drive(kernel, submission, exercise, questions, cells, seed,
                                                    cell_timeout, check_timeout)
         finally:
+            if kernel is not None and kernel.stopped and not kernel.timed_out:
+                try:  # it ended on its own: let its exit code arrive before the kill
+                    proc.wait(timeout=2)
+                except Exception:
+                    pass
             sandbox.close()  # every process the submission started is gone before anything is written
             for fd in (to_child_w, from_child_r):
                 try:

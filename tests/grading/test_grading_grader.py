@@ -109,7 +109,7 @@ SUBMISSIONS = {
                 {**FULL, "train_one_epoch": 0}, "errors", ["stopped: it took longer than 6 s"]),
     "stubborn": (dict(answers=solved(*QUESTIONS), extra=[("setup", (
         "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n" + LOOP))]),
-                 ZERO, "timeout", ["stopped after 25 s"]),
+                 ZERO, "timeout", ["stopped after 40 s"]),
     "exits": (dict(answers=solved(*QUESTIONS), extra=[("generalization_gap", "import os\nos._exit(3)")]),
               ZERO, "crashed", ["exit code 3"]),
     "memory_hog": (dict(answers=solved(*QUESTIONS), extra=[("setup", MEMORY_HOG)]), FULL, "errors",
@@ -137,7 +137,7 @@ BAD_FILES = {  # name: (file name, expected words in the note)
     "empty_file": ("empty_file.ipynb", "the file is empty"),
     "invalid_json": ("invalid_json.ipynb", "not valid JSON"),
     "no_code": ("no_code.ipynb", "has no code"),
-    "other_set": ("other_set.ipynb", "none of the questions of '02_ml_basics'"),
+    "other_set": ("other_set.ipynb", "a notebook of exercise set '10_differential_privacy', not '02_ml_basics'"),
     "huge": ("huge.ipynb", "over the 20 MB limit"),
 }
 
@@ -172,7 +172,7 @@ def graded(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "mlsec_kit.grading", "grade", "02_ml_basics", str(folder),
-                          "--out", str(out), "--timeout", "25", "--cell-timeout", "6", "--check-timeout", "3",
+                          "--out", str(out), "--timeout", "40", "--cell-timeout", "6", "--check-timeout", "5",
                           "--seed", "12345", "--jobs", "2"], capture_output=True, text=True, env=env, cwd=ROOT)
     seconds = time.monotonic() - start
     assert run.returncode == 0, run.stderr
@@ -234,7 +234,7 @@ def test_feedback_says_what_failed_and_why(graded):
     assert "per_example_loss: 3/5" in partial and "call model.eval()" in partial
     assert "not implemented yet" in partial
     looping = (feedback / "looping.txt").read_text()
-    assert "took longer than 3 s (an endless loop?)" in looping and "not run: an earlier check" in looping
+    assert "took longer than 5 s (an endless loop?)" in looping and "not run: an earlier check" in looping
     assert "[pass]" not in (feedback / "patches_kit.txt").read_text()
 
 
@@ -252,7 +252,7 @@ def test_gradescope_results(graded):
 
 def test_the_run_stays_within_its_time_limits(graded):
     *_, seconds, _ = graded
-    assert seconds < 240  # 21 files on 2 workers, one notebook killed after 25 s
+    assert seconds < 240  # 21 files on 2 workers, one notebook killed after 40 s
 
 
 CH10_KIT = """\
@@ -275,7 +275,7 @@ def test_chapter_10_kit_wrappers_and_fork_rng_patch_score_zero(tmp_path, repo_en
     student = read(ROOT / "exercises" / "10_differential_privacy.ipynb")
     for name, code in (("kit", CH10_KIT), ("patch", FORK_RNG_PATCH)):
         nb = read(ROOT / "exercises" / "10_differential_privacy.ipynb")
-        nb.cells.insert(2, nbformat.v4.new_code_cell(code))
+        nb.cells.append(nbformat.v4.new_code_cell(code))  # after the stubs it replaces
         nbformat.write(nb, str(tmp_path / f"{name}.ipynb"))
     assert student.cells  # the student notebook exists
     kit = grade_notebook(tmp_path / "kit.ipynb", ch10, seed=5, timeout=120)

@@ -1,0 +1,62 @@
+"""Judging in the grader's process: every shipped set's reference solutions earn full marks through the
+sandboxed path, and what comes back from a submission is data only."""
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from grading_helpers import ROOT
+from mlsec_kit.grading import exercise_ids, get_exercise, wire
+from mlsec_kit.grading.runner import grade_notebook
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("exercise_id", exercise_ids())
+def test_reference_solutions_get_full_marks_through_the_sandbox(exercise_id, repo_env):
+    exercise = get_exercise(exercise_id)
+    result = grade_notebook(ROOT / "exercises" / "source" / f"{exercise_id}.ipynb", exercise, seed=11,
+                            timeout=240, cell_timeout=120)
+    assert result.total == exercise.max_score, "\n".join(q.report() for q in result.questions) + str(result.notes)
+
+
+def test_values_round_trip_without_pickle():
+    value = (torch.arange(6, dtype=torch.float32).reshape(2, 3).requires_grad_(), 3, 2.5, float("nan"), "s",
+             [True, None], {"a": np.float64(1.5), 2: np.arange(3)}, torch.empty(0, 4, dtype=torch.int64))
+    blobs: list[bytes] = []
+    data = json.loads(json.dumps(wire.encode(value, blobs)))
+    back = wire.decode(data, blobs)
+    assert torch.equal(back[0].detach(), value[0].detach()) and back[0].requires_grad
+    assert back[1:3] == (3, 2.5) and back[3] != back[3] and back[4:6] == ("s", [True, None])
+    assert isinstance(back[6]["a"], np.float64) and back[6][2].tolist() == [0, 1, 2]
+    assert back[7].shape == (0, 4)
+    assert type(wire.decode(wire.encode(torch.nn.Linear(2, 2), []), [])).__name__ == "Linear"
+
+
+@pytest.mark.parametrize("bad", [
+    {"~": "tensor", "dtype": "float32", "shape": [3], "blob": 0},          # 4 bytes for 3 floats
+    {"~": "tensor", "dtype": "object", "shape": [1], "blob": 0},
+    {"~": "ndarray", "dtype": "O", "shape": [1], "blob": 0},
+    {"~": "pickle", "v": "gASVAAAAAAAAAAA="},
+    {"~": "dict", "v": [[{"~": "list", "v": []}, 1]]},
+    [1, 2],
+])
+def test_malformed_values_are_refused(bad):
+    with pytest.raises(wire.WireError):
+        wire.decode(bad, [b"\0\0\0\0"])
+
+
+def test_framing_refuses_oversized_or_broken_messages():
+    r, w = os.pipe()
+    os.write(w, struct.pack("<Q", 2**40))
+    with pytest.raises(wire.WireError):
+        wire.receive(r, deadline=None)
+    os.write(w, struct.pack("<Q", 3) + b"[1]")
+    with pytest.raises(wire.WireError):
+        wire.receive(r, deadline=None)
+    os.close(w)
+    with pytest.raises(wire.WireError):
+        wire.receive(r, deadline=None)
+    os.close(r)
