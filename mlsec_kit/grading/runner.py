@@ -60,6 +60,52 @@ class _Callback:
 _CHILD: dict[str, Any] = {}
 
 
+def _rebuild_tensor(raw: bytes, dtype: str, shape: tuple, requires_grad: bool) -> Any:
+    """A tensor from its raw bytes (what :class:`_Pickler` writes: faster than torch's own reducer)."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    t = torch.frombuffer(bytearray(raw), dtype=dt).reshape(shape) if raw else torch.empty(shape, dtype=dt)
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def _dumps(value: Any) -> bytes:
+    """Pickle the grader's arguments; plain CPU tensors as raw bytes."""
+    import io
+
+    import torch
+
+    class _Pickler(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is torch.Tensor and obj.layout == torch.strided and obj.device.type == "cpu" \
+                    and obj.dtype in _FAST_DTYPES and not obj.is_conj() and not obj.is_neg():
+                data = obj.detach().contiguous()
+                raw = data.view(torch.uint8).numpy().tobytes() if data.numel() else b""
+                return _rebuild_tensor, (raw, str(obj.dtype).replace("torch.", ""), tuple(obj.shape),
+                                         bool(obj.requires_grad))
+            return NotImplemented
+
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+def _fast_dtypes() -> tuple:
+    import torch
+    return (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8, torch.int16,
+            torch.int32, torch.int64, torch.bool)
+
+
+class _LazyDtypes:
+    def __contains__(self, dtype: Any) -> bool:
+        global _FAST_DTYPES
+        _FAST_DTYPES = _fast_dtypes()
+        return dtype in _FAST_DTYPES
+
+
+_FAST_DTYPES: Any = _LazyDtypes()
+
+
 # ==== inside the submission's process ====================================================================
 def _skipped(line: str = "", *args: Any, **kwargs: Any) -> None:
     print(f"[grader] skipped: {line}".rstrip())
@@ -174,12 +220,15 @@ def _block(names: list[str]) -> Callable[[], None]:
     return lambda: [u() for u in reversed(undo)]
 
 
-def _state_of(obj: Any, blobs: list[bytes]) -> Any:
-    """What the grader needs to mirror a change the call made to argument ``obj``."""
+def _state_of(obj: Any, blobs: list[bytes], before: Any = None) -> Any:
+    """What the grader needs to mirror a change the call made to argument ``obj`` (``before``: its copy)."""
     import torch
 
     if isinstance(obj, torch.Tensor):
         grad = obj.grad if obj.is_leaf else None
+        if grad is None and isinstance(before, torch.Tensor) and before.shape == obj.shape \
+                and before.dtype == obj.dtype and torch.equal(before, obj.detach()):
+            return None  # unchanged: nothing to send
         return {"tensor": wire.encode(obj, blobs), "grad": None if grad is None else wire.encode(grad, blobs)}
     if isinstance(obj, torch.nn.Module):
         return {"module": {"state": [[k, wire.encode(v, blobs)] for k, v in obj.state_dict().items()],
@@ -200,7 +249,14 @@ def _serve_call(fn: Any, header: dict[str, Any], blobs: list[bytes], fd_out: int
     from .limits import TimeLimitExceeded, time_limit
 
     args, kwargs = pickle.loads(blobs[0])  # sent by the grader: the trusted side
-    undo = _block(list(header.get("forbid", [])))
+    forbid = tuple(header.get("forbid", []))
+    if _CHILD.get("blocked") != forbid:  # blocked from a question's first call until another question's
+        _CHILD.pop("undo", lambda: None)()
+        _CHILD["undo"], _CHILD["blocked"] = _block(list(forbid)), forbid
+    import torch
+
+    before = [a.detach().clone() if type(a) is torch.Tensor else None for a in args]
+    started = time.monotonic()
     try:
         with time_limit(max(0.05, float(header["timeout"])) if header.get("timeout") else None):
             value = fn(*args, **kwargs)
@@ -214,15 +270,14 @@ def _serve_call(fn: Any, header: dict[str, Any], blobs: list[bytes], fd_out: int
         reply = {"op": "error", "kind": "exception", "type": type(err).__name__, "message": str(err)[:500]}
     else:
         reply = None
-    finally:
-        undo()
+    elapsed = time.monotonic() - started  # callbacks into the grader included: they are the student's queries
     out: list[bytes] = []
     if reply is None:
         flat = list(args)
         ref = next((i for i, a in enumerate(flat) if value is a), None)
         encoded = {"~": "argref", "i": ref} if ref is not None else wire.encode(value, out)
-        reply = {"op": "result", "value": encoded, "args": [_state_of(a, out) for a in args]}
-    wire.send(fd_out, reply, out)
+        reply = {"op": "result", "value": encoded, "args": [_state_of(a, out, b) for a, b in zip(args, before)]}
+    wire.send(fd_out, {**reply, "elapsed": elapsed}, out)
 
 
 def main() -> None:
@@ -291,13 +346,18 @@ class RemoteFunction:
 
     def __init__(self, kernel: _Kernel, name: str, forbid: tuple[str, ...]) -> None:
         self._kernel, self.__name__, self._forbid = kernel, name, tuple(forbid)
-        self._deadline: Optional[float] = None
         self._timeout: Optional[float] = None
+        self._used = 0.0
 
     def _begin_property(self, timeout: Optional[float]) -> None:
-        """Called by :func:`~mlsec_kit.grading.core.run_question` before each property: its time budget."""
+        """Called by :func:`~mlsec_kit.grading.core.run_question` before each property: its time budget.
+
+        The budget counts the time the student's function computes (measured around the call in the
+        submission's process), not the time the arguments and results spend in the pipe; each call also has
+        a wall-clock limit (what is left of the budget, plus a few seconds), and the notebook its own.
+        """
         self._timeout = timeout
-        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._used = 0.0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         import torch
@@ -309,10 +369,12 @@ class RemoteFunction:
         if kernel.stopped:
             raise SubmissionStopped(kernel.stopped)
         now = time.monotonic()
-        deadline = min(d for d in (self._deadline, kernel.notebook_deadline) if d is not None)
-        remaining = deadline - now
+        remaining = kernel.notebook_deadline - now
+        if self._timeout is not None:
+            remaining = min(remaining, self._timeout - self._used)
         if remaining <= 0:
             raise TimeLimitExceeded(self._timeout or 0.0)
+        deadline = min(now + remaining, kernel.notebook_deadline)
         callbacks: list[Callable[..., Any]] = []
 
         def swap(value: Any) -> Any:
@@ -323,21 +385,24 @@ class RemoteFunction:
 
         sent_args = tuple(swap(a) for a in args)
         sent_kwargs = {k: swap(v) for k, v in kwargs.items()}
-        payload = pickle.dumps((sent_args, sent_kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = _dumps((sent_args, sent_kwargs))
         failure: list[BaseException] = []
         try:
             wire.send(kernel.fd_to, {"op": "call", "name": self.__name__, "forbid": list(self._forbid),
                                      "timeout": remaining}, [payload])
             while True:
-                header, blobs = wire.receive(kernel.fd_from, deadline + _SLACK)
+                header, blobs = wire.receive(kernel.fd_from, min(deadline + _SLACK, kernel.notebook_deadline))
                 op = header.get("op")
                 if op == "callback":
                     self._answer(header, blobs, callbacks, failure)
                     continue
                 break
+            elapsed = header.get("elapsed")
+            self._used += float(elapsed) if isinstance(elapsed, (int, float)) and 0 <= elapsed < 1e6 \
+                else time.monotonic() - now
         except wire.WireError as err:
             if "deadline" in str(err):
-                kernel.timed_out = kernel.notebook_deadline <= deadline + _SLACK
+                kernel.timed_out = kernel.notebook_deadline <= time.monotonic() + 0.01
                 kernel.stop(f"the submission's process was stopped: {self.__name__} ran past its time "
                              "limit and did not stop when interrupted")
                 raise TimeLimitExceeded(self._timeout or remaining) from None
@@ -677,4 +742,7 @@ def _collect(submission: Submission, exercise: Any, results: list, cell_errors: 
 
 
 if __name__ == "__main__":
-    main()
+    # run as the module itself, so that what the grader pickles (_Callback) and what it raises (_Forbidden)
+    # are the classes this process uses
+    from mlsec_kit.grading.runner import main as _main
+    _main()

@@ -155,10 +155,7 @@ def send(fd: int, header: dict[str, Any], blobs: list[bytes] = ()) -> None:
     """Write one message: lengths, the JSON header (with the blob sizes), the blobs."""
     blobs = list(blobs)
     head = json.dumps({**header, "_sizes": [len(b) for b in blobs]}).encode()
-    data = struct.pack("<Q", len(head)) + head
-    _write_all(fd, data)
-    for blob in blobs:
-        _write_all(fd, blob)
+    _write_all(fd, b"".join([struct.pack("<Q", len(head)), head, *blobs]))  # one write: fewer context switches
 
 
 def _write_all(fd: int, data: bytes) -> None:
