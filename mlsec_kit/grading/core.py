@@ -159,14 +159,15 @@ def load_sets(folder: Any) -> list[str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"sets folder {str(folder)!r} does not exist")
-    before = {k: id(v) for k, v in _REGISTRY.items()}
+    ids: list[str] = []
     for path in sorted(folder.glob("*.py")):
         name = f"mlsec_private_sets_{derive_seed(str(path.resolve()))}_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-    return [k for k, v in _REGISTRY.items() if before.get(k) != id(v)]
+        ids += [v.id for v in vars(module).values() if isinstance(v, ExerciseSet) and v.id not in ids]
+    return ids
 
 
 def find_question(name: str) -> Question:

@@ -1,6 +1,7 @@
 """Judging in the grader's process: every shipped set's reference solutions earn full marks through the
 sandboxed path, and what comes back from a submission is data only."""
 import json
+import math
 import os
 import struct
 
@@ -60,3 +61,49 @@ def test_framing_refuses_oversized_or_broken_messages():
     with pytest.raises(wire.WireError):
         wire.receive(r, deadline=None)
     os.close(r)
+
+
+def test_blocking_a_kit_function_reaches_references_taken_earlier():
+    import mlsec_kit.dp as dp
+    from mlsec_kit.dp import randomized_response as early
+    from mlsec_kit.grading.runner import _Forbidden, _block
+
+    bits = torch.ones(4, dtype=torch.long)
+    undo = _block(["mlsec_kit.dp.mechanisms.randomized_response"])
+    try:
+        for fn in (early, dp.randomized_response, dp.mechanisms.randomized_response):
+            with pytest.raises(_Forbidden, match="implement this yourself, without "
+                                                  "`mlsec_kit.dp.mechanisms.randomized_response`"):
+                fn(bits, epsilon=1.0)
+    finally:
+        undo()
+    assert early(bits, epsilon=1.0, generator=torch.Generator().manual_seed(0)).shape == (4,)
+
+
+def _guide_block(first_line: str) -> str:
+    import re
+    text = (ROOT / "book" / "teaching_guide.md").read_text(encoding="utf-8")
+    found = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith(first_line)]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_the_guides_private_set_loads_with_its_weights(tmp_path):
+    from mlsec_kit.grading import run_question
+    from mlsec_kit.grading.core import load_sets
+
+    (tmp_path / "ch10_variant.py").write_text(_guide_block("# private_sets/ch10_variant.py"))
+    assert load_sets(tmp_path) == ["90_dp_variant"]
+    question = get_exercise("90_dp_variant").questions["rr_estimate"]
+    assert question.max_score == 2 and question.forbid
+
+    def right(reports, epsilon):
+        p = math.exp(epsilon) / (1 + math.exp(epsilon))
+        return (float(reports.double().mean()) - (1 - p)) / (2 * p - 1)
+
+    assert run_question(question, right, seed=1).score == 2
+    assert run_question(question, lambda reports, epsilon: 1.0, seed=1).score == 0
+    with pytest.raises(ValueError, match="weight must be a positive number"):
+        question.prop("bad", weight=0)
+    with pytest.raises(ValueError, match="has 1 properties, got 2 weights"):
+        question.set_weights(1, 2)
