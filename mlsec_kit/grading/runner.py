@@ -53,6 +53,12 @@ class _Callback:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return _CHILD["callback"](self.index, args, kwargs)
 
+    def __getattr__(self, name: str) -> Any:
+        # a public attribute of the grader's object (``oracle.total``), read from the grader when asked
+        if name.startswith("_") or "getattr" not in _CHILD:
+            raise AttributeError(name)
+        return _CHILD["getattr"](self.index, name)
+
     def __repr__(self) -> str:
         return f"<{self.__name__} (answered by the grader)>"
 
@@ -303,7 +309,16 @@ def main() -> None:
             return wire.decode(reply["value"], blobs)
         raise RuntimeError(str(reply.get("message", "the grader refused this call")))
 
-    _CHILD["callback"] = callback
+    def getattr_(index: int, name: str) -> Any:
+        send(fd_out, {"op": "getattr", "index": index, "name": name})
+        reply, blobs = receive(fd_in)
+        if reply.get("op") == "callback_result":
+            if isinstance(reply.get("method"), int):
+                return _Callback(reply["method"], name)
+            return wire.decode(reply["value"], blobs)
+        raise AttributeError(str(reply.get("message", name)))
+
+    _CHILD["callback"], _CHILD["getattr"] = callback, getattr_
     shell = _make_shell()
     errors = _execute_cells(shell, [tuple(c) for c in header["cells"]], header.get("cell_timeout"))
     namespace = shell.user_ns
@@ -393,7 +408,7 @@ class RemoteFunction:
             while True:
                 header, blobs = wire.receive(kernel.fd_from, min(deadline + _SLACK, kernel.notebook_deadline))
                 op = header.get("op")
-                if op == "callback":
+                if op in ("callback", "getattr"):
                     self._answer(header, blobs, callbacks, failure)
                     continue
                 break
@@ -442,6 +457,18 @@ class RemoteFunction:
             index = header["index"]
             if not isinstance(index, int) or not 0 <= index < len(callbacks):
                 raise wire.WireError("unknown callback")
+            if header.get("op") == "getattr":
+                name = header.get("name")
+                if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+                    raise AttributeError(f"no attribute {name!r}")
+                value = getattr(callbacks[index], name)
+                if callable(value):
+                    callbacks.append(value)
+                    wire.send(kernel.fd_to, {"op": "callback_result", "method": len(callbacks) - 1})
+                    return
+                out: list[bytes] = []
+                wire.send(kernel.fd_to, {"op": "callback_result", "value": wire.encode(value, out)}, out)
+                return
             args = wire.decode(header["args"], blobs)
             kwargs = wire.decode(header.get("kwargs", {"~": "dict", "v": []}), blobs)
             if not isinstance(args, list) or not isinstance(kwargs, dict) \

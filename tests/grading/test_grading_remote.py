@@ -107,3 +107,54 @@ def test_the_guides_private_set_loads_with_its_weights(tmp_path):
         question.prop("bad", weight=0)
     with pytest.raises(ValueError, match="has 1 properties, got 2 weights"):
         question.set_weights(1, 2)
+
+
+@pytest.mark.notebooks
+def test_objects_cross_the_sandbox_and_stay_honest(tmp_path, repo_env):
+    """A callable argument stays in the grader (its counter cannot be faked); in-place edits of tensors,
+    a model's mode and weights come back; a result attached to a graph says so."""
+    import nbformat
+
+    from mlsec_kit.grading.core import CheckFailure, ExerciseSet
+
+    exercise = ExerciseSet("97_remote_probe", "probe", chapter=97)
+    probe = exercise.question("probe", "probe(oracle, x, model) -> tensor")
+
+    class Counter:
+        def __init__(self):
+            self.rows = 0
+
+        def __call__(self, x):
+            self.rows += len(x)
+            return x * 2
+
+        def reset(self):
+            self.rows = 0
+
+    @probe.prop("counts, mirrors and reports")
+    def _prop(fn, rng):
+        oracle, x, model = Counter(), torch.ones(3, 2), torch.nn.Linear(2, 2).train()
+        out = fn(oracle, x, model)
+        if oracle.rows != 6:
+            raise CheckFailure(f"rows {oracle.rows}")
+        if float(x.sum()) != 0 or model.training or float(model.bias.detach().abs().sum()) != 0:
+            raise CheckFailure("changes not mirrored")
+        if not out.requires_grad or out.shape != (3, 2):
+            raise CheckFailure("result")
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import torch\n"
+        "def probe(oracle, x, model):\n"
+        "    twice = oracle(x)\n"
+        "    assert oracle.rows == 3 and torch.equal(twice, 2 * x)\n"
+        "    oracle.reset()\n"
+        "    oracle(x); oracle(x)\n"
+        "    oracle.rows = 0  # changes only the stand-in\n"
+        "    x.zero_()\n"
+        "    model.eval()\n"
+        "    with torch.no_grad():\n"
+        "        model.bias.zero_()\n"
+        "    return model(torch.ones(3, 2))\n")])
+    nbformat.write(nb, str(tmp_path / "probe.ipynb"))
+    result = grade_notebook(tmp_path / "probe.ipynb", exercise, seed=1, timeout=120)
+    assert result.total == 1, [q.report() for q in result.questions] + result.notes
