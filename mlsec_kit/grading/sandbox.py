@@ -72,14 +72,14 @@ def describe() -> str:
     parts = []
     if bwrap_works():
         parts.append("bubblewrap (no network, private filesystem view, PID namespace)")
-    if os.name == "posix" and os.geteuid() == 0:
+    if os.name == "posix" and os.geteuid() == 0 and (bwrap_works() or _reachable(sys.base_prefix)):
         parts.append("a dedicated uid per submission")
     if os.name == "posix":
         parts.append("rlimits (memory, processes, CPU time, file size)")
     if not parts:
         return "none: this platform has no process limits; grade only submissions you trust"
-    if not bwrap_works() and not (os.name == "posix" and os.geteuid() == 0):
-        parts.append("WEAK: no bubblewrap and not root, so a process that calls setsid may outlive its "
+    if not bwrap_works() and not (os.name == "posix" and os.geteuid() == 0 and _reachable(sys.base_prefix)):
+        parts.append("WEAK: no bubblewrap and no dedicated user, so a process that calls setsid may outlive its "
                      "submission and the submission can read what you can")
     return ", ".join(parts)
 
@@ -147,8 +147,10 @@ def _set_limits(limits: Limits, uid: Optional[int]) -> None:
     cap(resource.RLIMIT_CPU, limits.cpu_seconds)
     cap(resource.RLIMIT_FSIZE, limits.file_mb * 2**20)
     cap(resource.RLIMIT_CORE, 0)
-    if uid is not None:  # counted per user: meaningful only for a user of its own
+    if uid is not None:  # counted per user: a user of its own gets the whole allowance
         cap(resource.RLIMIT_NPROC, limits.processes)
+    elif os.path.isdir("/proc") and os.geteuid() != 0:  # shared with the instructor's own processes
+        cap(resource.RLIMIT_NPROC, _count_uid(os.getuid()) + limits.processes)
 
 
 class Sandbox:
@@ -166,6 +168,8 @@ class Sandbox:
         """Claim a uid no other grading on this machine is using (a lock file per uid, across processes)."""
         if not (os.name == "posix" and os.geteuid() == 0):
             return
+        if not self.bwrap and not all(_reachable(p) for p in (sys.base_prefix, sys.prefix, str(self.package))):
+            return  # another user could not load Python from here: rlimits only (see describe())
         import fcntl
 
         folder = Path(tempfile.gettempdir()) / "mlsec-grade-uids"
@@ -237,6 +241,32 @@ class Sandbox:
                 _SLOTS_USED.discard(self.uid - _UID_BASE)
                 os.close(self._lock_fd)
             self.uid = None
+
+
+def _reachable(path: str) -> bool:
+    """Whether any user can reach ``path`` (every folder above it searchable by others)."""
+    path = os.path.realpath(path)
+    parts = path.strip("/").split("/")
+    for i in range(len(parts)):
+        folder = "/" + "/".join(parts[:i])
+        try:
+            if not os.stat(folder).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _count_uid(uid: int) -> int:
+    """How many processes (threads included) ``uid`` runs now."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{entry}/task"))
+        except OSError:
+            continue
+    return count
 
 
 def _kill_uid(uid: int) -> int:
