@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
-import secrets
 import shutil
 import sys
 import tempfile
