@@ -153,3 +153,20 @@ def test_linf_agrees_with_art(cnn, batch):
     assert (predict(cnn, x_ours).argmax(1) != y).all() and (predict(cnn, x_art).argmax(1) != y).all()
     ours, theirs = linf(x_ours).median().item(), linf(x_art).median().item()
     assert 0.7 < ours / theirs < 1.3, (ours, theirs)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_returned_points_sit_on_the_decision_boundary(cnn, batch, norm):
+    """The binary search puts every iterate on the boundary: 2% of the way back towards x the label is the
+    true one again. Without the binary search (the stepped point kept as it is) the points lie deep inside
+    the adversarial region and stay misclassified."""
+    X, y = batch
+    x_adv = hop_skip_jump(Oracle(cnn, output="label"), X, y, norm=norm, steps=3, max_queries=100_000,
+                          generator=torch.Generator().manual_seed(7))
+    assert (predict(cnn, x_adv).argmax(1) != y).all()
+    if norm == "l2":
+        back = X + 0.98 * (x_adv - X)
+    else:
+        r = 0.98 * (x_adv - X).flatten(1).abs().amax(1).view(-1, 1, 1, 1)
+        back = torch.maximum(torch.minimum(x_adv, X + r), X - r)
+    assert (predict(cnn, back).argmax(1) == y).float().mean() > 0.9
