@@ -112,9 +112,15 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     r"""Projected gradient descent (Madry et al., ICLR 2018), Linf or L2.
 
     Repeats ``steps`` times: a step of size ``alpha`` along the steepest-ascent direction of the loss for
-    the norm (the gradient's sign for Linf, the gradient over its L2 norm for L2), then a projection onto
-    the eps-ball around ``x`` and the input range. With ``random_start`` it starts from a uniform point of
-    the ball instead of ``x``. With ``targeted``, ``y`` holds the targets and the steps go down the loss.
+    the norm (the gradient's sign for Linf, the gradient over its L2 norm for L2), then back into the
+    feasible set, the eps-ball around ``x`` intersected with the input range: first clip ``x + delta`` to the
+    range, then project ``delta`` onto the ball (ART's order). The result satisfies both constraints, because
+    the ball's projection only scales ``delta`` towards 0 (L2) or clips each coordinate towards 0 (Linf), and
+    the range is convex and holds ``x``, so ``x + delta`` stays in it. For Linf this *is* the exact projection
+    onto the intersection (both sets are boxes); for L2 it is not the exact Euclidean projection onto the
+    intersection, but a cheap feasible point close to it, and it is what ART computes. With ``random_start``
+    it starts from a uniform point of the ball instead of ``x``. With ``targeted``, ``y`` holds the targets
+    and the steps go down the loss.
 
     Args:
         model: a classifier returning logits ``(N, K)``; run in eval mode, its mode restored afterwards.
@@ -156,8 +162,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
                 direction = grad.sign()
             else:
                 direction = grad / _per_example_norm(grad).clamp_min(1e-12)
-            delta = project(delta + sign * alpha * direction, eps=eps)
-            delta = (x + delta).clamp(clip_min, clip_max) - x  # stay a valid input
+            delta = (x + delta + sign * alpha * direction).clamp(clip_min, clip_max) - x  # a valid input...
+            delta = project(delta, eps=eps)  # ...then the ball: shrinking delta towards 0 keeps x + delta valid
     return (x + delta).detach()
 
 

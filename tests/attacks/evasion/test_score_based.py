@@ -158,21 +158,43 @@ def _art_classifier(model, probabilities):
 
 
 def test_simba_agrees_with_art(cnn, test_batch):
+    """Pixel SimBA, every coordinate once (``max_iter = d``), on 100 inputs: both fool about 40% (measured).
+    Broken variants score far off (measured on the same model): keeping every step whatever the score (a
+    random walk) fools 3%, trying only -eps 7%, so a tolerance of 6 points catches them."""
     from art.attacks.evasion import SimBA
-    X, y = _correct(cnn, *test_batch, 25)
+    X, y = _correct(cnn, *test_batch, 100)
     eps, d = 0.1, X[0].numel()
     ours = _fooled(cnn, simba(Oracle(cnn), X, y, eps=eps, max_queries=2 * d + 1,
                               generator=torch.Generator().manual_seed(7)), y)
     np.random.seed(7)
     art = SimBA(_art_classifier(cnn, True), attack="px", max_iter=d, epsilon=eps, verbose=False)
-    x_art = art.generate(X.numpy(), y=np.eye(10)[y.numpy()])
-    theirs = _fooled(cnn, torch.from_numpy(x_art), y)
-    assert 0.1 < ours and abs(ours - theirs) <= 0.2, (ours, theirs)
+    theirs = _fooled(cnn, torch.from_numpy(art.generate(X.numpy(), y=np.eye(10)[y.numpy()])), y)
+    assert 0.2 < ours and abs(ours - theirs) <= 0.06, (ours, theirs)
 
 
-def test_square_attack_agrees_with_art(cnn, test_batch):
+def test_simba_dct_agrees_with_art(cnn, test_batch):
+    """SimBA-DCT, L2 steps of 0.1 along all 64 cosines from low to high frequency (ART: ``attack="dct"``, rings
+    from frequency (0, 0), ``freq_dim=1``), on 100 inputs: both fool 38% (measured on 150). This checks the
+    basis and its step length; the order is checked by the two tests below."""
+    from art.attacks.evasion import SimBA
+    X, y = _correct(cnn, *test_batch, 100)
+    step, iters = 0.1, X[0].numel()
+    ours = _fooled(cnn, simba(Oracle(cnn), X, y, eps=100.0, norm="l2", alpha=step, basis="dct",
+                              max_queries=2 * iters + 1, generator=torch.Generator().manual_seed(7)), y)
+    np.random.seed(7)
+    art = SimBA(_art_classifier(cnn, True), attack="dct", max_iter=iters, epsilon=step, freq_dim=1, stride=1,
+                verbose=False)
+    theirs = _fooled(cnn, torch.from_numpy(art.generate(X.numpy(), y=np.eye(10)[y.numpy()])), y)
+    assert 0.2 < ours and abs(ours - theirs) <= 0.06, (ours, theirs)
+
+
+def test_square_attack_at_least_as_strong_as_art(cnn, test_batch):
+    """150 inputs, 100 iterations. ART 1.20's SquareAttack neither redraws a window that changes nothing nor
+    draws a window per example (one position for the whole batch), so it wastes iterations and fools less:
+    measured 17% against the kit's 29%; the kit with the redraw removed also fools 17%. Broken variants fall
+    far below ART's: accepting every change fools 1%, random corners of the ball 2%."""
     from art.attacks.evasion import SquareAttack
-    X, y = _correct(cnn, *test_batch, 60)
+    X, y = _correct(cnn, *test_batch, 150)
     eps, iters = 0.1, 100
     ours = _fooled(cnn, square_attack(Oracle(cnn), X, y, eps=eps, max_queries=iters + 1, p_init=0.3,
                                       generator=torch.Generator().manual_seed(8)), y)
@@ -180,4 +202,104 @@ def test_square_attack_agrees_with_art(cnn, test_batch):
     art = SquareAttack(_art_classifier(cnn, False), norm=np.inf, eps=eps, max_iter=iters, p_init=0.3,
                        nb_restarts=1, verbose=False)
     theirs = _fooled(cnn, torch.from_numpy(art.generate(X.numpy(), y=y.numpy())), y)
-    assert 0.1 < ours < 0.95 and abs(ours - theirs) <= 0.15, (ours, theirs)
+    assert 0.1 < theirs and theirs - 0.05 <= ours < 0.95, (ours, theirs)
+
+
+# ---- central steps: each fails its test when removed or replaced by a constant ---------------------------
+class _Recording(Oracle):
+    """An oracle that keeps every point it was asked about, with the example it was charged to."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.log = []
+
+    def __call__(self, x, *, index=None):
+        scores = super().__call__(x, index=index)
+        index = torch.arange(len(x)) if index is None else index
+        self.log += [(int(i), xi.clone(), si.clone()) for i, xi, si in zip(index, x, scores)]
+        return scores
+
+
+def test_square_attack_never_queries_an_unchanged_point(cnn, test_batch):
+    """Every query after the first asks about a point other than the example's current best: a window whose
+    new signs equal the old ones is redrawn, not sent (without the redraw about 30% of queries repeat)."""
+    X, y = _correct(cnn, *test_batch, 30)
+    oracle = _Recording(cnn)
+    square_attack(oracle, X, y, eps=0.2, max_queries=150, p_init=0.3, generator=torch.Generator().manual_seed(9))
+    best, repeats = {}, 0
+    for i, xi, si in oracle.log:                 # replay the attack's bookkeeping from what the oracle saw
+        loss = margin(si[None], y[i:i + 1]).item()
+        if i in best:
+            repeats += torch.equal(xi, best[i][0])
+        if i not in best or loss < best[i][1]:
+            best[i] = (xi, loss)
+    assert len(oracle.log) > 10 * len(X) and repeats == 0, repeats
+
+
+def _square_sides(max_queries, p_init, size=16):
+    """The window side of every query of a Square Attack on a model that never improves, from the queries:
+    the current point stays the initial stripes, so each query differs from it in a block exactly one window
+    tall (the columns whose stripe sign differs from the window's)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(size * size, 3))
+    nn.init.zeros_(model[1].weight), nn.init.zeros_(model[1].bias)   # constant scores: class 0, margin 0
+    oracle = _Recording(model)
+    x = torch.full((1, 1, size, size), 0.5)
+    square_attack(oracle, x, torch.tensor([0]), eps=0.1, max_queries=max_queries, p_init=p_init,
+                  generator=torch.Generator().manual_seed(10))
+    first = oracle.log[0][1]
+    sides = []
+    for _, xi, _ in oracle.log[1:]:
+        rows = ((xi != first).any(-1).squeeze(0)).nonzero().flatten()
+        sides.append(int(rows.max() - rows.min() + 1))
+    return sides
+
+
+def test_square_window_shrinks_on_the_papers_schedule():
+    """The paper halves the window's area at iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 of a
+    10,000-query run (rescaled to ``max_queries``). A constant window would give one side throughout."""
+    max_queries, p_init, size = 1000, 0.5, 16
+    sides = _square_sides(max_queries, p_init, size)
+    assert len(sides) == max_queries - 1                          # one query per iteration, none skipped
+    breaks = [10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000]
+    for i, side in enumerate(sides, start=1):
+        halvings = sum(int(i / max_queries * 10_000) > b for b in breaks)
+        assert side == max(round((p_init / 2 ** halvings * size * size) ** 0.5), 1), (i, side)
+    assert sides[0] == 11 and sides[-1] == 1
+
+
+def test_simba_dct_visits_low_frequencies_first(cnn, test_batch):
+    """SimBA-DCT's first steps are smooth cosines of the lowest frequencies: the first query after the clean
+    one changes the image by the constant (0, 0) cosine, the next ones by the 3 cosines of ring 1, each
+    step of L2 length alpha; with the pixel basis a single pixel changes."""
+    X = torch.full((1, 1, 8, 8), 0.5)                   # mid-grey: no step is clipped by the range
+    y = predict(cnn, X).argmax(1)
+    oracle = _Recording(cnn)
+    simba(oracle, X, y, eps=10.0, norm="l2", alpha=0.5, basis="dct", max_queries=12,
+          generator=torch.Generator().manual_seed(11))
+    steps = [xi - X[0] for _, xi, _ in oracle.log[1:]]
+    first = steps[0].flatten()
+    assert torch.allclose(first, first[0].expand_as(first), atol=1e-6)   # flat: the DC component
+    assert abs(first.norm().item() - 0.5) < 1e-5 and first.abs().min() > 0.05
+    oracle = _Recording(cnn)
+    simba(oracle, X, y, eps=10.0, norm="l2", alpha=0.5, basis="pixel", max_queries=3,
+          generator=torch.Generator().manual_seed(11))
+    assert ((oracle.log[1][1] - X[0]) != 0).sum() == 1
+
+
+def test_simba_dct_beats_pixel_simba_early(cnn, test_batch):
+    """The point of the DCT basis (Guo et al. 2019): with few queries, low-frequency steps fool more inputs
+    than single-pixel steps of the same L2 length (measured 71% against 43%); visiting the cosines from high
+    to low frequency instead fools 9%."""
+    X, y = _correct(cnn, *test_batch, 100)
+    fooled = {basis: _fooled(cnn, simba(Oracle(cnn), X, y, eps=100.0, norm="l2", alpha=0.2, basis=basis,
+                                        max_queries=41, generator=torch.Generator().manual_seed(12)), y)
+              for basis in ("dct", "pixel")}
+    assert fooled["dct"] > fooled["pixel"] + 0.1, fooled
+
+
+def test_simba_bad_basis(cnn, test_batch):
+    X, y = test_batch
+    with pytest.raises(ValueError, match="basis"):
+        simba(Oracle(cnn), X[:4], y[:4], eps=0.1, basis="wavelet")
+    with pytest.raises(ValueError, match="basis='dct'"):
+        simba(Oracle(nn.Sequential(nn.Linear(64, 10))), X[:4].flatten(1), y[:4], eps=0.1, basis="dct")
