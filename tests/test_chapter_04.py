@@ -19,7 +19,7 @@ def values(chapter_values):
     return chapter_values("04_evasion_blackbox")
 
 
-ATTACKS = ("simba", "square", "hsj", "simba_rounded", "square_rounded")
+ATTACKS = ("simba", "simba_dct", "square", "hsj", "simba_rounded", "square_rounded")
 
 
 def test_the_victim_and_the_attacker_own_disjoint_halves(values):
@@ -47,6 +47,13 @@ def test_score_based_attacks_fool_almost_everything_with_few_queries(values):
     assert v["ch04_simba_q50"] < v["ch04_max_queries"] / 5
     assert v["ch04_square_q50"] < v["ch04_max_queries"] / 5
     assert v["ch04_noise_success"] < 20                                # noise of the same size does not
+
+
+def test_simba_dct_starts_faster_but_runs_out_of_directions(values):
+    v = values
+    assert v["ch04_simba_dct_at_low"] > v["ch04_simba_at_low"]               # "the promising directions first"
+    assert v["ch04_simba_dct_max_used"] <= 2 * v["ch04_dim"] + 1 < v["ch04_max_queries"]   # "none left"
+    assert v["ch04_simba_dct_at_mid"] <= v["ch04_simba_dct_success"]
 
 
 def test_labels_cost_queries_not_success(values):
