@@ -47,6 +47,8 @@ def test_score_based_attacks_fool_almost_everything_with_few_queries(values):
     assert v["ch04_simba_q50"] < v["ch04_max_queries"] / 5
     assert v["ch04_square_q50"] < v["ch04_max_queries"] / 5
     assert v["ch04_noise_success"] < 20                                # noise of the same size does not
+    # beside the literature: "succeeds on nearly every input, with a mean cost of tens to a few hundred queries"
+    assert v["ch04_square_success"] >= 90 and v["ch04_square_mean_q"] < 300
 
 
 def test_simba_dct_starts_faster_but_runs_out_of_directions(values):
