@@ -1,6 +1,8 @@
-"""The chapter-4 checks (query accounting and one SimBA step): every reference solution passes on any seed,
-each typical mistake fails the property written for it, and both notebooks run in a real kernel."""
+"""The chapter-4 checks (query accounting, one SimBA step, success-versus-queries curves): every reference
+solution passes on any seed, and each plausible wrong implementation fails the property written for it, on
+every one of many seeds."""
 import re
+import textwrap
 
 import pytest
 import torch
@@ -11,7 +13,8 @@ from mlsec_kit.grading import get_exercise, run_question
 EXERCISE = get_exercise("04_evasion_blackbox")
 SOURCE = ROOT / "exercises" / "source" / "04_evasion_blackbox.ipynb"
 STUDENT = ROOT / "exercises" / "04_evasion_blackbox.ipynb"
-QUESTIONS = ("charge", "simba_step")
+QUESTIONS = ("charge", "simba_step", "success_curve")
+SEEDS = range(100, 125)  # the grader draws seeds of its own: a mistake must fail on every one
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +22,16 @@ def solutions() -> dict:
     """The setup cell and the cells defining the two functions (not the real-data cell, which trains)."""
     nb = read(SOURCE)
     nb.cells = [c for c in nb.cells if c.cell_type == "code" and
-                ("import mlsec_kit" in c.source or re.search(r"^def (charge|simba_step)\(", c.source, re.M))]
+                ("import mlsec_kit" in c.source or re.search(r"^def (" + "|".join(QUESTIONS) + r")\(", c.source, re.M))]
     return exec_notebook_code(nb)
 
 
 def test_the_set_declares_the_chapter_questions():
     assert tuple(EXERCISE.questions) == QUESTIONS
     assert EXERCISE.chapter == 4 and EXERCISE.title == "Exercises: black-box evasion attacks"
-    assert all(3 <= q.max_score <= 5 for q in EXERCISE.questions.values())
+    assert all(3 <= q.max_score <= 7 for q in EXERCISE.questions.values())
+    assert "mlsec_kit.attacks.evasion.simba" in EXERCISE.questions["simba_step"].forbid
+    assert "mlsec_kit.attacks.evasion.Oracle" in EXERCISE.questions["charge"].forbid
 
 
 @pytest.mark.parametrize("name", QUESTIONS)
@@ -62,42 +67,103 @@ MISTAKES = [
     ("charge", "one per call", """
         def charge(queries, index):
             return queries + 1""", ["the total grows", "each example"], "grew by"),
+    ("charge", "counts distinct examples", """
+        def charge(queries, index):
+            return queries + torch.bincount(index.unique(), minlength=len(queries))""",
+     ["the total grows", "each example"], "grew by"),
     ("simba_step", "keeps any step", """
-        def simba_step(probs, x_orig, x_adv, y, p, q, eps):
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
             c = x_adv.clone(); c.view(-1)[q] = (c.view(-1)[q] - eps).clamp(0, 1)
-            return c, probs(c)[0, y].item()""", ["never raises"], "rose"),
+            return c, probs(c)""", None, "rose"),
     ("simba_step", "always asks both", """
-        def simba_step(probs, x_orig, x_adv, y, p, q, eps):
-            best, best_p = x_adv.clone(), p
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
+            best, best_s = x_adv.clone(), scores
             for s in (-eps, eps):
                 c = x_adv.clone(); c.view(-1)[q] = (c.view(-1)[q] + s).clamp(0, 1)
-                pc = probs(c)[0, y].item()
-                if pc < best_p: best, best_p = c, pc
-            return best, best_p""", ["asks at most two"], "only when the first did not help"),
+                sc = probs(c)
+                if sc[0, y] < best_s[0, y]: best, best_s = c, sc
+            return best, best_s""", ["asks at most two"], "only when the first did not help"),
+    ("simba_step", "only ever tries -eps", """
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
+            c = x_adv.clone(); c.view(-1)[q] = (c.view(-1)[q] - eps).clamp(0, 1)
+            sc = probs(c)
+            if sc[0, y] < scores[0, y]: return c, sc
+            return x_adv.clone(), scores""", None, "query the second"),
     ("simba_step", "no clipping", """
-        def simba_step(probs, x_orig, x_adv, y, p, q, eps):
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
             for s in (-eps, eps):
                 c = x_adv.clone(); c.view(-1)[q] = c.view(-1)[q] + s
-                pc = probs(c)[0, y].item()
-                if pc < p: return c, pc
-            return x_adv.clone(), p""", ["changes only coordinate q"], "clip"),
+                sc = probs(c)
+                if sc[0, y] < scores[0, y]: return c, sc
+            return x_adv.clone(), scores""", None, "clip"),
+    ("simba_step", "clips to the eps-ball but not to [0, 1]", """
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
+            for s in (-eps, eps):
+                c = x_adv.clone(); c.view(-1)[q] = c.view(-1)[q] + s
+                c = torch.max(torch.min(c, x_orig + eps), x_orig - eps)
+                sc = probs(c)
+                if sc[0, y] < scores[0, y]: return c, sc
+            return x_adv.clone(), scores""", None, "clip"),
     ("simba_step", "moves every pixel", """
-        def simba_step(probs, x_orig, x_adv, y, p, q, eps):
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
             for s in (-eps, eps):
                 c = (x_adv + s).clamp(0, 1).clamp(x_orig - eps, x_orig + eps)
-                pc = probs(c)[0, y].item()
-                if pc < p: return c, pc
-            return x_adv.clone(), p""", None, "coordinates other than q"),
+                sc = probs(c)
+                if sc[0, y] < scores[0, y]: return c, sc
+            return x_adv.clone(), scores""", None, "coordinates other than q"),
     ("simba_step", "in place", """
-        def simba_step(probs, x_orig, x_adv, y, p, q, eps):
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
             x_adv.view(-1)[q] = (x_adv.view(-1)[q] - eps).clamp(0, 1)
-            return x_adv, probs(x_adv)[0, y].item()""", None, "in place"),
+            return x_adv, probs(x_adv)""", None, "in place"),
+    ("simba_step", "returns the scores of x_adv after a kept step", """
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
+            for s in (-eps, eps):
+                c = x_adv.clone(); c.view(-1)[q] = (c.view(-1)[q] + s).clamp(0, 1)
+                if probs(c)[0, y] < scores[0, y]: return c, scores
+            return x_adv.clone(), scores""", None, "scores of the point you return"),
+    ("simba_step", "re-queries x_adv", """
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
+            p = probs(x_adv)[0, y]
+            for s in (-eps, eps):
+                c = x_adv.clone(); c.view(-1)[q] = (c.view(-1)[q] + s).clamp(0, 1)
+                sc = probs(c)
+                if sc[0, y] < p: return c, sc
+            return x_adv.clone(), scores""", None, "queries"),
+    ("success_curve", "divides by the fooled inputs only", """
+        def success_curve(queries, fooled, budgets):
+            return torch.tensor([(fooled & (queries <= b)).sum().item() / max(int(fooled.sum()), 1) for b in budgets])""",
+     None, "failures included"),
+    ("success_curve", "strictly fewer queries than the budget", """
+        def success_curve(queries, fooled, budgets):
+            return torch.tensor([(fooled & (queries < b)).float().mean().item() for b in budgets])""",
+     None, "at most"),
+    ("success_curve", "counts failures that stopped within the budget", """
+        def success_curve(queries, fooled, budgets):
+            return torch.tensor([(queries <= b).float().mean().item() for b in budgets])""", None, "fooled"),
+    ("success_curve", "counts instead of fractions", """
+        def success_curve(queries, fooled, budgets):
+            return torch.tensor([float((fooled & (queries <= b)).sum()) for b in budgets])""", None, "expected"),
+    ("success_curve", "the overall success rate at every budget", """
+        def success_curve(queries, fooled, budgets):
+            return torch.tensor([fooled.float().mean().item()] * len(budgets))""", None, "expected"),
 ]
 
 
 @pytest.mark.parametrize("name, label, code, failing, message", MISTAKES, ids=[m[1] for m in MISTAKES])
 def test_each_mistake_fails_its_property(name, label, code, failing, message):
     assert_mistake_fails(EXERCISE.questions[name], code, name, {"torch": torch}, failing, message)
+
+
+@pytest.mark.parametrize("name, label, code, failing, message", MISTAKES, ids=[m[1] for m in MISTAKES])
+def test_each_mistake_fails_on_every_seed(name, label, code, failing, message):
+    namespace = {"torch": torch}
+    exec(textwrap.dedent(code), namespace)
+    passed = [seed for seed in SEEDS if run_question(EXERCISE.questions[name], namespace[name], seed=seed).passed]
+    assert not passed, f"{label!r} passes on seeds {passed}"
+
+
+def test_every_question_has_listed_mistakes():
+    assert {m[0] for m in MISTAKES} == set(QUESTIONS)
 
 
 # Executing the student and source notebooks is covered for every set by test_grading_notebooks.py.

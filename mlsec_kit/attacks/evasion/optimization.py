@@ -87,10 +87,18 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, c: float = 1.0,
                     best_dist = torch.where(better, dist, best_dist)
                     best_adv[better] = x_adv[better].detach()
                     succeeded |= hit
-            upper = torch.where(succeeded, torch.minimum(upper, const), upper)
-            lower = torch.where(succeeded, lower, torch.maximum(lower, const))
-            const = torch.where(upper < float("inf"), (lower + upper) / 2, const * 10)
+            const, lower, upper = _next_c(const, lower, upper, succeeded)
     return best_adv.detach()
+
+
+def _next_c(const: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, succeeded: torch.Tensor):
+    """One step of C&W's search over ``c``, per example: a success makes ``c`` an upper bound, a failure a
+    lower bound; the next ``c`` is the midpoint of the bracket, or ``10 c`` while no success bounds it above.
+    Returns ``(const, lower, upper)``."""
+    upper = torch.where(succeeded, torch.minimum(upper, const), upper)
+    lower = torch.where(succeeded, lower, torch.maximum(lower, const))
+    const = torch.where(upper < float("inf"), (lower + upper) / 2, const * 10)
+    return const, lower, upper
 
 
 def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 50, overshoot: float = 0.02,

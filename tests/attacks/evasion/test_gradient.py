@@ -248,3 +248,23 @@ def test_bad_input_raises_naming_the_argument(index):
     name, error, bad = _bad_calls()[index]
     with pytest.raises(error, match=name):
         bad()
+
+
+def test_random_start_is_uniform_in_the_ball():
+    """The start is drawn uniformly from the ball: in 2-D the L2 radius has P(r <= t eps) = t^2 (a constant
+    radius, or a uniform one, gives 0 or 0.5 at t = 1/2 instead of 0.25) and the direction is uniform over
+    the circle; for Linf every coordinate is uniform on [-eps, eps] (mean |delta| = eps / 2, none beyond)."""
+    model = nn.Linear(2, 2)
+    x, y = torch.full((8000, 2), 0.5), torch.zeros(8000, dtype=torch.long)
+    eps = 0.1
+    start = lambda norm: pgd(model, x, y, eps=eps, alpha=0.0, steps=1, norm=norm, random_start=True,  # noqa: E731
+                             generator=torch.Generator().manual_seed(13)) - x
+    d = start("l2")
+    r = d.norm(dim=1) / eps
+    assert r.max() <= 1 + 1e-5
+    assert abs((r <= 0.5).float().mean() - 0.25) < 0.02 and abs((r <= 0.9).float().mean() - 0.81) < 0.02
+    quadrant = (d[:, 0] > 0).long() * 2 + (d[:, 1] > 0).long()
+    assert (torch.bincount(quadrant, minlength=4).float() / len(d) - 0.25).abs().max() < 0.02
+    d = start("linf") / eps
+    assert d.abs().max() <= 1 + 1e-6 and abs(d.abs().mean() - 0.5) < 0.02
+    assert abs((d.abs() <= 0.5).float().mean() - 0.5) < 0.02

@@ -47,12 +47,62 @@ def test_cw_finds_smaller_l2_perturbations_than_pgd_at_equal_success(cnn, correc
     assert (cw_norm <= pgd_norm + 1e-4).float().mean() > 0.9
 
 
-def test_cw_more_binary_search_steps_never_hurt(cnn, correct):
-    x, y = correct[0][:40], correct[1][:40]
-    one = _l2(cw_l2(cnn, x, y, steps=30, binary_search_steps=1) - x)
-    five = _l2(cw_l2(cnn, x, y, steps=30, binary_search_steps=5) - x)
-    found_one = one > 0
-    assert (five[found_one] <= one[found_one] + 1e-5).all()
+def _planted_linear(n=16, d=64, seed=0):
+    """A linear two-class model on which C&W's answer is known: every input is class 0 with margin
+    ``m_i = Z_0 - Z_1 > 0``, and the smallest L2 change that flips it is ``m_i / ||w||`` (inside the range).
+    The weights span two orders of magnitude, so Adam's per-coordinate steps with a large ``c`` overshoot."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, generator=g) * torch.logspace(-1, 1, d)[torch.randperm(d, generator=g)]
+    x = 0.3 + 0.4 * torch.rand(n, d, generator=g)
+    model = nn.Linear(d, 2)
+    with torch.no_grad():
+        model.weight.zero_(), model.bias.zero_()
+        model.weight[1] = w
+        model.bias[1] = -(x @ w).max() - 1.0
+        optimum = -(x @ w + model.bias[1]) / w.norm()
+    return model, x, torch.zeros(n, dtype=torch.long), optimum
+
+
+def test_cw_search_raises_c_until_an_attack_succeeds():
+    """With c far too small one run fails almost everywhere; the search multiplies c by 10 until a success
+    brackets it, then closes in: all succeed, at the optimal distance (measured 1.003x). Without the search
+    (c held fixed) the second assertion fails."""
+    model, x, y, optimum = _planted_linear()
+    fixed = cw_l2(model, x, y, c=1e-3, binary_search_steps=1, steps=100, lr=0.05)
+    searched = cw_l2(model, x, y, c=1e-3, binary_search_steps=6, steps=100, lr=0.05)
+    assert (_l2(fixed - x) > 0).float().mean() < 0.2
+    dist = _l2(searched - x)
+    assert (dist > 0).all() and (predict(model, searched).argmax(1) != y).all()
+    assert ((dist / optimum).median() - 1).abs() < 0.05
+
+
+def test_cw_search_lowers_c_for_smaller_perturbations():
+    """With c far too large every run succeeds, but with a perturbation twice the optimum (measured 2.18x):
+    the misclassification term drowns the distance term. Halving c towards the bracket's lower end brings it
+    to the optimum (1.01x); a search that never lowers c (or no search) stays at 2x."""
+    model, x, y, optimum = _planted_linear()
+    fixed = _l2(cw_l2(model, x, y, c=100.0, binary_search_steps=1, steps=100, lr=0.05) - x)
+    searched = _l2(cw_l2(model, x, y, c=100.0, binary_search_steps=10, steps=100, lr=0.05) - x)
+    assert (fixed > 0).all() and (searched > 0).all()
+    assert (fixed / optimum).median() > 1.5
+    assert ((searched / optimum).median() - 1).abs() < 0.05
+    assert (searched <= fixed + 1e-6).all()
+
+
+def test_cw_c_search_brackets_c():
+    """The bookkeeping of the search, example by example: a success lowers the upper bound to c, a failure
+    raises the lower bound to c; the next c is the bracket's midpoint, or 10c while nothing bounds it above."""
+    from mlsec_kit.attacks.evasion.optimization import _next_c
+    inf = float("inf")
+    const = torch.tensor([1.0, 1.0, 4.0, 4.0])
+    lower = torch.tensor([0.0, 0.0, 2.0, 2.0])
+    upper = torch.tensor([inf, inf, 8.0, 8.0])
+    ok = torch.tensor([True, False, True, False])
+    c, lo, up = _next_c(const, lower, upper, ok)
+    assert torch.equal(up, torch.tensor([1.0, inf, 4.0, 8.0]))
+    assert torch.equal(lo, torch.tensor([0.0, 1.0, 2.0, 4.0]))
+    assert torch.equal(c, torch.tensor([0.5, 10.0, 3.0, 6.0]))
+    assert ((lo <= c) & (c <= up)).all()
 
 
 def test_cw_targeted_reaches_the_target(cnn, correct):
