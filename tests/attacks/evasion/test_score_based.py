@@ -303,3 +303,29 @@ def test_simba_bad_basis(cnn, test_batch):
         simba(Oracle(cnn), X[:4], y[:4], eps=0.1, basis="wavelet")
     with pytest.raises(ValueError, match="basis='dct'"):
         simba(Oracle(nn.Sequential(nn.Linear(64, 10))), X[:4].flatten(1), y[:4], eps=0.1, basis="dct")
+
+
+def test_square_attack_starts_from_vertical_stripes(cnn):
+    """The paper's initialisation: every column of the perturbation is +eps or -eps from top to bottom (the
+    first query), a corner of the ball the model is already sensitive to."""
+    x = torch.full((3, 1, 8, 8), 0.5)
+    oracle = _Recording(cnn)
+    square_attack(oracle, x, predict(cnn, x).argmax(1), eps=0.1, max_queries=1,
+                  generator=torch.Generator().manual_seed(14))
+    for i, xi, _ in oracle.log:
+        delta = xi - x[i]
+        assert torch.allclose(delta.abs(), torch.full_like(delta, 0.1), atol=1e-6)
+        assert torch.equal(delta, delta[:, :1].expand_as(delta))          # constant down each column
+
+
+def test_simba_visits_coordinates_in_a_random_order(cnn):
+    """The coordinate order comes from the generator: the first pixel tried differs from seed to seed (a fixed
+    order would try the same pixel first every time)."""
+    x = torch.full((1, 1, 8, 8), 0.5)
+    y = predict(cnn, x).argmax(1)
+    first = set()
+    for seed in range(10):
+        oracle = _Recording(cnn)
+        simba(oracle, x, y, eps=0.1, max_queries=2, generator=torch.Generator().manual_seed(seed))
+        first.add(int(((oracle.log[1][1] - x[0]) != 0).flatten().nonzero()[0]))
+    assert len(first) >= 5, first
