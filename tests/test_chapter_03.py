@@ -2,6 +2,8 @@
 
 Each test reads the numbers the chapter glued into its prose and checks that they support the sentence
 they appear in. That two runs agree is checked for every chapter in tests/test_notebooks.py."""
+import math
+
 import pytest
 
 pytestmark = pytest.mark.notebooks
@@ -33,7 +35,9 @@ def test_the_attacks_break_a_naturally_trained_model(values):
 def test_the_step_size_crosses_the_ball_one_and_a_quarter_times(values):
     # alpha = c eps / T: T steps walk c eps per coordinate over a ball 2 eps wide
     assert values["ch03_ball_crossings"] == pytest.approx(values["ch03_step_factor"] / 2)
-    assert values["ch03_ball_crossings"] > 1                       # "enough to reach any face from any other"
+    assert values["ch03_ball_crossings"] > 1                       # "from one face to the opposite one"
+    steps, factor = values["ch03_pgd_steps"], values["ch03_step_factor"]
+    assert values["ch03_spare_steps"] == steps - math.ceil(2 * steps / factor - 1e-9) >= 1   # "... to spare"
 
 
 def test_sizes_in_the_prose_come_from_the_data(values):
