@@ -170,3 +170,37 @@ def test_returned_points_sit_on_the_decision_boundary(cnn, batch, norm):
         r = 0.98 * (x_adv - X).flatten(1).abs().amax(1).view(-1, 1, 1, 1)
         back = torch.maximum(torch.minimum(x_adv, X + r), X - r)
     assert (predict(cnn, back).argmax(1) == y).float().mean() > 0.9
+
+
+class _Recording(Oracle):
+    """A label oracle that keeps every batch of points it was asked about."""
+
+    def __init__(self, model):
+        super().__init__(model, output="label")
+        self.batches = []
+
+    def __call__(self, x, *, index=None):
+        self.batches.append(x.clone())
+        return super().__call__(x, index=index)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_probe_radius_follows_the_papers_schedule(cnn, norm):
+    """The probes that estimate the boundary's normal lie at radius 0.1 (of the input range) in the first
+    iteration, then at delta_t = d^(-1) * dist_t (L2: sqrt(d) theta dist with theta = d^-1.5; Linf: d theta dist
+    with theta = d^-2), so they shrink with the perturbation. A constant radius (0.1 throughout) fails this."""
+    x = torch.full((1, 1, 8, 8), 0.5)
+    y = predict(cnn, x).argmax(1)
+    oracle = _Recording(cnn)
+    hop_skip_jump(oracle, x, y, norm=norm, steps=4, init_evals=100, max_queries=100_000,
+                  generator=torch.Generator().manual_seed(8))
+    probes = [b for b in oracle.batches if len(b) >= 100]   # the gradient estimates' batches, one per iteration
+    assert len(probes) == 4
+    d = x[0].numel()
+    for t, batch in enumerate(probes):
+        centre = batch.mean(0, keepdim=True)
+        radius = (batch - centre).flatten(1).norm(dim=1).median().item()
+        diff = (centre - x).flatten()
+        dist = (diff.norm() if norm == "l2" else diff.abs().max()).item()
+        expected = 0.1 if t == 0 else dist / d
+        assert abs(radius / expected - 1) < 0.25, (t, radius, expected)

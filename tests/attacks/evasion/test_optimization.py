@@ -159,6 +159,32 @@ def test_deepfool_is_exact_on_a_linear_binary_classifier():
     assert (model(x_adv).argmax(1) != y).all()
 
 
+def test_deepfool_steps_to_the_nearest_of_several_linear_boundaries():
+    """Five classes, affine: the boundary between y and class k is the hyperplane Z_k = Z_y, at distance
+    |Z_k - Z_y| / ||w_k - w_y||. DeepFool must step to the NEAREST of them (one step suffices when the model
+    is affine); stepping towards the runner-up class (largest logit) or any fixed class is farther."""
+    g = torch.Generator().manual_seed(1)
+    model = nn.Linear(10, 5)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(5, 10, generator=g))
+        model.bias.copy_(torch.randn(5, generator=g))
+    x = torch.randn(64, 10, generator=g)
+    with torch.no_grad():
+        logits = model(x)
+    y = logits.argmax(1)
+    w = model.weight.detach()
+    gaps = (logits - logits.gather(1, y[:, None])).abs()                  # |Z_k - Z_y|
+    norms = (w[None] - w[y][:, None]).norm(dim=2)                         # ||w_k - w_y||
+    dist = (gaps / norms.clamp_min(1e-12)).scatter(1, y[:, None], float("inf"))
+    runner_up = logits.scatter(1, y[:, None], float("-inf")).argmax(1)
+    assert (dist.argmin(1) != runner_up).any()                            # the planted case tells them apart
+    overshoot = 0.02
+    x_adv = deepfool(model, x, y, overshoot=overshoot, clip_min=-100.0, clip_max=100.0)
+    expected = (1 + overshoot) * (dist.min(1).values + 1e-4)
+    assert torch.allclose(_l2(x_adv - x), expected, rtol=1e-4)
+    assert (model(x_adv).argmax(1) != y).all()
+
+
 def test_model_is_left_as_it_was(correct):
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Dropout(0.3)).train()
     x, y = correct[0][:10], correct[1][:10]
