@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["image_grid", "plot_curves", "confusion_matrix", "plot_confusion_matrix", "taxonomy_figure"]
+__all__ = ["image_grid", "image_row", "plot_curves", "confusion_matrix", "plot_confusion_matrix", "taxonomy_figure"]
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -53,6 +53,42 @@ def image_grid(images, *, labels: Optional[Sequence] = None, ncols: int = 8, tit
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def image_row(images, *, labels: Optional[Sequence] = None, title: Optional[str] = None, ax=None,
+              cmap: str = "gray", vmin: float = 0.0, vmax: float = 1.0):
+    """Show images ``(N, C, H, W)`` side by side as *one* picture on one ``Axes``, each captioned above.
+
+    The light-weight sibling of :func:`image_grid` for figures drawn many times (the frames of an
+    interactive figure): one ``imshow`` instead of ``N`` axes, so a frame draws several times faster.
+    Images are separated by a one-pixel white gap.
+
+    Args:
+        images: a tensor or array of ``N >= 1`` images, 1 or 3 channels, values in ``[vmin, vmax]``.
+        labels: optional captions, one per image.
+        title: optional title above the captions.
+        ax: the ``Axes`` to draw on (a new figure when ``None``).
+    """
+    arr = _to_numpy(images)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4 or arr.shape[1] not in (1, 3) or arr.shape[0] == 0:
+        raise ValueError(f"images must be (N, C, H, W) with N >= 1 and C in (1, 3), got {arr.shape}")
+    if labels is not None and len(labels) != len(arr):
+        raise ValueError(f"labels must have one entry per image ({len(arr)}), got {len(labels)}")
+    n, c, h, w = arr.shape
+    row = np.full((h, n * (w + 1) - 1, c), vmax, dtype=float)
+    for i, img in enumerate(arr):
+        row[:, i * (w + 1): i * (w + 1) + w] = img.transpose(1, 2, 0)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.3 * n, 1.9 if title else 1.6))
+    ax.imshow(row[..., 0] if c == 1 else row, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    for i, label in enumerate(labels or []):
+        ax.text(i * (w + 1) + (w - 1) / 2, -0.04 * h, str(label), ha="center", va="bottom", fontsize=9)
+    if title:
+        ax.set_title(title, pad=16)
+    ax.axis("off")
+    return ax.figure
 
 
 def plot_curves(curves: Mapping[str, Sequence[float]], *, xlabel: str = "epoch", ylabel: str = "",

@@ -1,6 +1,9 @@
 """Chapter 3 (white-box evasion) executes and says what it claims.
 
-That two runs agree is checked for every chapter in tests/test_notebooks.py."""
+Each test reads the numbers the chapter glued into its prose and checks that they support the sentence
+they appear in. That two runs agree is checked for every chapter in tests/test_notebooks.py."""
+import math
+
 import pytest
 
 pytestmark = pytest.mark.notebooks
@@ -24,6 +27,24 @@ def test_the_attacks_break_a_naturally_trained_model(values):
     assert v["ch03_noise_acc"] > v["ch03_clean_acc"] - 10          # noise of the same size does not
     assert v["ch03_pgd_l2_acc"] < 10 and v["ch03_noise_l2_acc"] > v["ch03_clean_acc"] - 10
     assert v["ch03_pgd_acc_half"] <= v["ch03_fgsm_acc_half"]
+    assert v["ch03_pgd_below_fgsm"] == 1                           # "PGD at or below FGSM at every budget"
+    # "a model right on almost every clean input is wrong on almost every adversarial one"
+    assert v["ch03_best_acc"] == min(v["ch03_pgd_acc"], v["ch03_pgd_rs_acc"]) <= 3
+
+
+def test_the_step_size_crosses_the_ball_one_and_a_quarter_times(values):
+    # alpha = c eps / T: T steps walk c eps per coordinate over a ball 2 eps wide
+    assert values["ch03_ball_crossings"] == pytest.approx(values["ch03_step_factor"] / 2)
+    assert values["ch03_ball_crossings"] > 1                       # "from one face to the opposite one"
+    steps, factor = values["ch03_pgd_steps"], values["ch03_step_factor"]
+    assert values["ch03_spare_steps"] == steps - math.ceil(2 * steps / factor - 1e-9) >= 1   # "... to spare"
+
+
+def test_sizes_in_the_prose_come_from_the_data(values):
+    v = values
+    assert v["ch03_height"] * v["ch03_width"] in (64, 784, 1024)
+    assert v["ch03_n_train"] > v["ch03_n_eval"] > 0
+    assert v["ch03_eps_grey_steps"] == pytest.approx(v["ch03_eps"] * v["ch03_grey_steps"])
 
 
 def test_linear_explanation_and_targeted_attacks(values):
@@ -35,19 +56,50 @@ def test_minimum_norm_attacks_find_small_perturbations(values):
     v = values
     assert v["ch03_cw_success"] > 95 and v["ch03_df_success"] > 95
     assert v["ch03_cw_median_l2"] < v["ch03_eps_l2"] and v["ch03_df_median_l2"] < v["ch03_eps_l2"]
-    assert v["ch03_cw_median_l2"] <= v["ch03_df_median_l2"] * 1.05
+    # "C&W finds perturbations at least as small" (a 1% tolerance for the median of a finite sample)
+    assert v["ch03_cw_median_l2"] <= v["ch03_df_median_l2"] * 1.01
+    # "at a price": the passes C&W spends are its steps times the values of c, and DeepFool's are far fewer
+    assert v["ch03_cw_passes"] >= v["ch03_cw_steps"] * v["ch03_cw_search_steps"]
+    assert v["ch03_df_passes"] * 10 < v["ch03_cw_passes"]
+
+
+def test_minimum_norm_curves_sit_close_to_pgd(values):
+    # "the minimum-norm curves stay within a few points of PGD's at every budget"
+    assert values["ch03_cw_pgd_gap"] <= 10 and values["ch03_df_pgd_gap"] <= 10
 
 
 def test_transfer_and_art_agreement(values):
     v = values
     assert v["ch03_transfer_mean"] < v["ch03_transfer_clean_min"] - 30   # attacks transfer
+    assert v["ch03_transfer_diag_max"] < v["ch03_transfer_mean"]         # weaker than white-box
     assert v["ch03_art_fgsm_diff"] <= 1e-6
-    assert abs(v["ch03_art_pgd_acc"] - v["ch03_pgd_acc"]) <= 3
+    assert abs(v["ch03_art_pgd_acc"] - v["ch03_pgd_acc"]) <= 1
+    assert v["ch03_art_pgd_agree"] >= 99 and v["ch03_art_pgd_l2_agree"] >= 99   # "example by example"
 
 
-def test_the_slider_leaves_a_static_figure(executed):
+def _figures(executed):
+    return [c for c in executed.cells if c.cell_type == "code" and "figure" in c.metadata.get("mystnb", {})]
+
+
+def test_figures_are_numbered_captioned_and_referenced(executed):
+    text = "\n".join(c.source for c in executed.cells if c.cell_type == "markdown")
+    figures = _figures(executed)
+    assert len(figures) >= 5
+    for c in figures:
+        options = c.metadata["mystnb"]["figure"]
+        assert options["caption"] and options["name"].startswith("fig-ch03-")
+        assert f"{{numref}}`{options['name']}`" in text, f"{options['name']} is never referenced"
+        kinds = {k for o in c.outputs for k in o.get("data", {})}
+        assert kinds & {"image/png", "text/html"}, f"{options['name']} shows nothing"
+        # a figure cell shows only its figure: a glued value or a table would land inside the caption
+        assert all("scrapbook" not in o.get("metadata", {}) for o in c.outputs)
+
+
+def test_the_slider_works_without_a_kernel_and_a_static_figure_follows(executed):
     cells = [c for c in executed.cells if c.cell_type == "code"]
-    slider = next(c for c in cells if "eps_slider(" in c.source)
+    slider = next(c for c in cells if "frame_slider(" in c.source)
+    html = next(o["data"]["text/html"] for o in slider.outputs if "text/html" in o.get("data", {}))
+    assert html.count('class="mk-frame"') >= 5 and html.count("data:image/png;base64") >= 5
+    assert "<script>" in html and 'type="range"' in html
     static = cells[cells.index(slider) + 1]
-    assert "remove-output" in slider.metadata.get("tags", [])
     assert any("image/png" in o.get("data", {}) for o in static.outputs)

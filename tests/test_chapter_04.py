@@ -1,6 +1,9 @@
 """Chapter 4 (black-box evasion) executes and says what it claims.
 
-That two runs agree is checked for every chapter in tests/test_notebooks.py."""
+Each test reads the numbers the chapter glued into its prose and checks that they support the sentence
+they appear in. That two runs agree is checked for every chapter in tests/test_notebooks.py."""
+import math
+
 import pytest
 
 pytestmark = pytest.mark.notebooks
@@ -16,34 +19,98 @@ def values(chapter_values):
     return chapter_values("04_evasion_blackbox")
 
 
-def test_score_based_attacks_fool_almost_everything_with_few_queries(values):
+ATTACKS = ("simba", "simba_dct", "square", "hsj", "simba_rounded", "square_rounded")
+
+
+def test_the_victim_and_the_attacker_own_disjoint_halves(values):
     v = values
     assert v["ch04_clean_acc"] > 90 and v["ch04_n_attack"] >= 50
-    assert v["ch04_simba_success"] >= 90 and v["ch04_square_success"] >= 90
-    assert v["ch04_simba_median_q"] < v["ch04_max_queries"] / 5
-    assert v["ch04_square_median_q"] < v["ch04_max_queries"] / 5
-    assert v["ch04_noise_success"] < 20                                # noise of the same size does not
+    assert v["ch04_n_victim"] > 0 and v["ch04_n_attacker"] > 0
 
 
-def test_labels_cost_queries_and_rounding_hurts_score_based_attacks(values):
+def test_the_curves_are_over_the_same_inputs_and_read_consistently(values):
     v = values
-    assert v["ch04_hsj_success"] > 70
-    assert v["ch04_label_cost_ratio"] > 2                              # labels only: more queries per success
+    for a in ATTACKS:   # one curve, read at growing budgets, never goes down
+        assert 0 <= v[f"ch04_{a}_at_low"] <= v[f"ch04_{a}_at_mid"] <= v[f"ch04_{a}_success"] <= 100
+        q50 = v[f"ch04_{a}_q50"]   # the budget that fools half: consistent with the curve's readings
+        if v[f"ch04_{a}_success"] < 50:
+            assert math.isinf(q50)
+        else:
+            assert q50 <= v["ch04_max_queries"]
+            assert (q50 <= v["ch04_q_mid"]) == (v[f"ch04_{a}_at_mid"] >= 50)
+            assert (q50 <= v["ch04_q_low"]) == (v[f"ch04_{a}_at_low"] >= 50)
+
+
+def test_score_based_attacks_fool_almost_everything_with_few_queries(values):
+    v = values
+    assert v["ch04_simba_success"] >= 90 and v["ch04_square_success"] >= 90
+    assert v["ch04_simba_q50"] < v["ch04_max_queries"] / 5
+    assert v["ch04_square_q50"] < v["ch04_max_queries"] / 5
+    assert v["ch04_noise_success"] < 20                                # noise of the same size does not
+    # beside the literature: "succeeds on nearly every input, with a mean cost of tens to a few hundred queries"
+    assert v["ch04_square_success"] >= 90 and v["ch04_square_mean_q"] < 300
+
+
+def test_simba_dct_starts_faster_but_runs_out_of_directions(values):
+    v = values
+    assert v["ch04_simba_dct_at_low"] > v["ch04_simba_at_low"]               # "the promising directions first"
+    assert v["ch04_simba_dct_max_used"] <= 2 * v["ch04_dim"] + 1 < v["ch04_max_queries"]   # "none left"
+    assert v["ch04_simba_dct_at_mid"] <= v["ch04_simba_dct_success"]
+
+
+def test_labels_cost_queries_not_success(values):
+    v = values
+    assert v["ch04_hsj_success"] > 70                                  # "not success"
+    fastest = min(v["ch04_simba_q50"], v["ch04_square_q50"])
+    assert v["ch04_label_cost_ratio"] == pytest.approx(v["ch04_hsj_q50"] / fastest)
+    assert v["ch04_label_cost_ratio"] > 2                              # "mostly queries"
+    # on the same inputs, the label-only curve lies below both score-based curves at the prose's budgets
+    for mark in ("low", "mid"):
+        assert v[f"ch04_hsj_at_{mark}"] <= min(v[f"ch04_simba_at_{mark}"], v[f"ch04_square_at_{mark}"])
+
+
+def test_rounding_obfuscates_scores(values):
+    v = values
+    assert v["ch04_rounded_one"] > 50                                  # "a confident model answers 1.0"
     assert v["ch04_simba_rounded_success"] < v["ch04_simba_success"] - 30
     assert v["ch04_square_rounded_success"] <= v["ch04_square_success"]
+    # ... but the label-only attack, untouched by rounding, still fools more than rounded SimBA
+    assert v["ch04_hsj_success"] > v["ch04_simba_rounded_success"]
 
 
 def test_transfer_sits_between_noise_and_white_box(values):
     v = values
     assert v["ch04_noise_success"] + 30 < v["ch04_transfer_success"] <= v["ch04_whitebox_success"]
+    # the surrogate trained on the victim's own data is the optimistic case
+    assert v["ch04_transfer_own_success"] >= v["ch04_transfer_success"]
 
 
 def test_art_agreement(values):
     v = values
     assert abs(v["ch04_kit_simba"] - v["ch04_art_simba"]) <= 20
-    assert abs(v["ch04_kit_square"] - v["ch04_art_square"]) <= 20
+    # ART's Square Attack wastes iterations (one window for the batch, no redraw): it fools no more than the kit's
+    assert v["ch04_art_square"] <= v["ch04_kit_square"]
 
 
-def test_the_curve_figure_is_on_the_page(executed):
-    cell = next(c for c in executed.cells if c.cell_type == "code" and "budgets = " in c.source)
-    assert any("image/png" in o.get("data", {}) for o in cell.outputs)
+def _figures(executed):
+    return [c for c in executed.cells if c.cell_type == "code" and "figure" in c.metadata.get("mystnb", {})]
+
+
+def test_figures_are_numbered_captioned_and_referenced(executed):
+    text = "\n".join(c.source for c in executed.cells if c.cell_type == "markdown")
+    figures = _figures(executed)
+    assert len(figures) >= 2
+    for c in figures:
+        options = c.metadata["mystnb"]["figure"]
+        assert options["caption"] and options["name"].startswith("fig-ch04-")
+        assert f"{{numref}}`{options['name']}`" in text, f"{options['name']} is never referenced"
+        kinds = {k for o in c.outputs for k in o.get("data", {})}
+        assert kinds & {"image/png", "text/html"}, f"{options['name']} shows nothing"
+        assert all("scrapbook" not in o.get("metadata", {}) for o in c.outputs)
+
+
+def test_the_query_budget_slider_works_without_a_kernel(executed, values):
+    cell = next(c for c in executed.cells if c.cell_type == "code" and "frame_slider(" in c.source)
+    html = next(o["data"]["text/html"] for o in cell.outputs if "text/html" in o.get("data", {}))
+    assert html.count('class="mk-frame"') >= 5 and html.count("data:image/png;base64") >= 5
+    assert "<script>" in html and 'type="range"' in html

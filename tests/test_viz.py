@@ -46,3 +46,22 @@ def test_taxonomy_figure_draws_every_node():
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["a", "a1", "a2", "b", "root"]
     with pytest.raises(ValueError):
         viz.taxonomy_figure({})
+
+
+def test_image_row_places_every_image_in_one_picture():
+    images = torch.rand(5, 1, 8, 6)
+    fig = viz.image_row(images, labels=list("abcde"), title="t")
+    ax = fig.axes[0]
+    (picture,) = ax.get_images()
+    shown = np.asarray(picture.get_array())
+    assert shown.shape == (8, 5 * 7 - 1)
+    for i in range(5):                    # image i sits at its own offset, unchanged, with white gaps between
+        np.testing.assert_allclose(shown[:, i * 7: i * 7 + 6], images[i, 0].numpy())
+    assert np.all(shown[:, 6::7] == 1.0)
+    assert [t.get_text() for t in ax.texts] == list("abcde")
+    fig_rgb = viz.image_row(torch.rand(2, 3, 4, 4))
+    assert np.asarray(fig_rgb.axes[0].get_images()[0].get_array()).shape == (4, 9, 3)
+    with pytest.raises(ValueError, match="one entry per image"):
+        viz.image_row(images, labels=[1])
+    with pytest.raises(ValueError, match="C in"):
+        viz.image_row(torch.rand(2, 2, 4, 4))
