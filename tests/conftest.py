@@ -33,5 +33,12 @@ def executed_chapter():
 
 @pytest.fixture(scope="session")
 def chapter_values(executed_chapter):
-    """``values(stem)``: the numbers a chapter glued into its prose, as floats, by name."""
-    return lambda stem: {k: float(v) for k, v in glued_values(executed_chapter(stem)).items()}
+    """``values(stem)``: the numbers a chapter glued into its prose, as floats, by name (glued tables and
+    figures are left out)."""
+    def numeric(text):
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return None
+    return lambda stem: {k: x for k, v in glued_values(executed_chapter(stem)).items()
+                         if (x := numeric(v)) is not None}

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXERCISE = "02_ml_basics"
 SOURCE = ROOT / "exercises" / "source" / f"{EXERCISE}.ipynb"
 STUDENT = ROOT / "exercises" / f"{EXERCISE}.ipynb"
-QUESTIONS = ("standardize", "accuracy", "train_one_epoch", "per_example_loss", "generalization_gap")
+QUESTIONS = ("standardize", "accuracy", "train_one_epoch", "per_example_loss", "generalization_gap",
+             "membership_chance")
 
 
 def read(path: Path) -> nbformat.NotebookNode:

@@ -117,7 +117,35 @@ MISTAKES = [
         def generalization_gap(model, train, test):
             acc = lambda X, y: (model(X).argmax(1) == y).float().mean()
             return acc(*train) - acc(*test)""", ["returns a Python float"], "call .item()"),
+    ("membership_chance", "always one half", """
+        def membership_chance(num_members, num_non_members):
+            return 0.5""", ["is the accuracy of always guessing"], "balanced set"),
+    ("membership_chance", "the members' share", """
+        def membership_chance(num_members, num_non_members):
+            return num_members / (num_members + num_non_members)""",
+     ["is the accuracy of always guessing", "is 1/2"], "members' share"),
+    ("membership_chance", "the smaller group", """
+        def membership_chance(num_members, num_non_members):
+            return min(num_members, num_non_members) / (num_members + num_non_members)""",
+     ["is the accuracy of always guessing", "is 1/2"], "always says"),
+    ("membership_chance", "integer division", """
+        def membership_chance(num_members, num_non_members):
+            return max(num_members, num_non_members) // (num_members + num_non_members)""", None, "expected a Python float"),
 ]
+
+
+@pytest.mark.parametrize("name, label, code, failing, message", MISTAKES[-4:], ids=[m[1] for m in MISTAKES[-4:]])
+def test_each_membership_chance_mistake_fails_on_every_seed(name, label, code, failing, message):
+    """The conceptual question's wrong answers fail on every seed the grader may draw, not just one."""
+    import textwrap
+
+    from mlsec_kit.grading import run_question
+    namespace = {}
+    exec(textwrap.dedent(code), namespace)
+    for seed in range(40_000, 40_020):
+        result = run_question(EXERCISE.questions[name], namespace[name], seed=seed)
+        assert not result.passed and any(message in p.message for p in result.properties if not p.passed), (
+            f"seed {seed}: " + result.report())
 
 
 @pytest.mark.parametrize("name, label, code, failing, message", MISTAKES, ids=[m[1] for m in MISTAKES])

@@ -4,6 +4,7 @@ Each module creates one :class:`~mlsec_kit.grading.core.ExerciseSet` when import
 notebook is ``exercises/<id>.ipynb``, generated from ``exercises/source/<id>.ipynb``.
 """
 SETS: dict[str, str] = {
+    "01_threat_models": "mlsec_kit.grading.sets.ch01",
     "02_ml_basics": "mlsec_kit.grading.sets.ch02",
     "03_evasion_whitebox": "mlsec_kit.grading.sets.ch03",
     "04_evasion_blackbox": "mlsec_kit.grading.sets.ch04",

@@ -389,3 +389,51 @@ def _gap_sign(fn, rng):
             hint = "; the sign is flipped: train minus test" if abs(got + expected) <= 1e-6 else ""
             fail(f"gap {fmt(got)} for a model that memorised the test set; expected {fmt(expected)} "
                  f"(train accuracy {fmt(acc_train)}, test accuracy {fmt(acc_test)}){hint}")
+
+
+# ---- (f) membership_chance: a conceptual question, graded on fresh numbers -------------------------------
+membership_chance = SET.question("membership_chance", "membership_chance(num_members, num_non_members) -> float")
+
+
+def _counts(rng: torch.Generator, *, more: str) -> tuple[int, int]:
+    """Member and non-member counts, unbalanced towards ``more``."""
+    small = randint(rng, 10, 400)
+    large = small + randint(rng, 5, 400)
+    return (large, small) if more == "members" else (small, large)
+
+
+def _chance(fn, m: int, n: int) -> float:
+    return to_float(call(fn, m, n, name="membership_chance"), f"membership_chance({m}, {n})")
+
+
+@membership_chance.prop("returns a Python float")
+def _mc_float(fn, rng):
+    m, n = _counts(rng, more="members")
+    expect_float(call(fn, m, n, name="membership_chance"), "membership_chance")
+
+
+@membership_chance.prop("is the accuracy of always guessing the larger group, whichever it is")
+def _mc_majority(fn, rng):
+    for more in ("members", "non-members", "members", "non-members"):
+        m, n = _counts(rng, more=more)
+        got, want = _chance(fn, m, n), max(m, n) / (m + n)
+        if abs(got - want) > 1e-9:
+            hint = ("; 1/2 is chance only on a balanced set" if abs(got - 0.5) < 1e-9
+                    else "; that is the members' share, which is chance only when members are the majority"
+                    if abs(got - m / (m + n)) < 1e-9 else "")
+            fail(f"membership_chance({m}, {n}) = {fmt(got)}; a guess that ignores the model and always says "
+                 f"'{'member' if m > n else 'non-member'}' is right {fmt(want)} of the time{hint}")
+
+
+@membership_chance.prop("is 1/2 on a balanced set and never below 1/2")
+def _mc_balanced(fn, rng):
+    k = randint(rng, 10, 500)
+    got = _chance(fn, k, k)
+    if abs(got - 0.5) > 1e-9:
+        fail(f"membership_chance({k}, {k}) = {fmt(got)}; expected 0.5 on a balanced set")
+    for more in ("members", "non-members"):
+        m, n = _counts(rng, more=more)
+        got = _chance(fn, m, n)
+        if got < 0.5:
+            fail(f"membership_chance({m}, {n}) = {fmt(got)} is below 1/2; guessing the larger group is right at "
+                 "least half of the time")
