@@ -23,7 +23,7 @@ def test_sequential_adds_up_and_is_associative(budgets, more):
 @settings(max_examples=80, deadline=None, derandomize=True)
 @given(budgets=pairs)
 def test_parallel_costs_the_most_expensive_and_never_more_than_sequential(budgets):
-    eps, delta = dp.parallel_composition(budgets)
+    eps, delta = dp.parallel_composition(budgets, neighbours="add_remove")
     assert (eps, delta) == (max(e for e, _ in budgets), max(d for _, d in budgets))
     seq = dp.sequential_composition(budgets)
     assert eps <= seq[0] + 1e-12 and delta <= seq[1] + 1e-12
@@ -53,7 +53,7 @@ def test_bad_budgets_are_refused_with_the_argument_named():
     with pytest.raises(ValueError, match=r"budgets\[1\] epsilon must be in \(0, inf\)"):
         dp.sequential_composition([(1.0, 0.0), (-1.0, 0.0)])
     with pytest.raises(ValueError, match=r"budgets\[0\] delta must be in \[0, 1\)"):
-        dp.parallel_composition([(1.0, 1.0)])
+        dp.parallel_composition([(1.0, 1.0)], neighbours="add_remove")
     with pytest.raises(ValueError, match="at least one"):
         dp.sequential_composition([])
     with pytest.raises(ValueError, match=r"k must be an int >= 1"):
