@@ -1,5 +1,7 @@
 """Clipped queries: the stated sensitivities bound (and are attained by) the change between neighbours, and
 the private versions add the intended noise; the private mean agrees with diffprivlib's."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +91,45 @@ def test_bad_query_arguments_are_refused():
         dp.private_histogram(torch.ones(3), bins=2, lower=0.0, upper=1.0, epsilon=0.0, neighbours="add_remove")
     with pytest.raises(ValueError, match="bins must be an int >= 1"):
         dp.histogram(torch.ones(3), bins=0, lower=0.0, upper=1.0)
+
+
+def test_the_mean_under_add_remove_has_the_worst_case_bound_of_a_one_and_a_two_record_dataset():
+    lower, upper = -2.0, 5.0
+    bound = dp.mean_sensitivity(lower=lower, upper=upper, n=100, neighbours="add_remove")
+    assert bound == 3.5 == dp.mean_sensitivity(lower=lower, upper=upper, n=1, neighbours="add_remove")
+    one, two = torch.tensor([lower]), torch.tensor([lower, upper])
+    change = (dp.clipped_mean(two, lower=lower, upper=upper) - dp.clipped_mean(one, lower=lower, upper=upper)).item()
+    assert change == bound  # attained
+    assert dp.mean_sensitivity(lower=lower, upper=upper, n=100, neighbours="replace") == pytest.approx(0.07)
+    with pytest.raises(TypeError):
+        dp.mean_sensitivity(lower=lower, upper=upper, n=100)  # the relation must be declared
+
+
+def test_nan_records_count_as_the_lower_bound_everywhere_and_never_poison_a_release():
+    lower, upper = 0.0, 10.0
+    x = torch.tensor([1.0, math.nan, 4.0, math.inf, -math.inf, math.nan], dtype=torch.float64)
+    as_lower = torch.tensor([1.0, lower, 4.0, upper, lower, lower], dtype=torch.float64)
+    assert torch.equal(dp.clip(x, lower=lower, upper=upper), as_lower)
+    assert dp.clipped_sum(x, lower=lower, upper=upper).item() == as_lower.sum().item()
+    assert dp.clipped_mean(x, lower=lower, upper=upper).item() == as_lower.mean().item()
+    assert torch.equal(dp.histogram(x, bins=5, lower=lower, upper=upper),
+                       dp.histogram(as_lower, bins=5, lower=lower, upper=upper))
+    assert dp.histogram(x, bins=5, lower=lower, upper=upper).sum().item() == len(x)  # every record counted once
+    for nb in dp.NEIGHBOURS:
+        same = []
+        for data in (x, as_lower):  # the release is a function of the mapped data: same seed, same output
+            g = torch.Generator().manual_seed(5)
+            same.append(torch.cat([
+                dp.private_sum(data, lower=lower, upper=upper, epsilon=1.0, neighbours=nb, generator=g).reshape(1),
+                dp.private_mean(data, lower=lower, upper=upper, epsilon=1.0, neighbours=nb, generator=g).reshape(1),
+                dp.private_histogram(data, bins=5, lower=lower, upper=upper, epsilon=1.0, neighbours=nb,
+                                     generator=g)]))
+        assert torch.isfinite(same[0]).all() and torch.equal(same[0], same[1])
+    # a NaN record is one more possible value: replacing a record by NaN stays within the stated sensitivity
+    y = torch.linspace(2, 8, 20, dtype=torch.float64)
+    z = y.clone()
+    z[3] = math.nan
+    change = abs(dp.clipped_sum(y, lower=lower, upper=upper) - dp.clipped_sum(z, lower=lower, upper=upper)).item()
+    assert change <= dp.sum_sensitivity(lower=lower, upper=upper, neighbours="replace")
+    assert (dp.histogram(y, bins=5, lower=lower, upper=upper) - dp.histogram(z, bins=5, lower=lower, upper=upper)
+            ).abs().sum().item() <= dp.histogram_sensitivity(neighbours="replace")
