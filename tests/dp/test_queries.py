@@ -136,3 +136,18 @@ def test_nan_records_count_as_the_lower_bound_everywhere_and_never_poison_a_rele
     assert change <= dp.sum_sensitivity(lower=lower, upper=upper, neighbours="replace")
     assert (dp.histogram(y, bins=5, lower=lower, upper=upper) - dp.histogram(z, bins=5, lower=lower, upper=upper)
             ).abs().sum().item() <= dp.histogram_sensitivity(neighbours="replace")
+
+
+def test_kit_private_sum_under_replace_one_agrees_with_diffprivlib_tools_sum():
+    """diffprivlib calibrates its sum to upper - lower: the replace-one sensitivity (its truncation at
+    n * bounds is far from a sum of values in the middle of the range)."""
+    tools = pytest.importorskip("diffprivlib.tools")
+    rng = np.random.default_rng(4)
+    x = rng.uniform(1, 3, size=100)
+    g = torch.Generator().manual_seed(4)
+    ours = np.array([dp.private_sum(torch.from_numpy(x), lower=-1.0, upper=4.0, epsilon=0.5, neighbours="replace",
+                                    generator=g).item() for _ in range(2000)])
+    theirs = np.array([tools.sum(x, epsilon=0.5, bounds=(-1.0, 4.0), random_state=i) for i in range(2000)])
+    assert stats.ks_2samp(ours, theirs).pvalue > 0.01
+    assert stats.ks_2samp(ours, theirs + 2.0).pvalue < 1e-3
+    assert dp.sum_sensitivity(lower=-1.0, upper=4.0, neighbours="replace") == 5.0
