@@ -1,5 +1,6 @@
 """The chapter-10 checks: every reference solution passes on many seeds, each typical mistake fails the
 property written for it with a message that says what to fix, and both notebooks run in a kernel."""
+import importlib
 import math
 import textwrap
 
@@ -31,6 +32,10 @@ def test_the_set_declares_the_chapter_questions():
     assert all(3 <= q.max_score <= 5 for q in EXERCISE.questions.values())
     # every question names the kit functions that would answer it, so the grader can block them
     assert all(q.forbid and all(f.startswith("mlsec_kit.dp.") for f in q.forbid) for q in EXERCISE.questions.values())
+    for q in EXERCISE.questions.values():  # and each name resolves to a real kit function or class
+        for dotted in q.forbid:
+            module, _, attr = dotted.rpartition(".")
+            assert callable(getattr(importlib.import_module(module), attr)), dotted
 
 
 @pytest.mark.parametrize("name", QUESTIONS)
