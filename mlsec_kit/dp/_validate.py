@@ -2,13 +2,26 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 import numpy as np
 import torch
 
 Number = Union[int, float]
 TensorLike = Union[torch.Tensor, float, int]
+
+#: The two neighbouring relations. ``"add_remove"``: D' is D with one record added or removed (the number of
+#: records is itself private). ``"replace"``: D' is D with one record replaced by another (n is public).
+NEIGHBOURS: tuple[str, ...] = ("add_remove", "replace")
+Neighbours = Literal["add_remove", "replace"]
+
+
+def check_neighbours(neighbours: object, *, name: str = "neighbours") -> str:
+    """``neighbours`` is one of :data:`NEIGHBOURS`; returns it."""
+    if not isinstance(neighbours, str) or neighbours not in NEIGHBOURS:
+        raise ValueError(f"{name} must be one of {NEIGHBOURS} (the neighbouring relation the analysis declares), "
+                         f"got {neighbours!r}")
+    return neighbours
 
 
 def _real(name: str, value: object) -> float:

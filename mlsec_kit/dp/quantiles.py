@@ -11,11 +11,15 @@ The bounds L and U must not be chosen from the data.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from ._validate import TensorLike, as_float_tensor, check_bounds, check_epsilon, check_generator
+from ._validate import Neighbours, TensorLike, as_float_tensor, check_bounds, check_epsilon, check_generator
+from .mechanisms import _charge
+
+if TYPE_CHECKING:
+    from .budget import PrivacyBudget
 
 __all__ = ["private_quantile", "quantile_interval_probabilities"]
 
@@ -56,7 +60,8 @@ def quantile_interval_probabilities(values: TensorLike, *, q: float = 0.5, lower
 
 
 def private_quantile(values: TensorLike, *, q: float = 0.5, lower: float, upper: float, epsilon: float,
-                     size: int = 1, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                     size: int = 1, neighbours: Optional[Neighbours] = None, budget: Optional["PrivacyBudget"] = None,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """ε-DP estimates of the ``q``-quantile of ``values`` in [lower, upper] (exponential mechanism).
 
     Privacy: ε-DP per draw, under replace-one and add/remove neighbours (see the module docstring);
@@ -68,6 +73,9 @@ def private_quantile(values: TensorLike, *, q: float = 0.5, lower: float, upper:
         lower, upper: public bounds chosen without looking at the data.
         epsilon: privacy budget per draw, > 0.
         size: independent draws, >= 1 (for simulations).
+        neighbours: the analysis's relation, ``"add_remove"`` or ``"replace"`` (the guarantee holds under
+            both; it is needed only to charge a budget).
+        budget: if given, ``size · ε`` is charged to it before anything is drawn.
         generator: source of randomness.
 
     Returns:
@@ -80,6 +88,7 @@ def private_quantile(values: TensorLike, *, q: float = 0.5, lower: float, upper:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be an int >= 1, got {size!r}")
     z, probs = quantile_interval_probabilities(values, q=q, lower=lower, upper=upper, epsilon=epsilon)
+    _charge(budget, neighbours, size * epsilon, 0.0, "private_quantile")
     dev = generator.device if generator is not None else z.device
     gap = torch.multinomial(probs.to(dev), size, replacement=True, generator=generator).to(z.device)
     u = torch.rand(size, generator=generator, dtype=torch.float64, device=dev).to(z.device)

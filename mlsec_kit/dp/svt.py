@@ -5,22 +5,27 @@ for that single "above" answer, however many queries came before it below the th
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from ._validate import TensorLike, as_float_tensor, check_epsilon, check_generator, check_sensitivity
-from .mechanisms import laplace
+from ._validate import (Neighbours, TensorLike, as_float_tensor, check_epsilon, check_generator,
+                        check_sensitivity)
+from .mechanisms import _charge, laplace
+
+if TYPE_CHECKING:
+    from .budget import PrivacyBudget
 
 __all__ = ["above_threshold"]
 
 
 def above_threshold(values: TensorLike, *, threshold: float, sensitivity: float, epsilon: float,
+                    neighbours: Optional[Neighbours] = None, budget: Optional["PrivacyBudget"] = None,
                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """AboveThreshold: the index of the first query with ``q_i + Lap(4Δ/ε) >= T + Lap(2Δ/ε)``, or -1 if none.
 
-    Privacy: ε-DP for any number of queries (Dwork and Roth 2014, Theorem 3.23), when ``sensitivity`` bounds
-    how much one record changes each query's answer. Only the index is released; the noisy answers are not.
+    Privacy: ε-DP under the relation ``neighbours`` for any number of queries (Dwork and Roth 2014,
+    Theorem 3.23), when ``sensitivity`` bounds how much one record changes each query's answer under it. Only the index is released; the noisy answers are not.
     The queries may be chosen adaptively; here they are given at once and scanned in order, which is the
     same distribution.
 
@@ -29,6 +34,8 @@ def above_threshold(values: TensorLike, *, threshold: float, sensitivity: float,
         threshold: the public threshold T.
         sensitivity: Δ of every query, >= 0.
         epsilon: privacy budget, > 0.
+        neighbours: the relation Δ is computed for (``None``: the caller vouches for it).
+        budget: charged ``(epsilon, 0)`` under ``neighbours`` before drawing (once, whatever the batch shape).
         generator: source of randomness.
 
     Returns:
@@ -43,6 +50,7 @@ def above_threshold(values: TensorLike, *, threshold: float, sensitivity: float,
         raise ValueError(f"values must have a last dimension of at least one query, got shape {tuple(q.shape)}")
     sensitivity, epsilon = check_sensitivity(sensitivity), check_epsilon(epsilon)
     threshold = float(as_float_tensor(threshold, name="threshold"))
+    _charge(budget, neighbours, epsilon, 0.0, "above_threshold")
     # rho ~ Lap(2Δ/ε) once per run, nu_i ~ Lap(4Δ/ε) per query: the budget splits ε/2 + ε/2
     noisy_threshold = laplace(torch.full(q.shape[:-1] + (1,), threshold, dtype=torch.float64, device=q.device),
                               sensitivity=2 * sensitivity, epsilon=epsilon, generator=generator)

@@ -176,3 +176,42 @@ def test_other_mechanisms_refuse_bad_parameters():
         dp.report_noisy_max(torch.tensor(1.0), sensitivity=1.0, epsilon=1.0)
     with pytest.raises(TypeError, match="generator"):
         dp.laplace(0.0, sensitivity=1.0, epsilon=1.0, generator=0)
+
+
+def test_monotone_exponential_mechanism_costs_two_epsilon_under_replace_one_and_is_refused_there():
+    eps = 0.8
+    counts = torch.tensor([0.0, 20.0, 3.0, 6.0])
+    # replace one record: it leaves candidate 1 (which dominates the normaliser) and joins candidate 0, two
+    # counts move in opposite directions, and candidate 0's probability grows by e^eps twice over
+    replaced = counts + torch.tensor([1.0, -1.0, 0.0, 0.0])
+    mono = [dp.exponential_probabilities(c, sensitivity=1.0, epsilon=eps, monotonic=True,
+                                         neighbours="add_remove") for c in (counts, replaced)]
+    assert (mono[0] / mono[1]).log().abs().max().item() == pytest.approx(2 * eps, abs=1e-3)  # the real cost
+    plain = [dp.exponential_probabilities(c, sensitivity=1.0, epsilon=eps, neighbours="replace")
+             for c in (counts, replaced)]
+    assert (plain[0] / plain[1]).log().abs().max().item() <= eps + 1e-12
+    for fn in (dp.exponential_probabilities, dp.exponential, dp.report_noisy_max):
+        with pytest.raises(ValueError, match="monotonic=True needs neighbours='add_remove'"):
+            fn(counts, sensitivity=1.0, epsilon=eps, monotonic=True, neighbours="replace")
+    # under add/remove counts only go up together, and the shortcut is sound
+    added = counts + torch.tensor([0.0, 1.0, 0.0, 0.0])
+    p, q = (dp.exponential_probabilities(c, sensitivity=1.0, epsilon=eps, monotonic=True, neighbours="add_remove")
+            for c in (counts, added))
+    assert (p / q).log().abs().max().item() <= eps + 1e-12
+
+
+def test_every_mechanism_accepts_a_declared_relation_and_refuses_an_unknown_one():
+    g = gen(20)
+    calls = [lambda nb: dp.laplace(1.0, sensitivity=1.0, epsilon=1.0, neighbours=nb, generator=g),
+             lambda nb: dp.gaussian(1.0, sensitivity=1.0, epsilon=1.0, delta=1e-5, neighbours=nb, generator=g),
+             lambda nb: dp.analytic_gaussian(1.0, sensitivity=1.0, epsilon=1.0, delta=1e-5, neighbours=nb,
+                                             generator=g),
+             lambda nb: dp.exponential(torch.ones(3), sensitivity=1.0, epsilon=1.0, neighbours=nb, generator=g),
+             lambda nb: dp.report_noisy_max(torch.ones(3), sensitivity=1.0, epsilon=1.0, neighbours=nb, generator=g),
+             lambda nb: dp.above_threshold(torch.ones(3), threshold=0.0, sensitivity=1.0, epsilon=1.0,
+                                           neighbours=nb, generator=g)]
+    for call in calls:
+        for nb in dp.NEIGHBOURS:
+            call(nb)
+        with pytest.raises(ValueError, match="neighbours must be one of"):
+            call("swap")

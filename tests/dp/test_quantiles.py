@@ -51,3 +51,15 @@ def test_bad_input_is_refused():
         private_quantile(torch.tensor([1.0, float("nan")]), lower=0.0, upper=1.0, epsilon=1.0)
     with pytest.raises(ValueError, match="lower and upper"):
         private_quantile(torch.ones(3), lower=1.0, upper=0.0, epsilon=1.0)
+
+
+def test_the_budget_is_charged_under_the_declared_relation():
+    from mlsec_kit.dp import BudgetExceededError, PrivacyBudget
+    budget = PrivacyBudget(epsilon=1.0, neighbours="replace")
+    private_quantile(torch.arange(10.0), lower=0.0, upper=10.0, epsilon=0.4, size=2, neighbours="replace",
+                     budget=budget)
+    assert budget.spent[0] == pytest.approx(0.8)
+    with pytest.raises(BudgetExceededError):
+        private_quantile(torch.arange(10.0), lower=0.0, upper=10.0, epsilon=0.4, neighbours="replace", budget=budget)
+    with pytest.raises(ValueError):
+        private_quantile(torch.arange(10.0), lower=0.0, upper=10.0, epsilon=0.1, budget=budget)   # no relation
