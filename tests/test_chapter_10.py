@@ -81,6 +81,8 @@ def test_clipping_bounds_trade_bias_for_noise(values):
     assert v["ch10_clip_best_bias"] < 0                              # the best bound still underestimates
     assert v["ch10_clip_best_rmse"] < min(abs(v["ch10_clip_small_bias"]), v["ch10_clip_large_rmse"])
     assert v["ch10_clip_private_rmse"] < v["ch10_clip_large_rmse"]
+    assert v["ch10_clip_small_u"] < v["ch10_clip_private_u"] < v["ch10_clip_large_u"]
+    assert v["ch10_clip_small_u"] < v["ch10_clip_best_u"] < v["ch10_clip_large_u"]
 
 
 def test_the_empirical_check_passes_the_kit_and_catches_the_broken_mechanisms(values):
