@@ -5,6 +5,9 @@
   Theorem A.1).
 * Gaussian, analytic: the smallest σ for which the Gaussian mechanism is (ε, δ)-DP, for any ε > 0, found
   numerically from the exact privacy profile (Balle and Wang 2018, Algorithm 1).
+
+Neighbouring relation: each guarantee holds under the relation the sensitivity was computed for (add/remove or
+replace-one, see :mod:`mlsec_kit.dp.queries`); these functions only turn (Δ, ε, δ) into a noise scale.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ def laplace_scale(*, sensitivity: float, epsilon: float) -> float:
         epsilon: privacy budget, > 0.
 
     Returns:
-        ``b`` >= 0; the noise ``Lap(b)`` has standard deviation ``sqrt(2) b``.
+        ``b`` >= 0; the noise ``Lap(b)`` has standard deviation ``sqrt(2) b``. Adding it gives ε-DP under the
+        relation ``sensitivity`` was computed for.
     """
     return check_sensitivity(sensitivity) / check_epsilon(epsilon)
 
@@ -42,7 +46,7 @@ def classic_gaussian_sigma(*, sensitivity: float, epsilon: float, delta: float) 
         delta: failure probability in (0, 1).
 
     Returns:
-        σ >= 0.
+        σ >= 0; adding ``N(0, σ²)`` gives (ε, δ)-DP under the relation ``sensitivity`` was computed for.
     """
     sensitivity = check_sensitivity(sensitivity)
     epsilon = check_epsilon(epsilon, maximum=1.0)
@@ -62,7 +66,8 @@ def gaussian_delta(*, sigma: float, sensitivity: float, epsilon: float) -> float
         epsilon: privacy budget, > 0.
 
     Returns:
-        δ in [0, 1).
+        δ in [0, 1): the Gaussian mechanism is (ε, δ)-DP, and no better, under the relation ``sensitivity``
+        was computed for.
     """
     sigma = check_epsilon(sigma, name="sigma")
     sensitivity = check_epsilon(sensitivity, name="sensitivity")
@@ -89,7 +94,7 @@ def analytic_gaussian_sigma(*, sensitivity: float, epsilon: float, delta: float,
         tol: relative tolerance of the bisection.
 
     Returns:
-        σ >= 0 such that adding ``N(0, σ²)`` is (ε, δ)-DP.
+        σ >= 0 such that adding ``N(0, σ²)`` is (ε, δ)-DP under the relation ``sensitivity`` was computed for.
     """
     sensitivity = check_sensitivity(sensitivity)
     epsilon = check_epsilon(epsilon)

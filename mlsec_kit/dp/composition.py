@@ -44,11 +44,15 @@ def _pairs(budgets: Iterable[Budget]) -> list[Budget]:
 def sequential_composition(budgets: Iterable[Budget]) -> Budget:
     """The total cost of mechanisms run one after another on the same data: ``(Σ ε_i, Σ δ_i)``.
 
+    Privacy: the analysis is ``(Σ ε_i, Σ δ_i)``-DP, also when each mechanism is chosen after seeing the
+    outputs of the ones before.
+
     Args:
         budgets: ``(epsilon, delta)`` of each mechanism, epsilon > 0, delta in [0, 1).
 
     Returns:
-        ``(epsilon, delta)``; delta can reach 1 or more, which then promises nothing.
+        ``(epsilon, delta)``; delta can reach 1 or more, which then promises nothing. It holds under the relation
+        all the pairs are stated under (the same for every pair).
     """
     pairs = _pairs(budgets)
     return math.fsum(e for e, _ in pairs), math.fsum(d for _, d in pairs)
@@ -92,7 +96,7 @@ def advanced_composition(*, epsilon: float, delta: float, k: int, delta_prime: f
         delta_prime: the extra failure probability the bound spends, in (0, 1).
 
     Returns:
-        ``(epsilon_total, delta_total)``.
+        ``(epsilon_total, delta_total)``, under the relation the one-run guarantee is stated under.
     """
     epsilon = check_epsilon(epsilon)
     delta = check_delta(delta, allow_zero=True)
@@ -104,6 +108,9 @@ def advanced_composition(*, epsilon: float, delta: float, k: int, delta_prime: f
 
 def group_privacy(*, epsilon: float, delta: float, k: int) -> Budget:
     """The guarantee for datasets that differ in ``k`` records, from an (ε, δ) guarantee for one record.
+
+    Privacy: the mechanism is ``(epsilon_k, delta_k)``-DP for datasets at distance k under the relation the
+    one-record guarantee is stated under.
 
     ``(k ε, Σ_{j<k} e^{jε} δ)``: chain the one-record guarantee along k neighbours (Dwork and Roth 2014, Thm 2.2
     for δ = 0); the δ term is at most the textbook ``k e^{(k-1)ε} δ``. With k = 2 it turns an

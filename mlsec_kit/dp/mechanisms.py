@@ -52,7 +52,9 @@ def _charge(budget: Optional["PrivacyBudget"], neighbours: Optional[str], epsilo
 
 
 def randomized_response_keep_probability(*, epsilon: float) -> float:
-    """The probability ``p = e^ε / (1 + e^ε)`` that ε-DP randomized response reports the true bit."""
+    """The probability ``p = e^ε / (1 + e^ε)`` that ε-DP randomized response reports the true bit.
+
+    Privacy: arithmetic on the public ε, no data involved."""
     epsilon = check_epsilon(epsilon)
     return 1.0 / (1.0 + math.exp(-epsilon))
 
@@ -99,7 +101,7 @@ def randomized_response_estimate(reports: torch.Tensor, *, epsilon: float) -> to
     of the true bits are 1, so ``(mean(reports) - (1 - p)) / (2p - 1)`` has expectation π. It can fall
     outside [0, 1]; clipping it would bias it.
 
-    Privacy: post-processing of ε-DP reports, so free.
+    Privacy: post-processing of the reports (each ε-DP for its respondent's bit), so free.
 
     Args:
         reports: the reported bits, any shape (all entries pooled).
@@ -249,7 +251,8 @@ def exponential_probabilities(scores: TensorLike, *, sensitivity: float, epsilon
         neighbours: the relation ``sensitivity`` is computed for (``None``: the caller vouches for it).
 
     Returns:
-        float64 probabilities summing to 1 over the last dimension.
+        float64 probabilities summing to 1 over the last dimension (not a release: sampling from them is
+        ε-DP under ``neighbours``, see :func:`exponential`).
 
     Shape:
         ``scores`` ``(*, K)`` -> ``(*, K)``.

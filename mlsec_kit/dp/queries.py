@@ -86,13 +86,17 @@ def histogram_sensitivity(*, neighbours: Neighbours) -> float:
 
 
 def clipped_sum(x: torch.Tensor, *, lower: float, upper: float) -> torch.Tensor:
-    """Exact sum of ``x`` clipped to ``[lower, upper]`` (NaN counts as ``lower``). Shape: ``(n,)`` -> ``()``."""
+    """Exact sum of ``x`` clipped to ``[lower, upper]`` (NaN counts as ``lower``). Shape: ``(n,)`` -> ``()``.
+
+    Privacy: none, it is the exact answer; release it through :func:`private_sum`."""
     return clip(x, lower=lower, upper=upper).sum()
 
 
 def clipped_mean(x: torch.Tensor, *, lower: float, upper: float) -> torch.Tensor:
     """Exact mean of ``x`` clipped to ``[lower, upper]`` (NaN counts as ``lower``). Shape: ``(n,)`` -> ``()``,
-    n >= 1."""
+    n >= 1.
+
+    Privacy: none, it is the exact answer; release it through :func:`private_mean`."""
     x = clip(x, lower=lower, upper=upper)
     if x.numel() == 0:
         raise ValueError("x must hold at least one value")
@@ -102,7 +106,9 @@ def clipped_mean(x: torch.Tensor, *, lower: float, upper: float) -> torch.Tensor
 def histogram(x: torch.Tensor, *, bins: int, lower: float, upper: float) -> torch.Tensor:
     """Exact counts of ``x`` in ``bins`` equal-width bins over ``[lower, upper]``; values outside are clipped
     into the first or last bin and NaN counts in the first (so every record is counted once).
-    Shape: ``(n,)`` -> ``(bins,)`` float64."""
+    Shape: ``(n,)`` -> ``(bins,)`` float64.
+
+    Privacy: none, it is the exact answer; release it through :func:`private_histogram`."""
     lower, upper = check_bounds(lower, upper)
     bins = check_int("bins", bins)
     x = clip(x, lower=lower, upper=upper).double()

@@ -25,9 +25,9 @@ def above_threshold(values: TensorLike, *, threshold: float, sensitivity: float,
     """AboveThreshold: the index of the first query with ``q_i + Lap(4Δ/ε) >= T + Lap(2Δ/ε)``, or -1 if none.
 
     Privacy: ε-DP under the relation ``neighbours`` for any number of queries (Dwork and Roth 2014,
-    Theorem 3.23), when ``sensitivity`` bounds how much one record changes each query's answer under it. Only the index is released; the noisy answers are not.
-    The queries may be chosen adaptively; here they are given at once and scanned in order, which is the
-    same distribution.
+    Theorem 3.23), when ``sensitivity`` bounds how much one record changes each query's answer under it.
+    Only the index is released; the noisy answers are not. The queries may be chosen adaptively; here they
+    are given at once and scanned in order, which is the same distribution.
 
     Args:
         values: the exact answers ``q_1, ..., q_K`` (last dimension); leading dimensions are independent runs.

@@ -31,7 +31,8 @@ def test_stated_sensitivities_bound_the_change_between_neighbours_and_are_tight(
         worst["sum_replace"] = max(worst["sum_replace"], abs(s(x) - s(replaced)))
         worst["sum_add_remove"] = max(worst["sum_add_remove"], abs(s(x) - s(removed)), abs(s(x) - s(added)))
         ratio = abs(dp.clipped_mean(x, lower=lower, upper=upper) - dp.clipped_mean(replaced, lower=lower, upper=upper))
-        worst["mean"] = max(worst["mean"], ratio.item() / dp.mean_sensitivity(lower=lower, upper=upper, n=len(x), neighbours="replace"))
+        stated_mean = dp.mean_sensitivity(lower=lower, upper=upper, n=len(x), neighbours="replace")
+        worst["mean"] = max(worst["mean"], ratio.item() / stated_mean)
         worst["hist_replace"] = max(worst["hist_replace"], (h(x) - h(replaced)).abs().sum().item())
         worst["hist_add_remove"] = max(worst["hist_add_remove"], (h(x) - h(added)).abs().sum().item())
     stated = {"sum_replace": dp.sum_sensitivity(lower=lower, upper=upper, neighbours="replace"),
@@ -48,7 +49,8 @@ def test_private_mean_is_the_clipped_mean_plus_laplace_noise_of_the_stated_scale
     x = torch.linspace(0, 10, 50, dtype=torch.float64)
     x[0] = 1000.0  # an outlier, clipped to 10
     g = torch.Generator().manual_seed(1)
-    draws = torch.stack([dp.private_mean(x, lower=0.0, upper=10.0, epsilon=0.5, neighbours="replace", generator=g) for _ in range(4000)])
+    draws = torch.stack([dp.private_mean(x, lower=0.0, upper=10.0, epsilon=0.5, neighbours="replace", generator=g)
+                         for _ in range(4000)])
     centre = dp.clipped_mean(x, lower=0.0, upper=10.0).item()
     scale = 10.0 / (50 * 0.5)
     assert stats.kstest(draws.numpy(), "laplace", args=(centre, scale)).pvalue > 0.01
@@ -58,7 +60,8 @@ def test_private_mean_is_the_clipped_mean_plus_laplace_noise_of_the_stated_scale
 def test_private_sum_and_histogram_add_noise_of_the_stated_scale():
     x = torch.arange(20, dtype=torch.float64)
     g = torch.Generator().manual_seed(2)
-    sums = torch.stack([dp.private_sum(x, lower=0.0, upper=4.0, epsilon=2.0, neighbours="add_remove", generator=g) for _ in range(3000)])
+    sums = torch.stack([dp.private_sum(x, lower=0.0, upper=4.0, epsilon=2.0, neighbours="add_remove", generator=g)
+                        for _ in range(3000)])
     assert stats.kstest(sums.numpy(), "laplace", args=(dp.clipped_sum(x, lower=0.0, upper=4.0).item(), 2.0)).pvalue > 0.01
     counts = dp.histogram(x, bins=4, lower=0.0, upper=20.0)
     assert counts.tolist() == [5.0, 5.0, 5.0, 5.0]
@@ -133,3 +136,18 @@ def test_nan_records_count_as_the_lower_bound_everywhere_and_never_poison_a_rele
     assert change <= dp.sum_sensitivity(lower=lower, upper=upper, neighbours="replace")
     assert (dp.histogram(y, bins=5, lower=lower, upper=upper) - dp.histogram(z, bins=5, lower=lower, upper=upper)
             ).abs().sum().item() <= dp.histogram_sensitivity(neighbours="replace")
+
+
+def test_kit_private_sum_under_replace_one_agrees_with_diffprivlib_tools_sum():
+    """diffprivlib calibrates its sum to upper - lower: the replace-one sensitivity (its truncation at
+    n * bounds is far from a sum of values in the middle of the range)."""
+    tools = pytest.importorskip("diffprivlib.tools")
+    rng = np.random.default_rng(4)
+    x = rng.uniform(1, 3, size=100)
+    g = torch.Generator().manual_seed(4)
+    ours = np.array([dp.private_sum(torch.from_numpy(x), lower=-1.0, upper=4.0, epsilon=0.5, neighbours="replace",
+                                    generator=g).item() for _ in range(2000)])
+    theirs = np.array([tools.sum(x, epsilon=0.5, bounds=(-1.0, 4.0), random_state=i) for i in range(2000)])
+    assert stats.ks_2samp(ours, theirs).pvalue > 0.01
+    assert stats.ks_2samp(ours, theirs + 2.0).pvalue < 1e-3
+    assert dp.sum_sensitivity(lower=-1.0, upper=4.0, neighbours="replace") == 5.0
