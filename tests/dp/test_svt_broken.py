@@ -22,12 +22,20 @@ def test_no_query_noise_is_flagged_and_above_threshold_is_not():
         assert _audit(above_threshold, d, d_prime, seed) <= EPS
 
 
-def test_no_cutoff_is_flagged():
-    k = 20
-    d = torch.zeros(k)
-    d_prime = torch.cat([torch.ones(k // 2), -torch.ones(k // 2)])   # each query moves by 1
-    g = torch.Generator().manual_seed(0)
-    score = lambda out: (out[:, : k // 2].sum(1) - out[:, k // 2:].sum(1)).double()
-    a = score(svt_without_cutoff(d.expand(N, -1), threshold=0.0, sensitivity=1.0, epsilon=EPS, generator=g))
-    b = score(svt_without_cutoff(d_prime.expand(N, -1), threshold=0.0, sensitivity=1.0, epsilon=EPS, generator=g))
-    assert epsilon_lower_bound(a, b, edges=torch.arange(-k, k + 1) + 0.5) > 2 * EPS
+def test_no_cutoff_is_flagged_and_its_loss_grows_with_the_number_of_queries():
+    def bound(k, seed):
+        d = torch.zeros(k)
+        d_prime = torch.cat([torch.ones(k // 2), -torch.ones(k // 2)])   # each query moves by 1
+        g = torch.Generator().manual_seed(seed)
+        score = lambda out: (out[:, : k // 2].sum(1) - out[:, k // 2:].sum(1)).double()   # a fixed statistic
+        a = score(svt_without_cutoff(d.expand(N, -1), threshold=0.0, sensitivity=1.0, epsilon=EPS, generator=g))
+        b = score(svt_without_cutoff(d_prime.expand(N, -1), threshold=0.0, sensitivity=1.0, epsilon=EPS, generator=g))
+        return epsilon_lower_bound(a, b, edges=torch.arange(-k, k + 1) + 0.5)
+    for seed in range(3):
+        assert bound(20, seed) > 2 * EPS
+    assert bound(2, 0) < bound(20, 0)
+
+
+def test_the_broken_variants_say_so_in_their_docstrings():
+    for fn in (svt_without_cutoff, svt_without_query_noise):
+        assert fn.__doc__.startswith("BROKEN (not DP)")
