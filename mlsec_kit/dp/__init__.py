@@ -19,6 +19,11 @@ from .mechanisms import (analytic_gaussian, exponential, exponential_probabiliti
 from .queries import (clip, clipped_mean, clipped_sum, histogram, histogram_sensitivity,
                       mean_sensitivity, private_histogram, private_mean, private_sum, sum_sensitivity)
 from .svt import above_threshold
+from .discrete import (bernoulli_exp, discrete_gaussian, discrete_gaussian_pmf, discrete_laplace,
+                       discrete_laplace_pmf)
+from .quantiles import private_quantile, quantile_interval_probabilities
+from .renyi import (amplify_by_subsampling, gaussian_rdp, gaussian_zcdp, laplace_rdp, rdp_to_dp,
+                    subsampled_gaussian_rdp, zcdp_to_dp)
 
 __all__ = [
     "randomized_response", "randomized_response_keep_probability", "randomized_response_estimate", "laplace",
@@ -31,4 +36,8 @@ __all__ = [
     "PrivacyBudget", "BudgetExceededError", "Charge",
     "bin_counts", "bin_events", "threshold_events", "event_counts", "empirical_epsilon", "epsilon_lower_bound",
     "audit_epsilon", "Audit",
+    "private_quantile", "quantile_interval_probabilities",
+    "gaussian_rdp", "laplace_rdp", "gaussian_zcdp", "rdp_to_dp", "zcdp_to_dp", "subsampled_gaussian_rdp",
+    "amplify_by_subsampling",
+    "bernoulli_exp", "discrete_laplace", "discrete_gaussian", "discrete_laplace_pmf", "discrete_gaussian_pmf",
 ]

@@ -72,7 +72,8 @@ def randomized_response(bits: torch.Tensor, *, epsilon: float,
 
     Args:
         bits: a tensor of 0s and 1s (bool or integer), any shape.
-        epsilon: privacy budget per respondent, > 0 (``ln 3`` is Warner's coin-flip protocol).
+        epsilon: privacy budget per respondent, > 0 (``ln 3``: the two-coin protocol of Dwork and Roth 2014,
+            Sec. 3.2; Warner's 1965 spinner allowed any p).
         generator: source of randomness.
 
     Returns:
