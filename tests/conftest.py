@@ -69,6 +69,21 @@ def executed_chapter():
 
 
 @pytest.fixture(scope="session")
+def executed_from_cache():
+    """``run(path)``: any book notebook (e.g. a student exercise notebook, ``exercises/<id>.ipynb``) executed
+    once through the book's execution cache, as the book build executes it; for tests that would otherwise
+    execute a notebook the build already executed."""
+    memo = {}
+
+    def run(path):
+        path = Path(path).resolve()
+        if path not in memo:
+            memo[path] = executed_via_cache(path)
+        return memo[path]
+    return run
+
+
+@pytest.fixture(scope="session")
 def chapter_values(executed_chapter):
     """``values(stem)``: the numbers a chapter glued into its prose, as floats, by name."""
     return lambda stem: {k: float(v) for k, v in glued_values(executed_chapter(stem)).items()}
