@@ -234,7 +234,8 @@ def main(argv=None) -> int:
                                               timeout=args.timeout)
                 results[path.stem] = {"values": values, "seconds": seconds, "status": "ok"}
             except Exception as exc:  # report every chapter, then fail
-                msg = str(exc).strip().splitlines()
+                plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+                msg = [line for line in plain.strip().splitlines() if "Error" in line] or plain.splitlines()
                 results[path.stem] = {"values": {}, "seconds": float("nan"),
                                       "status": f"failed: {type(exc).__name__}: {msg[-1] if msg else ''}"[:300]}
             print(f"  {results[path.stem]['status']}, {results[path.stem]['seconds']:.1f} s", flush=True)

@@ -58,7 +58,7 @@ def test_bad_arguments_are_refused():
 def test_smoke_runs_every_chapter_through_the_full_path(tmp_path):
     out = tmp_path / "full_profile.md"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "full_profile.py"), "--smoke",
-                           "--smoke-scale", "8", "--out", str(out)], capture_output=True, text=True, timeout=1800)
+                           "--smoke-scale", "4", "--out", str(out)], capture_output=True, text=True, timeout=1800)
     results = json.loads(out.with_suffix(".json").read_text())
     assert proc.returncode == 0, {k: v["status"] for k, v in results.items()}
     chapters = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
