@@ -30,6 +30,34 @@ CACHE_DIR = ROOT / "_build" / ".jupyter_cache"
 BUILD_TIMEOUT_S = 2400
 
 
+def _fingerprint() -> str:
+    """What a notebook's outputs depend on besides its own code (which jupyter-cache keys on): the kit's
+    sources, the pinned environment, the profile."""
+    import hashlib
+
+    h = hashlib.sha256(os.environ.get("MLSEC_PROFILE", "").encode())
+    for f in sorted((ROOT / "mlsec_kit").rglob("*.py")) + [ROOT / "requirements.txt"]:
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+_CHECKED = []
+
+
+def ensure_fresh_cache(cache_dir: Path = CACHE_DIR) -> None:
+    """Once per session: empty the execution cache when the kit, the environment or the profile changed
+    since it was filled, so no test reads outputs the current code would not produce."""
+    if cache_dir in _CHECKED:
+        return
+    stamp = cache_dir / "mlsec_fingerprint"
+    current = _fingerprint()
+    if cache_dir.exists() and (not stamp.is_file() or stamp.read_text() != current):
+        shutil.rmtree(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(current)
+    _CHECKED.append(cache_dir)
+
+
 def executed_via_cache(path: Path, cache_dir: Path = CACHE_DIR, *, timeout: int = 300):
     """The executed notebook ``path`` from the book's execution cache, executing it into the cache (exactly
     as the book build's cache mode does: same cache, same working directory) when its code is not there."""
@@ -38,6 +66,7 @@ def executed_via_cache(path: Path, cache_dir: Path = CACHE_DIR, *, timeout: int 
     from jupyter_cache.base import CacheBundleIn
     from jupyter_cache.executors.utils import single_nb_execution
 
+    ensure_fresh_cache(cache_dir)
     cache = get_cache(str(cache_dir))
     nb = nbformat.read(str(path), as_version=4)
     try:
@@ -96,6 +125,7 @@ def book_html():
     beside = Path(sys.executable).parent / "jupyter-book"  # the environment's own, not another on PATH
     exe = str(beside) if beside.is_file() else shutil.which("jupyter-book")
     assert exe, "jupyter-book is not installed: pip install -r requirements.txt"
+    ensure_fresh_cache()
     cmd = [exe, "build", str(ROOT), "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
