@@ -52,6 +52,8 @@ def test_book_workflow_runs_the_test_command_and_deploys_main_to_pages():
     assert any(s.get("uses", "").startswith("actions/upload-pages-artifact") and s["with"]["path"] == "_build/html"
                for s in build["steps"])
     assert any(s.get("with", {}).get("path") == "_build/screenshots/" for s in build["steps"])
+    cache = [s for s in build["steps"] if s.get("uses", "").startswith("actions/cache@")]
+    assert cache and cache[0]["with"]["path"] == "_build/.jupyter_cache" and "mlsec_kit/" in cache[0]["with"]["key"]
     deploy = wf["jobs"]["deploy"]
     assert "refs/heads/main" in deploy["if"] and deploy["needs"] == "build"
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
