@@ -53,6 +53,10 @@ def ensure_fresh_cache(cache_dir: Path = CACHE_DIR) -> None:
     current = _fingerprint()
     if cache_dir.exists() and (not stamp.is_file() or stamp.read_text() != current):
         shutil.rmtree(cache_dir)
+        if cache_dir == CACHE_DIR:
+            # Sphinx re-reads (so re-executes through the cache) only documents it thinks changed: make it
+            # read them all, or the book would keep outputs of the old kit
+            shutil.rmtree(ROOT / "_build" / ".doctrees", ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(current)
     _CHECKED.append(cache_dir)
