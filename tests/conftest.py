@@ -8,26 +8,111 @@ os.environ.setdefault("MLSEC_PROGRESS", "0")
 # core turns any concurrent load into a 20x slowdown of small models (measured: chapter 2 in 327 s instead of
 # 15 s); tests do not measure speed, so they run single-threaded. The benchmark script does not set it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The claims the tests check are the small profile's; the kernels and the book build inherit this.
+os.environ["MLSEC_PROFILE"] = "small"
 
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from mlsec_kit.notebook import execute_notebook, glued_values  # noqa: E402
+from mlsec_kit.notebook import glued_values  # noqa: E402
 
-CHAPTERS_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "chapters"
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS_DIR = ROOT / "chapters"
+# The book build's execution cache (jupyter-book's default place for `execute_notebooks: cache`). Every
+# notebook a test needs executed goes through it, so each notebook executes once per test run, whichever of
+# the book build and the chapter tests asks first; an unchanged notebook is not executed again at all.
+CACHE_DIR = ROOT / "_build" / ".jupyter_cache"
+BUILD_TIMEOUT_S = 2400
+
+
+def _fingerprint() -> str:
+    """What a notebook's outputs depend on besides its own code (which jupyter-cache keys on): the kit's
+    sources, the pinned environment, the profile."""
+    import hashlib
+
+    h = hashlib.sha256(os.environ.get("MLSEC_PROFILE", "").encode())
+    for f in sorted((ROOT / "mlsec_kit").rglob("*.py")) + [ROOT / "requirements.txt"]:
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+_CHECKED = []
+
+
+def ensure_fresh_cache(cache_dir: Path = CACHE_DIR) -> None:
+    """Once per session: empty the execution cache when the kit, the environment or the profile changed
+    since it was filled, so no test reads outputs the current code would not produce."""
+    if cache_dir in _CHECKED:
+        return
+    stamp = cache_dir / "mlsec_fingerprint"
+    current = _fingerprint()
+    if cache_dir.exists() and (not stamp.is_file() or stamp.read_text() != current):
+        shutil.rmtree(cache_dir)
+        if cache_dir == CACHE_DIR:
+            # Sphinx re-reads (so re-executes through the cache) only documents it thinks changed: make it
+            # read them all, or the book would keep outputs of the old kit
+            shutil.rmtree(ROOT / "_build" / ".doctrees", ignore_errors=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(current)
+    _CHECKED.append(cache_dir)
+
+
+def executed_via_cache(path: Path, cache_dir: Path = CACHE_DIR, *, timeout: int = 300):
+    """The executed notebook ``path`` from the book's execution cache, executing it into the cache (exactly
+    as the book build's cache mode does: same cache, same working directory) when its code is not there."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    ensure_fresh_cache(cache_dir)
+    cache = get_cache(str(cache_dir))
+    nb = nbformat.read(str(path), as_version=4)
+    try:
+        cache.match_cache_notebook(nb)
+    except KeyError:
+        stage = cache.add_nb_to_project(str(path))
+        result = single_nb_execution(nb, cwd=str(path.parent), timeout=timeout, allow_errors=False,
+                                     meta_override=True)
+        if result.err is not None:
+            raise AssertionError(f"{path.name} failed to execute:\n{result.exc_string}") from result.err
+        cache.cache_notebook_bundle(CacheBundleIn(nb, stage.uri, data={"execution_seconds": result.time}),
+                                    check_validity=False, overwrite=True)
+        nb = nbformat.read(str(path), as_version=4)
+    return cache.merge_match_into_notebook(nb)[1]
 
 
 @pytest.fixture(scope="session")
 def executed_chapter():
-    """``run(stem)``: the chapter notebook ``chapters/<stem>.ipynb`` executed once per test session in the
-    small profile; the claim tests and the determinism test share that one run."""
-    cache = {}
+    """``run(stem)``: the chapter notebook ``chapters/<stem>.ipynb`` executed in the small profile, read from
+    the book's execution cache (executed into it first when missing); the claim tests, the determinism test
+    and the book build share that one execution."""
+    memo = {}
 
     def run(stem: str):
-        if stem not in cache:
-            path = CHAPTERS_DIR / f"{stem}.ipynb"
-            cache[stem] = execute_notebook(path, timeout=300, env={"MLSEC_PROFILE": "small"})[0]
-        return cache[stem]
+        if stem not in memo:
+            memo[stem] = executed_via_cache(CHAPTERS_DIR / f"{stem}.ipynb")
+        return memo[stem]
+    return run
+
+
+@pytest.fixture(scope="session")
+def executed_from_cache():
+    """``run(path)``: any book notebook (e.g. a student exercise notebook, ``exercises/<id>.ipynb``) executed
+    once through the book's execution cache, as the book build executes it; for tests that would otherwise
+    execute a notebook the build already executed."""
+    memo = {}
+
+    def run(path):
+        path = Path(path).resolve()
+        if path not in memo:
+            memo[path] = executed_via_cache(path)
+        return memo[path]
     return run
 
 
@@ -42,3 +127,19 @@ def chapter_values(executed_chapter):
             return None
     return lambda stem: {k: x for k, v in glued_values(executed_chapter(stem)).items()
                          if (x := numeric(v)) is not None}
+
+
+@pytest.fixture(scope="session")
+def book_html():
+    """The whole book built once per test session into ``_build/html`` (warnings are errors), executing
+    through the shared execution cache; the book tests and the browser test read it."""
+    beside = Path(sys.executable).parent / "jupyter-book"  # the environment's own, not another on PATH
+    exe = str(beside) if beside.is_file() else shutil.which("jupyter-book")
+    assert exe, "jupyter-book is not installed: pip install -r requirements.txt"
+    ensure_fresh_cache()
+    cmd = [exe, "build", str(ROOT), "-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    html = ROOT / "_build" / "html"
+    assert (html / "index.html").is_file(), f"the build wrote no HTML:\n{proc.stdout[-3000:]}"
+    return html

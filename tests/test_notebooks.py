@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mlsec_kit._release import install_requirement
 from mlsec_kit.notebook import execute_notebook, glued_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,9 +36,14 @@ def test_chapter_structure(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     first = "".join(code[0]["source"])
-    # the Colab guard: install mlsec-kit (with the extra the chapter needs) only when something is missing
+    # the Colab guard: install mlsec-kit (with the extra the chapter needs) only when something is missing,
+    # from the book's own repository at the release tag (mlsec_kit/_release.py), never a bare name
     assert first.startswith("# Colab: install the companion package")
-    assert "mlsec_kit" in first and re.search(r'%pip install -q "?mlsec-kit(\[\w+\])?"?\n', first)
+    pip = re.search(r'%pip install -q "mlsec-kit(?:\[(\w+)\])? @ (\S+)"\n', first)
+    assert "mlsec_kit" in first and pip, first
+    extras = [pip.group(1)] if pip.group(1) else []
+    assert pip.group(0) == f'%pip install -q "{install_requirement(extras)}"\n'
+    assert re.search(r"^\s+%pip", first, re.M), "the install must sit inside the guard (a no-op when installed)"
     assert sum("parameters" in c.get("metadata", {}).get("tags", []) for c in code) == 1
     text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     assert "Learning objectives" in text and "Summary" in text and "{cite" in text
