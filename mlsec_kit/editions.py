@@ -201,8 +201,15 @@ class Labels:
         return labels
 
     def _scan_doc(self, doc: str, text: str) -> None:
-        pending, counters, lines = None, {}, text.splitlines()
+        pending, lines, fence = None, text.splitlines(), None
         for line in lines:
+            c = CODE_FENCE_RE.match(line)
+            if fence or c:                      # skip plain code blocks: "# comment" is not a heading
+                if fence is None:
+                    fence = c.group(1)
+                elif re.fullmatch(re.escape(fence[0]) + "{%d,}" % len(fence), line.strip()):
+                    fence = None
+                continue
             m = LABEL_RE.match(line)
             if m:
                 pending = m.group(1)
@@ -220,7 +227,7 @@ class Labels:
             label = options.get("label") or options.get("name")
             if label:
                 self.targets[label] = Target(doc, number)
-                if name.endswith("figure"):
+                if "figure" in name:
                     self.figures[label] = number
         self.titles.setdefault(doc, doc.rsplit("/", 1)[-1])
 
@@ -245,7 +252,7 @@ def _numbered_directives(lines: list[str]):
             name = m.group("name")
             options, _ = _options(lines[i + 1:])
             kind = None
-            if name in ("figure", "glue:figure"):
+            if name in ("figure", "glue:figure", "figure-cell"):
                 kind, shown = "figure", "Fig."
             elif name.startswith("prf:") and name != "prf:proof":
                 kind = name
@@ -261,8 +268,23 @@ def _strip_inline(text: str) -> str:
 
 
 def _markdown_of_notebook(path: Path) -> str:
+    """The notebook's Markdown in page order, with a stand-in directive for each code cell whose output is a
+    numbered figure (myst-nb's ``mystnb.figure`` cell metadata), so that figures are counted in order."""
     nb = json.loads(path.read_text())
-    return "\n\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    parts = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            parts.append("".join(cell["source"]))
+        elif _cell_figure(cell):
+            parts.append(f"```{{figure-cell}}\n:name: {_cell_figure(cell).get('name', '')}\n```")
+    return "\n\n".join(parts)
+
+
+def _cell_figure(cell) -> dict:
+    """myst-nb's figure options of a code cell (``metadata.mystnb.figure``: caption, name), or {}."""
+    meta = cell.get("metadata", {})
+    figure = (meta.get("mystnb") or {}).get("figure") or meta.get("figure") or {}
+    return figure if isinstance(figure, dict) else {}
 
 
 def _options(lines: list[str]) -> tuple[dict[str, str], int]:
@@ -370,14 +392,22 @@ class Converter:
         return "".join(out)
 
     # -- blocks
-    def convert(self, text: str, cell_index: int | None = None) -> str:
+    def convert(self, text: str) -> str:
         lines = text.split("\n")
         out: list[str] = []
+        run: list[str] = []          # plain lines, converted together so that a role may span lines
+
+        def flush():
+            if run:
+                out.extend(self.inline("\n".join(run)).split("\n"))
+                run.clear()
+
         i = 0
         while i < len(lines):
             line = lines[i]
             m = FENCE_RE.match(line)
             if m:
+                flush()
                 end = _closing(lines, i, m.group("fence"))
                 body = lines[i + 1:end]
                 out += self.directive(m.group("name"), m.group("arg"), body).split("\n")
@@ -385,18 +415,19 @@ class Converter:
                 continue
             c = CODE_FENCE_RE.match(line)
             if c:                                       # a plain code block: copied verbatim
+                flush()
                 end = _closing(lines, i, c.group(1))
                 out += lines[i:end + 1]
                 i = end + 1
                 continue
             if LABEL_RE.match(line) or re.match(r"^%", line) or line.strip() == "+++":
                 i += 1
-                if LABEL_RE.match(line) and not out and i < len(lines) and not lines[i].strip():
+                if LABEL_RE.match(line) and not out and not run and i < len(lines) and not lines[i].strip():
                     i += 1
                 continue
-            line = re.sub(r"^(\s*\$\$)\s*\([\w:.-]+\)\s*$", r"\1", line)   # "$$ (eq-label)" -> "$$"
-            out.append(self.inline(line))
+            run.append(re.sub(r"^(\s*\$\$)\s*\([\w:.-]+\)\s*$", r"\1", line))   # "$$ (eq-label)" -> "$$"
             i += 1
+        flush()
         return "\n".join(out)
 
     def directive(self, name: str, arg: str, body: list[str]) -> str:
@@ -526,10 +557,19 @@ def convert_notebook(nb, doc: str, values: dict[str, str], *, bib: Bibliography,
     book_url = book_url or _release.book_url()
     nb = copy.deepcopy(nb)
     code_cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    used = []
+    used, captions = [], []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+            figure = _cell_figure(cell)
+            if figure.get("caption"):   # the book shows it under the cell's figure; here a cell below it does
+                conv = Converter(doc, values, bib, labels, book_url)
+                number = labels.figures.get(figure.get("name", ""), "Fig.")
+                text = _quote(f"**{number}.** {conv.convert(figure['caption']).strip()}")
+                caption = nbformat.v4.new_markdown_cell(text + ("\n\n" + VALUES_NOTE if MARK in text else ""))
+                caption.id = f"{cell.get('id', index)}-caption"[:64]
+                captions.append((index, caption))
+                used += conv.used_values
             continue
         if cell.cell_type != "markdown":
             continue
@@ -544,6 +584,8 @@ def convert_notebook(nb, doc: str, values: dict[str, str], *, bib: Bibliography,
             text = text.rstrip("\n") + "\n\n" + VALUES_NOTE
         cell.source = text
         used += conv.used_values
+    for index, caption in reversed(captions):
+        nb.cells.insert(index + 1, caption)
     page = f"{book_url}{doc}.html"
     note = nbformat.v4.new_markdown_cell(
         f"> *This is the plain-Jupyter edition of [this page of the book]({page}), for Colab, Jupyter and "

@@ -135,6 +135,34 @@ def test_numbered_proofs_and_glue_figures(bib):
     assert "Theorem 1 (B)" in conv.convert("```{prf:theorem} B\n:label: t-b\ny\n```")
 
 
+def test_roles_may_span_lines_and_headings_in_code_are_not_titles(bib, labels):
+    out = _convert("The {term}`adversarially trained\n<adversarial training>` models", bib, labels)
+    assert out == (f"The [adversarially trained]({BOOK}book/glossary.html#term-adversarial-training) models")
+    scanned = E.Labels()
+    scanned._scan_doc("book/x", "```python\n# not a title\n```\n(lab)=\n# Real title\n")
+    assert scanned.titles["book/x"] == "Real title" and scanned.targets["lab"].text == "Real title"
+
+
+def test_code_cell_figures_keep_their_numbered_captions(bib, tmp_path):
+    fig = nbformat.v4.new_code_cell("plt.plot([1, 2])", metadata={"mystnb": {"figure": {
+        "name": "fig-99-a", "caption": "Accuracy, {glue:text}`ch99_acc:.1f`% at best ({cite:t}`biggio2018wild`)."}}})
+    fig.id = "plot"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# T\n\n```{glue:figure} other\n:name: fig-99-0\n\nFirst.\n```"),
+        fig, nbformat.v4.new_markdown_cell("As {numref}`fig-99-a` shows.")])
+    (tmp_path / "chapters").mkdir()
+    nbformat.write(nb, tmp_path / "chapters" / "99_t.ipynb")
+    labels = E.Labels.scan(tmp_path)
+    assert labels.figures == {"fig-99-0": "Fig. 1", "fig-99-a": "Fig. 2"}
+    out = E.convert_notebook(nb, "chapters/99_t", {"ch99_acc": "0.25"}, bib=bib, labels=labels)
+    ids = [c.id for c in out.cells]
+    caption = out.cells[ids.index("plot") + 1]
+    assert caption.id == "plot-caption" and caption.source.startswith(
+        f"> **Fig. 2.** Accuracy, 0.2{E.MARK}% at best ([Biggio and Roli (2018)]")
+    assert caption.source.endswith(E.VALUES_NOTE)
+    assert out.cells[-1].source == f"As [Fig. 2]({BOOK}chapters/99_t.html#fig-99-a) shows."
+
+
 def test_the_colab_button_is_rewritten_to_the_edition(tmp_path):
     (tmp_path / "colab" / "chapters").mkdir(parents=True)
     (tmp_path / "colab" / "chapters" / "01_x.ipynb").write_text("{}")
