@@ -8,10 +8,11 @@ text. This module writes, for every ``chapters/<stem>.ipynb`` and ``exercises/<s
 The editions are generated and committed, never edited by hand; the book's Colab launch buttons, the README
 and the teaching guide open them, and ``tests/test_editions.py`` fails when a source and its edition drift.
 
-Regenerate every edition (executes each chapter once in the ``small`` profile, or reuses the book build's
-jupyter-cache when it matches)::
+Regenerate every edition (executes each chapter once in the ``small`` profile, about 2 minutes)::
 
     python -m mlsec_kit.editions build                  # after any change to a chapter or exercise set
+    python -m mlsec_kit.editions build --book-cache     # take the values from the book build's jupyter-cache
+                                                        # where it matches the notebook (no execution)
     python -m mlsec_kit.editions build --reuse-values   # prose-only change: keep the glued values stored in
                                                         # the committed editions (no execution)
     python -m mlsec_kit.editions check                  # exit 1 and list the editions that are out of date
@@ -606,16 +607,18 @@ def _stored_values(root: Path, source: Path) -> dict[str, str]:
     return json.loads(path.read_text()).get("metadata", {}).get("mlsec_edition", {}).get("values", {})
 
 
-def executed_values(path: str | Path, root: str | Path = ROOT) -> dict[str, str]:
-    """The ``text/plain`` values a notebook glues, from the book build's jupyter-cache when it holds a run
-    of this exact notebook, else from a fresh execution in the ``small`` profile."""
+def executed_values(path: str | Path, root: str | Path = ROOT, *, book_cache: bool = False) -> dict[str, str]:
+    """The ``text/plain`` values a notebook glues, from a fresh execution in the ``small`` profile, or, with
+    ``book_cache``, from the book build's jupyter-cache (``_build/.jupyter_cache``) when it holds a run of this
+    exact notebook. The cache matches on the notebook's code only, so after a change to ``mlsec_kit`` it can
+    hold stale numbers; that is why it is not the default."""
     import nbformat
 
     from mlsec_kit.notebook import execute_notebook, glued_values
 
     path = Path(path)
     cache_dir = Path(root) / "_build" / ".jupyter_cache"
-    if cache_dir.is_dir():
+    if book_cache and cache_dir.is_dir():
         try:
             from jupyter_cache import get_cache
 
@@ -639,7 +642,8 @@ def render(root: str | Path, source: Path, values: dict[str, str], *, bib=None, 
     return nbformat.writes(nb) + "\n"
 
 
-def build(root: str | Path = ROOT, *, reuse_values: bool = False, only: Iterable[str] = (),
+def build(root: str | Path = ROOT, *, reuse_values: bool = False, book_cache: bool = False,
+          only: Iterable[str] = (),
           check_only: bool = False, values_for: Callable[[Path], dict[str, str]] | None = None,
           log=print) -> list[Path]:
     """Write (or, with ``check_only``, compare) the edition of every source; returns the editions that
@@ -655,7 +659,7 @@ def build(root: str | Path = ROOT, *, reuse_values: bool = False, only: Iterable
         keys = glue_keys(nbformat.read(source, as_version=4))
         values = _stored_values(root, source)
         if keys and not (reuse_values or check_only):
-            values = (values_for or (lambda p: executed_values(p, root)))(source)
+            values = (values_for or (lambda p: executed_values(p, root, book_cache=book_cache)))(source)
         missing = [k for k in keys if k not in values]
         if missing:
             raise KeyError(f"{source.relative_to(root)}: no value for glue keys {missing}; run "
@@ -683,13 +687,15 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="write colab/chapters/*.ipynb and colab/exercises/*.ipynb")
     b.add_argument("--reuse-values", action="store_true",
                    help="keep the glued values stored in the committed editions (no execution)")
+    b.add_argument("--book-cache", action="store_true",
+                   help="take the values from the book build's jupyter-cache where it matches (no execution)")
     b.add_argument("only", nargs="*", help="stems or paths to rebuild (default: all)")
     c = sub.add_parser("check", help="exit 1 when an edition is missing or out of date")
     for p in (b, c):
         p.add_argument("--root", default=str(ROOT), help="the repository root")
     args = parser.parse_args(argv)
     if args.command == "build":
-        build(args.root, reuse_values=args.reuse_values, only=args.only)
+        build(args.root, reuse_values=args.reuse_values, book_cache=args.book_cache, only=args.only)
         return 0
     stale = check(args.root)
     for path in stale:
