@@ -330,8 +330,7 @@ class Converter:
             self.used_values.append(key)
             text = format_glue_text(self.values[key], fmt)
             return f"${text}$" if name == "glue:math" else f"{text}{MARK}"
-        if name in ("cite", "cite:p", "cite:t", "cite:ps", "cite:ts", "cite:alp", "cite:author", "cite:year",
-                    "cite:yearpar", "cite:cts", "cite:ct", "cite:ps", "cite:label", "cite:text"):
+        if name == "cite" or name.startswith("cite:"):
             return self.cite(name, content)
         if name == "term":
             text, target = _text_and_target(content)
@@ -341,12 +340,12 @@ class Converter:
             return self.reference(name, content)
         if name == "math":
             return f"${content}$"
-        if name in ("sub", "sup", "kbd", "abbr"):
-            text, _ = _text_and_target(content) if name == "abbr" else (content, "")
-            return {"sub": f"<sub>{content}</sub>", "sup": f"<sup>{content}</sup>",
-                    "kbd": f"<kbd>{content}</kbd>"}.get(name, text)
-        return f"`{content}`" if name in ("code", "samp", "file", "command", "envvar", "py:func", "func",
-                                           "class", "meth", "mod", "attr", "literal") else content
+        if name in ("sub", "sup", "kbd"):
+            return f"<{name}>{content}</{name}>"
+        if name in ("code", "samp", "file", "command", "envvar", "literal") or name.startswith("py:") \
+                or name in ("func", "class", "meth", "mod", "attr", "obj", "data", "exc"):
+            return f"`{content}`"
+        return _text_and_target(content)[0]      # any other role ({abbr}, {index}, ...): its text
 
     def cite(self, name: str, content: str) -> str:
         keys = [k.strip() for k in content.split(",") if k.strip()]
