@@ -55,7 +55,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from mlsec_kit import _release
 
@@ -183,25 +183,29 @@ class Labels:
     targets: dict[str, Target] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)       # doc -> page title
     figures: dict[str, str] = field(default_factory=dict)      # label -> "Fig. N"
-    numbers: dict[tuple[str, int], str] = field(default_factory=dict)  # (doc, fence line id) -> number text
+    sequence: dict[str, list[str]] = field(default_factory=dict)  # doc -> numbers of its figures and proofs
     glossary: dict[str, str] = field(default_factory=dict)     # lower-case term -> glossary spelling
 
     @classmethod
     def scan(cls, root: str | Path) -> "Labels":
         root = Path(root)
         labels = cls()
-        docs = []
+        docs = {}
         for folder in SOURCE_DIRS:
-            docs += [(f"{folder}/{p.stem}", _markdown_of_notebook(p)) for p in sorted((root / folder).glob("*.ipynb"))]
-        docs += [(f"book/{p.stem}", p.read_text()) for p in sorted((root / "book").glob("*.md"))]
-        for doc, text in docs:
-            labels._scan_doc(doc, text)
+            docs.update({f"{folder}/{p.stem}": _markdown_of_notebook(p) for p in sorted((root / folder).glob("*.ipynb"))})
+        docs.update({f"book/{p.stem}": p.read_text() for p in sorted((root / "book").glob("*.md"))})
+        # Sphinx numbers figures and each proof type across the whole book, in table-of-contents order (the
+        # book has no section numbers): "Definition 3" is the first definition of the third chapter that has one
+        order = [d for d in _toc_order(root) if d in docs] + sorted(d for d in docs if d not in _toc_order(root))
+        counters: dict[str, int] = {}
+        for doc in order:
+            labels._scan_doc(doc, docs[doc], counters)
         glossary = root / "book" / "glossary.md"
         if glossary.is_file():
             labels._scan_glossary(glossary.read_text())
         return labels
 
-    def _scan_doc(self, doc: str, text: str) -> None:
+    def _scan_doc(self, doc: str, text: str, counters: dict[str, int] | None = None) -> None:
         pending, lines, fence = None, text.splitlines(), None
         for line in lines:
             c = CODE_FENCE_RE.match(line)
@@ -224,7 +228,9 @@ class Labels:
                     self.targets[pending] = Target(doc, title)
             if line.strip():
                 pending = None
-        for name, arg, options, number in _numbered_directives(lines):
+        self.sequence[doc] = []
+        for name, arg, options, number in _numbered_directives(lines, {} if counters is None else counters):
+            self.sequence[doc].append(number)
             label = options.get("label") or options.get("name")
             if label:
                 self.targets[label] = Target(doc, number)
@@ -243,22 +249,49 @@ class Labels:
                 self.glossary[line.strip().lower()] = line.strip()
 
 
-def _numbered_directives(lines: list[str]):
-    """(name, argument, options, "Fig. N"/"Definition N") for figures and proof directives, in page order."""
-    counters: dict[str, int] = {}
+def _toc_order(root: Path) -> list[str]:
+    """The pages of ``_toc.yml`` in reading order (root first), or [] without one."""
+    import yaml
+
+    toc_file = root / "_toc.yml"
+    if not toc_file.is_file():
+        return []
+    toc = yaml.safe_load(toc_file.read_text()) or {}
+    pages = [toc.get("root", "")]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                pages.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    return [str(Path(p).with_suffix("")) if p.endswith((".md", ".ipynb")) else p for p in pages if p]
+
+
+def _numbered_directives(lines: list[str], counters: dict[str, int]):
+    """(name, argument, options, "Fig. N"/"Definition N") for figures and proof directives, in page order;
+    ``counters`` carries the numbering on from the pages before."""
     i = 0
     while i < len(lines):
         m = FENCE_RE.match(lines[i])
         if m:
             name = m.group("name")
-            options, _ = _options(lines[i + 1:])
+            options, used = _options(lines[i + 1:])
+            body = lines[i + 1 + used:_closing(lines, i, m.group("fence"))]
             kind = None
-            if name in ("figure", "glue:figure", "figure-cell"):
+            if name in ("figure", "glue:figure", "figure-cell") and (any(b.strip() for b in body)
+                                                                      or "caption" in options):
+                # Sphinx numbers only figures with a caption
                 kind, shown = "figure", "Fig."
             elif name.startswith("prf:") and name != "prf:proof":
                 kind = name
                 shown = name.split(":", 1)[1].title()
-            if kind:
+            if kind and "nonumber" in options:
+                yield name, m.group("arg"), options, shown
+            elif kind:
                 counters[kind] = counters.get(kind, 0) + 1
                 yield name, m.group("arg"), options, f"{shown} {counters[kind]}"
         i += 1
@@ -276,8 +309,8 @@ def _markdown_of_notebook(path: Path) -> str:
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":
             parts.append("".join(cell["source"]))
-        elif _cell_figure(cell):
-            parts.append(f"```{{figure-cell}}\n:name: {_cell_figure(cell).get('name', '')}\n```")
+        elif _cell_figure(cell).get("caption"):
+            parts.append(f"```{{figure-cell}}\n:name: {_cell_figure(cell).get('name', '')}\n:caption: x\n```")
     return "\n\n".join(parts)
 
 
@@ -318,6 +351,7 @@ class Converter:
     labels: Labels
     book_url: str
     glue_cells: Callable[[str], str] = lambda key: ""   # key -> "above"/"below"/"" relative to the current cell
+    numbering: Iterator[str] | None = None   # the page's figure and proof numbers, in order (Labels.sequence)
     used_values: list[str] = field(default_factory=list)
 
     # -- inline roles
@@ -430,6 +464,12 @@ class Converter:
         flush()
         return "\n".join(out)
 
+    def number(self, label: str, fallback: str) -> str:
+        """The next figure/proof number of the page ("Fig. 2", "Definition 3"), as the book shows it."""
+        if self.numbering is not None:
+            return next(self.numbering, fallback)
+        return self.labels.targets[label].text if label in self.labels.targets else fallback
+
     def directive(self, name: str, arg: str, body: list[str]) -> str:
         options, used = _options(body)
         body = body[used:]
@@ -441,12 +481,12 @@ class Converter:
         if name in ("glue", "glue:", "glue:text", "glue:math", "glue:md"):
             return self.role("glue:math" if name == "glue:math" else "glue:text", arg)
         if name == "figure":
-            number = self.labels.figures.get(options.get("name", ""), "Fig.")
+            number = self.number(options.get("name", ""), "Fig.") if inner else "Fig."
             alt = options.get("alt", inner.split("\n")[0] if inner else "figure")
             return f"![{alt}]({_raw_url(self.doc, arg)})\n\n" + _quote(f"**{number}.** {inner}".strip())
         if name == "glue:figure":
             key = _split_glue(arg)[0]
-            number = self.labels.figures.get(options.get("name", ""), "Fig.")
+            number = self.number(options.get("name", ""), "Fig.") if inner else "Fig."
             where = self.glue_cells(key)
             pointer = (f"*The figure is the output of the code cell {where} that glues `{key}`; run it to "
                        "draw it.*" if where else f"*The figure is drawn by this notebook's code (`{key}`).*")
@@ -457,7 +497,7 @@ class Converter:
                 title = "Proof"
             else:
                 label = options.get("label", "")
-                number = self.labels.targets[label].text if label in self.labels.targets else kind.title()
+                number = self.number(options.get("label", ""), kind.title())
                 title = f"{number} ({self.inline(arg)})" if arg else number
             return _quote(f"**{title}**\n\n{inner}")
         if name in ("bibliography", "glossary", "toctree", "tableofcontents", "code-cell", "raw"):
@@ -558,13 +598,14 @@ def convert_notebook(nb, doc: str, values: dict[str, str], *, bib: Bibliography,
     nb = copy.deepcopy(nb)
     code_cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     used, captions = [], []
+    numbering = iter(list(labels.sequence.get(doc, []))) if doc in labels.sequence else None
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             figure = _cell_figure(cell)
             if figure.get("caption"):   # the book shows it under the cell's figure; here a cell below it does
-                conv = Converter(doc, values, bib, labels, book_url)
-                number = labels.figures.get(figure.get("name", ""), "Fig.")
+                conv = Converter(doc, values, bib, labels, book_url, numbering=numbering)
+                number = conv.number(figure.get("name", ""), "Fig.")
                 text = _quote(f"**{number}.** {conv.convert(figure['caption']).strip()}")
                 caption = nbformat.v4.new_markdown_cell(text + ("\n\n" + VALUES_NOTE if MARK in text else ""))
                 caption.id = f"{cell.get('id', index)}-caption"[:64]
@@ -578,7 +619,7 @@ def convert_notebook(nb, doc: str, values: dict[str, str], *, bib: Bibliography,
             hits = [i for i, src in code_cells if re.search(GLUE_CALL_RE.format(key=re.escape(key)), src)]
             return ("above" if hits[0] < index else "below") if hits else ""
 
-        conv = Converter(doc, values, bib, labels, book_url, glue_cells=where)
+        conv = Converter(doc, values, bib, labels, book_url, glue_cells=where, numbering=numbering)
         text = conv.convert(cell.source)
         if MARK in text:
             text = text.rstrip("\n") + "\n\n" + VALUES_NOTE

@@ -100,8 +100,9 @@ def test_terms_and_references_link_into_the_published_book(bib, labels):
     first = labels.targets["ch-threat-models"].text
     assert _convert("{ref}`ch-threat-models`", bib, labels) == \
         f"[{first}]({BOOK}chapters/01_threat_models.html#ch-threat-models)"
-    assert _convert("{prf:ref}`def-pgd`", bib, labels) == \
-        f"[Definition 2]({BOOK}chapters/03_evasion_whitebox.html#def-pgd)"
+    pgd = labels.targets["def-pgd"].text
+    assert re.fullmatch(r"Definition \d+", pgd)
+    assert _convert("{prf:ref}`def-pgd`", bib, labels) == f"[{pgd}]({BOOK}chapters/03_evasion_whitebox.html#def-pgd)"
     assert _convert("{doc}`the notation <../book/notation>`", bib, labels) == \
         f"[the notation]({BOOK}book/notation.html)"
     assert _convert("{doc}`03_evasion_whitebox`", bib, labels).startswith("[3. Evasion attacks I")
@@ -133,6 +134,26 @@ def test_numbered_proofs_and_glue_figures(bib):
     assert "> **Fig. 1.** Accuracy against $\\varepsilon$." in out
     assert "output of the code cell above that glues `ch99_fig`" in out
     assert "Theorem 1 (B)" in conv.convert("```{prf:theorem} B\n:label: t-b\ny\n```")
+
+
+def test_numbers_run_through_the_book_in_toc_order(bib, tmp_path):
+    """As Sphinx does without section numbers: each proof type and figures are counted across pages in
+    table-of-contents order (the built book shows chapter 3's first definition as "Definition 3")."""
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nparts:\n  - chapters:\n"
+                                       "      - file: chapters/02_b\n      - file: chapters/01_a\n")
+    pages = {"01_a": "```{prf:definition} A\n:label: d-a\nx\n```",
+             "02_b": "```{prf:definition} Unlabelled\nx\n```\n```{prf:remark} Aside\n:nonumber:\ny\n```\n"
+                     "```{figure} img.png\n```\n```{prf:definition} B\n:label: d-b\nz\n```"}
+    for stem, text in pages.items():
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)]),
+                       tmp_path / "chapters" / f"{stem}.ipynb")
+    labels = E.Labels.scan(tmp_path)
+    assert labels.targets["d-b"].text == "Definition 2" and labels.targets["d-a"].text == "Definition 3"
+    nb = nbformat.read(tmp_path / "chapters" / "02_b.ipynb", as_version=4)
+    out = E.convert_notebook(nb, "chapters/02_b", {}, bib=bib, labels=labels).cells[0].source
+    assert "**Definition 1 (Unlabelled)**" in out and "**Remark (Aside)**" in out
+    assert "**Definition 2 (B)**" in out and "Fig. 1" not in out     # an uncaptioned figure has no number
 
 
 def test_roles_may_span_lines_and_headings_in_code_are_not_titles(bib, labels):
