@@ -4,7 +4,9 @@ The chapters and exercise sets are written in MyST Markdown, which only Jupyter 
 Jupyter, VS Code and GitHub's viewer show ``{glue:text}`key``, ``{cite:t}`key`` and ``:::{note}`` fences as raw
 text. This module writes, for every ``chapters/<stem>.ipynb`` and ``exercises/<stem>.ipynb``, an edition at
 ``colab/chapters/<stem>.ipynb`` / ``colab/exercises/<stem>.ipynb``: code cells (the install cell, the
-``parameters`` cell, everything else) are copied unchanged, Markdown cells are converted to CommonMark.
+``parameters`` cell, everything else) are copied unchanged (outputs cleared), Markdown cells are converted
+to CommonMark, and two kinds of Markdown cell are added: one under the title saying what the edition is, and
+one under each code cell whose figure has a caption in the book (``mystnb.figure`` metadata), with the caption.
 The editions are generated and committed, never edited by hand; the book's Colab launch buttons, the README
 and the teaching guide open them, and ``tests/test_editions.py`` fails when a source and its edition drift.
 
@@ -37,8 +39,8 @@ Design decisions
 * **Glossary terms** ``{term}`` become a link to the term in the published glossary (``#term-<slug>``, the
   anchor Sphinx writes); **references** ``{ref}``, ``{numref}``, ``{prf:ref}``, ``{doc}``, ``{eq}`` become the
   text the book shows (the section title, "Fig. 2", "Definition 1", the page title) linked to the published
-  page. Numbers follow Sphinx's per-page counters (no section numbering in this book): figures and each proof
-  type are numbered 1, 2, ... in page order.
+  page. Numbers are the book's: Sphinx (with no section numbers) counts figures and each proof type through
+  the whole book in table-of-contents order, so chapter 3's first definition is "Definition 3" in both.
 * **Directives** (``{admonition}``, ``{note}``, ``{tip}``, ..., ``{prf:definition}`` and the other proof
   types, any unknown one) become Markdown block quotes with a bold title ("**Definition 1 (Sensitivity)**");
   ``{math}`` becomes a ``$$`` block; ``{figure}`` an image with its caption; ``{glue:figure}`` a block quote
@@ -192,7 +194,8 @@ class Labels:
         labels = cls()
         docs = {}
         for folder in SOURCE_DIRS:
-            docs.update({f"{folder}/{p.stem}": _markdown_of_notebook(p) for p in sorted((root / folder).glob("*.ipynb"))})
+            docs.update({f"{folder}/{p.stem}": _markdown_of_notebook(p)
+                         for p in sorted((root / folder).glob("*.ipynb"))})
         docs.update({f"book/{p.stem}": p.read_text() for p in sorted((root / "book").glob("*.md"))})
         # Sphinx numbers figures and each proof type across the whole book, in table-of-contents order (the
         # book has no section numbers): "Definition 3" is the first definition of the third chapter that has one
