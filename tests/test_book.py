@@ -34,9 +34,9 @@ def test_notebook_pages_are_executed_and_launchable(html):
     assert notebooks
     for f in notebooks:
         page = (html / f"{f}.html").read_text()
-        # the launch button opens the notebook itself or its Colab edition (colab/<same path>)
-        colab = f"https://colab.research.google.com/github/{slug}/blob/main/"
-        assert f"{colab}{f}.ipynb" in page or f"{colab}colab/{f}.ipynb" in page, f
+        # the Colab button opens the plain-Jupyter edition (mlsec_kit.editions), not the MyST source
+        assert f"https://colab.research.google.com/github/{slug}/blob/main/colab/{f}.ipynb" in page, f
+        assert f"https://colab.research.google.com/github/{slug}/blob/main/{f}.ipynb" not in page, f
         assert "cell_output" in page, f"{f} shows no executed output"
         assert "{glue" not in page and "glue:text" not in page, f"{f} has an unresolved glue reference"
 
