@@ -112,6 +112,9 @@ def _system_binds() -> list[str]:
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
+    # the private /tmp first: mounted after the environment's binds it would hide a virtual environment that
+    # lives under /tmp (CI makes its venv with mktemp), and the submission could not start Python
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     seen = ["/usr", "/etc", "/opt"]
     made: set[str] = set()
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
@@ -121,7 +124,7 @@ def _system_binds() -> list[str]:
         if os.path.isdir(p) and not any(p == s or p.startswith(s + "/") for s in seen):
             args += [*_parents(p, made), "--ro-bind", p, p]
             seen.append(p)
-    return args + ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    return args
 
 
 def drop_privileges() -> None:
