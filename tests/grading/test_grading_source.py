@@ -65,8 +65,10 @@ def test_student_notebook_has_no_solutions_and_no_outputs():
 def test_first_code_cell_is_the_colab_install_guard():
     first = next(c.source for c in read(STUDENT).cells if c.cell_type == "code")
     lines = [line.strip() for line in first.splitlines()]
-    assert lines.index("import mlsec_kit") < lines.index("except ImportError:") < lines.index(
-        "%pip install -q mlsec-kit")
+    from mlsec_kit._release import install_requirement
+    install = next(line for line in lines if line.startswith("%pip install"))
+    assert install_requirement() in install  # pinned to the release, never a bare package name
+    assert lines.index("import mlsec_kit") < lines.index("except ImportError:") < lines.index(install)
     assert "from mlsec_kit.grading import check" in lines and "mk.seed_everything(0)" in lines
 
 

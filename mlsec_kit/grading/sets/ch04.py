@@ -19,7 +19,8 @@ SET = ExerciseSet("04_evasion_blackbox", "Exercises: black-box evasion attacks",
 
 # ---- (a) charge ---------------------------------------------------------------------------------------
 charge = SET.question("charge", "charge(queries, index) -> queries",
-                      forbid=("mlsec_kit.attacks.evasion.oracle.Oracle._charge",))
+                      forbid=("mlsec_kit.attacks.evasion.oracle.Oracle._charge",
+                              "mlsec_kit.attacks.evasion.Oracle"))
 
 
 def _counts(rng: torch.Generator):
