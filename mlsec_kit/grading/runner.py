@@ -432,7 +432,11 @@ class RemoteFunction:
                 raise NotImplementedError(message)
             name = "".join(ch for ch in str(header.get("type", "Error")) if ch.isalnum() or ch == "_")[:60]
             name = name if name.isidentifier() else "Error"
-            raise type(name, (Exception,), {})(message)
+            # a built-in exception keeps its class, so a property can ask for a ValueError naming an argument
+            import builtins
+            builtin = getattr(builtins, name, None)
+            base = builtin if isinstance(builtin, type) and issubclass(builtin, Exception) else Exception
+            raise type(name, (base,), {})(message)
         if op != "result":
             kernel.stop("the submission's process sent a malformed answer")
             raise SubmissionStopped(kernel.stopped)
