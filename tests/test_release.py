@@ -73,7 +73,8 @@ def test_set_repository_rewrites_everything_for_a_fork(tmp_path):
     assert not left, f"the old repository is still named in {left}"
     wanted = f"mlsec-kit[art] @ git+{fork}@v{VERSION}"
     assert wanted in (root / "chapters" / "03_evasion_whitebox.ipynb").read_text()
-    assert f"pip3 install \"mlsec-kit @ git+{fork}@v{VERSION}\"" in (root / "book/teaching_guide.md").read_text()
+    # the teaching guide's install line (the Gradescope zip derives its own from _release.py at build time)
+    assert f"pip install \"mlsec-kit @ git+{fork}@v{VERSION}\"" in (root / "book/teaching_guide.md").read_text()
     assert not sr.sync(root, check=True)
     # only the install lines of the notebooks changed: same cells, same ids, same other text
     import json
