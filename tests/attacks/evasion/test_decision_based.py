@@ -130,8 +130,14 @@ def test_agrees_with_art(cnn, batch):
     x_art = torch.from_numpy(x_art).float()
     theirs = _l2(x_art, X)
     assert (predict(cnn, x_art).argmax(1) != y).all()
+    # ours must be adversarial too, so a small distance is earned, not a broken attack that moves too little;
+    # the ratio of medians varied between whole-suite runs (0.62 in one, inside 0.67-1.5 in another), so only 'no worse than
+    # 1.5x ART' is asserted: a broken search or step lands well above that
+    ours_adv = hop_skip_jump(Oracle(cnn, output="label"), X, y, steps=8, max_queries=100_000,
+                             generator=torch.Generator().manual_seed(5))
+    assert (predict(cnn, ours_adv).argmax(1) != y).all()
     ratio = ours.median().item() / theirs.median().item()
-    assert 0.67 < ratio < 1.5, (ours.median().item(), theirs.median().item())
+    assert 0.3 < ratio < 1.5, (ours.median().item(), theirs.median().item())
 
 
 def test_linf_agrees_with_art(cnn, batch):
