@@ -5,6 +5,7 @@ they appear in. That two runs agree is checked for every chapter in tests/test_n
 import math
 
 import pytest
+from chapter_checks import assert_figures_numbered_captioned_and_referenced, slider_cell
 
 pytestmark = pytest.mark.notebooks
 
@@ -77,29 +78,12 @@ def test_transfer_and_art_agreement(values):
     assert v["ch03_art_pgd_agree"] >= 99 and v["ch03_art_pgd_l2_agree"] >= 99   # "example by example"
 
 
-def _figures(executed):
-    return [c for c in executed.cells if c.cell_type == "code" and "figure" in c.metadata.get("mystnb", {})]
-
-
 def test_figures_are_numbered_captioned_and_referenced(executed):
-    text = "\n".join(c.source for c in executed.cells if c.cell_type == "markdown")
-    figures = _figures(executed)
-    assert len(figures) >= 5
-    for c in figures:
-        options = c.metadata["mystnb"]["figure"]
-        assert options["caption"] and options["name"].startswith("fig-ch03-")
-        assert f"{{numref}}`{options['name']}`" in text, f"{options['name']} is never referenced"
-        kinds = {k for o in c.outputs for k in o.get("data", {})}
-        assert kinds & {"image/png", "text/html"}, f"{options['name']} shows nothing"
-        # a figure cell shows only its figure: a glued value or a table would land inside the caption
-        assert all("scrapbook" not in o.get("metadata", {}) for o in c.outputs)
+    assert_figures_numbered_captioned_and_referenced(executed, prefix="fig-ch03-", at_least=5)
 
 
 def test_the_slider_works_without_a_kernel_and_a_static_figure_follows(executed):
     cells = [c for c in executed.cells if c.cell_type == "code"]
-    slider = next(c for c in cells if "frame_slider(" in c.source)
-    html = next(o["data"]["text/html"] for o in slider.outputs if "text/html" in o.get("data", {}))
-    assert html.count('class="mk-frame"') >= 5 and html.count("data:image/png;base64") >= 5
-    assert "<script>" in html and 'type="range"' in html
+    slider = slider_cell(executed)
     static = cells[cells.index(slider) + 1]
     assert any("image/png" in o.get("data", {}) for o in static.outputs)

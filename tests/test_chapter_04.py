@@ -5,6 +5,7 @@ they appear in. That two runs agree is checked for every chapter in tests/test_n
 import math
 
 import pytest
+from chapter_checks import assert_figures_numbered_captioned_and_referenced, slider_cell
 
 pytestmark = pytest.mark.notebooks
 
@@ -92,25 +93,9 @@ def test_art_agreement(values):
     assert v["ch04_art_square"] <= v["ch04_kit_square"]
 
 
-def _figures(executed):
-    return [c for c in executed.cells if c.cell_type == "code" and "figure" in c.metadata.get("mystnb", {})]
-
-
 def test_figures_are_numbered_captioned_and_referenced(executed):
-    text = "\n".join(c.source for c in executed.cells if c.cell_type == "markdown")
-    figures = _figures(executed)
-    assert len(figures) >= 2
-    for c in figures:
-        options = c.metadata["mystnb"]["figure"]
-        assert options["caption"] and options["name"].startswith("fig-ch04-")
-        assert f"{{numref}}`{options['name']}`" in text, f"{options['name']} is never referenced"
-        kinds = {k for o in c.outputs for k in o.get("data", {})}
-        assert kinds & {"image/png", "text/html"}, f"{options['name']} shows nothing"
-        assert all("scrapbook" not in o.get("metadata", {}) for o in c.outputs)
+    assert_figures_numbered_captioned_and_referenced(executed, prefix="fig-ch04-", at_least=2)
 
 
 def test_the_query_budget_slider_works_without_a_kernel(executed, values):
-    cell = next(c for c in executed.cells if c.cell_type == "code" and "frame_slider(" in c.source)
-    html = next(o["data"]["text/html"] for o in cell.outputs if "text/html" in o.get("data", {}))
-    assert html.count('class="mk-frame"') >= 5 and html.count("data:image/png;base64") >= 5
-    assert "<script>" in html and 'type="range"' in html
+    cell = slider_cell(executed)
