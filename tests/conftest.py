@@ -20,6 +20,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from mlsec_kit.notebook import glued_values  # noqa: E402
+from notebook_pool import execute_many  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS_DIR = ROOT / "chapters"
@@ -62,33 +63,88 @@ def ensure_fresh_cache(cache_dir: Path = CACHE_DIR) -> None:
     _CHECKED.append(cache_dir)
 
 
+def _cache_executed(cache, path: Path, nb, error, seconds) -> None:
+    from jupyter_cache.base import CacheBundleIn
+
+    if error is not None:
+        raise AssertionError(f"{path.name} failed to execute:\n{error}")
+    stage = cache.add_nb_to_project(str(path))
+    cache.cache_notebook_bundle(CacheBundleIn(nb, stage.uri, data={"execution_seconds": seconds}),
+                                check_validity=False, overwrite=True)
+
+
+def _missing_from_cache(cache, path: Path) -> bool:
+    import nbformat
+
+    try:
+        cache.match_cache_notebook(nbformat.read(str(path), as_version=4))
+        return False
+    except KeyError:
+        return True
+
+
 def executed_via_cache(path: Path, cache_dir: Path = CACHE_DIR, *, timeout: int = 300):
     """The executed notebook ``path`` from the book's execution cache, executing it into the cache (exactly
     as the book build's cache mode does: same cache, same working directory) when its code is not there."""
     import nbformat
     from jupyter_cache import get_cache
-    from jupyter_cache.base import CacheBundleIn
-    from jupyter_cache.executors.utils import single_nb_execution
 
     ensure_fresh_cache(cache_dir)
     cache = get_cache(str(cache_dir))
+    if _missing_from_cache(cache, path):
+        (nb, error, seconds), = execute_many([(path, path.parent)], timeout=timeout, workers=1).values()
+        _cache_executed(cache, path, nb, error, seconds)
     nb = nbformat.read(str(path), as_version=4)
-    try:
-        cache.match_cache_notebook(nb)
-    except KeyError:
-        stage = cache.add_nb_to_project(str(path))
-        result = single_nb_execution(nb, cwd=str(path.parent), timeout=timeout, allow_errors=False,
-                                     meta_override=True)
-        if result.err is not None:
-            raise AssertionError(f"{path.name} failed to execute:\n{result.exc_string}") from result.err
-        cache.cache_notebook_bundle(CacheBundleIn(nb, stage.uri, data={"execution_seconds": result.time}),
-                                    check_validity=False, overwrite=True)
-        nb = nbformat.read(str(path), as_version=4)
     return cache.merge_match_into_notebook(nb)[1]
 
 
+def book_notebooks() -> list[Path]:
+    """The notebooks the book build executes: every ``.ipynb`` listed in ``_toc.yml``."""
+    import yaml
+
+    files = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
+
+
+def prefetch_into_cache(paths, cache_dir: Path = CACHE_DIR, *, timeout: int = 300) -> list[Path]:
+    """Execute the notebooks of ``paths`` that the cache lacks, several at once (``notebook_pool``), and
+    store them in the cache as the build would; returns those executed."""
+    from jupyter_cache import get_cache
+
+    ensure_fresh_cache(cache_dir)
+    cache = get_cache(str(cache_dir))
+    todo = [Path(p) for p in paths if _missing_from_cache(cache, Path(p))]
+    for path, (nb, error, seconds) in execute_many([(p, p.parent) for p in todo], timeout=timeout).items():
+        _cache_executed(cache, path, nb, error, seconds)
+    return todo
+
+
+_PREFETCHED = []
+
+
 @pytest.fixture(scope="session")
-def executed_chapter():
+def prefetched_book(request):
+    """When this session builds the book, execute every book notebook into the cache first, two (one per
+    core) at a time; the build and every test that reads the cache then find them there. A session that
+    does not build the book (one chapter's tests) executes only what it asks for."""
+    builds = any("book_html" in getattr(item, "fixturenames", ()) for item in request.session.items)
+    if builds and not _PREFETCHED:
+        _PREFETCHED.append(prefetch_into_cache(book_notebooks()))
+
+
+@pytest.fixture(scope="session")
+def executed_chapter(prefetched_book):
     """``run(stem)``: the chapter notebook ``chapters/<stem>.ipynb`` executed in the small profile, read from
     the book's execution cache (executed into it first when missing); the claim tests, the determinism test
     and the book build share that one execution."""
@@ -102,7 +158,7 @@ def executed_chapter():
 
 
 @pytest.fixture(scope="session")
-def executed_from_cache():
+def executed_from_cache(prefetched_book):
     """``run(path)``: any book notebook (e.g. a student exercise notebook, ``exercises/<id>.ipynb``) executed
     once through the book's execution cache, as the book build executes it; for tests that would otherwise
     execute a notebook the build already executed."""
@@ -130,7 +186,7 @@ def chapter_values(executed_chapter):
 
 
 @pytest.fixture(scope="session")
-def book_html():
+def book_html(prefetched_book):
     """The whole book built once per test session into ``_build/html`` (warnings are errors), executing
     through the shared execution cache; the book tests and the browser test read it."""
     beside = Path(sys.executable).parent / "jupyter-book"  # the environment's own, not another on PATH

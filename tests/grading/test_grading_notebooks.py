@@ -3,38 +3,37 @@ each check reporting "not implemented yet"; the source with every check at full 
 import os
 import re
 
-import nbclient
+from pathlib import Path
+
 import pytest
 
-from grading_helpers import ROOT, read
+from grading_helpers import ROOT
 from mlsec_kit.grading import exercise_ids, get_exercise
 from mlsec_kit.grading.source import source_path, student_path
+from notebook_pool import execute_many
 
 pytestmark = pytest.mark.notebooks
 CHECK_CELL = re.compile(r'^check\("(\w+)", (\w+)\)$')
 
 
-def _execute(path, cwd):
-    nb = read(path)
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(cwd)}})
-    client.execute()
-    return nb
-
-
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    """Execute a notebook once per test module (kernels take seconds to start), with this checkout's
-    mlsec_kit importable in the kernel."""
-    cache = {}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+def executed(executed_from_cache, tmp_path_factory):
+    """``run(path)``: a student notebook as the book build executed it (read from the execution cache); a
+    source notebook (not in the book) executed in a fresh folder, all sources at once in the pool (one
+    kernel per core), with this checkout's mlsec_kit importable in the kernel."""
+    sources = {}
 
-        def run(path):
-            if path not in cache:
-                cache[path] = _execute(path, tmp_path_factory.mktemp("run"))
-            return cache[path]
-        yield run
+    def run(path):
+        if Path(path).resolve().parent == (ROOT / "exercises").resolve():
+            return executed_from_cache(path)
+        if not sources:
+            env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+            jobs = [(source_path(ROOT, e), tmp_path_factory.mktemp("run")) for e in exercise_ids()]
+            sources.update(execute_many(jobs, timeout=120, env=env))
+        nb, error, _ = sources[path]
+        assert error is None, f"{Path(path).name} failed to execute:\n{error}"
+        return nb
+    return run
 
 
 def _reports(nb) -> dict[str, str]:
