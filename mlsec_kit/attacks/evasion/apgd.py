@@ -70,6 +70,17 @@ def _checkpoints(steps: int) -> list[int]:
     return sorted({-(-p * steps // 100) for p in percent})
 
 
+def _halve(increases: torch.Tensor, interval: int, rho: float, reduced_last: torch.Tensor, f_max: torch.Tensor,
+           f_max_last: torch.Tensor) -> torch.Tensor:
+    """The paper's rule at a checkpoint: which examples halve their step (``(N,)`` bool).
+
+    Condition 1: the loss went up in fewer than ``rho * interval`` of the ``interval`` iterations since the last
+    checkpoint (``increases`` counts them). Condition 2: the step was not halved at the last checkpoint
+    (``~reduced_last``) and the best loss is the same as it was there (``f_max == f_max_last``).
+    """
+    return (increases < rho * interval) | (~reduced_last & (f_max == f_max_last))
+
+
 def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int = 100, norm: str = "linf",
          loss: str = "ce", restarts: int = 1, rho: float = 0.75, generator: Optional[torch.Generator] = None,
          clip_min: float = 0.0, clip_max: float = 1.0, return_history: bool = False):
@@ -179,9 +190,7 @@ def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step
                 f_max[better], grad_max[better] = f_new[better], grad_new[better]
                 x_prev, x_k, f_k, grad = x_k, x_new, f_new, grad_new
                 if k + 1 in checkpoints and k + 1 < steps:
-                    stalled = increases < rho * (k + 1 - w_last)                 # condition 1
-                    unchanged = ~reduced_last & (f_max == f_max_last)            # condition 2
-                    halve = stalled | unchanged
+                    halve = _halve(increases, k + 1 - w_last, rho, reduced_last, f_max, f_max_last)
                     eta[halve] /= 2
                     x_k[halve], x_prev[halve] = x_max[halve], x_max_prev[halve]  # restart from the best point
                     f_k[halve], grad[halve] = f_max[halve], grad_max[halve]
