@@ -60,6 +60,15 @@ def _labels(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
     return out
 
 
+def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
+    """The number of logits the model returns, asked in eval mode, its mode restored."""
+    was_training = model.training
+    with torch.no_grad():
+        classes = model.eval()(x[:1]).shape[1]
+    model.train(was_training)
+    return classes
+
+
 def _distance(a: torch.Tensor, b: torch.Tensor, norm: str) -> torch.Tensor:
     diff = (a - b).flatten(1)
     return diff.abs().amax(1) if norm == "linf" else diff.norm(dim=1)
@@ -128,6 +137,10 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
                          f"got norm {norm!r}")
 
     x, y = x.detach(), y
+    classes = _num_classes(model, x)
+    if "apgd-dlr" in attacks and classes < 3:
+        raise ValueError(f"attacks: 'apgd-dlr' uses the DLR loss, which needs >= 3 classes; this model has "
+                         f"{classes} (drop 'apgd-dlr' or use 'apgd-ce')")
     clean_mask = _labels(model, x) == y
     idx = clean_mask.nonzero().squeeze(1)
     xs, ys = x[idx], y[idx]
