@@ -1,10 +1,11 @@
 """Robust evaluation: the accuracy a model keeps under the worst of an ensemble of attacks, example by example.
 
 One attack gives an upper bound on robust accuracy, and a loose one when the attack is weak or the defence
-masks its gradient. Croce & Hein (2020) :cite:p:`croce2020reliable` and Carlini et al. (2019)
-:cite:p:`carlini2019evaluating` therefore ask for an ensemble of diverse attacks (gradient-based with two
-losses, score-based, decision-based) and count an example as robust only if *no* attack flips it: the
-per-example worst case, never the best of the per-attack accuracies.
+masks its gradient. Croce & Hein ("Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks", ICML 2020) and Carlini et al. ("On evaluating adversarial robustness", 2019) therefore
+ask for an ensemble of diverse attacks (gradient-based with two losses, score-based, decision-based) and
+count an example as robust only if *no* attack flips it: the per-example worst case, never the best of the
+per-attack accuracies.
 """
 from __future__ import annotations
 

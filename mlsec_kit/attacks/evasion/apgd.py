@@ -1,12 +1,12 @@
 """Auto-PGD (APGD): projected gradient ascent that tunes its own step size, and the DLR loss it pairs with.
 
 Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free
-attacks" (ICML 2020) :cite:p:`croce2020reliable`. PGD with a fixed step size is fragile: too large and it
-oscillates, too small and it stalls, and a weak attack makes a defence look strong. APGD starts with a large
-step (``2 eps``), adds momentum, and halves the step of an example at fixed checkpoints when its loss has
-stopped going up, restarting it from the best point found so far. The *difference-of-logits-ratio* (DLR) loss
-is invariant to shifting and rescaling the logits, so a defence that only rescales them (and saturates the
-softmax of the cross-entropy) cannot hide behind it.
+attacks" (ICML 2020; ``croce2020reliable`` in the book's references). PGD with a fixed step size is
+fragile: too large and it oscillates, too small and it stalls, and a weak attack makes a defence look
+strong. APGD starts with a large step (``2 eps``), adds momentum, and halves the step of an example at fixed
+checkpoints when its loss has stopped going up, restarting it from the best point found so far. The
+*difference-of-logits-ratio* (DLR) loss is invariant to shifting and rescaling the logits, so a defence that
+only rescales them (and saturates the softmax of the cross-entropy) cannot hide behind it.
 """
 from __future__ import annotations
 
