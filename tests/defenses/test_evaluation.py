@@ -119,3 +119,22 @@ def test_dlr_on_two_classes_names_attacks_and_loss(batch):
     two = nn.Sequential(nn.Flatten(), nn.Linear(64, 2)).eval()
     with pytest.raises(ValueError, match="attacks.*DLR loss"):
         robust_accuracy(two, x[:8], y[:8] % 2, eps=0.1, attacks=("apgd-dlr",), apgd_steps=2)
+
+
+def test_decision_based_points_outside_eps_are_not_counted(cnn, batch, monkeypatch):
+    """HopSkipJump's budget is checked by robust_accuracy itself: a misclassified point outside the ball
+    does not count as a success (here a stand-in attack that returns far-away, misclassified points)."""
+    import mlsec_kit.defenses.evaluation as evaluation
+
+    x, y = batch
+    x, y = x[:40], y[:40]
+    labels = predict(cnn, x).argmax(1)
+
+    def far(oracle, xs, ys, **kwargs):  # another digit the model puts in another class: far, and fooling
+        return torch.stack([x[(labels != label).nonzero()[0, 0]] for label in ys.tolist()])
+
+    monkeypatch.setattr(evaluation, "hop_skip_jump", far)
+    r = robust_accuracy(cnn, x, y, eps=0.05, attacks=("hsj",))
+    assert r.per_attack["hsj"] == r.clean          # every returned point is > eps away: none counted
+    r = robust_accuracy(cnn, x, y, eps=100.0, attacks=("hsj",))
+    assert r.per_attack["hsj"] == 0.0              # the same points inside a huge ball: all counted

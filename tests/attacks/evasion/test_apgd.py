@@ -163,8 +163,8 @@ from art.estimators.classification import PyTorchClassifier  # noqa: E402
 
 
 @pytest.mark.parametrize("loss, art_loss", [("ce", "cross_entropy"), ("dlr", "difference_logits_ratio")])
-@pytest.mark.parametrize("eps", [0.1, 0.15])
-def test_agrees_with_art_apgd_example_by_example(cnn, digits, test_batch, loss, art_loss, eps):
+@pytest.mark.parametrize("norm, art_norm, eps", [("linf", np.inf, 0.1), ("linf", np.inf, 0.15), ("l2", 2, 0.5)])
+def test_agrees_with_art_apgd_example_by_example(cnn, digits, test_batch, loss, art_loss, norm, art_norm, eps):
     """Same model, inputs, budget (20 iterations, initial step 2 eps, one random start). The random starts
     differ, so not the same points: the same examples broken (>= 90% agreement), robust accuracy within 3
     points and no weaker than ART's, and a loss at least ART's (ours returns its best point, ART its last)."""
@@ -172,10 +172,10 @@ def test_agrees_with_art_apgd_example_by_example(cnn, digits, test_batch, loss, 
     classifier = PyTorchClassifier(cnn, loss=torch.nn.CrossEntropyLoss(), input_shape=digits.input_shape,
                                    nb_classes=digits.num_classes, clip_values=(0.0, 1.0), device_type="cpu")
     np.random.seed(0)
-    attack = AutoProjectedGradientDescent(classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=20,
+    attack = AutoProjectedGradientDescent(classifier, norm=art_norm, eps=eps, eps_step=2 * eps, max_iter=20,
                                           nb_random_init=1, batch_size=len(x), loss_type=art_loss, verbose=False)
     theirs = torch.from_numpy(attack.generate(x.numpy(), y=y.numpy()))
-    ours = apgd(cnn, x, y, eps=eps, steps=20, loss=loss, generator=gen())
+    ours = apgd(cnn, x, y, eps=eps, steps=20, norm=norm, loss=loss, generator=gen())
     ok_ours, ok_theirs = predict(cnn, ours).argmax(1) == y, predict(cnn, theirs).argmax(1) == y
     assert (ok_ours == ok_theirs).float().mean() >= 0.9
     assert ok_ours.float().mean() <= ok_theirs.float().mean() + 0.01
