@@ -104,6 +104,9 @@ def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step
 
     and an example whose step is halved restarts from its best point :math:`x_{\max}` (with the point before
     it as the momentum's previous iterate). The best point, the one of highest loss, is kept per example.
+    The conditions are the paper's formulas, as ART implements them; the authors' code (``autopgd_base.py``
+    of AutoAttack) differs in two details: condition 1 there is ``<=``, and condition 2 cannot fire at the
+    first checkpoint.
 
     Args:
         model: a classifier returning logits ``(N, K)``; run in eval mode, its mode restored afterwards.
