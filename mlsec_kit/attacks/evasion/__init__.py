@@ -9,6 +9,8 @@ White-box attacks (chapter *Evasion attacks I*):
 - :func:`pgd`: projected gradient descent, Linf or L2, untargeted or targeted (Madry et al. 2018);
 - :func:`cw_l2`: Carlini–Wagner's minimum-L2 optimisation attack (Carlini & Wagner 2017);
 - :func:`deepfool`: steps onto the nearest linearised boundary, L2 (Moosavi-Dezfooli et al. 2016);
+- :func:`apgd`: Auto-PGD, step-size-free PGD with momentum and restarts, CE or DLR loss (Croce & Hein 2020);
+- :func:`dlr_loss`: the difference-of-logits-ratio loss, invariant to shifting and rescaling the logits;
 - :func:`project_linf`, :func:`project_l2`: the projections PGD uses.
 
 Black-box attacks (chapter *Evasion attacks II*), all through an :class:`Oracle` that counts queries:
@@ -19,10 +21,11 @@ Black-box attacks (chapter *Evasion attacks II*), all through an :class:`Oracle`
 - :func:`square_attack`: random square updates on the Linf ball's corners (Andriushchenko et al. 2020);
 - :func:`hop_skip_jump`: label-only, along the decision boundary (Chen, Jordan & Wainwright 2020).
 """
+from .apgd import apgd, dlr_loss
 from .gradient import fgsm, input_gradient, pgd, project_l2, project_linf
 from .optimization import cw_l2, deepfool
 
-__all__ = ["fgsm", "pgd", "cw_l2", "deepfool", "project_linf", "project_l2", "input_gradient"]
+__all__ = ["fgsm", "pgd", "apgd", "dlr_loss", "cw_l2", "deepfool", "project_linf", "project_l2", "input_gradient"]
 from .decision_based import hop_skip_jump
 from .oracle import Oracle, QueryBudgetExceeded
 from .score_based import simba, square_attack
