@@ -197,6 +197,15 @@ def test_predict_abstains_on_a_tie_at_rate_alpha_and_answers_when_clear():
     assert clear.tolist() == [1, 0]
 
 
+def test_predict_tests_the_top_two_not_the_top_against_all():
+    """Classes with probabilities 0.4, 0.35, 0.25: the top class is far from half of all samples, but the
+    race between the top two is close, and that race is what PREDICT tests, so it mostly abstains."""
+    model = Intervals([SIGMA * norm.ppf(0.4), SIGMA * norm.ppf(0.75)])
+    pred = smoothed_predict(model, at(0.0, n_inputs=5), sigma=SIGMA, n=500, alpha=0.01, generator=gen(4))
+    assert (pred == ABSTAIN).sum() >= 3
+    assert set(pred.tolist()) <= {ABSTAIN, 0}
+
+
 # ---- the certificate holds against attacks, on a small noise-trained model ------------------------------------
 @pytest.fixture(scope="module")
 def digits():
@@ -250,7 +259,7 @@ def test_certificate_holds_against_attacks_inside_the_radius(smoothed):
     """No L2 attack inside an example's certified radius changes the smoothed prediction: neither the kit's
     PGD on the base classifier nor EOT-PGD on the smoothed classifier's Monte-Carlo estimate. The smoothed
     probability of the certified class at the attack point stays above what the certificate promises,
-    Phi(Phi^-1(p_A_lower) - ||delta|| / sigma). The same attack with a budget 2 sigma beyond the radius does
+    Phi(Phi^-1(p_A_lower) - ||delta|| / sigma). The same attack with a budget one sigma beyond the radius does
     flip predictions, so the attacks are strong enough for the check to mean something."""
     model, _, x, y, classes, radii = smoothed
     ok = classes != ABSTAIN
@@ -272,9 +281,9 @@ def test_certificate_holds_against_attacks_inside_the_radius(smoothed):
         promised = norm.cdf(norm.ppf(p_lower_clean.numpy()) - dist.numpy() / SIGMA)
         p_adv = counts.gather(1, cc[:, None])[:, 0].numpy() / n
         assert (p_adv >= promised - 0.03).all()
-    beyond = smoothed_attack(model, xc, cc, rc + 2 * SIGMA, sigma=SIGMA, steps=20, samples=64, generator=gen(11))
+    beyond = smoothed_attack(model, xc, cc, rc + SIGMA, sigma=SIGMA, steps=20, samples=64, generator=gen(11))
     flipped = sample_counts(model, beyond, sigma=SIGMA, n=500, generator=gen(12)).argmax(1) != cc
-    assert flipped.float().mean() >= 0.3
+    assert flipped.float().mean() >= 0.5
 
 
 def test_certified_accuracy_counts_correct_certificates_at_least_the_radius():
