@@ -16,41 +16,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mlsec_kit.defenses.smoothing import certify  # noqa: E402
 from mlsec_kit.models import mlp, small_cnn  # noqa: E402
+from pgd_speed import sync, versions  # noqa: E402  (the same timing helpers as the PGD benchmark)
 
 SIGMA, N0, ALPHA = 0.25, 100, 0.001
-
-
-def versions(*packages: str) -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 MODELS = {"cnn": small_cnn, "mlp": mlp}
 
 
