@@ -16,6 +16,7 @@ import math
 import time
 from typing import Iterable, Optional
 
+import numpy as np
 import torch
 from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest
@@ -144,9 +145,12 @@ def clopper_pearson_lower(k: int, n: int, *, alpha: float) -> float:
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
         raise ValueError(f"k must be an int in [0, n] = [0, {n}], got {k!r}")
     _check_alpha(alpha)
-    if k == 0:
-        return 0.0
-    return float(beta_dist.ppf(alpha, k, n - k + 1))
+    return float(_lower_bounds(np.array([k]), n, alpha)[0])
+
+
+def _lower_bounds(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
+    """:func:`clopper_pearson_lower` for an array of success counts (unchecked)."""
+    return np.where(k > 0, beta_dist.ppf(alpha, np.maximum(k, 1), n - k + 1), 0.0)
 
 
 @torch.no_grad()
@@ -225,12 +229,10 @@ def smoothed_predict(model: nn.Module, x: torch.Tensor, *, sigma: float, n: int,
     _check_alpha(alpha)
     counts = sample_counts(model, x, sigma=sigma, n=n, batch_size=batch_size, generator=generator)
     top = counts.topk(min(2, counts.shape[1]), dim=1)
-    classes = top.indices[:, 0].clone()
-    for i, row in enumerate(top.values.tolist()):
-        n_a, n_b = row[0], (row[1] if len(row) > 1 else 0)
-        if binomtest(n_a, n_a + n_b, p=0.5).pvalue > alpha:
-            classes[i] = ABSTAIN
-    return classes
+    abstain = [binomtest(row[0], row[0] + (row[1] if len(row) > 1 else 0), p=0.5).pvalue > alpha
+               for row in top.values.tolist()]
+    abstain = torch.tensor(abstain, device=x.device)
+    return torch.where(abstain, torch.full_like(top.indices[:, 0], ABSTAIN), top.indices[:, 0])
 
 
 def certify(model: nn.Module, x: torch.Tensor, *, sigma: float, n0: int, n: int, alpha: float,
@@ -273,16 +275,13 @@ def certify(model: nn.Module, x: torch.Tensor, *, sigma: float, n0: int, n: int,
     _check_int("batch_size", batch_size)
     guess = sample_counts(model, x, sigma=sigma, n=n0, batch_size=batch_size, generator=generator).argmax(1)
     counts = sample_counts(model, x, sigma=sigma, n=n, batch_size=batch_size, generator=generator)
-    n_a = counts.gather(1, guess[:, None])[:, 0].tolist()
-    classes = guess.clone()
-    radii = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-    for i, k in enumerate(n_a):
-        p_lower = clopper_pearson_lower(int(k), n, alpha=alpha)
-        if p_lower > 0.5:
-            radii[i] = sigma * float(normal_dist.ppf(p_lower))
-        else:
-            classes[i] = ABSTAIN
-    return classes, radii
+    n_a = counts.gather(1, guess[:, None])[:, 0].cpu().numpy()
+    p_lower = _lower_bounds(n_a, n, alpha)
+    certified = p_lower > 0.5
+    radii = np.where(certified, sigma * normal_dist.ppf(np.where(certified, p_lower, 0.75)), 0.0)
+    certified = torch.from_numpy(certified).to(x.device)
+    classes = torch.where(certified, guess, torch.full_like(guess, ABSTAIN))
+    return classes, torch.from_numpy(radii).to(device=x.device, dtype=x.dtype)
 
 
 def certified_accuracy(classes: torch.Tensor, radii: torch.Tensor, y: torch.Tensor, radius: float) -> float:
