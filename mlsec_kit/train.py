@@ -25,14 +25,15 @@ OPTIMIZERS = ("adam", "sgd")
 class History:
     """Per-epoch metrics of a :func:`fit` run; the ``test_*`` lists stay empty without ``eval_loader``.
 
-    ``seconds`` is the wall-clock time spent training (evaluation excluded), so training loops can be compared.
+    ``seconds`` is the wall-clock time spent training (evaluation excluded), so training loops can be compared;
+    it is left out of ``==``, so two identical runs compare equal.
     """
 
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     test_loss: list[float] = field(default_factory=list)
     test_acc: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = field(default=0.0, compare=False)  # timing varies run to run: two equal runs compare equal
 
     @property
     def epochs(self) -> int:
