@@ -121,18 +121,25 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, lr: float = 1e
             total_loss += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
-        if seen == 0:
-            raise ValueError("train_loader yielded no batches")
-        history.train_loss.append(total_loss / seen)
-        history.train_acc.append(correct / seen)
-        history.seconds += time.perf_counter() - start
-        if eval_loader is not None:
-            ev = evaluate(model, eval_loader)
-            history.test_loss.append(ev.loss)
-            history.test_acc.append(ev.accuracy)
+        _record_epoch(history, model, total_loss=total_loss, correct=correct, seen=seen, start=start,
+                      eval_loader=eval_loader)
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}")
     model.eval()
     return history
+
+
+def _record_epoch(history: History, model: nn.Module, *, total_loss: float, correct: int, seen: int, start: float,
+                  eval_loader: Optional[Iterable]) -> None:
+    """Append an epoch's running means to ``history``, add the time since ``start``, then evaluate if asked."""
+    if seen == 0:
+        raise ValueError("train_loader yielded no batches")
+    history.train_loss.append(total_loss / seen)
+    history.train_acc.append(correct / seen)
+    history.seconds += time.perf_counter() - start
+    if eval_loader is not None:
+        ev = evaluate(model, eval_loader)
+        history.test_loss.append(ev.loss)
+        history.test_acc.append(ev.accuracy)
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..attacks.evasion._validate import check_inputs, check_int, check_positive
 from ..attacks.evasion.gradient import _EvalMode, pgd, project_linf
-from ..train import History, _model_device, _show_progress, evaluate, make_optimizer
+from ..train import History, _model_device, _record_epoch, _show_progress, make_optimizer
 
 __all__ = ["METHODS", "inner_max", "adversarial_training_step", "adversarial_fit"]
 
@@ -212,15 +212,8 @@ def adversarial_fit(model: nn.Module, train_loader: Iterable, *, method: str = "
             total_loss += loss * len(y)
             correct += right
             seen += len(y)
-        if seen == 0:
-            raise ValueError("train_loader yielded no batches")
-        history.train_loss.append(total_loss / seen)
-        history.train_acc.append(correct / seen)
-        history.seconds += time.perf_counter() - start
-        if eval_loader is not None:
-            ev = evaluate(model, eval_loader)
-            history.test_loss.append(ev.loss)
-            history.test_acc.append(ev.accuracy)
+        _record_epoch(history, model, total_loss=total_loss, correct=correct, seen=seen, start=start,
+                      eval_loader=eval_loader)
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", eps=f"{eps_e:.3g}")
     model.eval()
     return history
