@@ -180,3 +180,14 @@ def test_fit_rejects_bad_hyper_parameters(kwargs, name, digits):
     args = {"eps": EPS, "epochs": 1, **kwargs}
     with pytest.raises(ValueError, match=name):
         adversarial_fit(_fresh(digits), digits.train_loader(batch_size=64, seed=0), **args)
+
+
+def test_eps_warmup_ramps_eps_linearly(digits):
+    """With one warm-up epoch the first epoch trains at eps / 2, the second at eps."""
+    def run(eps, epochs, warmup):
+        loader = digits.train_loader(batch_size=256, seed=0)
+        return adversarial_fit(_fresh(digits, seed=5), loader, method="fast", eps=eps, epochs=epochs,
+                               generator=_gen(5), eps_warmup_epochs=warmup).train_loss
+
+    ramped = run(0.2, 1, 1)
+    assert ramped == run(0.1, 1, 0) and ramped != run(0.2, 1, 0)
