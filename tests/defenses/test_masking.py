@@ -102,16 +102,16 @@ def test_randomized_input_is_random_bounded_and_reproducible(cnn, test_batch):
 
 def test_eot_averages_the_randomness_away(cnn, test_batch):
     """One step of EOT-PGD moves along the sign of the mean gradient; more samples agree better with it."""
-    x, y = test_batch[0][:50], test_batch[1][:50]
+    x, y = test_batch[0][:40], test_batch[1][:40]
     r = RandomizedInput(cnn, noise=0.3, generator=_gen(0))
-    reference = eot_pgd(r, x, y, eps=0.05, alpha=0.05, steps=1, samples=512).sub(x).sign()
+    reference = eot_pgd(r, x, y, eps=0.05, alpha=0.05, steps=1, samples=256).sub(x).sign()
 
     def agreement(samples):
         step = eot_pgd(r, x, y, eps=0.05, alpha=0.05, steps=1, samples=samples).sub(x).sign()
         return (step == reference).float().mean().item()
 
     one, many = agreement(1), agreement(64)
-    assert many > one + 0.1 and many > 0.85, (one, many)
+    assert many > one + 0.1 and many > 0.8, (one, many)  # measured about 0.67 and 0.94
 
 
 def test_eot_pgd_on_a_deterministic_model_is_pgd(cnn, test_batch):
