@@ -191,3 +191,12 @@ def test_eps_warmup_ramps_eps_linearly(digits):
 
     ramped = run(0.2, 1, 1)
     assert ramped == run(0.1, 1, 0) and ramped != run(0.2, 1, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["fast", "pgd", "trades"])
+def test_training_runs_on_cuda_with_a_cpu_generator(digits, method):
+    model = _fresh(digits).cuda()
+    h = adversarial_fit(model, digits.train_loader(batch_size=256, seed=0), method=method, eps=EPS, epochs=1,
+                        steps=2, generator=_gen(0))
+    assert h.seconds > 0 and next(model.parameters()).is_cuda

@@ -1,6 +1,8 @@
 """Gradient masking: defences that look strong against FGSM/PGD and fall under BPDA, EOT and black-box attacks."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -152,3 +154,13 @@ def test_bad_input_names_the_argument(cnn, test_batch):
         args = {"eps": 0.1, "alpha": 0.01, "steps": 2, **kwargs}
         with pytest.raises(ValueError, match=name):
             eot_pgd(cnn, x, y, **args)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_defences_and_attacks_follow_the_inputs_on_cuda(cnn, test_batch):
+    model = copy.deepcopy(cnn).cuda()
+    x, y = test_batch[0][:20].cuda(), test_batch[1][:20].cuda()
+    defended = RandomizedInput(QuantizedInput(model, levels=4), noise=0.2, generator=_gen(0))
+    x_adv = eot_pgd(bpda(defended), x, y, eps=0.1, alpha=0.05, steps=2, samples=2, random_start=True,
+                    generator=_gen(0))
+    assert x_adv.device == x.device and defended(x_adv).is_cuda
