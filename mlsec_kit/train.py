@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Optional
 
@@ -22,19 +23,24 @@ OPTIMIZERS = ("adam", "sgd")
 
 @dataclass
 class History:
-    """Per-epoch metrics of a :func:`fit` run; the ``test_*`` lists stay empty without ``eval_loader``."""
+    """Per-epoch metrics of a :func:`fit` run; the ``test_*`` lists stay empty without ``eval_loader``.
+
+    ``seconds`` is the wall-clock time spent training (evaluation excluded), so training loops can be compared;
+    it is left out of ``==``, so two identical runs compare equal.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     test_loss: list[float] = field(default_factory=list)
     test_acc: list[float] = field(default_factory=list)
+    seconds: float = field(default=0.0, compare=False)  # timing varies run to run: two equal runs compare equal
 
     @property
     def epochs(self) -> int:
         return len(self.train_loss)
 
     def as_dict(self) -> dict[str, list[float]]:
-        return {k: v for k, v in asdict(self).items() if v}
+        return {k: v for k, v in asdict(self).items() if v and isinstance(v, list)}
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,8 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, lr: float = 1e
         progress: show a progress bar; ``None`` shows it in Colab and terminals only.
 
     Returns:
-        A :class:`History`; ``train_loss``/``train_acc`` are running means over each epoch's batches.
+        A :class:`History`; ``train_loss``/``train_acc`` are running means over each epoch's batches,
+        ``seconds`` the training time.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
@@ -101,6 +108,7 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, lr: float = 1e
     history = History()
     bar = tqdm(range(epochs), desc="epochs", disable=not _show_progress(progress), leave=False)
     for _ in bar:
+        start = time.perf_counter()
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
         for X, y in train_loader:
@@ -113,17 +121,25 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, lr: float = 1e
             total_loss += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
-        if seen == 0:
-            raise ValueError("train_loader yielded no batches")
-        history.train_loss.append(total_loss / seen)
-        history.train_acc.append(correct / seen)
-        if eval_loader is not None:
-            ev = evaluate(model, eval_loader)
-            history.test_loss.append(ev.loss)
-            history.test_acc.append(ev.accuracy)
+        _record_epoch(history, model, total_loss=total_loss, correct=correct, seen=seen, start=start,
+                      eval_loader=eval_loader)
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}")
     model.eval()
     return history
+
+
+def _record_epoch(history: History, model: nn.Module, *, total_loss: float, correct: int, seen: int, start: float,
+                  eval_loader: Optional[Iterable]) -> None:
+    """Append an epoch's running means to ``history``, add the time since ``start``, then evaluate if asked."""
+    if seen == 0:
+        raise ValueError("train_loader yielded no batches")
+    history.train_loss.append(total_loss / seen)
+    history.train_acc.append(correct / seen)
+    history.seconds += time.perf_counter() - start
+    if eval_loader is not None:
+        ev = evaluate(model, eval_loader)
+        history.test_loss.append(ev.loss)
+        history.test_acc.append(ev.accuracy)
 
 
 @torch.no_grad()
