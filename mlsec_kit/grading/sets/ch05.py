@@ -78,11 +78,12 @@ def _corner_instance(rng: torch.Generator):
 
 
 def _sgd_reference(model, x_train, y, lr=0.5):
+    """``model`` after one step of plain SGD (``lr < 0``: gradient ascent) on the mean cross-entropy."""
     reference = copy.deepcopy(model)
-    optimizer = torch.optim.SGD(reference.parameters(), lr=lr)
-    optimizer.zero_grad()
-    F.cross_entropy(reference(x_train), y).backward()
-    optimizer.step()
+    grads = torch.autograd.grad(F.cross_entropy(reference(x_train), y), list(reference.parameters()))
+    with torch.no_grad():
+        for p, g in zip(reference.parameters(), grads):
+            p -= lr * g
     return reference
 
 
@@ -191,6 +192,8 @@ def _start_once(fn, rng):
         fail(f"a pixel ended {fmt(-moved.min())} against the gradient's sign; from any start in the ball, {steps} "
              f"steps of alpha={alpha:.4g} up the loss leave it at least {fmt(low)} along it: take `steps` steps, "
              "each of alpha * sign(grad) with the gradient of the loss at the current point")
+    if float(moved.abs().max()) < 1e-4:
+        fail("the model was trained on x itself: no pixel moved; train on the PGD examples, not the clean batch")
     if float(moved.max() - moved.min()) < 1e-3:
         fail(f"every pixel moved by the same {fmt(moved.mean())} along the gradient's sign: there is no random "
              "start; begin at x + delta with delta uniform in [-eps, eps], drawn with `generator`")
@@ -338,7 +341,7 @@ def _cert_abstain(fn, rng):
 def _cert_selection(fn, rng):
     counts0, counts, top, sigma, alpha = _certify_instance(rng, 0.9, 0.99)
     other = (top + 1 + randint(rng, 0, len(counts) - 2)) % len(counts)
-    counts[top], counts[other] = counts[other], counts[top]  # the estimation votes favour `other`
+    counts[[top, other]] = counts[[other, top]]  # the estimation votes favour `other`
     cls, radius, what = _certified(fn, counts0, counts, sigma, alpha)
     if (cls, radius) != (-1, 0.0):
         fail(f"{what} returned ({cls}, {fmt(radius)}); the selection counts pick class {top}, which has only "
