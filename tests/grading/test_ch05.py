@@ -143,6 +143,11 @@ MISTAKES = [
             (g,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
             x_adv = torch.min(torch.max(x_adv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)""",
                                                                  _TRAIN), ["starts at"], "take `steps` steps"),
+    ("pgd_at_step", "fast adversarial training instead (one step of 1.25 eps, alpha and steps ignored)", _at(_PGD_START, """
+            x_adv.requires_grad_(True)
+            (g,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
+            x_adv = torch.min(torch.max(x_adv.detach() + 1.25 * eps * g.sign(), x - eps), x + eps).clamp(0, 1)""",
+                                                _TRAIN), None, "keep to the given alpha"),
     ("pgd_at_step", "the attack descends the loss", _at(_PGD_START, """
             for _ in range(steps):
                 x_adv.requires_grad_(True)

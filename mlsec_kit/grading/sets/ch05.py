@@ -179,8 +179,11 @@ def _at_ball(fn, rng):
 
 @pgd_at_step.prop("starts at a uniform random point of the ball, then takes `steps` sign steps of alpha up the loss")
 def _at_start(fn, rng):
-    for _ in range(3):  # three examples, 192 pixels: a single step shows on one of them, whatever the start
-        _start_once(fn, rng)
+    # three examples, 192 pixels: a single step, or steps larger than alpha, show on some, whatever the start
+    slack = min(_start_once(fn, rng) for _ in range(3))
+    if slack > 0.25:
+        fail(f"no pixel ended near the lowest point a start at -eps and `steps` steps of alpha reach (the closest "
+             f"is {fmt(slack)} eps above it): each step moves by alpha, not more; keep to the given alpha and steps")
 
 
 def _start_once(fn, rng):
@@ -197,6 +200,7 @@ def _start_once(fn, rng):
     if float(moved.max() - moved.min()) < 1e-3:
         fail(f"every pixel moved by the same {fmt(moved.mean())} along the gradient's sign: there is no random "
              "start; begin at x + delta with delta uniform in [-eps, eps], drawn with `generator`")
+    return (float(moved.min()) - low) / eps  # near 0 for uniform starts: some start near -eps
 
 
 @pgd_at_step.prop("draws its random start from `generator` only (same seed, same start; new seed, new start)")
