@@ -235,6 +235,12 @@ MISTAKES = [
             out = torch.zeros(len(acc), dtype=torch.int64)
             out[acc[:, 3].argmax()] = 1
             return out""", None, "scored"),
+    ("masking_signs", "a guess: nothing is ever masked", """
+        def masking_signs(acc):
+            return torch.zeros(len(acc), dtype=torch.int64)""", ["counts each", "adds up"], "expected 1"),
+    ("masking_signs", "a guess: every defence breaks one item", """
+        def masking_signs(acc):
+            return torch.ones(len(acc), dtype=torch.int64)""", None, "0 signs"),
     ("masking_signs", "a fraction of items instead of a count", _SIGNS_HEAD + """
             signs = [fgsm < pgd10 - 0.01, pgd100 > pgd10 + 0.01, blackbox < white - 0.01, eps_max > 0.1]
             return sum(s.double() for s in signs) / 4""", None, "integer counts"),
