@@ -8,5 +8,6 @@ SETS: dict[str, str] = {
     "02_ml_basics": "mlsec_kit.grading.sets.ch02",
     "03_evasion_whitebox": "mlsec_kit.grading.sets.ch03",
     "04_evasion_blackbox": "mlsec_kit.grading.sets.ch04",
+    "05_evasion_defenses": "mlsec_kit.grading.sets.ch05",
     "10_differential_privacy": "mlsec_kit.grading.sets.ch10",
 }
