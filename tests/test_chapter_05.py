@@ -1,0 +1,104 @@
+"""Chapter 5 (defending against evasion) executes and says what it claims.
+
+Each test reads the numbers the chapter glued into its prose and checks that they support the sentence
+they appear in. That two runs agree is checked for every chapter in tests/test_notebooks.py."""
+import pytest
+from chapter_checks import assert_figures_numbered_captioned_and_referenced, slider_cell
+
+pytestmark = pytest.mark.notebooks
+
+STEM = "05_evasion_defenses"
+TRAINED = ("fast", "pgd", "trades")
+ATTACKS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr", "square")
+MASKED = ("quantised", "saturated", "randomised")
+
+
+@pytest.fixture(scope="module")
+def executed(executed_chapter):
+    return executed_chapter(STEM)
+
+
+@pytest.fixture(scope="module")
+def v(chapter_values):
+    return chapter_values(STEM)
+
+
+def test_every_glued_name_in_the_prose_exists(executed, v):
+    import re
+
+    from mlsec_kit.notebook import glued_values
+
+    glued = glued_values(executed)
+    text = "\n".join(c.source for c in executed.cells if c.cell_type == "markdown")
+    used = set(re.findall(r"\{glue:text\}`(\w+)", text))
+    assert used and used <= set(glued), sorted(used - set(glued))
+
+
+def test_the_standard_model_is_accurate_and_not_robust(v):
+    assert v["ch05_standard_clean"] > 90
+    assert v["ch05_standard_robust"] <= 5 and v["ch05_standard_pgd"] <= 10
+    assert v["ch05_zero_grad"] > 50          # "the CE gradient is exactly zero on X% of the inputs"
+
+
+def test_the_worst_case_is_below_every_single_attack(v):
+    for m in ("standard",) + TRAINED:
+        assert v[f"ch05_{m}_robust"] <= min(v[f"ch05_{m}_{a}"] for a in ATTACKS) + 1e-9
+        assert v[f"ch05_{m}_robust"] <= v[f"ch05_{m}_clean"]
+
+
+def test_adversarial_training_buys_robustness_at_a_cost(v):
+    for m in TRAINED:
+        assert v[f"ch05_{m}_robust"] >= v["ch05_standard_robust"] + 20, m
+        assert v[f"ch05_{m}_clean"] >= 85, m
+    assert v["ch05_pgd_robust"] >= 30
+    assert v["ch05_pgd_clean"] <= v["ch05_standard_clean"] + 1 and v["ch05_clean_drop"] >= -1
+    assert v["ch05_pgd_cost"] > 1.5 and v["ch05_fast_cost"] < v["ch05_pgd_cost"]   # AT costs; fast AT less
+
+
+def test_no_single_attack_gives_the_worst_case(v):
+    assert v["ch05_trades_overstated"] > 0
+    assert v["ch05_trades_apgd_dlr"] < v["ch05_trades_pgd"]
+    assert v["ch05_square_not_better"] == 3
+
+
+def test_the_kit_apgd_agrees_with_art(v):
+    assert abs(v["ch05_art_apgd"] - v["ch05_kit_apgd"]) <= 10
+
+
+def test_the_budget_sweep_reaches_zero(v):
+    assert v["ch05_max_at_largest"] <= 2
+    assert v["ch05_pgd_at_eps"] > v["ch05_standard_at_eps"] + 20
+
+
+def test_masking_defences_look_strong_and_fall_to_adaptive_attacks(v):
+    best_trained_pgd = max(v[f"ch05_{m}_pgd"] for m in TRAINED)
+    assert v["ch05_masked_pgd_min"] == min(v[f"ch05_{m}_pgd"] for m in MASKED)
+    assert v["ch05_masked_pgd_min"] > best_trained_pgd          # "beat every adversarially trained model"
+    assert v["ch05_masked_adaptive_max"] == max(v[f"ch05_{m}_adaptive"] for m in MASKED)
+    assert v["ch05_masked_adaptive_max"] <= 15
+    assert v["ch05_quantised_square"] <= 5                       # "needs no adaptation against quantisation"
+    for m in ("saturated", "randomised"):                        # the black-box attack is held back by them
+        assert v[f"ch05_{m}_square"] > v[f"ch05_{m}_adaptive"] + 30
+
+
+def test_the_checklist_passes_honest_models_and_flags_masked_ones(v):
+    assert v["ch05_honest_pass"] == v["ch05_n_honest"] == 4
+    assert v["ch05_masked_fail"] == 3 and v["ch05_masked_failed_checks"] >= 3
+
+
+def test_the_certificate_is_a_lower_bound_that_holds(v):
+    radii = ("0_0", "0_25", "0_5", "0_75", "1_0", "1_25", "1_5")
+    curve = [v[f"ch05_cert_at_{r}"] for r in radii]
+    assert curve == sorted(curve, reverse=True) and curve[0] > 70 and curve[1] > 40
+    assert v["ch05_violations"] == 0 and v["ch05_checked"] > 100
+    assert v["ch05_below"] == v["ch05_n_radii"] == len(radii)
+    assert v["ch05_cert_at_0_5"] <= v["ch05_empirical_at_0_5"]
+    assert 0 < v["ch05_abstain"] < 50
+    assert v["ch05_max_radius"] > 1.5             # above every radius on the curve but the last
+    assert v["ch05_linf_as_l2"] > v["ch05_largest_radius"]   # "beyond the largest radius certified here"
+    assert v["ch05_largest_radius"] <= v["ch05_max_radius"] + 1e-9
+
+
+def test_figures_and_the_slider(executed):
+    assert_figures_numbered_captioned_and_referenced(executed, prefix="fig-ch05-", at_least=3)
+    slider_cell(executed, min_frames=5)
