@@ -49,7 +49,8 @@ def test_sizes_in_the_prose_come_from_the_data(values):
 
 
 def test_linear_explanation_and_targeted_attacks(values):
-    assert 20 < values["ch03_linear_ratio_784"] < 40               # about sqrt(2 n / pi) = 22 for Gaussian w
+    # E||w||_1 = n sqrt(2/pi) and E|sum of random signs times w| = sqrt(2 n / pi): the ratio is sqrt(n) = 28
+    assert 20 < values["ch03_linear_ratio_784"] < 40
     assert values["ch03_targeted_hits"] > values["ch03_untargeted_hits"] + 30
 
 
@@ -57,8 +58,11 @@ def test_minimum_norm_attacks_find_small_perturbations(values):
     v = values
     assert v["ch03_cw_success"] > 95 and v["ch03_df_success"] > 95
     assert v["ch03_cw_median_l2"] < v["ch03_eps_l2"] and v["ch03_df_median_l2"] < v["ch03_eps_l2"]
-    # "C&W finds perturbations at least as small" (a 1% tolerance for the median of a finite sample)
-    assert v["ch03_cw_median_l2"] <= v["ch03_df_median_l2"] * 1.01
+    # "about as small as DeepFool's: its median is x% smaller, but input by input C&W finds the smaller one on
+    # y% of the inputs both attacks fool" (the glued numbers are the medians' ratio, and a share, not 100%)
+    assert v["ch03_cw_smaller_pct"] == pytest.approx(100 * (1 - v["ch03_cw_median_l2"] / v["ch03_df_median_l2"]))
+    assert 0 < v["ch03_cw_smaller_pct"] < 25                                    # "about as small", smaller
+    assert 0 < v["ch03_cw_smaller_share"] < 100                                 # not on every input
     # "at a price": the passes C&W spends are its steps times the values of c, and DeepFool's are far fewer
     assert v["ch03_cw_passes"] >= v["ch03_cw_steps"] * v["ch03_cw_search_steps"]
     assert v["ch03_df_passes"] * 10 < v["ch03_cw_passes"]

@@ -52,11 +52,21 @@ def test_score_based_attacks_fool_almost_everything_with_few_queries(values):
     assert v["ch04_square_success"] >= 90 and v["ch04_square_mean_q"] < 300
 
 
-def test_simba_dct_starts_faster_but_runs_out_of_directions(values):
+def test_simba_dct_head_start_is_mostly_its_step_and_its_plateau_the_clipping(values):
     v = values
-    assert v["ch04_simba_dct_at_low"] > v["ch04_simba_at_low"]               # "the promising directions first"
-    assert v["ch04_simba_dct_max_used"] <= 2 * v["ch04_dim"] + 1 < v["ch04_max_queries"]   # "none left"
+    low, pixel = v["ch04_simba_dct_at_low"], v["ch04_simba_at_low"]
+    assert low > pixel                                                        # "starts faster"
+    assert v["ch04_dct_step_ratio"] > 1                                      # "times as long in L2"
+    # "most of it is the step": at pixel SimBA's step length less than half the head start is left
+    assert v["ch04_simba_dct_short_at_low"] - pixel < (low - pixel) / 2
+    # "the low-frequency order adds the rest": in a random order, at the default step, fewer are fooled early
+    assert v["ch04_simba_dct_random_at_low"] < low
+    # "stalls ... while pixel SimBA reaches": with the same number of directions, each tried once
+    assert v["ch04_simba_dct_success"] < v["ch04_simba_success"]
+    assert v["ch04_simba_dct_random_success"] < v["ch04_simba_success"]
+    assert v["ch04_simba_dct_max_used"] <= 2 * v["ch04_dim"] + 1 < v["ch04_max_queries"]
     assert v["ch04_simba_dct_at_mid"] <= v["ch04_simba_dct_success"]
+    assert 0 < v["ch04_simba_dct_fill"] < 1                                  # "only ... of eps on average"
 
 
 def test_labels_cost_queries_not_success(values):
@@ -82,8 +92,13 @@ def test_rounding_obfuscates_scores(values):
 def test_transfer_sits_between_noise_and_white_box(values):
     v = values
     assert v["ch04_noise_success"] + 30 < v["ch04_transfer_success"] <= v["ch04_whitebox_success"]
-    # the surrogate trained on the victim's own data is the optimistic case
-    assert v["ch04_transfer_own_success"] >= v["ch04_transfer_success"]
+    # averaged over several surrogates; the mean lies in the range the prose gives
+    assert v["ch04_n_surrogates"] >= 3
+    assert v["ch04_transfer_min"] <= v["ch04_transfer_success"] <= v["ch04_transfer_max"]
+    # the surrogates trained on the victim's own data are the optimistic case: more success on average, and for
+    # most seeds
+    assert v["ch04_transfer_own_success"] > v["ch04_transfer_success"]
+    assert v["ch04_transfer_own_wins"] > v["ch04_n_surrogates"] / 2
 
 
 def test_art_agreement(values):

@@ -66,11 +66,37 @@ MISTAKES = [
             return queries""", ["returns an int64 tensor"], "in place"),
     ("charge", "one per call", """
         def charge(queries, index):
-            return queries + 1""", ["the total grows", "each example"], "grew by"),
+            return queries + 1""", ["the total grows", "each example", "an example this query"], "grew by"),
     ("charge", "counts distinct examples", """
         def charge(queries, index):
             return queries + torch.bincount(index.unique(), minlength=len(queries))""",
      ["the total grows", "each example"], "grew by"),
+    ("charge", "bincount without minlength", """
+        def charge(queries, index):
+            return queries + torch.bincount(index)""", None, "minlength"),
+    ("simba_step", "keeps a step that does not change p (<=)", """
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
+            for s in (-eps, eps):
+                c = x_adv.clone(); c.view(-1)[q] = (c.view(-1)[q] + s).clamp(0, 1)
+                sc = probs(c)
+                if sc[0, y] <= scores[0, y]: return c, sc
+            return x_adv.clone(), scores""", None, "strictly"),
+    ("simba_step", "queries the clipped no-op step", """
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
+            for s in (-eps, eps):
+                c = x_adv.clone(); c.view(-1)[q] = (c.view(-1)[q] + s).clamp(0, 1)
+                sc = probs(c)
+                if sc[0, y] < scores[0, y]: return c, sc
+            return x_adv.clone(), scores""", ["asks at most two"], "skip the query"),
+    ("simba_step", "gives up when stepping down is a no-op", """
+        def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
+            c = x_adv.clone(); c.view(-1)[q] = (c.view(-1)[q] - eps).clamp(0, 1)
+            if torch.equal(c, x_adv): return x_adv.clone(), scores
+            for s in (-eps, eps):
+                c = x_adv.clone(); c.view(-1)[q] = (c.view(-1)[q] + s).clamp(0, 1)
+                sc = probs(c)
+                if sc[0, y] < scores[0, y]: return c, sc
+            return x_adv.clone(), scores""", None, "should end at eps"),
     ("simba_step", "keeps any step", """
         def simba_step(probs, x_orig, x_adv, y, scores, q, eps):
             c = x_adv.clone(); c.view(-1)[q] = (c.view(-1)[q] - eps).clamp(0, 1)

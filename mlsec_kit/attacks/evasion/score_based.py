@@ -45,7 +45,7 @@ def _low_frequency_order(c: int, h: int, w: int, generator: Optional[torch.Gener
 
 
 def simba(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
-          alpha: Optional[float] = None, max_queries: int = 1000, basis: str = "pixel",
+          alpha: Optional[float] = None, max_queries: int = 1000, basis: str = "pixel", order: Optional[str] = None,
           generator: Optional[torch.Generator] = None, clip_min: float = 0.0, clip_max: float = 1.0) -> torch.Tensor:
     r"""Simple black-box attack, SimBA (Guo et al., ICML 2019), in the pixel or the DCT basis, Linf or L2.
 
@@ -75,6 +75,9 @@ def simba(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm:
             above.
         max_queries: most queries per example, >= 1.
         basis: ``"pixel"`` or ``"dct"``.
+        order: the order of the basis vectors: ``"low-first"`` (the default for ``"dct"``: frequency rings from
+            low to high, random inside each ring) or ``"random"`` (uniformly random, the only order of the pixel
+            basis, and an ablation of SimBA-DCT).
         generator: source of the orders (a CPU ``torch.Generator``); ``None`` uses torch's global one.
         clip_min: smallest valid input value.
         clip_max: largest valid input value.
@@ -95,6 +98,9 @@ def simba(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm:
     check_int("max_queries", max_queries)
     if basis not in ("pixel", "dct"):
         raise ValueError(f"basis must be 'pixel' or 'dct', got {basis!r}")
+    order = order if order is not None else ("low-first" if basis == "dct" else "random")
+    if order not in ("low-first", "random") or (basis == "pixel" and order != "random"):
+        raise ValueError(f"order must be 'low-first' or 'random' (only 'random' for basis='pixel'), got {order!r}")
     if basis == "dct" and x.dim() != 4:
         raise ValueError(f"x must be a batch of images (N, C, H, W) for basis='dct', got {tuple(x.shape)}")
     n, d = x.shape[0], x[0].numel()
@@ -105,7 +111,9 @@ def simba(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm:
         c, h, w = x.shape[1:]
         default = eps * (h * w) ** 0.5 / 2 if norm == "linf" else eps / 4
         step = float(default if alpha is None else alpha)
-        order = torch.stack([_low_frequency_order(c, h, w, generator) for _ in range(n)]).to(x.device)
+        draw = (lambda: _low_frequency_order(c, h, w, generator)) if order == "low-first" else \
+            (lambda: torch.randperm(d, generator=generator))
+        order = torch.stack([draw() for _ in range(n)]).to(x.device)
         dct_h, dct_w = _dct_matrix(h).to(x.device, x.dtype), _dct_matrix(w).to(x.device, x.dtype)
     x0 = x.detach().flatten(1)
     x_adv = x0.clone()
@@ -167,7 +175,8 @@ def square_attack(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, eps: floa
     r"""Square Attack, Linf (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020).
 
     Starts from vertical stripes of :math:`\pm\varepsilon` (one query), then repeats: pick a random square
-    window of side :math:`\lceil\sqrt{p\,HW}\rceil` and set the perturbation inside it to :math:`\pm\varepsilon`
+    window of side :math:`\sqrt{p\,HW}` rounded to the nearest integer, at least 1 and at most
+    :math:`\min(H, W) - 1` (as the authors' code), and set the perturbation inside it to :math:`\pm\varepsilon`
     (one sign per channel), query, and keep the change when the margin
     :math:`s_y - \max_{j \ne y} s_j` of the returned scores drops. The area fraction :math:`p` starts at
     ``p_init`` and halves on the paper's schedule. The perturbation stays on the corners of the Linf ball,
@@ -214,7 +223,7 @@ def square_attack(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, eps: floa
         if not len(todo):
             break
         m = len(todo)
-        side = min(max(int(round((_square_fraction(i, max_queries, p_init) * h * w) ** 0.5)), 1), h, w)
+        side = max(min(int(round((_square_fraction(i, max_queries, p_init) * h * w) ** 0.5)), min(h, w) - 1), 1)
         top = torch.randint(0, h - side + 1, (m,), generator=generator).to(dev)
         left = torch.randint(0, w - side + 1, (m,), generator=generator).to(dev)
         inside_h = (grid_h >= top[:, None]) & (grid_h < top[:, None] + side)
@@ -223,8 +232,9 @@ def square_attack(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, eps: floa
         cur = x_adv[todo] - x[todo]
         cand = (x[todo] + torch.where(window, eps * signs(m, c, 1, 1), cur)).clamp(clip_min, clip_max)
         # a window whose new signs equal the current ones leaves the point unchanged: redraw its signs (as the
-        # authors' code and ART do) rather than pay a query for an answer already known. With eps > 0 the
-        # opposite sign always changes a pixel, so each redraw succeeds with probability >= 2^-C.
+        # authors' code does; ART does not, and queries the unchanged point) rather than pay a query for an
+        # answer already known. With eps > 0 the opposite sign always changes a pixel, so each redraw succeeds
+        # with probability >= 2^-C.
         same = (cand == x_adv[todo]).flatten(1).all(1)
         for _ in range(_MAX_REDRAWS):
             if not same.any():

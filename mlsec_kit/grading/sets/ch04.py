@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..core import ExerciseSet
-from ..expect import call, describe, expect_pair, expect_tensor, fail, fmt, to_float
+from ..expect import CheckFailure, call, describe, expect_pair, expect_tensor, fail, fmt, to_float
 from ..instances import init_normal, randint
 
 SET = ExerciseSet("04_evasion_blackbox", "Exercises: black-box evasion attacks", chapter=4)
@@ -23,10 +23,12 @@ charge = SET.question("charge", "charge(queries, index) -> queries",
                               "mlsec_kit.attacks.evasion.Oracle"))
 
 
-def _counts(rng: torch.Generator):
+def _counts(rng: torch.Generator, *, skip_last: bool = False):
+    """Counts of ``n`` examples and a query's row index; with ``skip_last`` the last example is not queried
+    (so ``torch.bincount(index)`` without ``minlength`` comes out one short)."""
     n = randint(rng, 3, 12)
     queries = torch.randint(0, 50, (n,), generator=rng)
-    index = torch.randint(0, n, (randint(rng, 1, 3 * n),), generator=rng)
+    index = torch.randint(0, n - 1 if skip_last else n, (randint(rng, 1, 3 * n),), generator=rng)
     return queries, index
 
 
@@ -63,6 +65,26 @@ def _charge_total(fn, rng):
 def _charge_each(fn, rng):
     queries, index = _counts(rng)
     out = _charged(fn, queries, index)
+    _charge_compare(out, queries, index)
+
+
+@charge.prop("an example this query does not touch, the last one included, keeps its count")
+def _charge_untouched(fn, rng):
+    queries, index = _counts(rng, skip_last=True)
+    hint = (f"; no row of this query belongs to the last example, so torch.bincount(index) has only "
+            f"{int(index.max()) + 1} entries for {len(queries)} examples: pass minlength=len(queries)")
+    try:
+        out = call(fn, queries.clone(), index.clone(), name="charge")
+    except CheckFailure as err:
+        fail(str(err) + hint)
+    if isinstance(out, torch.Tensor) and out.shape != queries.shape:
+        fail(f"charge(queries {describe(queries)}, index {describe(index)}) returned shape {tuple(out.shape)}"
+             + hint)
+    out = _charged(fn, queries, index)
+    _charge_compare(out, queries, index)
+
+
+def _charge_compare(out, queries, index):
     expected = queries + torch.bincount(index, minlength=len(queries))
     if not torch.equal(out, expected):
         i = int((out != expected).nonzero()[0])
@@ -79,12 +101,13 @@ class _Probs:
     """The query function handed to the student: softmax of a random linear model, counting rows."""
 
     def __init__(self, model: nn.Module):
-        self.model, self.rows = model, 0
+        self.model, self.rows, self.asked = model, 0, []
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             fail(f"probs was called with {describe(x)}; pass a batch of images (1, 1, 8, 8)")
         self.rows += len(x)
+        self.asked.extend(row.detach().clone() for row in x)
         with torch.no_grad():
             return torch.softmax(self.model(x), 1)
 
@@ -162,6 +185,30 @@ def _step_ball(fn, rng):
             fail(f"x_new has values in [{fmt(x_new.min())}, {fmt(x_new.max())}]; clip the candidate to [0, 1]")
 
 
+def _black(rng: torch.Generator):
+    """An instance whose coordinate q is a black pixel (0) at which stepping up by eps lowers p."""
+    for _ in range(40):
+        model, x, x_adv, y, _, _, eps = _step_instance(rng)
+        for q in torch.randperm(64, generator=rng).tolist():
+            xq, aq, scores = _with_pixel(model, x, x_adv, q, 0.0)
+            up = aq.clone()
+            up.view(-1)[q] = eps
+            if _true_prob(model, up, y) < float(scores[0, y]) - 1e-4:
+                return model, xq, aq, y, scores, q, eps
+    raise AssertionError("no coordinate of 40 random linear models lowers p when raised")  # pragma: no cover
+
+
+def _step_black(fn, rng):
+    """At a black pixel x - eps e_q clips back to x_adv (no change, so no drop of p); x + eps e_q must be tried."""
+    model, x, x_adv, y, scores, q, eps = _black(rng)
+    x_new, _ = _step(fn, _Probs(model), x, x_adv, y, scores, q, eps)
+    got = float(x_new.view(-1)[q])
+    if abs(got - eps) > 1e-6:
+        fail(f"the pixel at q={q} is black (0): x - eps e_q clips back to x_adv, which does not lower p (it is the "
+             f"same point), while x + eps e_q does; the pixel should end at eps={eps:g}, not {fmt(got)}. A step "
+             "counts only if p drops strictly (<), and a clipped step that changes nothing is no step at all")
+
+
 def _pick(model, x, x_adv, y, eps, value, want_down: bool, clip_to=None):
     """A coordinate q which, set to ``value``, makes the first step (down) lower p when ``want_down``, or makes
     it fail while the second (up) lowers p; None if no coordinate of this model does."""
@@ -177,7 +224,8 @@ def _pick(model, x, x_adv, y, eps, value, want_down: bool, clip_to=None):
     return None
 
 
-@simba_step.prop("tries x + eps e_q when x - eps e_q does not lower p, and keeps it when it does")
+@simba_step.prop("tries x + eps e_q when x - eps e_q does not lower p (at a black pixel too), and keeps it when "
+                 "it does")
 def _step_second_sign(fn, rng):
     for _ in range(20):
         model, x, x_adv, y, _, _, eps = _step_instance(rng)
@@ -192,6 +240,7 @@ def _step_second_sign(fn, rng):
     if abs(moved - eps) > 1e-6:
         fail(f"at q={q}, x - eps e_q raises p but x + eps e_q lowers it, yet the coordinate moved by {fmt(moved)} "
              f"instead of +eps={eps:g}; when the first direction fails, query the second")
+    _step_black(fn, rng)
 
 
 @simba_step.prop("clips the candidate to [0, 1] near a black or white pixel (and still keeps it)")
@@ -227,7 +276,8 @@ def _step_prob(fn, rng):
                  "the scores of the point you return (the scores given when no step is kept)")
 
 
-@simba_step.prop("asks at most two queries, and only one when stepping down already lowers p")
+@simba_step.prop("asks at most two queries, only one when stepping down already lowers p, and none whose answer "
+                 "is known (x_adv itself, as the clipped step at a black pixel)")
 def _step_queries(fn, rng):
     for _ in range(6):
         model, x, x_adv, y, scores, q, eps = _step_instance(rng)
@@ -244,12 +294,20 @@ def _step_queries(fn, rng):
                  "only when the first did not help (and the scores are given: do not query x_adv again)")
         if probs.rows == 0:
             fail("simba_step asked no query; it must query the candidate to know whether p dropped")
+    model, x, x_adv, y, scores, q, eps = _black(rng)
+    probs = _Probs(model)
+    _step(fn, probs, x, x_adv, y, scores, q, eps)
+    if any(torch.equal(point, x_adv[0]) for point in probs.asked):
+        fail(f"simba_step queried x_adv itself (pixel q={q} is black, so x - eps e_q clipped to [0, 1] is x_adv "
+             "again), whose scores are given; when the clipped candidate equals x_adv, skip the query "
+             "(torch.equal(candidate, x_adv)) and go on to the other direction")
 
 
 @simba_step.prop("run over every coordinate, fools a weak model more often than random signs of size eps")
 def _step_beats_noise(fn, rng):
     model, eps, n = _linear(rng, classes=4), 0.1, 12
     x = torch.rand(n, 1, 8, 8, generator=rng)
+    x = torch.where(torch.rand(x.shape, generator=rng) < 0.4, torch.zeros_like(x), x)  # black pixels, as in digits
     with torch.no_grad():
         y = model(x).argmax(1)
     noise = (x + eps * (torch.randint(0, 2, x.shape, generator=rng) * 2.0 - 1)).clamp(0, 1)

@@ -267,6 +267,14 @@ def test_square_window_shrinks_on_the_papers_schedule():
     assert sides[0] == 11 and sides[-1] == 1
 
 
+def test_square_window_side_is_rounded_and_capped_below_the_image_side():
+    """As the authors' code: the side is sqrt(p H W) rounded, and at most H - 1 (p_init = 1 would otherwise
+    give a window covering the whole image, which can only flip every stripe at once)."""
+    sides = _square_sides(1000, 1.0, 16)                      # the first 10 iterations use p_init itself
+    assert sides[0] == 15                                      # round(sqrt(256)) = 16, capped at 16 - 1
+    assert _square_sides(1000, 0.1, 16)[0] == round((0.1 * 256) ** 0.5) == 5   # 5.06 rounds down, not up to 6
+
+
 def test_simba_dct_visits_low_frequencies_first(cnn, test_batch):
     """SimBA-DCT's first steps are smooth cosines of the lowest frequencies: the first query after the clean
     one changes the image by the constant (0, 0) cosine, the next ones by the 3 cosines of ring 1, each
@@ -329,3 +337,29 @@ def test_simba_visits_coordinates_in_a_random_order(cnn):
         simba(oracle, x, y, eps=0.1, max_queries=2, generator=torch.Generator().manual_seed(seed))
         first.add(int(((oracle.log[1][1] - x[0]) != 0).flatten().nonzero()[0]))
     assert len(first) >= 5, first
+
+
+def test_simba_dct_random_order_is_an_ablation_of_the_low_frequency_order(cnn):
+    """``order="random"`` visits the cosines in a uniformly random order: over seeds, the first step is the flat
+    (0, 0) cosine only now and then (the low-first order always starts there), and the steps are still cosines
+    of L2 length alpha."""
+    x = torch.full((1, 1, 8, 8), 0.5)
+    y = predict(cnn, x).argmax(1)
+    flat_first, firsts = 0, set()
+    for seed in range(12):
+        oracle = _Recording(cnn)
+        simba(oracle, x, y, eps=10.0, norm="l2", alpha=0.5, basis="dct", order="random", max_queries=2,
+              generator=torch.Generator().manual_seed(seed))
+        step = (oracle.log[1][1] - x[0]).flatten()
+        assert abs(step.norm().item() - 0.5) < 1e-5
+        flat_first += bool(torch.allclose(step, step[0].expand_as(step), atol=1e-6))
+        firsts.add(tuple(step.sign().tolist()))
+    assert flat_first <= 3 and len(firsts) >= 6, (flat_first, len(firsts))
+
+
+def test_simba_bad_order(cnn, test_batch):
+    X, y = test_batch
+    with pytest.raises(ValueError, match="order"):
+        simba(Oracle(cnn), X[:4], y[:4], eps=0.1, basis="dct", order="high-first")
+    with pytest.raises(ValueError, match="order"):
+        simba(Oracle(cnn), X[:4], y[:4], eps=0.1, basis="pixel", order="low-first")
