@@ -1,4 +1,5 @@
 """Every chapter notebook: committed clean, opens with the Colab guard, executes, and says what it claims."""
+import ast
 import json
 import re
 import subprocess
@@ -46,6 +47,14 @@ def test_chapter_structure(path):
     assert pip.group(0) == f'%pip install -q "{install_requirement(extras)}"\n'
     assert re.search(r"^\s+%pip", first, re.M), "the install must sit inside the guard (a no-op when installed)"
     assert sum("parameters" in c.get("metadata", {}).get("tags", []) for c in code) == 1
+    # the full-profile smoke run shrinks `NAME = mk.by_profile(...)` assignments only: a size set any other
+    # way (e.g. inside a tuple assignment) would run at full size in the smoke test
+    params = next("".join(c["source"]) for c in code if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse(params)
+    simple = {id(node.value) for node in tree.body if isinstance(node, ast.Assign) and len(node.targets) == 1
+              and isinstance(node.targets[0], ast.Name)}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "by_profile"]
+    assert all(id(c) in simple for c in calls), f"{path.name}: write each mk.by_profile(...) as `NAME = ...`"
     text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     assert "Learning objectives" in text and "Summary" in text and "{cite" in text
 
