@@ -5,9 +5,11 @@ technique from the literature, each claimed ε-DP, and showed that several are n
 implemented here so that the chapter can show the empirical audit catching them, next to the correct
 :func:`~mlsec_kit.dp.svt.above_threshold`, which passes the same audit:
 
-* :func:`svt_without_query_noise` (their Algorithm 5, from Stoddard, Chen and Machanavajjhala 2014): noise
-  on the threshold only, none on the queries. Its true privacy loss is infinite: an output can be possible on
-  one dataset and impossible on its neighbour.
+* :func:`svt_without_query_noise` (a variant of their Algorithm 5, from Stoddard, Chen and Machanavajjhala
+  2014, that stops at the first ⊤): noise on the threshold only, none on the queries. Algorithm 5 itself
+  answers ⊤ or ⊥ for every query without stopping; the index returned here is the position of its first ⊤,
+  a post-processing of its output, so this variant's failure is Algorithm 5's too. Its true privacy loss is
+  infinite: an output can be possible on one dataset and impossible on its neighbour.
 * :func:`svt_without_cutoff` (their Algorithm 6, from Chen et al. 2015): noise on both, but it never stops:
   it answers above/below for *every* query. Its privacy loss grows with the number of queries.
 
@@ -38,7 +40,8 @@ def svt_without_query_noise(values: TensorLike, *, threshold: float, sensitivity
                             generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """BROKEN (not DP): the index of the first query with ``q_i >= T + Lap(2Δ/ε)``, or -1 if none.
 
-    Claimed ε-DP (Lyu, Su and Li 2017, Algorithm 5); in truth ∞-DP. With ``q = (0, 1)`` on D and
+    A variant of Lyu, Su and Li (2017), Algorithm 5 (claimed ε-DP), that stops at the first ⊤: Algorithm 5
+    answers every query; the first ⊤ of its answers is this output. In truth ∞-DP. With ``q = (0, 1)`` on D and
     ``(1, 0)`` on D' and T = 0.5, the answer "the second query" has positive probability on D and zero on D'.
 
     Shape:

@@ -178,6 +178,21 @@ LM_TOO_LITTLE = """
         e = torch.empty(2, dtype=torch.float64).exponential_(generator=generator)
         b = 0.8 * (upper - lower) / (len(x) * epsilon)   # 20% too little noise: epsilon is really 1.25 epsilon
         return (x.double().clamp(lower, upper).mean() + b * (e[0] - e[1])).item()"""
+LM_N_PLUS_ONE = """
+    def laplace_mean(x, lower, upper, epsilon, generator):
+        e = torch.empty(2, dtype=torch.float64).exponential_(generator=generator)
+        b = (upper - lower) / ((len(x) + 1) * epsilon)   # the sensitivity of a mean of n + 1 values
+        return (x.double().clamp(lower, upper).mean() + b * (e[0] - e[1])).item()"""
+LM_SEVEN_PERCENT_SHORT = """
+    def laplace_mean(x, lower, upper, epsilon, generator):
+        e = torch.empty(2, dtype=torch.float64).exponential_(generator=generator)
+        b = 0.93 * (upper - lower) / (len(x) * epsilon)   # 7% too little noise
+        return (x.double().clamp(lower, upper).mean() + b * (e[0] - e[1])).item()"""
+LM_MAX_ABS = """
+    def laplace_mean(x, lower, upper, epsilon, generator):
+        e = torch.empty(2, dtype=torch.float64).exponential_(generator=generator)
+        b = max(abs(lower), abs(upper)) / (len(x) * epsilon)   # the add/remove sum's sensitivity over n
+        return (x.double().clamp(lower, upper).mean() + b * (e[0] - e[1])).item()"""
 ADV_OR_SEQUENTIAL = """
     def advanced_composition(epsilon, delta, k, delta_prime):
         adv = epsilon * math.sqrt(2 * k * math.log(1 / delta_prime)) + k * epsilon * math.expm1(epsilon)
@@ -204,7 +219,11 @@ def _only(question, prefix: str) -> Question:
     ("laplace_mean", LM_LOCAL_SENSITIVITY, "its noise comes from the generator", "not the data"),
     ("laplace_mean", LM_NO_GENERATOR, "its noise comes from the generator", "seeded alike"),
     ("laplace_mean", LM_TOO_LITTLE, "adds Laplace noise", "too little noise"),
-], ids=["rr exactly round(n(1-p)) flips", "local sensitivity", "ignores the generator", "20% too little noise"])
+    ("laplace_mean", LM_N_PLUS_ONE, "adds Laplace noise", "too little noise"),
+    ("laplace_mean", LM_SEVEN_PERCENT_SHORT, "adds Laplace noise", "too little noise"),
+    ("laplace_mean", LM_MAX_ABS, "adds Laplace noise", "too little noise"),
+], ids=["rr exactly round(n(1-p)) flips", "local sensitivity", "ignores the generator", "20% too little noise",
+        "sensitivity over n + 1", "7% too little noise", "max(|lower|, |upper|) / n"])
 def test_a_wrong_answer_fails_its_property_on_every_seed(name, code, prefix, message):
     question = _only(EXERCISE.questions[name], prefix)
     fn = _student(code, name)

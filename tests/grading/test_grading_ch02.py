@@ -112,11 +112,23 @@ MISTAKES = [
         def generalization_gap(model, train, test):
             with torch.no_grad():
                 return accuracy(model(test[0]), test[1]) - accuracy(model(train[0]), train[1])""",
-     ["a model that memorised", "is train minus test"], "sign is flipped"),
+     ["a model that memorised", "is train minus test", "measures in evaluation mode"], "sign is flipped"),
     ("generalization_gap", "a tensor", """
         def generalization_gap(model, train, test):
             acc = lambda X, y: (model(X).argmax(1) == y).float().mean()
-            return acc(*train) - acc(*test)""", ["returns a Python float"], "call .item()"),
+            return acc(*train) - acc(*test)""", ["returns a Python float", "measures in evaluation mode"],
+     "call .item()"),
+    ("generalization_gap", "measured in train mode", """
+        def generalization_gap(model, train, test):
+            with torch.no_grad():
+                return accuracy(model(train[0]), train[1]) - accuracy(model(test[0]), test[1])""",
+     ["measures in evaluation mode"], "model.eval()"),
+    ("generalization_gap", "eval mode left on", """
+        def generalization_gap(model, train, test):
+            model.eval()
+            with torch.no_grad():
+                return accuracy(model(train[0]), train[1]) - accuracy(model(test[0]), test[1])""",
+     ["measures in evaluation mode"], "put it back"),
     ("membership_chance", "always one half", """
         def membership_chance(num_members, num_non_members):
             return 0.5""", ["is the accuracy of always guessing"], "balanced set"),
@@ -144,6 +156,21 @@ def test_each_membership_chance_mistake_fails_on_every_seed(name, label, code, f
     exec(textwrap.dedent(code), namespace)
     for seed in range(40_000, 40_020):
         result = run_question(EXERCISE.questions[name], namespace[name], seed=seed)
+        assert not result.passed and any(message in p.message for p in result.properties if not p.passed), (
+            f"seed {seed}: " + result.report())
+
+
+@pytest.mark.parametrize("label", ["measured in train mode", "eval mode left on"])
+def test_each_generalization_gap_mode_mistake_fails_on_every_seed(solutions, label):
+    """Dropout makes the train-mode gap differ on every seed, and the mode check does not depend on chance."""
+    import textwrap
+
+    from mlsec_kit.grading import run_question
+    (_, _, code, _, message), = [m for m in MISTAKES if m[1] == label]
+    namespace = {"torch": torch, "accuracy": solutions["accuracy"]}
+    exec(textwrap.dedent(code), namespace)
+    for seed in range(40_000, 40_020):
+        result = run_question(EXERCISE.questions["generalization_gap"], namespace["generalization_gap"], seed=seed)
         assert not result.passed and any(message in p.message for p in result.properties if not p.passed), (
             f"seed {seed}: " + result.report())
 

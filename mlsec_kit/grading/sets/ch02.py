@@ -334,28 +334,35 @@ generalization_gap = SET.question("generalization_gap", "generalization_gap(mode
 class _Memorizer(nn.Module):
     """Predicts the stored label of any input it has seen, and a random linear model's guess elsewhere."""
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor, num_classes: int, rng: torch.Generator) -> None:
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, num_classes: int, rng: torch.Generator,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("X_seen", X.clone())
         self.register_buffer("y_seen", y.clone())
         self.base = linear(rng, X.shape[1], num_classes)
         self.num_classes = num_classes
+        # dropout on the input: in training mode kept features are scaled by 1/(1 - p), so no input matches a
+        # stored one any more and the memorised accuracy is lost; in evaluation mode it is the identity
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        X = self.drop(X)
         logits = self.base(X)
         same = (X[:, None, :] == self.X_seen[None]).all(-1)
         memo = F.one_hot(self.y_seen[same.float().argmax(1)], self.num_classes).to(logits.dtype) * 100.0
         return torch.where(same.any(1)[:, None], memo, logits)
 
 
-def _gap_instance(rng: torch.Generator, memorize: str):
-    """Train and test sets and a model that memorises one of them; also both true accuracies."""
+def _gap_instance(rng: torch.Generator, memorize: str, *, dropout: float = 0.0):
+    """Train and test sets and a model that memorises one of them; also both true accuracies (eval mode)."""
     d, c = randint(rng, 2, 5), randint(rng, 2, 4)
     train = blobs(rng, randint(rng, 15, 40), d, c)
     test = blobs(rng, randint(rng, 15, 40), d, c)
-    model = _Memorizer(*(train if memorize == "train" else test), c, rng)
+    model = _Memorizer(*(train if memorize == "train" else test), c, rng, dropout=dropout)
+    model.eval()
     with torch.no_grad():
         accs = [float((model(X).argmax(1) == y).double().mean()) for X, y in (train, test)]
+    model.train()
     return model, train, test, accs
 
 
@@ -389,6 +396,21 @@ def _gap_sign(fn, rng):
             hint = "; the sign is flipped: train minus test" if abs(got + expected) <= 1e-6 else ""
             fail(f"gap {fmt(got)} for a model that memorised the test set; expected {fmt(expected)} "
                  f"(train accuracy {fmt(acc_train)}, test accuracy {fmt(acc_test)}){hint}")
+
+
+@generalization_gap.prop("measures in evaluation mode (dropout off) and leaves the model in its mode")
+def _gap_eval_mode(fn, rng):
+    model, train, test, _ = _gap_instance(rng, "train", dropout=0.5)
+    # compare the function with itself, so a wrong formula elsewhere does not fail this property too
+    in_eval = _gap(fn, model.eval(), train, test)
+    if model.training:
+        fail("the model was in eval mode and is now in train mode; put it back (model.train(was_training))")
+    in_train = _gap(fn, model.train(), train, test)
+    if not model.training:
+        fail("the model was in train mode and is now in eval mode; put it back (model.train(was_training))")
+    if abs(in_train - in_eval) > 1e-6:
+        fail(f"on a model with dropout, given in training mode, the gap is {fmt(in_train)}; in eval mode it is "
+             f"{fmt(in_eval)}: dropout was on while measuring; call model.eval() first")
 
 
 # ---- (f) membership_chance: a conceptual question, graded on fresh numbers -------------------------------
