@@ -52,7 +52,8 @@ def test_adversarial_training_buys_robustness_at_a_cost(v):
         assert v[f"ch05_{m}_clean"] >= 85, m
     assert v["ch05_pgd_robust"] >= 30
     assert v["ch05_pgd_clean"] <= v["ch05_standard_clean"] + 1 and v["ch05_clean_drop"] >= -1
-    assert v["ch05_pgd_cost"] > 1.5 and v["ch05_fast_cost"] < v["ch05_pgd_cost"]   # AT costs; fast AT less
+    assert v["ch05_pgd_time_ratio"] > 1.5 and v["ch05_fast_time_ratio"] < v["ch05_pgd_time_ratio"]   # AT costs; fast AT less
+    assert 5 < v["ch05_ci_diff"] < 15 and v["ch05_fast_gap"] >= 0
 
 
 def test_no_single_attack_gives_the_worst_case(v):
@@ -62,7 +63,7 @@ def test_no_single_attack_gives_the_worst_case(v):
 
 
 def test_the_kit_apgd_agrees_with_art(v):
-    assert abs(v["ch05_art_apgd"] - v["ch05_kit_apgd"]) <= 10
+    assert abs(v["ch05_art_apgd"] - v["ch05_kit_apgd"]) <= 6      # 3 of the 50 inputs
 
 
 def test_the_budget_sweep_reaches_zero(v):
@@ -83,18 +84,23 @@ def test_masking_defences_look_strong_and_fall_to_adaptive_attacks(v):
 
 def test_the_checklist_passes_honest_models_and_flags_masked_ones(v):
     assert v["ch05_honest_pass"] == v["ch05_n_honest"] == 4
-    assert v["ch05_masked_fail"] == 3 and v["ch05_masked_failed_checks"] >= 3
+    assert v["ch05_masked_fail"] == 3
+    # the prose: three checks see a motionless attack, two do not catch masking at all
+    assert v["ch05_flag_blackbox"] >= 2 and v["ch05_flag_chance"] >= 2 and v["ch05_flag_budget"] >= 1
+    assert v["ch05_flag_iterative"] == 0 and v["ch05_flag_converged"] == 0
+    assert v["ch05_chance"] == 10 and v["ch05_classes"] == 10
 
 
 def test_the_certificate_is_a_lower_bound_that_holds(v):
-    radii = ("0_0", "0_25", "0_5", "0_75", "1_0", "1_25", "1_5")
+    radii = ("0_0", "0_25", "0_5", "0_75", "1_0")
     curve = [v[f"ch05_cert_at_{r}"] for r in radii]
     assert curve == sorted(curve, reverse=True) and curve[0] > 70 and curve[1] > 40
-    assert v["ch05_violations"] == 0 and v["ch05_checked"] > 100
+    assert v["ch05_violations"] == 0 and v["ch05_checked"] > 100   # pairs with r > 0 only
+    assert v["ch05_flipped"] > 30 and v["ch05_uncertified"] > 100   # "the attack has teeth"
     assert v["ch05_below"] == v["ch05_n_radii"] == len(radii)
     assert v["ch05_cert_at_0_5"] <= v["ch05_empirical_at_0_5"]
     assert 0 < v["ch05_abstain"] < 50
-    assert v["ch05_max_radius"] > 1.5             # above every radius on the curve but the last
+    assert v["ch05_max_radius"] > 1.0             # above every radius on the curve
     assert v["ch05_linf_as_l2"] > v["ch05_largest_radius"]   # "beyond the largest radius certified here"
     assert v["ch05_largest_radius"] <= v["ch05_max_radius"] + 1e-9
 
