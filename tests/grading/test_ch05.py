@@ -80,20 +80,21 @@ _CERT_HEAD = """
             top = int(counts0.argmax())
             k, n = int(counts[top]), int(counts.sum())"""
 _SIGNS_HEAD = """
-        def masking_signs(acc):
+        def masking_signs(acc, num_classes):
             clean, fgsm, pgd10, pgd100, blackbox, eps_max = acc.T
             white = torch.minimum(torch.minimum(fgsm, pgd10), pgd100)"""
 
 MISTAKES = [
     # ---- pgd_at_step: the step trains on something other than PGD examples, or does not train --------
     ("pgd_at_step", "trains on the clean batch", _at("""
-            x_adv = x""", _TRAIN), ["the loss returned", "takes one optimizer step", "starts at", "draws"], "clean"),
+            x_adv = x""", _TRAIN), ["the loss returned", "takes one optimizer step", "starts at", "follows", "draws"], "clean"),
     ("pgd_at_step", "reports the loss after the update", _at(_PGD_START, _PGD_LOOP, """
             optimizer.zero_grad()
             F.cross_entropy(model(x_adv), y).backward()
             optimizer.step()
             with torch.no_grad():
-                return F.cross_entropy(model(x_adv), y).item()"""), ["the loss returned"], "before optimizer.step"),
+                return F.cross_entropy(model(x_adv), y).item()"""), ["the loss returned", "follows"],
+     "before optimizer.step"),
     ("pgd_at_step", "never steps the optimizer", _at(_PGD_START, _PGD_LOOP, """
             optimizer.zero_grad()
             loss = F.cross_entropy(model(x_adv), y)
@@ -104,7 +105,7 @@ MISTAKES = [
             loss = F.cross_entropy(model(x_adv), y)
             (-loss).backward()
             optimizer.step()
-            return loss.item()"""), ["takes one optimizer step"], "gradient ascent"),
+            return loss.item()"""), ["takes one optimizer step", "follows"], "gradient ascent"),
     ("pgd_at_step", "the attack's gradients reach the update (no zero_grad)", _at(_PGD_START, """
             for _ in range(steps):
                 x_adv.requires_grad_(True)
@@ -131,9 +132,10 @@ MISTAKES = [
                 x_adv.requires_grad_(True)
                 (g,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
                 x_adv = torch.min(torch.max(x_adv.detach() + alpha * g.sign(), x - eps), x + eps)""", _TRAIN),
-     ["trains on points"], "valid range"),
+     ["trains on points", "follows"], "valid range"),
     ("pgd_at_step", "PGD without a random start", _at("""
-            x_adv = x.clone()""", _PGD_LOOP, _TRAIN), ["starts at", "draws its random start"], "no random start"),
+            x_adv = x.clone()""", _PGD_LOOP, _TRAIN), ["starts at", "follows", "draws its random start"],
+     "no random start"),
     ("pgd_at_step", "FGSM without a random start", _at("""
             x_adv = x.clone().requires_grad_(True)
             (g,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
@@ -142,7 +144,7 @@ MISTAKES = [
             x_adv.requires_grad_(True)
             (g,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
             x_adv = torch.min(torch.max(x_adv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)""",
-                                                                 _TRAIN), ["starts at"], "take `steps` steps"),
+                                                                 _TRAIN), ["starts at", "follows"], "take `steps` steps"),
     ("pgd_at_step", "fast adversarial training instead (one step of 1.25 eps, alpha and steps ignored)", _at(_PGD_START, """
             x_adv.requires_grad_(True)
             (g,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
@@ -156,7 +158,25 @@ MISTAKES = [
                                                 _TRAIN), None, "against the gradient"),
     ("pgd_at_step", "random start from torch's global generator", _at("""
             x_adv = (x + eps * (2 * torch.rand(x.shape) - 1)).clamp(0, 1)""", _PGD_LOOP, _TRAIN),
-     ["draws its random start"], "global generator"),
+     ["follows", "draws its random start"], "global generator"),
+    ("pgd_at_step", "one step too many (range(steps + 1))", _at(_PGD_START, """
+            for _ in range(steps + 1):
+                x_adv.requires_grad_(True)
+                (g,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
+                x_adv = torch.min(torch.max(x_adv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)""",
+                                              _TRAIN), ["starts at", "follows"], "one step more"),
+    ("pgd_at_step", "projection and clipping only once, after the loop", _at("""
+            x_adv = x + eps * (2 * torch.rand(x.shape, generator=generator) - 1)
+            for _ in range(steps):
+                x_adv.requires_grad_(True)
+                (g,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
+                x_adv = x_adv.detach() + alpha * g.sign()
+            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)""", _TRAIN), ["follows"],
+     "after every step"),
+    ("pgd_at_step", "a Gaussian random start (0.5 eps N(0, 1), clamped to the ball)", _at("""
+            x_adv = (x + (0.5 * eps * torch.randn(x.shape, generator=generator)).clamp(-eps, eps)).clamp(0, 1)""",
+                                                                  _PGD_LOOP, _TRAIN), ["starts at", "follows"],
+     "not Gaussian"),
     # ---- certify_from_counts -------------------------------------------------------------------------
     ("certify_from_counts", "radius from the point estimate", _CERT_HEAD + """
             p_lower = beta.ppf(alpha, k, n - k + 1)
@@ -212,37 +232,57 @@ MISTAKES = [
                 return -1, 0.0
             return top, float(sigma * norm.ppf(min(p_lower, 1 - 1e-12)))""", None, "expected"),
     # ---- masking_signs -------------------------------------------------------------------------------
-    ("masking_signs", "more steps lowering accuracy read as a sign", _SIGNS_HEAD + """
-            signs = [fgsm < pgd10 - 0.01, pgd100 < pgd10 - 0.01, blackbox < white - 0.01, eps_max > 0.1]
-            return sum(s.long() for s in signs)""", None, "0 signs"),
+    ("masking_signs", "more steps raising accuracy read as the sign (the direction reversed)", _SIGNS_HEAD + """
+            signs = [fgsm < pgd10 - 0.01, pgd100 > pgd10 + 0.01, blackbox < white - 0.01, eps_max > 1 / num_classes + 0.01]
+            return sum(s.long() for s in signs)""", ["counts each", "treats", "adds up"], "had not converged"),
     ("masking_signs", "black-box compared with the clean accuracy", _SIGNS_HEAD + """
-            signs = [fgsm < pgd10 - 0.01, pgd100 > pgd10 + 0.01, blackbox < clean - 0.01, eps_max > 0.1]
+            signs = [fgsm < pgd10 - 0.01, pgd100 < pgd10 - 0.01, blackbox < clean - 0.01, eps_max > 1 / num_classes + 0.01]
             return sum(s.long() for s in signs)""", None, "0 signs"),
-    ("masking_signs", "any accuracy left at the largest budget", _SIGNS_HEAD + """
-            signs = [fgsm < pgd10 - 0.01, pgd100 > pgd10 + 0.01, blackbox < white - 0.01, eps_max > 0]
-            return sum(s.long() for s in signs)""", None, "0 signs"),
+    ("masking_signs", "black-box compared with PGD-100 only", _SIGNS_HEAD + """
+            signs = [fgsm < pgd10 - 0.01, pgd100 < pgd10 - 0.01, blackbox < pgd100 - 0.01, eps_max > 1 / num_classes + 0.01]
+            return sum(s.long() for s in signs)""", ["treats"], "within the 0.01 tolerance"),
+    ("masking_signs", "no noise tolerance anywhere", _SIGNS_HEAD + """
+            signs = [fgsm < pgd10, pgd100 < pgd10, blackbox < white, eps_max > 1 / num_classes]
+            return sum(s.long() for s in signs)""", None, "within the 0.01 tolerance"),
+    ("masking_signs", "the reviewer's: black-box against PGD-100, no tolerance, more steps reversed, 0.1 fixed", """
+        def masking_signs(acc, num_classes):
+            clean, fgsm, pgd10, pgd100, bb, em = acc.T
+            return (fgsm < pgd10).long() + (pgd100 > pgd10).long() + (bb < pgd100).long() + (em > 0.1).long()""",
+     None, "expected"),
+    ("masking_signs", "a tolerance of 0.02", _SIGNS_HEAD + """
+            signs = [fgsm < pgd10 - 0.02, pgd100 < pgd10 - 0.02, blackbox < white - 0.02, eps_max > 1 / num_classes + 0.02]
+            return sum(s.long() for s in signs)""", ["treats"], "expected 1"),
+    ("masking_signs", "the largest budget held to chance without the tolerance", _SIGNS_HEAD + """
+            signs = [fgsm < pgd10 - 0.01, pgd100 < pgd10 - 0.01, blackbox < white - 0.01, eps_max > 1 / num_classes]
+            return sum(s.long() for s in signs)""", ["treats"], "above chance"),
+    ("masking_signs", "a fixed threshold of 0.1 for the largest budget, whatever the number of classes", _SIGNS_HEAD + """
+            signs = [fgsm < pgd10 - 0.01, pgd100 < pgd10 - 0.01, blackbox < white - 0.01, eps_max > 0.1 + 0.01]
+            return sum(s.long() for s in signs)""", None, "classes"),
+    ("masking_signs", "zero accuracy demanded at the largest budget (the unbounded-attack item)", _SIGNS_HEAD + """
+            signs = [fgsm < pgd10 - 0.01, pgd100 < pgd10 - 0.01, blackbox < white - 0.01, eps_max > 0.01]
+            return sum(s.long() for s in signs)""", None, "chance"),
     ("masking_signs", "FGSM weaker than PGD read as a sign", _SIGNS_HEAD + """
-            signs = [fgsm > pgd10 + 0.01, pgd100 > pgd10 + 0.01, blackbox < white - 0.01, eps_max > 0.1]
+            signs = [fgsm > pgd10 + 0.01, pgd100 < pgd10 - 0.01, blackbox < white - 0.01, eps_max > 1 / num_classes + 0.01]
             return sum(s.long() for s in signs)""", None, "0 signs"),
     ("masking_signs", "forgets the single-step item", _SIGNS_HEAD + """
-            signs = [pgd100 > pgd10 + 0.01, blackbox < white - 0.01, eps_max > 0.1]
-            return sum(s.long() for s in signs)""", ["counts each", "adds up"], "expected"),
+            signs = [pgd100 < pgd10 - 0.01, blackbox < white - 0.01, eps_max > 1 / num_classes + 0.01]
+            return sum(s.long() for s in signs)""", ["counts each", "treats", "adds up"], "expected"),
     ("masking_signs", "flags instead of counts", _SIGNS_HEAD + """
-            signs = [fgsm < pgd10 - 0.01, pgd100 > pgd10 + 0.01, blackbox < white - 0.01, eps_max > 0.1]
+            signs = [fgsm < pgd10 - 0.01, pgd100 < pgd10 - 0.01, blackbox < white - 0.01, eps_max > 1 / num_classes + 0.01]
             return (sum(s.long() for s in signs) > 0).long()""", ["adds up"], "expected"),
     ("masking_signs", "the highest PGD accuracy looks masked", """
-        def masking_signs(acc):
+        def masking_signs(acc, num_classes):
             out = torch.zeros(len(acc), dtype=torch.int64)
             out[acc[:, 3].argmax()] = 1
             return out""", None, "scored"),
     ("masking_signs", "a guess: nothing is ever masked", """
-        def masking_signs(acc):
-            return torch.zeros(len(acc), dtype=torch.int64)""", ["counts each", "adds up"], "expected 1"),
+        def masking_signs(acc, num_classes):
+            return torch.zeros(len(acc), dtype=torch.int64)""", ["counts each", "treats", "adds up"], "expected 1"),
     ("masking_signs", "a guess: every defence breaks one item", """
-        def masking_signs(acc):
+        def masking_signs(acc, num_classes):
             return torch.ones(len(acc), dtype=torch.int64)""", None, "0 signs"),
     ("masking_signs", "a fraction of items instead of a count", _SIGNS_HEAD + """
-            signs = [fgsm < pgd10 - 0.01, pgd100 > pgd10 + 0.01, blackbox < white - 0.01, eps_max > 0.1]
+            signs = [fgsm < pgd10 - 0.01, pgd100 < pgd10 - 0.01, blackbox < white - 0.01, eps_max > 1 / num_classes + 0.01]
             return sum(s.double() for s in signs) / 4""", None, "integer counts"),
 ]
 
