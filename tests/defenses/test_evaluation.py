@@ -5,26 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-import mlsec_kit as mk
 from mlsec_kit.attacks.evasion import apgd, fgsm
-from mlsec_kit.data import load_dataset
 from mlsec_kit.defenses.evaluation import ATTACKS, RobustReport, robust_accuracy
-from mlsec_kit.models import small_cnn
-from mlsec_kit.train import fit, predict
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
-def cnn(digits):
-    """A small CNN trained for a few epochs on the digits: accurate, not robust."""
-    mk.seed_everything(0)
-    model = small_cnn(digits.input_shape, digits.num_classes)
-    fit(model, digits.train_loader(batch_size=64, seed=0), epochs=8, lr=3e-3)
-    return model.eval()
+from mlsec_kit.train import predict
 
 
 @pytest.fixture(scope="module")

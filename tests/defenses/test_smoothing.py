@@ -13,7 +13,6 @@ from torch import nn
 
 import mlsec_kit as mk
 from mlsec_kit.attacks.evasion import pgd
-from mlsec_kit.data import load_dataset
 from mlsec_kit.defenses.smoothing import (ABSTAIN, certified_accuracy, certify, clopper_pearson_lower,
                                           noise_augmented_fit, sample_counts, smoothed_predict)
 from mlsec_kit.models import mlp
@@ -207,11 +206,6 @@ def test_predict_tests_the_top_two_not_the_top_against_all():
 
 
 # ---- the certificate holds against attacks, on a small noise-trained model ------------------------------------
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
-
-
 @pytest.fixture(scope="module")
 def smoothed(digits):
     """An MLP trained with Gaussian noise (sigma 0.5) on the digits, and certificates for 40 test digits."""
