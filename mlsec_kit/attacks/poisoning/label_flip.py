@@ -3,7 +3,7 @@
 The weakest kind of training-set access (the attacker only mislabels, as a careless or malicious annotator
 would) and the baseline every stronger degradation attack is measured against. Random flips cost a
 regularised linear model little; flips chosen with a model (the rows it is most sure of) cost more
-(Xiao, Xiao & Eckert 2012 study the optimal choice for SVMs; Biggio, Nelson & Laskov 2011 the random one).
+(Xiao, Xiao & Eckert 2012 search for the worst flips against SVMs).
 
 Both functions return ``(x_poisoned, y_poisoned, poisoned_indices)``, leave their inputs unchanged and
 poison ``round(rate * n)`` rows, where ``round`` is Python's (halves go to the even integer: 2.5 → 2).
