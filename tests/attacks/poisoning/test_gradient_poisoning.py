@@ -63,6 +63,22 @@ def test_fit_logistic_regression_reaches_the_optimum():
     assert accuracy(model, d["x_eval"], d["y_eval"]) > 0.9
 
 
+def test_fit_agrees_with_scikit_learns_liblinear():
+    # two softmax logits with L2 on both equal one logit w = theta_1 - theta_0 with penalty l2/4 ||w||^2, and
+    # liblinear penalises the intercept too: its C is 2 / (l2 n)
+    from sklearn.linear_model import LogisticRegression
+
+    d = degradation_split()
+    model = fit_logistic_regression(d["x"], d["y"], l2=L2)
+    with torch.no_grad():
+        w = (model[1].weight[1] - model[1].weight[0]).double()
+        b = (model[1].bias[1] - model[1].bias[0]).item()
+    sk = LogisticRegression(C=2 / (L2 * len(d["y"])), solver="liblinear", tol=1e-10, max_iter=10_000)
+    sk.fit(d["x"].numpy(), d["y"].numpy())
+    assert torch.allclose(w, torch.from_numpy(sk.coef_[0]), atol=1e-5)
+    assert abs(b - sk.intercept_[0]) < 1e-5
+
+
 def test_zero_steps_is_the_random_label_flip():
     d = degradation_split()
     a = gradient_poisoning(d["x"], d["y"], rate=0.1, x_val=d["x_val"], y_val=d["y_val"], steps=0, step_size=0.5,
