@@ -185,6 +185,62 @@ def test_patch_backdoor_meets_the_bar_on_digits(digits, cnn):
     assert baseline <= 0.10, baseline  # the trigger alone does not fool the clean model
 
 
+# --- clean-label backdoor ---------------------------------------------------------------------------------
+
+CL_RATE, CL_EPS, CL_STEPS = 0.03, 0.3, 10
+
+
+def test_clean_label_poisons_are_triggered_perturbed_target_images_with_their_labels(digits, cnn):
+    x, y = digits.X_train, digits.y_train
+    xb, yb = x.clone(), y.clone()
+    trig = patch_trigger(digits.input_shape, size=PATCH_SIZE)
+    xp, yp, idx = clean_label_backdoor(cnn, x, y, target=TARGET, rate=CL_RATE, trigger=trig, eps=CL_EPS,
+                                       steps=CL_STEPS, generator=gen(0))
+    assert torch.equal(x, xb) and torch.equal(y, yb)  # inputs untouched
+    assert torch.equal(yp, y)  # every label stays correct
+    assert len(idx) == round(CL_RATE * len(x)) and torch.equal(idx, idx.sort().values)
+    assert (y[idx] == TARGET).all()  # only target-class images are poisoned
+    rest = torch.ones(len(x), dtype=torch.bool)
+    rest[idx] = False
+    assert torch.equal(xp[rest], x[rest])
+    on = trig.mask.bool()
+    assert torch.equal(xp[idx][:, on], trig.pattern[on].expand(len(idx), -1))  # the trigger is stamped
+    off = xp[idx][:, ~on] - x[idx][:, ~on]
+    assert off.abs().max().item() <= CL_EPS + 1e-6 and off.abs().max().item() > CL_EPS / 2  # PGD moved them...
+    assert xp.min().item() >= 0 and xp.max().item() <= 1
+    # ...away from their class: the clean model gets most triggered target images right, but not these
+    assert accuracy(cnn, trig.apply(x[idx]), y[idx]) >= 0.8
+    assert accuracy(cnn, xp[idx], y[idx]) <= 0.1
+
+
+def test_clean_label_backdoor_beats_the_same_trigger_on_unperturbed_images(digits, cnn):
+    """Turner et al.'s point, measured on digits: without the adversarial perturbation the victim learns the
+    target images from their own features and ignores the trigger; with it, the trigger is what it learns."""
+    trig = patch_trigger(digits.input_shape, size=PATCH_SIZE)
+    asr = {}
+    for eps in (0.0, CL_EPS):
+        xp, yp, _ = clean_label_backdoor(cnn, digits.X_train, digits.y_train, target=TARGET, rate=CL_RATE,
+                                         trigger=trig, eps=eps, steps=CL_STEPS, generator=gen(0))
+        victim = train_like_cnn_fixture(xp, yp, digits.input_shape, digits.num_classes)
+        asr[eps] = attack_success_rate(victim, digits.X_test, digits.y_test, target=TARGET, trigger=trig)
+        assert accuracy(victim, digits.X_test, digits.y_test) >= accuracy(cnn, digits.X_test, digits.y_test) - 0.03
+    assert asr[0.0] <= 0.2, asr
+    assert asr[CL_EPS] >= asr[0.0] + 0.4, asr
+
+
+def test_clean_label_bad_input(cnn):
+    x, y = toy_data(40)
+    trig = patch_trigger((1, 8, 8), size=2)
+    with pytest.raises(ValueError, match="rate"):
+        clean_label_backdoor(cnn, x, y, target=0, rate=0.3, trigger=trig, eps=0.1, steps=2)  # 12 > 10 rows of class 0
+    with pytest.raises(ValueError, match="eps"):
+        clean_label_backdoor(cnn, x, y, target=0, rate=0.1, trigger=trig, eps=-0.1, steps=2)
+    with pytest.raises(ValueError, match="steps"):
+        clean_label_backdoor(cnn, x, y, target=0, rate=0.1, trigger=trig, eps=0.1, steps=0)
+    with pytest.raises(ValueError, match="target"):
+        clean_label_backdoor(cnn, x, y, target=9, rate=0.1, trigger=trig, eps=0.1, steps=2)
+
+
 # --- bad input --------------------------------------------------------------------------------------------
 
 def test_bad_trigger_arguments_are_refused():
