@@ -5,6 +5,7 @@ two test files with one basename collide, and the defences' tests mirror ``mlsec
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -80,6 +81,27 @@ def test_blended_trigger_is_the_convex_blend():
     assert torch.equal(blended_trigger((1, 8, 8), alpha=0.0, generator=gen(3)).apply(x), x)
     key = torch.rand(1, 8, 8, generator=gen(6))
     assert torch.allclose(blended_trigger((1, 8, 8), alpha=1.0, pattern=key).apply(x), key.expand_as(x))
+
+
+def test_triggers_agree_with_art_backdoor_perturbations():
+    """ART's BadNets perturbations are special cases of a Trigger: its single pixel is a 1x1 patch in the
+    bottom-right corner, its checkerboard a Trigger with that mask; and ART's poisoning attack stamps and labels
+    the rows it is given exactly as badnets stamps and labels the rows it chooses."""
+    pytest.importorskip("art")
+    from art.attacks.poisoning import PoisoningAttackBackdoor
+    from art.attacks.poisoning.perturbations import add_pattern_bd, add_single_bd
+    x = torch.rand(30, 8, 8, generator=gen(9)) * 0.5
+    y = torch.arange(30) % 3
+    single = patch_trigger((8, 8), size=1)
+    assert np.array_equal(single.apply(x).numpy(), add_single_bd(x.numpy(), distance=1, pixel_value=1))
+    checker_mask = torch.from_numpy(add_pattern_bd(np.zeros((8, 8), np.float32), distance=1, pixel_value=1))
+    checker = Trigger(mask=checker_mask, pattern=torch.ones(8, 8))
+    assert checker_mask.sum().item() == 4
+    assert np.array_equal(checker.apply(x).numpy(), add_pattern_bd(x.numpy(), distance=1, pixel_value=1))
+    xp, yp, idx = badnets(x, y, target=2, rate=0.4, trigger=checker, generator=gen(0))
+    art_x, art_y = PoisoningAttackBackdoor(lambda z: add_pattern_bd(z, distance=1)).poison(
+        x[idx].numpy(), y=np.full(len(idx), 2))
+    assert np.array_equal(xp[idx].numpy(), art_x) and np.array_equal(yp[idx].numpy(), art_y)
 
 
 # --- BadNets ----------------------------------------------------------------------------------------------
