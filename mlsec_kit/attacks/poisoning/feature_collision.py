@@ -197,30 +197,30 @@ class _FeatureModule(nn.Module):
         return self.fn(x)
 
 
-def retrain_head(feature_fn: FeatureFn, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
-                 num_classes: Optional[int] = None, weight_decay: float = 0.0) -> nn.Sequential:
-    """The transfer-learning victim: a new linear head trained on frozen features (Shafahi et al. 2018, Sec. 4.1).
+def _fit_head(feats: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: int, lr: float,
+              weight_decay: float) -> nn.Linear:
+    """A zero-initialised linear layer fitted to ``(feats, y)`` by full-batch L-BFGS (deterministic)."""
+    head = nn.Linear(feats.shape[1], num_classes).to(feats.device)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    opt = torch.optim.LBFGS(head.parameters(), lr=lr, max_iter=epochs, history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
 
-    The features of ``x`` are computed once (the extractor is frozen, so they do not change), and a linear layer,
-    started at zero so the result is deterministic, is trained on them with full-batch Adam for ``epochs`` steps
-    on the mean cross-entropy (plus ``weight_decay`` times the squared weights).
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(head(feats), y) + weight_decay * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
 
-    Args:
-        feature_fn: the frozen feature extractor; its parameters are never updated.
-        x: training inputs ``(N, ...)``.
-        y: their labels ``(N,)`` in ``[0, num_classes)``.
-        epochs: full-batch training steps, >= 1.
-        lr: Adam's learning rate, > 0.
-        num_classes: number of classes; ``None`` takes ``y.max() + 1``.
-        weight_decay: L2 penalty on the head, >= 0.
+    with torch.enable_grad():
+        opt.step(closure)
+    for p in head.parameters():
+        p.requires_grad_(False)
+    return head
 
-    Returns:
-        ``nn.Sequential(feature extractor, flatten, linear head)`` in eval mode, returning logits ``(N, K)``.
-        The extractor is the caller's object (shared, not copied).
 
-    Shape:
-        ``x`` ``(N, ...)``, ``y`` ``(N,)`` int → a model mapping ``(M, ...)`` to ``(M, K)``.
-    """
+def _check_head_args(x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, weight_decay: float,
+                     num_classes: Optional[int]) -> int:
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
         raise ValueError(f"y must have shape (N,) with N = len(x); got x {tuple(getattr(x, 'shape', ()))} "
                          f"and y {tuple(getattr(y, 'shape', ()))}")
@@ -231,20 +231,42 @@ def retrain_head(feature_fn: FeatureFn, x: torch.Tensor, y: torch.Tensor, *, epo
     check_int("num_classes", k, minimum=1)
     if y.min().item() < 0 or y.max().item() >= k:
         raise ValueError(f"labels in y must be in [0, {k}), got values in [{y.min().item()}, {y.max().item()}]")
-    feats = _features(feature_fn, x)
-    head = nn.Linear(feats.shape[1], k).to(feats.device)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
-    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    with torch.enable_grad():
-        for _ in range(epochs):
-            opt.zero_grad()
-            F.cross_entropy(head(feats), y).backward()
-            opt.step()
+    return k
+
+
+def _victim(feature_fn: FeatureFn, head: nn.Linear) -> nn.Sequential:
     extractor = feature_fn if isinstance(feature_fn, nn.Module) else _FeatureModule(feature_fn)
-    for p in head.parameters():
-        p.requires_grad_(False)
     return nn.Sequential(extractor, nn.Flatten(), head).eval()
+
+
+def retrain_head(feature_fn: FeatureFn, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float = 1.0,
+                 num_classes: Optional[int] = None, weight_decay: float = 1e-3) -> nn.Sequential:
+    """The transfer-learning victim: a new linear head trained on frozen features (Shafahi et al. 2018, Sec. 4.1).
+
+    The features of ``x`` are computed once (the extractor is frozen, so they do not change), and a linear layer,
+    started at zero so the result is deterministic, is fitted to them: multinomial logistic regression, the mean
+    cross-entropy plus ``weight_decay * ||W||^2``, minimised by full-batch L-BFGS (a convex problem, so it
+    converges in tens of iterations where Adam needs hundreds of epochs).
+
+    Args:
+        feature_fn: the frozen feature extractor; its parameters are never updated.
+        x: training inputs ``(N, ...)``.
+        y: their labels ``(N,)`` in ``[0, num_classes)``.
+        epochs: at most this many L-BFGS iterations over the full batch, >= 1.
+        lr: L-BFGS's step length before the line search, > 0.
+        num_classes: number of classes; ``None`` takes ``y.max() + 1``.
+        weight_decay: L2 penalty on the head's weights, >= 0.
+
+    Returns:
+        ``nn.Sequential(feature extractor, flatten, linear head)`` in eval mode, returning logits ``(N, K)``. The
+        extractor is the caller's object (shared, not copied; it is put in eval mode).
+
+    Shape:
+        ``x`` ``(N, ...)``, ``y`` ``(N,)`` int → a model mapping ``(M, ...)`` to ``(M, K)``.
+    """
+    k = _check_head_args(x, y, epochs, lr, weight_decay, num_classes)
+    head = _fit_head(_features(feature_fn, x), y, k, epochs=epochs, lr=lr, weight_decay=weight_decay)
+    return _victim(feature_fn, head)
 
 
 @dataclass(frozen=True)
@@ -267,7 +289,7 @@ class TargetedResult:
 
 def targeted_success(feature_fn: FeatureFn, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
                      y_test: torch.Tensor, *, num_poisons: int, beta: float, steps: int, lr: float, epochs: int,
-                     head_lr: float, num_targets: int = 10, targets: Optional[Sequence[int]] = None,
+                     head_lr: float = 1.0, weight_decay: float = 1e-3, num_targets: int = 10, targets: Optional[Sequence[int]] = None,
                      base_classes: Optional[Sequence[int]] = None, watermark: float = 0.0,
                      base_choice: str = "nearest", num_classes: Optional[int] = None,
                      generator: Optional[torch.Generator] = None) -> TargetedResult:
@@ -283,7 +305,8 @@ def targeted_success(feature_fn: FeatureFn, x_train: torch.Tensor, y_train: torc
         feature_fn, x_train, y_train: the frozen extractor and the clean training set.
         x_test, y_test: the test set the targets come from and clean accuracy is measured on.
         num_poisons, beta, steps, lr, watermark, base_choice: as in :func:`poison_frogs`.
-        epochs, head_lr: the victim's training (see :func:`retrain_head`).
+        epochs, head_lr, weight_decay: the victim's training (``epochs``, ``lr`` and ``weight_decay`` of
+            :func:`retrain_head`); the clean training set's features are computed once and reused.
         num_targets: how many targets to draw, >= 1 (ignored when ``targets`` is given).
         targets: test indices to attack.
         base_classes: one base class per target, each different from the target's label.
@@ -294,10 +317,11 @@ def targeted_success(feature_fn: FeatureFn, x_train: torch.Tensor, y_train: torc
         A :class:`TargetedResult`.
     """
     check_inputs(x_test, y_test)
-    k = int(y_train.max().item()) + 1 if num_classes is None else num_classes
-    clean = retrain_head(feature_fn, x_train, y_train, epochs=epochs, lr=head_lr, num_classes=k)
+    k = _check_head_args(x_train, y_train, epochs, head_lr, weight_decay, num_classes)
+    train_feats, test_feats = _features(feature_fn, x_train), _features(feature_fn, x_test)
+    fit = dict(epochs=epochs, lr=head_lr, weight_decay=weight_decay)
     with torch.no_grad():
-        pred = clean(x_test).argmax(1)
+        pred = _fit_head(train_feats, y_train, k, **fit)(test_feats).argmax(1)
     clean_acc = (pred == y_test).float().mean().item()
     if targets is None:
         check_int("num_targets", num_targets, minimum=1)
@@ -319,12 +343,12 @@ def targeted_success(feature_fn: FeatureFn, x_train: torch.Tensor, y_train: torc
     successes, accs = [], []
     keep = torch.ones(len(x_test), dtype=torch.bool, device=x_test.device)
     for t, b in zip(targets, base_classes):
-        xp, yp, _ = poison_frogs(feature_fn, x_train, y_train, target_x=x_test[t:t + 1], base_class=b,
-                                 num_poisons=num_poisons, beta=beta, steps=steps, lr=lr, watermark=watermark,
-                                 base_choice=base_choice, generator=generator)
-        victim = retrain_head(feature_fn, xp, yp, epochs=epochs, lr=head_lr, num_classes=k)
+        xp, yp, idx = poison_frogs(feature_fn, x_train, y_train, target_x=x_test[t:t + 1], base_class=b,
+                                   num_poisons=num_poisons, beta=beta, steps=steps, lr=lr, watermark=watermark,
+                                   base_choice=base_choice, generator=generator)
+        feats = torch.cat([train_feats, _features(feature_fn, xp[idx])])
         with torch.no_grad():
-            p = victim(x_test).argmax(1)
+            p = _fit_head(feats, yp, k, **fit)(test_feats).argmax(1)
         successes.append(bool(p[t].item() == b))
         keep[t] = False
         accs.append((p[keep] == y_test[keep]).float().mean().item())
