@@ -70,8 +70,12 @@ def feature_collision(feature_fn: FeatureFn, target_x: torch.Tensor, base_x: tor
 
     1. forward step: ``p_hat = p - lr * grad_p ||f(p) - f(t)||^2``;
     2. backward (proximal) step: ``p = (p_hat + lr * beta * b) / (1 + lr * beta)``, the exact minimiser of
-       ``beta ||x - b||^2 + ||x - p_hat||^2 / (2 lr)``; it pulls the poison back towards its base;
+       ``(beta / 2) ||x - b||^2 + ||x - p_hat||^2 / (2 lr)``; it pulls the poison back towards its base;
     3. clip to the input range ``[clip_min, clip_max]``.
+
+    The update is the paper's, so its fixed points are the stationary points of
+    ``||f(p) - f(t)||^2 + (beta / 2) ||p - b||^2``: the paper's objective with its ``beta`` halved (a factor of 2
+    between its objective and its Algorithm 1; the update is what is implemented and tested).
 
     With ``beta = 0`` the backward step is the identity and the poison is free to drift far from its base.
     The loss is summed over the poisons, so each poison's step is independent of how many are made at once.
@@ -240,7 +244,7 @@ def _victim(feature_fn: FeatureFn, head: nn.Linear) -> nn.Sequential:
 
 
 def retrain_head(feature_fn: FeatureFn, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float = 1.0,
-                 num_classes: Optional[int] = None, weight_decay: float = 1e-3) -> nn.Sequential:
+                 num_classes: Optional[int] = None, weight_decay: float = 1e-4) -> nn.Sequential:
     """The transfer-learning victim: a new linear head trained on frozen features (Shafahi et al. 2018, Sec. 4.1).
 
     The features of ``x`` are computed once (the extractor is frozen, so they do not change), and a linear layer,
@@ -289,9 +293,9 @@ class TargetedResult:
 
 def targeted_success(feature_fn: FeatureFn, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
                      y_test: torch.Tensor, *, num_poisons: int, beta: float, steps: int, lr: float, epochs: int,
-                     head_lr: float = 1.0, weight_decay: float = 1e-3, num_targets: int = 10, targets: Optional[Sequence[int]] = None,
-                     base_classes: Optional[Sequence[int]] = None, watermark: float = 0.0,
-                     base_choice: str = "nearest", num_classes: Optional[int] = None,
+                     head_lr: float = 1.0, weight_decay: float = 1e-4, num_targets: int = 10,
+                     targets: Optional[Sequence[int]] = None, base_classes: Optional[Sequence[int]] = None,
+                     watermark: float = 0.0, base_choice: str = "nearest", num_classes: Optional[int] = None,
                      generator: Optional[torch.Generator] = None) -> TargetedResult:
     """Success rate of Poison Frogs over many targets against the transfer-learning victim of :func:`retrain_head`.
 
