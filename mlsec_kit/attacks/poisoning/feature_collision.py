@@ -14,6 +14,12 @@ the image-distance term, which has the closed form ``x = (x_hat + lr * beta * b)
 
 The victim here is the paper's *transfer-learning* one: a feature extractor trained elsewhere and frozen, with
 only a new linear head trained on the (poisoned) training set (:func:`retrain_head`).
+
+On the small profile's 8x8 digits (features: the 512 conv features of the digits CNN) one poison per target with
+``beta = 10`` flips 9 of 10 targets while clean accuracy stays at 0.99 (tests/attacks/poisoning). The price is
+visible: such tiny images have little room for an imperceptible change, so these poisons move 2-3 in L2 from
+their bases, most of the way to the target; with ``beta = 100`` they stay within 1.9 of their bases and flip no
+target. The paper's one-poison result is on 299x299 images, where the same collision costs far less.
 """
 from __future__ import annotations
 
