@@ -74,7 +74,8 @@ class Trigger:
             if not isinstance(t, torch.Tensor) or not t.is_floating_point():
                 raise TypeError(f"{name} must be a floating-point torch tensor")
             if t.numel() and (t.min().item() < 0.0 or t.max().item() > 1.0):
-                raise ValueError(f"{name} must lie in [0, 1], got values in [{t.min().item():.4g}, {t.max().item():.4g}]")
+                raise ValueError(f"{name} must lie in [0, 1], got values in "
+                                 f"[{t.min().item():.4g}, {t.max().item():.4g}]")
         if self.mask.shape != self.pattern.shape:
             raise ValueError(f"mask and pattern must have the same shape, got {tuple(self.mask.shape)} "
                              f"and {tuple(self.pattern.shape)}")
@@ -180,7 +181,8 @@ def _check_poisoning(x: torch.Tensor, y: torch.Tensor, target: int, rate: float,
         num_classes = int(y.max().item()) + 1
     check_int("num_classes", num_classes, minimum=1)
     if y.min().item() < 0 or y.max().item() >= num_classes:
-        raise ValueError(f"y must hold labels in [0, {num_classes}), got values in [{y.min().item()}, {y.max().item()}]")
+        raise ValueError(f"y must hold labels in [0, {num_classes}), "
+                         f"got values in [{y.min().item()}, {y.max().item()}]")
     if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < num_classes:
         raise ValueError(f"target must be an int in [0, {num_classes}), got {target!r}")
     _check_unit("rate", rate)
