@@ -194,7 +194,9 @@ def test_neural_cleanse_reverses_a_hard_wired_trigger(digits):
 # ---- fine-pruning mechanics --------------------------------------------------------------------------------
 def test_fine_prune_removes_the_least_active_units_and_keeps_them_pruned():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    # tanh, not ReLU, after the pruned layer: a zeroed unit still gets a gradient (tanh'(0) = 1), so only the
+    # pruning mask keeps it at zero through fine-tuning
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
     with torch.no_grad():
         model[0].bias.copy_(torch.tensor([5.0, -50, 4, -50, 3, 2, -50, 1]))   # units 1, 3, 6 never fire
     before = {k: v.clone() for k, v in model.state_dict().items()}
