@@ -16,8 +16,8 @@ mask-and-pattern that sends clean inputs to it; the infected label needs a much 
 anomaly index (:func:`mad_anomaly_index`) flags. :func:`fine_prune` (Liu, Dolan-Gavitt & Garg 2018) prunes the
 channels clean inputs leave dormant, then fine-tunes on clean data.
 
-:func:`features` reads a layer's output of an ``nn.Sequential`` (the penultimate layer by default), and
-:func:`flag_scores` scores a detector's flags against the known poisons.
+:func:`features` reads a layer's output of an ``nn.Sequential`` (the penultimate layer by default); a detector's
+flags are scored against the known poisons with :func:`mlsec_kit.defenses.scoring.flag_scores`.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from torch import nn
 
 from ..train import fit, predict
 
-__all__ = ["features", "flag_scores", "spectral_signatures", "activation_clustering", "strip", "strip_threshold",
+__all__ = ["features", "spectral_signatures", "activation_clustering", "strip", "strip_threshold",
            "mad_anomaly_index", "NeuralCleanse", "neural_cleanse", "fine_prune"]
 
 MAD_CONSISTENCY = 1.4826
@@ -119,33 +119,6 @@ def features(model: nn.Sequential, x: torch.Tensor, *, layer: int = -2, batch_si
     finally:
         model.train(was_training)
     return out.flatten(1)
-
-
-def flag_scores(flagged: torch.Tensor, poisoned: torch.Tensor, n: int) -> dict[str, float]:
-    """Precision, recall and false-positive rate of a detector's flags against the known poisons.
-
-    Args:
-        flagged: indices the detector flagged (any order, no duplicates needed).
-        poisoned: indices that really are poisons.
-        n: size of the data set the indices point into.
-
-    Returns:
-        ``{"precision", "recall", "fpr", "flagged", "poisoned"}``: precision is 1.0 when nothing is flagged
-        (no false alarm was raised), recall is 1.0 when there is no poison, ``fpr`` is the fraction of clean
-        rows flagged; ``flagged``/``poisoned`` are the counts.
-    """
-    _check_int("n", n)
-    sets = []
-    for name, idx in (("flagged", flagged), ("poisoned", poisoned)):
-        idx = torch.as_tensor(idx).long().flatten()
-        if len(idx) and (idx.min() < 0 or idx.max() >= n):
-            raise ValueError(f"{name} indices must lie in [0, {n}), got values in [{idx.min()}, {idx.max()}]")
-        sets.append(set(idx.tolist()))
-    f, p = sets
-    tp = len(f & p)
-    clean = n - len(p)
-    return {"precision": tp / len(f) if f else 1.0, "recall": tp / len(p) if p else 1.0,
-            "fpr": len(f - p) / clean if clean else 0.0, "flagged": float(len(f)), "poisoned": float(len(p))}
 
 
 # ---- training-set inspection -------------------------------------------------------------------------------
