@@ -78,6 +78,21 @@ def test_spectral_signatures_centre_the_representations():
     assert torch.isin(poisons, uncentred).float().mean() < 0.8 <= flag_scores(f_far, poisons, len(y))["recall"]
 
 
+def test_spectral_scores_agree_with_art_on_centred_representations():
+    # ART projects the *uncentred* representations on the top singular vector of the centred ones and takes the
+    # absolute value; the paper (Algorithm 1) squares the projection of the centred ones. Fed centred
+    # representations, ART's score squared is the paper's score; fed raw ones, it ranks differently.
+    art_poison = pytest.importorskip("art.defences.detector.poison.spectral_signature_defense")
+    art_scores = art_poison.SpectralSignatureDefense.spectral_signature_scores
+    feats, y, poisons = _blobs(offset=20.0)
+    ours, _ = spectral_signatures(feats, y, eps_fraction=0.1)
+    r = feats[y == 0].double().numpy()
+    theirs = art_scores(r - r.mean(0)).ravel() ** 2
+    assert torch.allclose(ours[y == 0].double(), torch.from_numpy(theirs), rtol=1e-4, atol=1e-6)
+    raw = torch.from_numpy(art_scores(r).ravel())
+    assert not torch.equal(raw.topk(30).indices.sort().values, ours[y == 0].topk(30).indices.sort().values)
+
+
 # ---- activation clustering ----------------------------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_activation_clustering_flags_the_small_cluster_and_leaves_clean_classes():
