@@ -60,6 +60,13 @@ def execute_notebook(path, *, timeout: int = 600, kernel_name: str = "python3", 
     return nb, time.perf_counter() - start
 
 
+def is_timing(name: str) -> bool:
+    """Whether a glued value is a wall-clock measurement (training time, ms per input, a speed ratio), by the
+    book's naming convention: names ending in ``_seconds``, ``_ms`` or ``_time_ratio``. Such values differ
+    between two runs by nature, so the determinism and edition checks compare them by presence only."""
+    return name.endswith(("_seconds", "_ms", "_time_ratio"))
+
+
 def glued_values(nb) -> dict[str, str]:
     """The values an executed notebook stored with :func:`glue`, as their plain-text form, by name."""
     values = {}

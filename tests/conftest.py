@@ -33,11 +33,12 @@ BUILD_TIMEOUT_S = 2400
 
 def _fingerprint() -> str:
     """What a notebook's outputs depend on besides its own code (which jupyter-cache keys on): the kit's
-    sources, the pinned environment, the profile."""
+    sources, the pinned environment, the profile, and the table of contents (chapter 1 counts the chapters
+    written)."""
     import hashlib
 
     h = hashlib.sha256(os.environ.get("MLSEC_PROFILE", "").encode())
-    for f in sorted((ROOT / "mlsec_kit").rglob("*.py")) + [ROOT / "requirements.txt"]:
+    for f in sorted((ROOT / "mlsec_kit").rglob("*.py")) + [ROOT / "requirements.txt", ROOT / "_toc.yml"]:
         h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlsec_kit._release import install_requirement
-from mlsec_kit.notebook import glued_values
+from mlsec_kit.notebook import glued_values, is_timing
 from notebook_pool import execute_many
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,16 +85,12 @@ def second_runs(request):
     return {p: (glued_values(nb) if error is None else error) for p, (nb, error, _) in runs.items()}
 
 
-# Wall-clock measurements a chapter reports (training time, ms per input, speed ratios) differ between runs by
-# nature; they are glued under names that say so and compared by presence only.
-TIMING = re.compile(r"_(seconds|ms|time_ratio)$")
-
-
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_two_runs_give_identical_numbers(executed_chapter, second_runs, path):
     first = glued_values(executed_chapter(path.stem))
     second = second_runs[path]
     assert isinstance(second, dict), f"{path.name}: the second run failed:\n{second}"
     assert first and first.keys() == second.keys()
-    assert {k: v for k, v in first.items() if not TIMING.search(k)} == \
-        {k: v for k, v in second.items() if not TIMING.search(k)}
+    # wall-clock measurements (is_timing) differ between runs by nature: compared by presence only
+    assert {k: v for k, v in first.items() if not is_timing(k)} == \
+        {k: v for k, v in second.items() if not is_timing(k)}

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..evasion._validate import check_inputs, check_int, check_positive
 from ..evasion.gradient import pgd
+from .label_flip import num_poisoned
 
 __all__ = ["Trigger", "patch_trigger", "blended_trigger", "badnets", "clean_label_backdoor",
            "attack_success_rate", "poison_count", "CORNERS"]
@@ -166,7 +167,7 @@ def blended_trigger(image_shape: Sequence[int], *, alpha: float, pattern: Option
 def poison_count(rate: float, n: int) -> int:
     """The number of poisons for ``rate`` of ``n`` training points: Python's ``round(rate * n)``
     (halves go to the even integer, e.g. ``round(2.5) == 2``)."""
-    return round(_check_unit("rate", rate) * n)
+    return num_poisoned(rate, n)   # one rounding rule for every poisoning attack
 
 
 def _check_poisoning(x: torch.Tensor, y: torch.Tensor, target: int, rate: float, trigger: Trigger,
