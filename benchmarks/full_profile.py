@@ -32,6 +32,8 @@ import sys
 import tarfile
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -206,9 +208,13 @@ def main(argv=None) -> int:
     ap.add_argument("--chapters", nargs="*", default=None, help="chapter stems (default: all)")
     ap.add_argument("--out", type=Path, default=None, help=f"report file (default: {RESULTS.relative_to(ROOT)})")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="chapters run side by side, one kernel each (the smoke test uses one per core)")
     args = ap.parse_args(argv)
     if args.smoke_scale < 1:
         ap.error(f"--smoke-scale must be >= 1, got {args.smoke_scale}")
+    if args.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {args.jobs}")
     paths = sorted((ROOT / "chapters").glob("*.ipynb"))
     if args.chapters:
         known = {p.stem: p for p in paths}
@@ -227,18 +233,25 @@ def main(argv=None) -> int:
             registry = write_synthetic(Path(tmp) / "sources")
             env["MLSEC_DATA"] = str(Path(tmp) / "cache")
         results, start = {}, time.perf_counter()
-        for path in paths:
-            print(f"{path.stem} ...", flush=True)
-            try:
-                values, seconds = run_chapter(path, env=env, registry=registry, scale=args.smoke_scale,
-                                              timeout=args.timeout)
-                results[path.stem] = {"values": values, "seconds": seconds, "status": "ok"}
-            except Exception as exc:  # report every chapter, then fail
-                plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-                msg = [line for line in plain.strip().splitlines() if "Error" in line] or plain.splitlines()
-                results[path.stem] = {"values": {}, "seconds": float("nan"),
-                                      "status": f"failed: {type(exc).__name__}: {msg[-1] if msg else ''}"[:300]}
-            print(f"  {results[path.stem]['status']}, {results[path.stem]['seconds']:.1f} s", flush=True)
+        runs = {}
+        # one data cache per chapter: chapters running side by side must not write the same files
+        envs = {path: {**env, "MLSEC_DATA": str(Path(tmp) / "cache" / path.stem)} if args.smoke else env
+                for path in paths}
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+            for path in paths:
+                runs[path] = pool.submit(run_chapter, path, env=envs[path], registry=registry,
+                                         scale=args.smoke_scale, timeout=args.timeout)
+            for path in paths:
+                print(f"{path.stem} ...", flush=True)
+                try:
+                    values, seconds = runs[path].result()
+                    results[path.stem] = {"values": values, "seconds": seconds, "status": "ok"}
+                except Exception as exc:  # report every chapter, then fail
+                    plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+                    msg = [line for line in plain.strip().splitlines() if "Error" in line] or plain.splitlines()
+                    results[path.stem] = {"values": {}, "seconds": float("nan"),
+                                          "status": f"failed: {type(exc).__name__}: {msg[-1] if msg else ''}"[:300]}
+                print(f"  {results[path.stem]['status']}, {results[path.stem]['seconds']:.1f} s", flush=True)
     text = report(results, device=device, smoke=args.smoke, total=time.perf_counter() - start)
     out = args.out or RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,7 @@ def test_smoke_runs_the_chapters_that_load_full_datasets_through_the_full_path(t
     out = tmp_path / "full_profile.md"
     chapters = _full_path_chapters()
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "full_profile.py"), "--smoke",
-                           "--smoke-scale", "4", "--out", str(out), "--chapters", *chapters],
+                           "--smoke-scale", "4", "--jobs", "2", "--out", str(out), "--chapters", *chapters],
                           capture_output=True, text=True, timeout=1800)
     results = json.loads(out.with_suffix(".json").read_text())
     assert proc.returncode == 0, {k: v["status"] for k, v in results.items()}
