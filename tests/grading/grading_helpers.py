@@ -59,6 +59,17 @@ def exec_notebook_code(nb: nbformat.NotebookNode) -> dict:
     return namespace
 
 
+def solution_functions(source: Path, questions) -> dict:
+    """The namespace of a source notebook's setup cell and the cells defining the ``questions``' functions,
+    run here (not its real-data cells, which train models)."""
+    import re
+
+    nb = read(source)
+    defines = re.compile(r"^def (" + "|".join(questions) + r")\(", re.M)
+    nb.cells = [c for c in nb.cells if c.cell_type == "code" and ("import mlsec_kit" in c.source or defines.search(c.source))]
+    return exec_notebook_code(nb)
+
+
 # ---- assertions every exercise set's tests make ---------------------------------------------------------
 def assert_passes_on_seeds(question, fn, seeds) -> None:
     """A reference solution earns full marks on every seed (fresh random instances each time)."""

@@ -1,13 +1,12 @@
 """The chapter-5 checks (a PGD adversarial-training step, the certification rule of randomized smoothing,
 the signs of gradient masking in an evaluation table): every reference solution passes on any seed, and each
 plausible wrong implementation fails the property written for it, on every one of many seeds."""
-import re
 import textwrap
 
 import pytest
 import torch
 
-from grading_helpers import assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, ROOT, exec_notebook_code, read
+from grading_helpers import assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, ROOT, solution_functions
 from mlsec_kit.grading import get_exercise, run_question
 from mlsec_kit.grading.core import Question
 
@@ -20,10 +19,7 @@ SEEDS = range(100, 125)  # the grader draws seeds of its own: a mistake must fai
 @pytest.fixture(scope="module")
 def solutions() -> dict:
     """The setup cell and the cells defining the three functions (not the real-data cell, which trains)."""
-    nb = read(SOURCE)
-    nb.cells = [c for c in nb.cells if c.cell_type == "code" and
-                ("import mlsec_kit" in c.source or re.search(r"^def (" + "|".join(QUESTIONS) + r")\(", c.source, re.M))]
-    return exec_notebook_code(nb)
+    return solution_functions(SOURCE, QUESTIONS)
 
 
 def test_the_set_declares_the_chapter_questions():
