@@ -93,6 +93,26 @@ def test_spectral_scores_agree_with_art_on_centred_representations():
     assert not torch.equal(raw.topk(30).indices.sort().values, ours[y == 0].topk(30).indices.sort().values)
 
 
+def test_the_svd_step_beats_distance_from_the_class_mean_on_a_planted_direction():
+    # 400 rows of isotropic noise in 200 dimensions, 8% of them shifted by 6 along one random direction: the
+    # shift is small against the total spread (squared norms ~ 200 +- 20), so squared distance from the class
+    # mean ranks the poisons poorly, while the shared direction is the top singular vector (spike variance
+    # 1 + 0.08 * 0.92 * 36 = 3.6 above the noise edge 1 + sqrt(200 / 400) = 1.7). The paper's central step.
+    from sklearn.metrics import roc_auc_score
+    for seed in range(5):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(400, 200, generator=g)
+        poisons = torch.arange(32)
+        x[poisons] += 6.0 * F.normalize(torch.randn(200, generator=g), dim=0)
+        y = torch.zeros(400, dtype=torch.long)
+        scores, flagged = spectral_signatures(x, y, eps_fraction=0.1)          # flags 60 rows
+        distance = (x - x.mean(0)).pow(2).sum(1)
+        is_poison = torch.isin(torch.arange(400), poisons).numpy()
+        assert flag_scores(flagged, poisons, 400)["recall"] >= 0.95
+        assert torch.isin(poisons, distance.topk(60).indices).float().mean() <= 0.8
+        assert roc_auc_score(is_poison, scores.numpy()) >= roc_auc_score(is_poison, distance.numpy()) + 0.05
+
+
 # ---- activation clustering ----------------------------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_activation_clustering_flags_the_small_cluster_and_leaves_clean_classes():
@@ -102,6 +122,10 @@ def test_activation_clustering_flags_the_small_cluster_and_leaves_clean_classes(
         assert torch.equal(flagged, poisons)                 # only class 0 is split, into 160 and 40
         assert torch.allclose(rel[poisons], torch.tensor(0.2, dtype=rel.dtype))
         assert (rel[y != 0] > 0.35).all()
+    # flagged when strictly below the threshold (as ART): a 20% cluster is not flagged at size_threshold=0.2
+    assert len(activation_clustering(feats, y, n_components=5, reduce="pca", size_threshold=0.2)[1]) == 0
+    assert torch.equal(activation_clustering(feats, y, n_components=5, reduce="pca", size_threshold=0.21)[1],
+                       poisons)
     # the relative-size rule: with a threshold below the poisons' 20% share nothing is flagged
     _, flagged = activation_clustering(feats, y, n_components=5, reduce="pca", size_threshold=0.15)
     assert len(flagged) == 0
@@ -149,15 +173,36 @@ def test_strip_separates_a_hard_wired_trigger(digits):
     g = torch.Generator().manual_seed(0)
     cs, ts = strip(model, clean, pool, n=16, generator=g), strip(model, trig, pool, n=16, generator=g)
     assert ts.max() < 1e-3 < cs.median()      # the trigger survives every superimposition
-    assert (ts < strip_threshold(cs, 0.01)).all()
+    assert (ts < strip_threshold(cs, 0.01, method="empirical")).all()
+    # these clean entropies are skewed against 0, far from normal: the paper's normal fit puts its 1% cut below
+    # zero, where no entropy can fall, and rejects nothing (the reason the distribution-free variant exists)
+    assert strip_threshold(cs, 0.01) < 0
 
 
-def test_strip_threshold_rejects_at_most_frr_of_clean_scores():
+def test_strip_threshold_empirical_rejects_at_most_frr_of_clean_scores():
     scores = torch.randn(1000, generator=torch.Generator().manual_seed(0))
     for frr in (0.0, 0.01, 0.05, 0.3):
-        th = strip_threshold(scores, frr)
+        th = strip_threshold(scores, frr, method="empirical")
         assert (scores < th).float().mean().item() == pytest.approx(frr, abs=1e-6)
-    assert strip_threshold(torch.arange(100.0), 0.05) == 5.0
+    assert strip_threshold(torch.arange(100.0), 0.05, method="empirical") == 5.0
+
+
+def test_strip_threshold_normal_is_the_percentile_of_the_fitted_normal():
+    from statistics import NormalDist
+    scores = 2.0 + 0.5 * torch.randn(4000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mu, sd = scores.mean().item(), scores.std(unbiased=False).item()
+    for frr in (0.01, 0.05, 0.3):
+        th = strip_threshold(scores, frr)                                   # the default, as Gao et al.
+        assert th == pytest.approx(mu + sd * NormalDist().inv_cdf(frr), rel=1e-9)
+        assert th == pytest.approx(2.0 + 0.5 * NormalDist().inv_cdf(frr), abs=0.05)
+        assert (scores < th).double().mean().item() == pytest.approx(frr, abs=0.01)
+    assert strip_threshold(scores, 0.0) == -float("inf")
+    # the two methods differ where the scores are not normal: a skewed (exponential) sample
+    skewed = -torch.empty(1000, dtype=torch.float64).exponential_(generator=torch.Generator().manual_seed(1)).log()
+    emp, nor = strip_threshold(skewed, 0.01, method="empirical"), strip_threshold(skewed, 0.01)
+    assert (skewed < emp).double().mean().item() <= 0.01 and abs(emp - nor) > 0.1
+    with pytest.raises(ValueError, match="method"):
+        strip_threshold(scores, 0.01, method="gaussian")
 
 
 # ---- MAD anomaly index ------------------------------------------------------------------------------------
@@ -170,6 +215,18 @@ def test_mad_anomaly_index_on_given_norms():
     assert torch.allclose(mad_anomaly_index(norms * 7 + 3), idx)      # invariant to the norms' units
     even = mad_anomaly_index(torch.tensor([1.0, 2.0, 3.0, 10.0]))      # median 2.5, MAD median(1.5,.5,.5,7.5)=1
     assert torch.allclose(even, torch.tensor([1.5, 0.5, 0.5, 7.5]) / MAD_CONSISTENCY)
+
+
+def test_neural_cleanse_flags_below_the_same_median_as_the_anomaly_index():
+    from mlsec_kit.defenses.backdoor import _flag_labels, _median
+    assert _median(torch.tensor([4.0, 1.0, 3.0, 2.0])) == 2.5 and _median(torch.tensor([3.0, 1.0, 2.0])) == 2.0
+    # an even count of labels: the lower middle norm (3) lies below the averaged median (4.5) and is flagged at a
+    # low threshold; with torch.median (which returns 3) it would count as "not below the median"
+    norms = torch.tensor([1.0, 2.0, 3.0, 6.0, 7.0, 8.0])
+    index, flagged = _flag_labels(norms, 0.1)
+    assert torch.allclose(index, mad_anomaly_index(norms))
+    assert flagged.tolist() == [0, 1, 2]
+    assert _flag_labels(norms, 2.0)[1].tolist() == []
 
 
 class SmoothToyBackdoor(ToyBackdoor):
@@ -287,19 +344,46 @@ def test_the_planted_backdoor_works(planted, digits):
     assert accuracy(bd, digits.X_test, digits.y_test) > accuracy(cl, digits.X_test, digits.y_test) - 0.03
 
 
-def test_spectral_signatures_flag_the_planted_poisons(planted):
-    # the last conv block's output (layer 5, 512 values) separates the poisons; the 64 penultimate units of this
-    # small CNN do less well (AUROC 0.78 in the target class on this seed). The poisons are 67/201 = 1/3 of
-    # class 0, so the defender's bound is eps = 0.35 and 1.5 * eps of each class is flagged, by construction
-    # also on a clean set.
-    x, y, poisons = planted["x"], planted["y"], planted["poisons"]
-    _, flagged = spectral_signatures(features(planted["backdoored"], x, layer=5), y, eps_fraction=0.35)
+@pytest.fixture(scope="module")
+def sparse_plant(digits):
+    """As Tran et al.: few poisons, 1% of the training set (13 rows, 9% of the target class)."""
+    trigger = patch_trigger((1, 8, 8), size=3)
+    xp, yp, poisons = badnets(digits.X_train, digits.y_train, target=TARGET, rate=0.01, trigger=trigger,
+                              generator=torch.Generator().manual_seed(0))
+    return dict(x=xp, y=yp, poisons=poisons, trigger=trigger, backdoored=_train(xp, yp))
+
+
+def test_spectral_signatures_flag_few_planted_poisons(sparse_plant, digits):
+    from sklearn.metrics import roc_auc_score
+    x, y, poisons, bd = sparse_plant["x"], sparse_plant["y"], sparse_plant["poisons"], sparse_plant["backdoored"]
+    in_target = (y == TARGET).nonzero().flatten()
+    assert len(poisons) == 13 and len(in_target) == 146
+    assert attack_success_rate(bd, digits.X_test, digits.y_test, target=TARGET, trigger=sparse_plant["trigger"]) > 0.5
+    # the last conv block's output (layer 5, 512 values); the defender's bound eps = 0.1 (true share 9%)
+    f = features(bd, x, layer=5)
+    scores, flagged = spectral_signatures(f, y, eps_fraction=0.1)
     r = flag_scores(flagged, poisons, len(y))
-    assert r["recall"] >= 0.8
+    assert r["recall"] == 1.0
+    flagged_target = flagged[y[flagged] == TARGET]                      # round(1.5 * 0.1 * 146) = 22 rows
+    assert len(flagged_target) == 22
+    assert torch.isin(flagged_target, poisons).float().mean() >= 0.55    # precision in the target class: 13/22
+    is_poison = torch.isin(in_target, poisons).numpy()
+    assert roc_auc_score(is_poison, scores[in_target].numpy()) >= 0.99
+    # stated false-positive rate: 1.5 * eps of every class is flagged, so 15% of a clean set, by construction
+    assert r["false_positive_rate"] == pytest.approx(0.15, abs=0.01)
+    # honest ablation: on these digits the poisons' shift is large, and plain squared distance from the class mean
+    # ranks them as well (AUROC 1.0 here too; better than the SVD on the 64 penultimate units), so this set does
+    # not test the SVD step; test_the_svd_step_beats_distance_from_the_class_mean_on_a_planted_direction does
+    centred = f[in_target] - f[in_target].mean(0)
+    assert roc_auc_score(is_poison, centred.pow(2).sum(1).numpy()) >= 0.99
 
 
 def test_activation_clustering_flags_the_poisons_and_few_clean_rows(planted, digits):
-    # stated false-positive rate on a clean training set: at most 15% of the rows (measured 10.7% on this seed)
+    # The paper's setup (FastICA on the last hidden layer, the 64 penultimate units) fails on these digits: recall
+    # about 0.6 with a clean-set FPR near 18% on this seed (see activation_clustering's docstring). The test
+    # deviates: PCA on the last conv block's output (layer 5, 512 values). Stated false-positive rate on a clean
+    # training set: at most 15% of the rows (measured 10.7% on this seed): clean classes that split unevenly
+    # are flagged, since the paper's silhouette check is not implemented.
     x, y, poisons = planted["x"], planted["y"], planted["poisons"]
     _, flagged = activation_clustering(features(planted["backdoored"], x, layer=5), y, reduce="pca")
     assert flag_scores(flagged, poisons, len(y))["recall"] >= 0.8
@@ -314,11 +398,14 @@ def test_strip_rejects_triggered_inputs_at_one_percent_frr(planted, digits):
     rest_x, rest_y = digits.X_test[300:], digits.y_test[300:]
     triggered = trig.apply(rest_x[rest_y != TARGET])
     g = torch.Generator().manual_seed(1)
-    th = strip_threshold(strip(bd, held, pool, n=32, generator=g), 0.01)
+    held_scores = strip(bd, held, pool, n=32, generator=g)
     clean_scores = strip(bd, rest_x, pool, n=32, generator=g)
-    far = (strip(bd, triggered, pool, n=32, generator=g) >= th).float().mean().item()
-    frr = (clean_scores < th).float().mean().item()
-    assert far <= 0.05 and frr <= 0.05           # stated: FAR <= 5% at a 1% FRR set on held-out clean inputs
+    trig_scores = strip(bd, triggered, pool, n=32, generator=g)
+    for method in ("normal", "empirical"):
+        th = strip_threshold(held_scores, 0.01, method=method)
+        far = (trig_scores >= th).float().mean().item()
+        frr = (clean_scores < th).float().mean().item()
+        assert far <= 0.05 and frr <= 0.05       # stated: FAR <= 5% at a 1% FRR set on held-out clean inputs
 
 
 def test_neural_cleanse_flags_the_infected_label(planted, digits):
@@ -338,20 +425,31 @@ def test_neural_cleanse_on_the_clean_model_does_not_flag_label_0(planted, digits
     assert nc.anomaly_index[TARGET] < 2 and TARGET not in nc.flagged.tolist()
 
 
-def test_fine_pruning_removes_the_backdoor_and_keeps_accuracy(planted, digits):
+def test_fine_pruning_components_pruning_alone_fine_tuning_alone_and_both(planted, digits):
     bd, trig = planted["backdoored"], planted["trigger"]
     x_def, y_def = digits.X_test[:250], digits.y_test[:250]        # the defender's clean data
     x_ev, y_ev = digits.X_test[250:], digits.y_test[250:]
 
-    def repaired(fraction):
-        model, _ = fine_prune(bd, x_def, y_def, layer=2, prune_fraction=fraction, epochs=10, lr=1e-2,
+    def repaired(fraction, epochs, lr):
+        model, _ = fine_prune(bd, x_def, y_def, layer=2, prune_fraction=fraction, epochs=epochs, lr=lr,
                               generator=torch.Generator().manual_seed(0))
         return attack_success_rate(model, x_ev, y_ev, target=TARGET, trigger=trig), accuracy(model, x_ev, y_ev)
 
     asr_before, acc_before = (attack_success_rate(bd, x_ev, y_ev, target=TARGET, trigger=trig),
                               accuracy(bd, x_ev, y_ev))
-    asr_pruned, acc_pruned = repaired(0.5)
-    asr_tuned, _ = repaired(0.0)                                    # fine-tuning alone
-    assert asr_before > 0.9 and asr_pruned < 0.2
-    assert acc_pruned >= acc_before - 0.03                          # stated margin: 3 points
-    assert asr_pruned < asr_tuned                                   # the pruning step matters
+    assert asr_before > 0.9
+    # pruning alone: half of the second conv layer's channels, and even 90% of them, leave the backdoor in place,
+    # so on this model it does not live in the channels clean inputs leave dormant (measured 0.99 and 0.97)
+    assert repaired(0.5, 0, 1e-3)[0] > 0.9 and repaired(0.9, 0, 1e-3)[0] > 0.9
+    # at the training learning rate (3e-3, 20 epochs): fine-tuning alone barely moves it (measured 0.86), pruning
+    # then fine-tuning removes part of it (0.59): the pruning step helps, but the backdoor survives
+    tuned, _ = repaired(0.0, 20, 3e-3)
+    both, acc_both = repaired(0.5, 20, 3e-3)
+    assert both < tuned - 0.15 and tuned > 0.7 and both > 0.3
+    assert acc_both >= acc_before - 0.03
+    # at 3x the training rate (1e-2, 10 epochs) fine-tuning alone already removes most of it (0.24) and both
+    # steps together nearly all (0.05), keeping the accuracy within the stated 3 points
+    tuned_hi, _ = repaired(0.0, 10, 1e-2)
+    both_hi, acc_hi = repaired(0.5, 10, 1e-2)
+    assert both_hi < 0.15 and both_hi < tuned_hi - 0.1 and tuned_hi < 0.5
+    assert acc_hi >= acc_before - 0.03
