@@ -110,6 +110,10 @@ def feature_collision(feature_fn: FeatureFn, target_x: torch.Tensor, base_x: tor
         ``target_x`` ``(1, ...)`` or ``(P, ...)``, ``base_x`` ``(P, ...)``, both in ``[clip_min, clip_max]``
         (default ``[0, 1]``) → ``(P, ...)``.
     """
+    for name, t in (("target_x", target_x), ("base_x", base_x)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of images in [clip_min, clip_max], "
+                            f"got {type(t).__name__}")
     check_inputs(base_x, clip_min=clip_min, clip_max=clip_max)
     check_inputs(target_x, clip_min=clip_min, clip_max=clip_max)
     if target_x.shape[1:] != base_x.shape[1:] or target_x.shape[0] not in (1, base_x.shape[0]):
@@ -168,6 +172,8 @@ def poison_frogs(feature_fn: FeatureFn, x_train: torch.Tensor, y_train: torch.Te
         → ``(N + P, ...)``, ``(N + P,)``, ``(P,)`` with ``P = num_poisons``.
     """
     check_inputs(x_train, y_train, clip_min=clip_min, clip_max=clip_max)
+    if not isinstance(target_x, torch.Tensor):
+        raise TypeError(f"target_x must be a torch.Tensor of shape (1, ...), got {type(target_x).__name__}")
     if target_x.dim() != x_train.dim() or target_x.shape[0] != 1 or target_x.shape[1:] != x_train.shape[1:]:
         raise ValueError(f"target_x must have shape (1, {', '.join(map(str, x_train.shape[1:]))}), "
                          f"got {tuple(target_x.shape)}")

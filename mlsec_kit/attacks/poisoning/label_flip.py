@@ -133,6 +133,9 @@ def targeted_label_flip(x: torch.Tensor, y: torch.Tensor, *, rate: float, source
             logits = model(x)
         if logits.dim() != 2 or logits.shape[0] != len(y) or logits.shape[1] < 2:
             raise ValueError(f"model must return logits (N, K) with K >= 2 on x, got shape {tuple(logits.shape)}")
+        if int(y.max()) >= logits.shape[1]:
+            raise ValueError(f"model must return one logit per class: y has labels up to {int(y.max())} but the "
+                             f"model returns K = {logits.shape[1]} logits (labels must be in [0, K))")
     num_classes = max(int(y.max()) + 1, logits.shape[1] if logits is not None else 2)
     _check_class("source", source, num_classes)
     _check_class("target", target, num_classes)

@@ -159,3 +159,14 @@ def test_bad_shapes_and_classes_are_rejected(pairs, digits):
     with pytest.raises(ValueError, match="base_classes"):
         targeted_success(f, x, y, digits.X_test, digits.y_test, num_poisons=1, epochs=5, targets=[0],
                          base_classes=[int(digits.y_test[0])], **ATTACK)
+
+
+def test_non_tensor_targets_are_rejected_with_a_type_error(pairs, digits):
+    t, b = pairs
+    with pytest.raises(TypeError, match="target_x must be a torch.Tensor"):
+        feature_collision(lambda x: x, t.tolist(), b, **ATTACK)
+    with pytest.raises(TypeError, match="base_x must be a torch.Tensor"):
+        feature_collision(lambda x: x, t, b.numpy(), **ATTACK)
+    with pytest.raises(TypeError, match="target_x must be a torch.Tensor"):
+        poison_frogs(lambda x: x, digits.X_train, digits.y_train, target_x=t[:1].numpy(), base_class=3,
+                     num_poisons=1, **ATTACK)

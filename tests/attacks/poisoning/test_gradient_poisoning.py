@@ -175,3 +175,17 @@ def test_bad_input(kwargs, exc, match):
     with pytest.raises(ValueError, match="surrogate data has only 3 rows"):
         gradient_poisoning(d["x"], d["y"], rate=0.1, x_val=d["x_val"], y_val=d["y_val"], steps=1, step_size=0.5,
                            surrogate=(d["x_s"][:3], d["y_s"][:3]))
+
+
+@pytest.mark.parametrize("num_classes", [0, 1, 2, 2.5, True])
+def test_implicit_gradient_rejects_bad_num_classes(num_classes):
+    x, y, xp, yp, xv, yv = _small(classes=3)  # labels up to 2, so 2 classes is too few
+    with pytest.raises(ValueError, match="num_classes must be an int >= 2 above every label"):
+        implicit_poison_gradient(x, y, xp, yp, x_val=xv, y_val=yv, l2=0.05, num_classes=num_classes)
+
+
+def test_gradient_poisoning_rejects_num_classes_below_a_label():
+    d = degradation_split()
+    with pytest.raises(ValueError, match="num_classes must be an int >= 2 above every label"):
+        gradient_poisoning(d["x"], d["y"], rate=0.1, x_val=d["x_val"], y_val=d["y_val"], steps=1, step_size=0.5,
+                           num_classes=int(d["y"].max()))

@@ -135,3 +135,9 @@ def test_targeted_flip_bad_input(kwargs, match):
     x, y = _toy(k=4)
     with pytest.raises(ValueError, match=match):
         targeted_label_flip(x, y, **kwargs)
+
+
+def test_targeted_flip_rejects_a_model_with_fewer_classes_than_labels():
+    x, y = _toy(k=4)  # labels 0..3, but the model returns only 3 logits
+    with pytest.raises(ValueError, match="model must return one logit per class"):
+        targeted_label_flip(x, y, rate=0.1, model=_linear(torch.randn(3, 3)))
