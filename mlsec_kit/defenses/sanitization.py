@@ -7,7 +7,11 @@ Two scores, both computed on the (possibly poisoned) training set itself, so the
   the fit the clean majority pulls it towards: the loss defence Steinhardt, Koh & Liang 2017
   analyse);
 - :func:`outlier_sanitize`: the distance to its labelled class's centroid (the sphere defence of Steinhardt,
-  Koh & Liang 2017; Paudice et al. 2018 use the same idea for label flips).
+  Koh & Liang 2017; Paudice, Munoz-Gonzalez, Gyorgy & Lupu 2018, "Detection of adversarial training examples in
+  poisoning attacks through anomaly detection" (paudice2018detection), filter each class with a distance-based
+  outlier detector trained on trusted data, which is the closer relative). Paudice et al.'s *label-flip*
+  defence (Label sanitization, 2018, paudice2018label) is a different rule, kNN relabelling: a point whose
+  neighbours mostly carry another label is given their label; it is not implemented here.
 
 Both remove ``round(fraction * n)`` rows (Python's rounding) and cost clean accuracy when there is nothing to
 remove; :func:`mlsec_kit.defenses.scoring.flag_scores` scores what they removed.

@@ -135,6 +135,14 @@ def _implicit(theta: torch.Tensor, xa_clean: torch.Tensor, y_clean: torch.Tensor
     return -gx
 
 
+def _check_num_classes(num_classes: Optional[int], labels) -> int:
+    """``num_classes`` (``None``: the largest label + 1), checked to be an int >= 2 above every label."""
+    nc = max(int(t.max()) + 1 for t in labels) if num_classes is None else num_classes
+    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 2 or any(int(t.max()) >= nc for t in labels):
+        raise ValueError(f"num_classes must be an int >= 2 above every label, got {num_classes!r}")
+    return nc
+
+
 def implicit_poison_gradient(x_clean: torch.Tensor, y_clean: torch.Tensor, x_poison: torch.Tensor,
                              y_poison: torch.Tensor, *, x_val: torch.Tensor, y_val: torch.Tensor, l2: float,
                              num_classes: Optional[int] = None) -> torch.Tensor:
@@ -156,7 +164,7 @@ def implicit_poison_gradient(x_clean: torch.Tensor, y_clean: torch.Tensor, x_poi
                          (x_val, y_val, "x_val", "y_val")):
         check_training_set(a, b, name_x=na, name_y=nb)
     check_positive("l2", l2)
-    k = num_classes or max(int(t.max()) + 1 for t in (y_clean, y_poison, y_val))
+    k = _check_num_classes(num_classes, (y_clean, y_poison, y_val))
     xa_clean = _augment(x_clean)
     xp = x_poison.reshape(len(x_poison), -1).to(DTYPE)
     theta = _newton(torch.cat([xa_clean, _augment(xp)]), torch.cat([y_clean, y_poison]).long(), k, l2)
@@ -232,9 +240,7 @@ def gradient_poisoning(x: torch.Tensor, y: torch.Tensor, *, rate: float, x_val: 
         if k > len(xs):
             raise ValueError(f"rate={rate} needs {k} poisons but the surrogate data has only {len(xs)} rows")
         labels.append(ys)
-    nc = max(int(t.max()) + 1 for t in labels) if num_classes is None else num_classes
-    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 2 or any(int(t.max()) >= nc for t in labels):
-        raise ValueError(f"num_classes must be an int >= 2 above every label, got {num_classes!r}")
+    nc = _check_num_classes(num_classes, labels)
 
     if surrogate is None:  # same draws as random_label_flip: rows, then their new labels
         idx = torch.randperm(len(y), generator=generator)[:k].sort().values.to(y.device)

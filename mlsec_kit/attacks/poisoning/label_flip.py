@@ -98,8 +98,10 @@ def targeted_label_flip(x: torch.Tensor, y: torch.Tensor, *, rate: float, source
        rows already labelled ``target``.
     2. Which candidates: with a ``model``, the ``round(rate * n)`` candidates with the largest *margin*
        (true-class logit minus the largest other logit): the points the clean model is surest of, which pull
-       the retrained boundary furthest when they change sides (Xiao, Xiao & Eckert 2012 search for the
-       worst flips; this is their cheap greedy proxy). Without a model: drawn uniformly at random.
+       the retrained boundary furthest when they change sides. This is a furthest-first-style heuristic (flip
+       the points furthest on their own side of the boundary), not Xiao, Xiao & Eckert's ALFA (2012), which is
+       the stronger, optimisation-based method: it alternates between retraining and choosing the flips that
+       maximise the loss. Without a model: drawn uniformly at random.
     3. New label: ``target`` when given; otherwise, with a model, each row's runner-up class (the wrong
        class the model finds likeliest); otherwise uniform over the other classes.
 
@@ -131,6 +133,9 @@ def targeted_label_flip(x: torch.Tensor, y: torch.Tensor, *, rate: float, source
             logits = model(x)
         if logits.dim() != 2 or logits.shape[0] != len(y) or logits.shape[1] < 2:
             raise ValueError(f"model must return logits (N, K) with K >= 2 on x, got shape {tuple(logits.shape)}")
+        if int(y.max()) >= logits.shape[1]:
+            raise ValueError(f"model must return one logit per class: y has labels up to {int(y.max())} but the "
+                             f"model returns K = {logits.shape[1]} logits (labels must be in [0, K))")
     num_classes = max(int(y.max()) + 1, logits.shape[1] if logits is not None else 2)
     _check_class("source", source, num_classes)
     _check_class("target", target, num_classes)

@@ -124,16 +124,23 @@ def test_poisons_stay_inside_the_attackers_data_range():
 
 
 def test_white_box_beats_random_flipping_and_the_black_box_is_weaker():
+    """Averaged over 3 attack seeds (which rows are poisoned and their starting labels) on the fixed split: one
+    seed and 72 evaluation rows are too few for an ordering (on seed 3 the black box beats the white box)."""
     d = degradation_split()
     clean = _eval_acc(d["x"], d["y"])
-    rand = _eval_acc(*random_label_flip(d["x"], d["y"], rate=0.1, generator=torch.Generator().manual_seed(1))[:2])
-    white = _eval_acc(*_attack(0.1)[:2])
-    black = _eval_acc(*_attack(0.1, surrogate=(d["x_s"], d["y_s"]))[:2])
-    # measured (seed 0 split; 213 victim rows, 72 evaluation rows; rate 0.1 = 21 poisons, 50 steps of 0.5):
-    # clean 0.972, random flip 0.958, white box 0.792, black box (surrogate half of the training data) 0.861
-    assert white < rand - 0.1
-    assert white <= black < rand
-    assert rand <= clean
+    acc = {"rand": [], "white": [], "black": []}
+    for seed in (1, 2, 3):
+        g = lambda: torch.Generator().manual_seed(seed)  # noqa: E731
+        acc["rand"].append(_eval_acc(*random_label_flip(d["x"], d["y"], rate=0.1, generator=g())[:2]))
+        acc["white"].append(_eval_acc(*_attack(0.1, generator=g())[:2]))
+        acc["black"].append(_eval_acc(*_attack(0.1, surrogate=(d["x_s"], d["y_s"]), generator=g())[:2]))
+    rand, white, black = (sum(v) / len(v) for v in (acc["rand"], acc["white"], acc["black"]))
+    # measured (seed 0 split; 213 victim rows, 72 evaluation rows; rate 0.1 = 21 poisons, 50 steps of 0.5;
+    # seeds 1-3): clean 0.972; random flip 0.958 / 0.931 / 0.944 (mean 0.944); white box 0.792 / 0.847 / 0.889
+    # (mean 0.843); black box (surrogate half of the training data) 0.861 / 0.875 / 0.875 (mean 0.870)
+    assert white < rand - 0.07, acc
+    assert white <= black < rand, acc
+    assert rand <= clean, acc
 
 
 def test_ascent_raises_the_attackers_validation_loss():
@@ -175,3 +182,17 @@ def test_bad_input(kwargs, exc, match):
     with pytest.raises(ValueError, match="surrogate data has only 3 rows"):
         gradient_poisoning(d["x"], d["y"], rate=0.1, x_val=d["x_val"], y_val=d["y_val"], steps=1, step_size=0.5,
                            surrogate=(d["x_s"][:3], d["y_s"][:3]))
+
+
+@pytest.mark.parametrize("num_classes", [0, 1, 2, 2.5, True])
+def test_implicit_gradient_rejects_bad_num_classes(num_classes):
+    x, y, xp, yp, xv, yv = _small(classes=3)  # labels up to 2, so 2 classes is too few
+    with pytest.raises(ValueError, match="num_classes must be an int >= 2 above every label"):
+        implicit_poison_gradient(x, y, xp, yp, x_val=xv, y_val=yv, l2=0.05, num_classes=num_classes)
+
+
+def test_gradient_poisoning_rejects_num_classes_below_a_label():
+    d = degradation_split()
+    with pytest.raises(ValueError, match="num_classes must be an int >= 2 above every label"):
+        gradient_poisoning(d["x"], d["y"], rate=0.1, x_val=d["x_val"], y_val=d["y_val"], steps=1, step_size=0.5,
+                           num_classes=int(d["y"].max()))

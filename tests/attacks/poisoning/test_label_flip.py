@@ -87,19 +87,22 @@ def test_targeted_flip_source_to_target():
 
 
 def test_targeted_flip_hurts_more_than_random_flip_at_the_same_rate():
+    """The targeted rule is deterministic; the random flip is averaged over 3 seeds (one seed and 72 evaluation
+    rows are too few for a 0.1 gap)."""
     d = degradation_split()
     x, y = d["x"], d["y"]
     clean = fit_logistic_regression(x, y, l2=L2)
-    acc = {}
-    for name, (xp, yp, _) in {
-        "random": random_label_flip(x, y, rate=0.2, generator=torch.Generator().manual_seed(1)),
-        "targeted": targeted_label_flip(x, y, rate=0.2, model=clean),
-    }.items():
-        acc[name] = accuracy(fit_logistic_regression(xp, yp, l2=L2), d["x_eval"], d["y_eval"])
     clean_acc = accuracy(clean, d["x_eval"], d["y_eval"])
-    # measured (seed 0 split, 213 training rows, 72 evaluation rows): clean 0.972, random 0.944, targeted 0.778
-    assert acc["targeted"] < acc["random"] - 0.1
-    assert acc["random"] <= clean_acc
+    _, yp, _ = targeted_label_flip(x, y, rate=0.2, model=clean)
+    targeted = accuracy(fit_logistic_regression(x, yp, l2=L2), d["x_eval"], d["y_eval"])
+    randoms = [accuracy(fit_logistic_regression(x, random_label_flip(x, y, rate=0.2, generator=torch.Generator()
+                                                                      .manual_seed(s))[1], l2=L2),
+                        d["x_eval"], d["y_eval"]) for s in (1, 2, 3)]
+    random = sum(randoms) / len(randoms)
+    # measured (seed 0 split, 213 training rows, 72 evaluation rows): clean 0.972, random 0.944 / 0.889 / 0.944
+    # (seeds 1-3, mean 0.926), targeted 0.778
+    assert targeted < random - 0.1, (targeted, randoms)
+    assert max(randoms) <= clean_acc, (randoms, clean_acc)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -135,3 +138,9 @@ def test_targeted_flip_bad_input(kwargs, match):
     x, y = _toy(k=4)
     with pytest.raises(ValueError, match=match):
         targeted_label_flip(x, y, **kwargs)
+
+
+def test_targeted_flip_rejects_a_model_with_fewer_classes_than_labels():
+    x, y = _toy(k=4)  # labels 0..3, but the model returns only 3 logits
+    with pytest.raises(ValueError, match="model must return one logit per class"):
+        targeted_label_flip(x, y, rate=0.1, model=_linear(torch.randn(3, 3)))
