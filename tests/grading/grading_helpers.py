@@ -92,6 +92,19 @@ def assert_set_runs_quickly(exercise, solutions: dict, *, limit: float = 5.0) ->
     assert time.monotonic() - start < limit
 
 
+def assert_fails_on_every_seed(question, code: str, name: str, namespace: dict, seeds, label: str) -> None:
+    """A typical mistake (``code`` defining ``name``) fails ``question`` on every one of ``seeds``: a check that
+    catches a mistake on some seeds only is a lottery."""
+    import textwrap
+
+    from mlsec_kit.grading import run_question
+
+    namespace = dict(namespace)
+    exec(textwrap.dedent(code), namespace)
+    passed = [seed for seed in seeds if run_question(question, namespace[name], seed=seed).passed]
+    assert not passed, f"{label!r} passes on seeds {passed}"
+
+
 def assert_mistake_fails(question, code: str, name: str, namespace: dict, failing, message: str) -> None:
     """A typical mistake (``code`` defining ``name``) fails: exactly the properties named in ``failing``
     (prefixes of their descriptions; ``None``: at least one), with ``message`` in a one-line explanation."""

@@ -1,12 +1,11 @@
 """The chapter-4 checks (query accounting, one SimBA step, success-versus-queries curves): every reference
 solution passes on any seed, and each plausible wrong implementation fails the property written for it, on
 every one of many seeds."""
-import textwrap
 
 import pytest
 import torch
 
-from grading_helpers import assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, ROOT, solution_functions
+from grading_helpers import assert_fails_on_every_seed, assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, ROOT, solution_functions
 from mlsec_kit.grading import get_exercise, run_question
 
 EXERCISE = get_exercise("04_evasion_blackbox")
@@ -178,10 +177,7 @@ def test_each_mistake_fails_its_property(name, label, code, failing, message):
 
 @pytest.mark.parametrize("name, label, code, failing, message", MISTAKES, ids=[m[1] for m in MISTAKES])
 def test_each_mistake_fails_on_every_seed(name, label, code, failing, message):
-    namespace = {"torch": torch}
-    exec(textwrap.dedent(code), namespace)
-    passed = [seed for seed in SEEDS if run_question(EXERCISE.questions[name], namespace[name], seed=seed).passed]
-    assert not passed, f"{label!r} passes on seeds {passed}"
+    assert_fails_on_every_seed(EXERCISE.questions[name], code, name, {"torch": torch}, SEEDS, label)
 
 
 def test_every_question_has_listed_mistakes():
