@@ -49,6 +49,8 @@ LITERATURE = {
     "ch04_square_success": "Square Attack, ImageNet Linf 0.05, 10k queries: success 99.7-100% "
                            "(max-andr/square-attack metrics)",
     "ch04_square_mean_q": "Square Attack, ImageNet: mean queries 197 / 73 / 31 (Inception-v3 / ResNet-50 / VGG-16-BN)",
+    "ch06_frogs_success": "Poison Frogs, transfer learning: one poison per target suffices (Shafahi et al. 2018, "
+                          "abstract); about 50 for end-to-end training",
     "ch10_lr_base": "Adult LogisticRegression, non-private: 81.28% (IBM diffprivlib notebooks)",
     "ch10_lr_eps1": "Adult LogisticRegression at eps 1: 79.50% (IBM diffprivlib notebooks)",
     "ch10_nb_base": "Adult GaussianNB, non-private: 79.64% (IBM diffprivlib notebooks)",
