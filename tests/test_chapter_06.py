@@ -42,12 +42,15 @@ def test_the_chapter_opens_and_closes_as_the_book_does(executed):
     text = _prose(executed)
     assert ":label: def-bilevel-poisoning" in text and "{prf:ref}`def-bilevel-poisoning`" in text
     assert "exercises/06_poisoning.ipynb" in text and "chapter 7" in text
+    for term in ("poisoning", "backdoor", "clean-label", "white-box", "black-box", "data sanitisation"):
+        assert re.search(r"\{term\}`[^`]*" + re.escape(term), text), term
     assert "mlsec-book@v0.1.0" in next(c.source for c in executed.cells if c.cell_type == "code")
 
 
 def test_the_clean_learner_and_the_gradient_through_training(v):
     assert v["ch06_clean_acc"] > 90
     assert v["ch06_fd_rel_error_pct"] < 1          # "agree to X%": the implicit gradient is exact
+    assert v["ch06_learner_gap"] < 1e-4            # the learner agrees with scikit-learn's liblinear
     assert v["ch06_k_poisons"] == round(v["ch06_rate_pct"] / 100 * v["ch06_n_victim"])
     assert v["ch06_n_seeds"] >= 3
 
