@@ -88,6 +88,13 @@ def test_feature_collision_flips_targets_but_its_poisons_are_not_clean_label(v):
     assert v["ch06_poisons_target_label"] >= 0.8 * v["ch06_n_targets"]
 
 
+def test_a_more_regularised_victim_is_flipped_less(v):
+    assert v["ch06_strong_weight_decay"] > v["ch06_weight_decay"]
+    assert abs(v["ch06_strong_clean_acc"] - v["ch06_victim_clean_acc"]) <= 2      # "about as accurate"
+    assert v["ch06_strong_baseline"] == 0
+    assert v["ch06_strong_success"] < v["ch06_frogs_success"]                       # "only X%"
+
+
 def test_the_clean_label_trade_off(v):
     assert v["ch06_top_distance"] < v["ch06_paper_distance"] < v["ch06_base_distance"]
     assert v["ch06_top_accepted"] >= 70                              # the labeller accepts most of them
