@@ -179,6 +179,9 @@ def _rf_other(fn, rng):
     x, y = _data(rng, n, classes)
     _, yp, idx, what = _flip(fn, x, y, 0.5 + 0.3 * float(torch.rand(1, generator=rng)), classes,
                              randint(rng, 0, 10_000))
+    if len(torch.unique(idx)) < len(idx):  # with 300 or more of 1000 rows, a draw with replacement repeats some
+        fail(f"{what} returned {len(idx) - len(torch.unique(idx))} rows twice in poisoned_indices; draw k distinct "
+             "rows, without replacement (torch.randperm)")
     new = yp[idx]
     if len(new) and (int(new.min()) < 0 or int(new.max()) >= classes):
         fail(f"{what} gave labels from {int(new.min())} to {int(new.max())}; classes run from 0 to {classes - 1} "
@@ -400,10 +403,11 @@ def _ov_concentrated(fn, rng):
 @flips_to_overturn.prop("spread evenly over the num_classes - 1 other classes: the smallest m whose largest "
                         "share, ceil(m / (num_classes - 1)), exceeds the n - m honest rows")
 def _ov_spread(fn, rng):
-    # n not a multiple of num_classes: no m gives a tie, so this checks the count, not the tie rule
+    # n not a multiple of num_classes: no m gives a tie, so this checks the count, not the tie rule; and
+    # n >= C (C + 1), so that spreading over C classes instead of C - 1 changes the answer by at least one
     for _ in range(3):
         classes = randint(rng, 3, 20)
-        n = classes * randint(rng, 2, 30) + randint(rng, 1, classes - 1)
+        n = classes * randint(rng, classes + 1, 45) + randint(rng, 1, classes - 1)
         got, want = _ask(fn, n, classes, False), _overturn(n, classes, False)
         if got != want:
             fail(f"flips_to_overturn({n}, {classes}, False) = {got}; expected {want}: m flips spread over "
