@@ -389,7 +389,7 @@ def _overturn_hint(got: int, n: int, classes: int, concentrated: bool) -> str:
     return next((f"; that is {h}" for v, h in hints.items() if v == got), "")
 
 
-@flips_to_overturn.prop("returns a Python int; concentrated on one class it is a strict majority, n // 2 + 1")
+@flips_to_overturn.prop("returns a Python int; concentrated on one class it takes a strict majority of the n rows")
 def _ov_concentrated(fn, rng):
     for n in (2 * randint(rng, 3, 200), 2 * randint(rng, 3, 200) + 1):
         classes = randint(rng, 3, 20)
