@@ -230,4 +230,32 @@ def test_every_question_has_listed_mistakes():
     assert {m[0] for m in MISTAKES} == set(QUESTIONS)
 
 
+@pytest.mark.notebooks
+@pytest.mark.parametrize("label, failing, message", [
+    ("flips y in place", None, "changed y in place"),
+    ("torch's global generator", ["chooses the rows"], "global generator")])
+def test_mistakes_are_caught_through_the_sandbox(tmp_path, repo_env, label, failing, message):
+    """Graded for real, the student's function runs in another process: labels flipped in place, and draws
+    from the global generator, must still show in the grader's process."""
+    import textwrap
+
+    import nbformat
+
+    from grading_helpers import defining_cell, read
+    from mlsec_kit.grading.runner import grade_notebook
+
+    nb = read(ROOT / "exercises" / "06_poisoning.ipynb")
+    code = next(m[2] for m in MISTAKES if m[:2] == ("random_label_flip", label))
+    defining_cell(nb, "random_label_flip").source = textwrap.dedent(code).strip()
+    path = tmp_path / "submission.ipynb"
+    nbformat.write(nb, str(path))
+    result = grade_notebook(path, EXERCISE, seed=5, timeout=60, cell_timeout=60)
+    flips = next(q for q in result.questions if q.name == "random_label_flip")
+    failed = [p for p in flips.properties if not p.passed]
+    assert failed and all(message in p.message for p in failed), flips.report()
+    if failing is not None:
+        assert [p.description for p in failed] == \
+            [p.description for p in flips.properties if p.description.startswith(tuple(failing))], flips.report()
+
+
 # Executing the student and source notebooks is covered for every set by test_grading_notebooks.py.
