@@ -22,7 +22,7 @@ import math
 import torch
 
 from ..core import CheckFailure, ExerciseSet
-from ..expect import describe, expect_tensor, fail, fmt
+from ..expect import describe, expect_tensor, fail
 from ..instances import randint
 from ..limits import TimeLimitExceeded
 
@@ -84,9 +84,10 @@ def _check_rows(idx: torch.Tensor, yp: torch.Tensor, y: torch.Tensor, what: str)
 
 def _count_message(got: int, rate: float, n: int, what: str) -> str:
     product = rate * n
-    names = {math.floor(product): "floor(rate * n) (int() truncates)", math.ceil(product): "ceil(rate * n)",
-             int(product + 0.5): "int(rate * n + 0.5), which rounds halves up"}
-    hint = f"; that is {names[got]}" if got in names and got != round(product) else ""
+    rules = [(math.floor(product), "floor(rate * n) (int() truncates)"), (math.ceil(product), "ceil(rate * n)"),
+             (int(product + 0.5), "int(rate * n + 0.5), which rounds halves up")]
+    names = [name for value, name in rules if value == got]
+    hint = f"; that is {' or '.join(names)}" if names and got != round(product) else ""
     return (f"{what} poisoned {got} rows; rate * n = {product:.4g}, so round(rate * n) = {round(product)} "
             f"(Python's round: halves go to the even integer, round(2.5) == 2){hint}")
 
@@ -298,7 +299,8 @@ def _margin_instance(rng: torch.Generator, *, rate: float | None = None):
         x, y = _data(rng, n, classes)
         logits = 2 * torch.randn(n, classes, generator=rng)
         logits[torch.arange(n), y] += 1.5  # most rows correctly classified, some not
-        r = rate if rate is not None else (randint(rng, 3, n // 3) + 0.15 + 0.2 * float(torch.rand(1, generator=rng))) / n
+        frac = 0.15 + 0.2 * float(torch.rand(1, generator=rng))  # round(r * n) is the integer part
+        r = rate if rate is not None else (randint(rng, 3, n // 3) + frac) / n
         k = round(r * n)
         right = _top(_margins(logits, y), k)
         if rate is not None or all(w != right for w in _wrong_choices(logits, y, k).values()):
@@ -396,8 +398,9 @@ def _ov_concentrated(fn, rng):
         got = _ask(fn, n, classes, True)
         want = _overturn(n, classes, True)
         if got != want:
+            hint = _overturn_hint(got, n, classes, True)
             fail(f"flips_to_overturn({n}, {classes}, True) = {got}; expected {want}: after m flips to one class "
-                 f"it holds m rows and the true label n - m, so it takes m > n - m{_overturn_hint(got, n, classes, True)}")
+                 f"it holds m rows and the true label n - m, so it takes m > n - m{hint}")
 
 
 @flips_to_overturn.prop("spread evenly over the num_classes - 1 other classes: the smallest m whose largest "
