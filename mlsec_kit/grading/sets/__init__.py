@@ -9,5 +9,6 @@ SETS: dict[str, str] = {
     "03_evasion_whitebox": "mlsec_kit.grading.sets.ch03",
     "04_evasion_blackbox": "mlsec_kit.grading.sets.ch04",
     "05_evasion_defenses": "mlsec_kit.grading.sets.ch05",
+    "07_backdoors": "mlsec_kit.grading.sets.ch07",
     "10_differential_privacy": "mlsec_kit.grading.sets.ch10",
 }
