@@ -481,8 +481,9 @@ STATEMENTS = {
          "predicting the target class and the entropy of its predictions stays low.",
     "d": "The attack success rate is measured on triggered test inputs of every class, the target class included.",
     "e": "Spectral signatures need a clean, trusted subset of the training data to compare the suspect rows with.",
-    "f": "Spectral signatures look for the poisons in the target class: relabelled to it, they share the "
-         "trigger's feature, which makes them the main direction of variation of that class's representations.",
+    "f": "Spectral signatures find BadNets' poisons among the rows labelled with the target class: relabelled to "
+         "it, the poisons share the trigger's feature, and their common shift can become the top singular "
+         "direction of that class's representations.",
     "g": "Centring the representations before the SVD is optional: it changes every score by the same constant.",
 }
 TRUE_STATEMENTS = frozenset("acf")
