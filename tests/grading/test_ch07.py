@@ -211,6 +211,11 @@ MISTAKES = [
             h, w = x.shape[-2:]
             if not 1 <= size <= min(h, w):
                 raise ValueError("size")""" + _SLICES + _COPY, ["raises a ValueError"], "corner must be"),
+    ("apply_patch", "a ValueError that names no argument", """
+        def apply_patch(x, size, value, corner):
+            h, w = x.shape[-2:]
+            if not 1 <= size <= min(h, w) or corner not in ("top_left", "top_right", "bottom_left", "bottom_right"):
+                raise ValueError("bad input")""" + _SLICES + _COPY, ["raises a ValueError"], "name the argument"),
     ("apply_patch", "a float64 result", _PATCH + _SLICES + """
             out = x.double()
             out[..., rows, cols] = value

@@ -48,11 +48,14 @@ def _seeded(rng: torch.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=rng)))
 
 
-def _expect_value_error(fn, args: tuple, what: str, why: str) -> None:
-    """``fn(*args)`` must raise a ValueError (``why`` says which argument is out of range)."""
+def _expect_value_error(fn, args: tuple, what: str, why: str, argument: str) -> None:
+    """``fn(*args)`` must raise a ValueError whose message names ``argument`` (``why`` says what is wrong)."""
     try:
         fn(*args)
-    except ValueError:
+    except ValueError as err:
+        if argument not in str(err):
+            fail(f"{what} raised ValueError({str(err)[:80]!r}); name the argument in the message, e.g. "
+                 f"\"{argument} must ...\": {why}")
         return
     except (NotImplementedError, CheckFailure, TimeLimitExceeded, KeyboardInterrupt):
         raise  # "not implemented yet" and the time limit are reported as such
@@ -165,10 +168,10 @@ def _patch_bad_input(fn, rng):
         _expect_value_error(fn, (x.clone(), size, 0.5, corner),
                             f"apply_patch(x {describe(x)}, size={size}, value=0.5, corner={corner!r})",
                             f"a patch must fit a {h}x{w} image: size in [1, {min(h, w)}] (slicing would quietly "
-                            "patch less or the whole image)")
+                            "patch less or the whole image)", "size")
     for bad in ("center", corner.replace("_", "-"), corner.split("_")[0]):
         _expect_value_error(fn, (x.clone(), 2, 0.5, bad), f"apply_patch(x {describe(x)}, size=2, value=0.5, "
-                            f"corner={bad!r})", f"corner must be one of {', '.join(CORNERS)}")
+                            f"corner={bad!r})", f"corner must be one of {', '.join(CORNERS)}", "corner")
 
 
 # ---- (b) badnets -----------------------------------------------------------------------------------------
@@ -341,7 +344,7 @@ def _bn_bad_rate(fn, rng):
                                  f"target class {target}")):
         _expect_value_error(fn, (x.clone(), y.clone(), target, rate, _seeded(rng)),
                             f"badnets(x {describe(x)}, y {describe(y)}, target={target}, rate={rate:.4g}, "
-                            "generator)", why)
+                            "generator)", why, "rate")
 
 
 # ---- (c) spectral_score ----------------------------------------------------------------------------------
