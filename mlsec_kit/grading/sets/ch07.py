@@ -324,7 +324,11 @@ def _bn_random(fn, rng):
              "with generator (torch.randperm(m, generator=generator)), not from torch's global generator")
     counts = torch.zeros(n)
     for s in range(100):
-        counts[_poison(fn, x, y, target, rate, torch.Generator().manual_seed(seed + 1 + s))[2]] += 1
+        idx = _poison(fn, x, y, target, rate, torch.Generator().manual_seed(seed + 1 + s))[2]
+        if len(torch.unique(idx)) != len(idx):
+            fail(f"{first[3]} returned a row twice among the indices (generator seeded {seed + 1 + s}); draw the "
+                 "rows without replacement (torch.randperm, not torch.randint)")
+        counts[idx] += 1
     never = ((counts == 0) & (y != target)).nonzero().flatten()
     if len(never):
         fail(f"{first[3]}: over 100 seeds, {len(never)} of the {int((y != target).sum())} rows of other classes "
