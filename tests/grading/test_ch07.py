@@ -277,7 +277,7 @@ MISTAKES = [
             idx = candidates[:count]""", _POISON), ["draws the rows"], "never poisoned"),
     ("badnets", "draws with replacement", _bn(_COUNT, _CANDIDATES, """
             idx = candidates[torch.randint(len(candidates), (count,), generator=generator)].sort().values""",
-                                             _POISON), ["stamps the white", "draws the rows"], "twice"),
+                                             _POISON), None, "twice"),
     ("badnets", "returns a boolean mask of the poisoned rows", _bn(_COUNT, _CANDIDATES, _DRAW, """
             xp, yp = x.clone(), y.clone()
             xp[idx] = apply_patch(x[idx], 3, 1.0, "bottom_right")
