@@ -10,5 +10,6 @@ SETS: dict[str, str] = {
     "04_evasion_blackbox": "mlsec_kit.grading.sets.ch04",
     "05_evasion_defenses": "mlsec_kit.grading.sets.ch05",
     "06_poisoning": "mlsec_kit.grading.sets.ch06",
+    "07_backdoors": "mlsec_kit.grading.sets.ch07",
     "10_differential_privacy": "mlsec_kit.grading.sets.ch10",
 }
