@@ -87,14 +87,21 @@ def test_strip_detects_the_patch_and_misses_the_blend(v):
     assert v["ch07_strip_detect"] < 100                                 # "not all"
     assert v["ch07_strip_realised_frr"] <= 3 * v["ch07_strip_frr"]
     assert v["ch07_strip_missed"] == pytest.approx(100 - v["ch07_strip_detect"])
-    # the arms race: the blended trigger evades STRIP while its backdoor works
-    assert v["ch07_strip_blend_detect"] <= v["ch07_strip_detect"] - 40
-    assert v["ch07_strip_blend_detect_emp"] <= 10 and v["ch07_strip_blend_asr"] >= 80
+    # the arms race, both backdoors at the same rate: the blended trigger evades STRIP while its backdoor works
+    assert v["ch07_strip_patch5_detect"] >= 90 and v["ch07_patch5_asr_eval"] >= 90
+    assert v["ch07_strip_blend_detect"] <= v["ch07_strip_patch5_detect"] - 50
+    assert v["ch07_strip_blend_detect"] <= 20 and v["ch07_strip_blend_detect_emp"] <= 10
+    assert v["ch07_strip_blend_asr"] >= 80
+    # "lower on average, but the two overlap": better than chance over all thresholds, worse than the patch
+    assert 0.6 < v["ch07_strip_blend_auc"] < v["ch07_strip_patch5_auc"] - 0.05 and v["ch07_strip_patch5_auc"] > 0.99
 
 
 def test_neural_cleanse_flags_the_infected_label_and_states_its_false_alarm(v):
     assert v["ch07_nc_index"] > 2 and v["ch07_nc_flagged_target"] == 1
     assert v["ch07_nc_norm_target"] < v["ch07_nc_norm_median"]
+    # the reversed mask concentrates on the real trigger: a larger share of its mass than of the image's area
+    assert v["ch07_trigger_area"] == pytest.approx(100 * v["ch07_patch_pixels"] / v["ch07_n_pixels"])
+    assert v["ch07_nc_on_trigger"] > 2 * v["ch07_trigger_area"]
     assert v["ch07_nc_success_min"] >= 90
     assert v["ch07_nc_clean_index"] < 2
     # the prose: the clean model's top label is flagged, a false alarm
