@@ -44,6 +44,9 @@ def test_the_issue_bar_patch_backdoor_on_digits(v):
 def test_asr_grows_with_the_rate_and_clean_accuracy_stays(v):
     asr = [v[f"ch07_asr_at_{t}"] for t in RATES]
     assert asr[0] > v["ch07_clean_asr"] + 20                            # "already" at the lowest rate
+    assert 30 <= asr[0] <= 70                                           # "half learned" at the lowest rate
+    assert v["ch07_clean_trig_acc"] < 90                                # the patch alone confuses the clean model
+    assert v["ch07_clean_trig_top"] != v["ch07_target"] and v["ch07_clean_trig_top_share"] > v["ch07_clean_asr"]
     assert asr[-1] >= asr[0] + 20 and asr[-1] >= 99
     assert v["ch07_max_gap"] == pytest.approx(max(abs(v[f"ch07_acc_at_{t}"] - v["ch07_clean_acc"]) for t in RATES),
                                               abs=1e-6)
@@ -55,6 +58,7 @@ def test_the_blended_trigger_is_faint_and_needs_more_poisons(v):
     assert v["ch07_blend_change"] <= v["ch07_blend_alpha"] + 1e-6
     assert v["ch07_blend_asr"] >= 80 and v["ch07_blend_baseline"] <= 5
     assert v["ch07_blend_asr"] < v["ch07_asr_at_5"]                    # the patch at the same rate is stronger
+    assert v["ch07_blend_asr"] <= v["ch07_asr_at_1"] + 1 and v["ch07_poisons_at_1"] < v["ch07_blend_poisons"] / 3
     assert abs(v["ch07_blend_acc"] - v["ch07_clean_acc"]) <= 3
 
 
@@ -93,6 +97,7 @@ def test_strip_detects_the_patch_and_misses_the_blend(v):
     assert v["ch07_strip_blend_detect"] <= 20 and v["ch07_strip_blend_detect_emp"] <= 10
     assert v["ch07_strip_blend_asr"] >= 80
     # "lower on average, but the two overlap": better than chance over all thresholds, worse than the patch
+    assert v["ch07_strip_blend_threshold"] < v["ch07_strip_blend_trig_median"]
     assert 0.6 < v["ch07_strip_blend_auc"] < v["ch07_strip_patch5_auc"] - 0.05 and v["ch07_strip_patch5_auc"] > 0.99
 
 
@@ -117,8 +122,8 @@ def test_fine_pruning_works_through_fine_tuning(v):
     assert v["ch07_fp_lr_high"] > v["ch07_fp_lr_low"]
     assert v["ch07_fp_tune_high_asr"] < v["ch07_fp_tune_low_asr"] - 10   # the rate matters
     assert v["ch07_fp_both_high_asr"] <= 10
-    for rate in ("low", "high"):                                         # "pruning first changes little"
-        assert abs(v[f"ch07_fp_both_{rate}_asr"] - v[f"ch07_fp_tune_{rate}_asr"]) <= 10
+    # "pruning before fine-tuning did not consistently help": at one of the two rates it left more ASR
+    assert max(v[f"ch07_fp_both_{r}_asr"] - v[f"ch07_fp_tune_{r}_asr"] for r in ("low", "high")) > 0
     assert 0 <= v["ch07_fp_acc_lost"] <= 5
     assert v["ch07_fp_acc_lost"] == pytest.approx(v["ch07_def_acc"] - v["ch07_fp_both_high_acc"], abs=1e-6)
 
