@@ -82,6 +82,7 @@ def test_spectral_signatures_under_and_over_their_bound(v):
 
 def test_activation_clustering_paper_setting_fails_pca_variant_works(v):
     assert v["ch07_ac_ica_recall"] < 70 and v["ch07_ac_pca_recall"] >= 80
+    assert 1 <= v["ch07_ac_ica_unconverged"] <= v["ch07_n_classes"] and v["ch07_ac_pca_unconverged"] == 0
     for name in ("ica", "pca"):
         assert 0 < v[f"ch07_ac_{name}_clean_fpr"] <= 20                  # false alarms on a clean set, stated
 
