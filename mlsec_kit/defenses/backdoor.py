@@ -233,13 +233,18 @@ def activation_clustering(features: torch.Tensor, y: torch.Tensor, *, n_componen
         if len(idx) < 2:
             continue
         z = feats[idx]
-        k = min(n_components, z.shape[1], len(idx) - 1)
-        if k >= 1 and np.ptp(z, axis=0).max() > 0:
+        # units that are constant on the class (dead ReLUs) carry nothing to cluster on, and scikit-learn's
+        # FastICA returns NaN when the first one is (it fixes the whitening vectors' signs by their first
+        # entry, then 0); keep no more components than the live units span
+        live = z[:, np.ptp(z, axis=0) > 0]
+        k = min(n_components, live.shape[1], len(idx) - 1,
+                int(np.linalg.matrix_rank(live - live.mean(0))) if live.shape[1] else 0)
+        if k >= 1:
             if reduce == "ica":
                 z = FastICA(n_components=k, random_state=seed, max_iter=500, tol=1e-3,
-                            whiten="unit-variance").fit_transform(z)
+                            whiten="unit-variance").fit_transform(live)
             else:
-                z = PCA(n_components=k, random_state=seed).fit_transform(z)
+                z = PCA(n_components=k, random_state=seed).fit_transform(live)
         assign = KMeans(n_clusters=2, n_init=10, random_state=seed).fit_predict(z)
         sizes = np.bincount(assign, minlength=2) / len(idx)
         rel[idx] = sizes[assign]

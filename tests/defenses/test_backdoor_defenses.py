@@ -134,6 +134,32 @@ def test_activation_clustering_flags_the_small_cluster_and_leaves_clean_classes(
     assert len(activation_clustering(clean, yc, n_components=5)[1]) == 0
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_activation_clustering_reduces_to_the_rank_of_a_class():
+    # a class whose activations span only 2 dimensions (few examples, many dead units: what a tiny training set
+    # gives): asking for 10 components must not whiten by zero singular values, which turned ICA's output to NaN
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(2, 30, generator=g, dtype=torch.float64)
+    coords = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    coords[:2] += 8.0                                          # two outliers of the six
+    feats = torch.cat([coords @ basis, torch.randn(40, 30, generator=g, dtype=torch.float64)])
+    y = torch.cat([torch.zeros(6, dtype=torch.long), torch.ones(40, dtype=torch.long)])
+    for reduce in ("ica", "pca"):
+        rel, flagged = activation_clustering(feats, y, n_components=10, reduce=reduce, size_threshold=0.35)
+        assert torch.isfinite(rel).all()
+        assert flagged.tolist()[:2] == [0, 1] and rel[0] == pytest.approx(2 / 6)
+    # a dead unit (a column that is zero on a class) first: scikit-learn's FastICA fixes the signs of the
+    # whitening vectors by their first entry, which is then 0, zeroes them and returned NaN
+    dead = torch.cat([torch.zeros(len(feats), 1, dtype=torch.float64), feats], 1)
+    for reduce in ("ica", "pca"):
+        rel, flagged = activation_clustering(dead, y, n_components=10, reduce=reduce)
+        assert torch.isfinite(rel).all() and flagged.tolist()[:2] == [0, 1]
+    # a class whose rows are all equal has rank 0: nothing to reduce, nothing flagged from it
+    same = torch.cat([torch.ones(5, 30, dtype=torch.float64), torch.randn(40, 30, generator=g, dtype=torch.float64)])
+    rel, _ = activation_clustering(same, torch.cat([torch.zeros(5), torch.ones(40)]).long(), reduce="ica")
+    assert torch.isfinite(rel).all()
+
+
 # ---- STRIP -------------------------------------------------------------------------------------------------
 class ToyBackdoor(nn.Module):
     """Class 0 when the bottom-right pixel is bright (a hard-wired trigger); otherwise a fixed linear model."""
