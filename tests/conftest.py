@@ -207,6 +207,7 @@ _BOOK_FIXTURES = {"prefetched_book", "executed_chapter", "executed_from_cache", 
                   "second_runs"}
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist reads the marks
 def pytest_collection_modifyitems(config, items):
     """Under ``pytest -n 2 --dist loadgroup`` (the README's test command): every test that touches the
     execution cache or the notebook pool goes to one worker as the group ``book`` (the pool already keeps both
