@@ -200,3 +200,26 @@ def book_html(prefetched_book):
     html = ROOT / "_build" / "html"
     assert (html / "index.html").is_file(), f"the build wrote no HTML:\n{proc.stdout[-3000:]}"
     return html
+
+
+# Fixtures that read or fill the book's execution cache, or run notebooks several kernels at a time.
+_BOOK_FIXTURES = {"prefetched_book", "executed_chapter", "executed_from_cache", "chapter_values", "book_html",
+                  "second_runs"}
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist reads the marks
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n 2 --dist loadgroup`` (the README's test command): every test that touches the
+    execution cache or the notebook pool goes to one worker as the group ``book`` (the pool already keeps both
+    cores busy, and one process must own the cache), placed first so that it starts at once; every other
+    test module is one group, so its module-scoped fixtures (trained models) are built once, on whichever
+    worker is free. Without xdist the marks do nothing and only the order changes."""
+    def group(item):
+        if _BOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            return "book"
+        return item.nodeid.split("::")[0]
+
+    groups = {id(item): group(item) for item in items}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
+    items.sort(key=lambda item: groups[id(item)] != "book")   # stable: the book group first
