@@ -59,6 +59,7 @@ def check_probabilities(probs: object, *, num_rows: int, num_classes: Optional[i
 
 def extract_softmax_regression(query: Query, *, num_features: int, num_classes: int, num_queries: int,
                                clip_min: float = 0.0, clip_max: float = 1.0, sum_atol: float = 0.05,
+                               device: Optional[torch.device | str] = None,
                                generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Recover a softmax regression ``p(x) = softmax(W x + b)`` from its probabilities by equation solving.
 
@@ -81,6 +82,8 @@ def extract_softmax_regression(query: Query, *, num_features: int, num_classes: 
         clip_max: largest input value the API accepts, > ``clip_min``.
         sum_atol: how far a row of the answer may sum from 1, > 0 (loose enough for probabilities rounded to
             2 decimals over 10 classes; raise it for coarser rounding).
+        device: where the query inputs are sent (the victim's device; default the CPU). They are drawn on the
+            CPU either way, so the result does not depend on the device.
         generator: CPU ``torch.Generator`` for the query inputs.
 
     Returns:
@@ -100,7 +103,7 @@ def extract_softmax_regression(query: Query, *, num_features: int, num_classes: 
         raise ValueError(f"clip_min must be < clip_max, got [{clip_min}, {clip_max}]")
     x = torch.rand(num_queries, num_features, generator=generator) * (clip_max - clip_min) + clip_min
     with torch.no_grad():
-        probs = check_probabilities(query(x), num_rows=num_queries, num_classes=num_classes, sum_atol=sum_atol)
+        probs = check_probabilities(query(x.to(device) if device is not None else x), num_rows=num_queries, num_classes=num_classes, sum_atol=sum_atol)
     log_p = probs.detach().to("cpu", torch.float64).clamp_min(0).log()       # 0 -> -inf: no equation
     A = torch.cat([x.double(), torch.ones(num_queries, 1, dtype=torch.float64)], dim=1)
     ref = int(torch.isfinite(log_p).sum(0).argmax())

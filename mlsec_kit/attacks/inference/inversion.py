@@ -40,13 +40,14 @@ def _check_common(target_class: int, input_shape: Sequence[int], steps: int, lr:
     return shape
 
 
-def _start(shape: tuple[int, ...], init: Optional[torch.Tensor], clip_min: float, clip_max: float) -> torch.Tensor:
+def _start(shape: tuple[int, ...], init: Optional[torch.Tensor], clip_min: float, clip_max: float,
+           device: Optional[torch.device | str]) -> torch.Tensor:
     if init is None:
-        return torch.full((1, *shape), float(clip_min))     # Fredrikson et al. start from the all-zero input
+        return torch.full((1, *shape), float(clip_min), device=device)   # Fredrikson et al. start from zeros
     if not isinstance(init, torch.Tensor) or tuple(init.shape) not in (shape, (1, *shape)):
         raise ValueError(f"init must be a tensor of shape {shape} (input_shape), got "
                          f"{tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__}")
-    return init.detach().float().reshape(1, *shape).clamp(clip_min, clip_max).clone()
+    return init.detach().float().reshape(1, *shape).clamp(clip_min, clip_max).to(device or init.device).clone()
 
 
 def model_inversion(model: nn.Module, target_class: int, *, input_shape: Sequence[int], steps: int = 300,
@@ -69,13 +70,14 @@ def model_inversion(model: nn.Module, target_class: int, *, input_shape: Sequenc
         init: the starting input ``input_shape`` (default: every value ``clip_min``); not modified.
 
     Returns:
-        The reconstruction ``(1, *input_shape)`` in ``[clip_min, clip_max]``.
+        The reconstruction ``(1, *input_shape)`` in ``[clip_min, clip_max]``, on the model's device.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module returning logits, got {type(model).__name__}; use "
                         "model_inversion_black_box for a prediction API")
     shape = _check_common(target_class, input_shape, steps, lr, lam, clip_min, clip_max)
-    x = _start(shape, init, clip_min, clip_max)
+    param = next(model.parameters(), None)
+    x = _start(shape, init, clip_min, clip_max, param.device if param is not None else None)
     was_training = model.training
     model.eval()
     try:
@@ -95,7 +97,8 @@ def model_inversion(model: nn.Module, target_class: int, *, input_shape: Sequenc
 
 def model_inversion_black_box(query: Query, target_class: int, *, input_shape: Sequence[int], steps: int = 300,
                               lr: float = 0.1, lam: float = 0.0, fd_step: float = 1e-2, clip_min: float = 0.0,
-                              clip_max: float = 1.0, init: Optional[torch.Tensor] = None) -> torch.Tensor:
+                              clip_max: float = 1.0, init: Optional[torch.Tensor] = None,
+                              device: Optional[torch.device | str] = None) -> torch.Tensor:
     r"""Black-box model inversion: the same descent with the gradient estimated from returned confidences.
 
     Fredrikson et al. 2015 approximate the gradient numerically when only an API is available; here by central
@@ -114,6 +117,7 @@ def model_inversion_black_box(query: Query, target_class: int, *, input_shape: S
         clip_min: smallest valid input value.
         clip_max: largest valid input value, > ``clip_min``.
         init: the starting input (default: every value ``clip_min``); not modified.
+        device: where the queries are built and sent (default: ``init``'s device, else the CPU).
 
     Returns:
         The reconstruction ``(1, *input_shape)`` in ``[clip_min, clip_max]``.
@@ -122,9 +126,9 @@ def model_inversion_black_box(query: Query, target_class: int, *, input_shape: S
         raise TypeError(f"query must be callable (inputs -> probabilities), got {type(query).__name__}")
     shape = _check_common(target_class, input_shape, steps, lr, lam, clip_min, clip_max)
     check_positive("fd_step", fd_step)
-    x = _start(shape, init, clip_min, clip_max)
+    x = _start(shape, init, clip_min, clip_max, device)
     d = x.numel()
-    basis = torch.eye(d).reshape(d, *shape) * fd_step
+    basis = torch.eye(d, device=x.device).reshape(d, *shape) * fd_step
     for _ in range(steps):
         probe = torch.cat([x + basis, x - basis]).clamp(clip_min, clip_max)   # queries must stay valid
         with torch.no_grad():
