@@ -16,7 +16,7 @@ defended API (:func:`~mlsec_kit.attacks.inference.inversion.defended_query`), or
 from __future__ import annotations
 
 import copy
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,8 @@ from torch import nn
 from ..evasion._validate import check_int, check_positive
 from ..evasion.oracle import labels_of
 
-__all__ = ["extract_softmax_regression", "extract_by_training", "agreement", "check_probabilities"]
+__all__ = ["extract_softmax_regression", "extract_by_training", "agreement", "agreement_curve",
+           "check_probabilities"]
 
 Query = Callable[[torch.Tensor], torch.Tensor]
 
@@ -103,7 +104,8 @@ def extract_softmax_regression(query: Query, *, num_features: int, num_classes: 
         raise ValueError(f"clip_min must be < clip_max, got [{clip_min}, {clip_max}]")
     x = torch.rand(num_queries, num_features, generator=generator) * (clip_max - clip_min) + clip_min
     with torch.no_grad():
-        probs = check_probabilities(query(x.to(device) if device is not None else x), num_rows=num_queries, num_classes=num_classes, sum_atol=sum_atol)
+        answer = query(x.to(device) if device is not None else x)
+    probs = check_probabilities(answer, num_rows=num_queries, num_classes=num_classes, sum_atol=sum_atol)
     log_p = probs.detach().to("cpu", torch.float64).clamp_min(0).log()       # 0 -> -inf: no equation
     A = torch.cat([x.double(), torch.ones(num_queries, 1, dtype=torch.float64)], dim=1)
     ref = int(torch.isfinite(log_p).sum(0).argmax())
@@ -200,3 +202,33 @@ def agreement(first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[t
         raise ValueError(f"first and second must label every row of x, got shapes {tuple(a.shape)} and "
                          f"{tuple(b.shape)}")
     return (a == b).float().mean().item()
+
+
+def agreement_curve(query: Query, x_pool: torch.Tensor, x_eval: torch.Tensor, *, model: nn.Module,
+                    budgets: Sequence[int], reference: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                    epochs: int = 200, lr: float = 1e-2, batch_size: int = 64,
+                    generator: Optional[torch.Generator] = None) -> list[float]:
+    """Agreement of a learned substitute with the victim, one :func:`extract_by_training` per query budget.
+
+    Every budget starts from the same untrained ``model`` (a fresh copy each time), so the curve differs only
+    in the queries. Agreement is measured on ``x_eval`` against ``reference`` (the victim model itself, so the
+    evaluation spends no queries; default ``query``).
+
+    Args:
+        query, x_pool, model, epochs, lr, batch_size, generator: as in :func:`extract_by_training`.
+        x_eval: inputs on which agreement is measured ``(N, ...)``, disjoint from ``x_pool`` for an honest curve.
+        budgets: query budgets, ints in ``[1, len(x_pool)]``.
+        reference: the victim's labels or scores on ``x_eval`` come from here (default ``query``).
+
+    Returns:
+        One agreement in ``[0, 1]`` per budget, in the order of ``budgets``.
+    """
+    budgets = list(budgets)
+    if not budgets:
+        raise ValueError("budgets must hold at least one query budget, got none")
+    for n in budgets:
+        check_int("budgets entries", n, minimum=1)
+    reference = query if reference is None else reference
+    return [agreement(reference, extract_by_training(query, x_pool, model=model, num_queries=n, epochs=epochs,
+                                                     lr=lr, batch_size=batch_size, generator=generator), x_eval)
+            for n in budgets]

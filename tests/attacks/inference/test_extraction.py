@@ -6,8 +6,8 @@ import torch
 
 import mlsec_kit as mk
 from mlsec_kit.attacks.evasion import Oracle
-from mlsec_kit.attacks.inference.extraction import (agreement, check_probabilities, extract_by_training,
-                                                     extract_softmax_regression)
+from mlsec_kit.attacks.inference.extraction import (agreement, agreement_curve, check_probabilities,
+                                                     extract_by_training, extract_softmax_regression)
 from mlsec_kit.data import load_dataset
 from mlsec_kit.models import logistic_regression, mlp
 from mlsec_kit.train import fit
@@ -137,22 +137,27 @@ def test_underflowed_answers_are_skipped_not_propagated():
 
 
 def test_learning_based_extraction_agrees_more_with_more_queries(digits, digits_mlp):
-    agree = {}
+    mk.seed_everything(0)
+    fresh = mlp(digits.input_shape, digits.num_classes, hidden=(64,))
+    before = [p.clone() for p in fresh.parameters()]
+    oracle = Oracle(digits_mlp)
+    stolen = extract_by_training(oracle, digits.X_train, model=fresh, num_queries=100, epochs=100,
+                                 generator=torch.Generator().manual_seed(0))
+    assert oracle.total == 100                                          # the budget is exactly what was spent
+    assert all(torch.equal(p, q) for p, q in zip(before, fresh.parameters()))   # a copy is trained
+    curves = {}
     for output in ("scores", "label"):
-        for n in (10, 100, 1000):
-            oracle = Oracle(digits_mlp, output=output)
-            mk.seed_everything(0)
-            fresh = mlp(digits.input_shape, digits.num_classes, hidden=(64,))
-            before = [p.clone() for p in fresh.parameters()]
-            stolen = extract_by_training(oracle, digits.X_train, model=fresh, num_queries=n, epochs=100,
+        oracle = Oracle(digits_mlp, output=output)
+        curves[output] = agreement_curve(oracle, digits.X_train, digits.X_test, model=fresh,
+                                         budgets=(10, 100, 1000), reference=digits_mlp, epochs=100,
                                          generator=torch.Generator().manual_seed(0))
-            assert oracle.total == n                                   # the budget is exactly what was spent
-            assert all(torch.equal(p, q) for p, q in zip(before, fresh.parameters()))   # a copy is trained
-            agree[output, n] = agreement(digits_mlp, stolen, digits.X_test)
+        assert oracle.total == 10 + 100 + 1000                          # evaluating against the model is free
+    same = agreement_curve(Oracle(digits_mlp), digits.X_train, digits.X_test, model=fresh, budgets=(100,),
+                           epochs=100, generator=torch.Generator().manual_seed(0))
+    assert same == [agreement(digits_mlp, stolen, digits.X_test)]      # one point of the curve is one attack
     # Measured: scores 0.39, 0.95, 0.99; labels 0.35, 0.91, 0.99.
-    for output in ("scores", "label"):
-        assert agree[output, 10] < agree[output, 100] < agree[output, 1000]
-        assert agree[output, 10] < 0.6 and agree[output, 1000] >= 0.95
+    for a10, a100, a1000 in curves.values():
+        assert a10 < a100 < a1000 and a10 < 0.6 and a1000 >= 0.95
 
 
 def test_agreement_counts_matching_labels():
@@ -192,5 +197,7 @@ def test_bad_input_names_the_argument(digits_softmax):
         extract_by_training(api, pool, model=mlp((4,), 3), num_queries=0)
     with pytest.raises(ValueError, match="query"):
         extract_by_training(lambda x: api(x)[:5], pool, model=mlp((4,), 3), num_queries=10)
+    with pytest.raises(ValueError, match="budgets"):
+        agreement_curve(api, pool, pool, model=mlp((4,), 3), budgets=(5, 0))
     with pytest.raises(ValueError, match="first and second"):
         agreement(lambda x: torch.zeros(3, 2), lambda x: torch.zeros(4, 2), torch.zeros(3, 2))
