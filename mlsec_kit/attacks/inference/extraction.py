@@ -6,6 +6,9 @@ the softmax's normaliser cancels, so ``num_features + 1`` well-chosen queries pi
 least-squares solve over more queries recovers them to rounding error. Only differences are identifiable: adding
 one vector to every row of ``W`` (and one number to every entry of ``b``) leaves every probability unchanged
 (the softmax's shift invariance), so the attack returns the unique representative whose rows sum to zero.
+Regressing each ``log p_k`` on ``x`` directly lands on the same class of solutions: the normaliser
+``log Z(x)`` is common to every class, so its least-squares fit shifts every row by the same vector; what fails
+is fitting the probabilities themselves (not linear in ``x``) or comparing raw weights with the victim's.
 **Learning-based extraction** trains a substitute on the victim's answers to ``num_queries`` inputs; it needs no
 knowledge of the victim's architecture and works from labels alone, at a price in queries.
 

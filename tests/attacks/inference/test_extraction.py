@@ -8,9 +8,9 @@ import mlsec_kit as mk
 from mlsec_kit.attacks.evasion import Oracle
 from mlsec_kit.attacks.inference.extraction import (agreement, agreement_curve, check_probabilities,
                                                      extract_by_training, extract_softmax_regression)
-from mlsec_kit.data import load_dataset
-from mlsec_kit.models import logistic_regression, mlp
-from mlsec_kit.train import fit
+from mlsec_kit.models import mlp
+
+from trained_models import digits, digits_mlp, digits_softmax  # noqa: F401  (shared fixtures)
 
 
 def _softmax_api(W, b):
@@ -24,28 +24,6 @@ def _linear(W, b):
 def _centred(W, b):
     W, b = W.double(), b.double()
     return W - W.mean(0), b - b.mean()
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
-def digits_softmax(digits):
-    """Softmax regression on the 64-pixel digits (about 96% test accuracy): Tramèr et al.'s digits target."""
-    mk.seed_everything(0)
-    model = logistic_regression(digits.input_shape, digits.num_classes)
-    fit(model, digits.train_loader(batch_size=64, seed=0), epochs=30, lr=1e-2)
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def digits_mlp(digits):
-    mk.seed_everything(0)
-    model = mlp(digits.input_shape, digits.num_classes, hidden=(64,))
-    fit(model, digits.train_loader(batch_size=64, seed=0), epochs=20, lr=3e-3)
-    return model.eval()
 
 
 @pytest.mark.parametrize("seed", range(5))

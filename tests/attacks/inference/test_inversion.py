@@ -4,41 +4,18 @@ noising the API's confidences starves the black-box attack's gradient estimate."
 import pytest
 import torch
 
-import mlsec_kit as mk
 from mlsec_kit.attacks.evasion import Oracle
 from mlsec_kit.attacks.inference.inversion import (defended_query, model_inversion, model_inversion_black_box,
                                                     noisy_confidences, round_confidences)
-from mlsec_kit.data import load_dataset
-from mlsec_kit.models import logistic_regression, mlp
-from mlsec_kit.train import fit
+
+from trained_models import digits, digits_mlp, digits_softmax  # noqa: F401  (shared fixtures)
 
 SHAPE = (1, 8, 8)
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
 def class_means(digits):
     return torch.stack([digits.X_train[digits.y_train == c].mean(0) for c in range(10)])
-
-
-@pytest.fixture(scope="module")
-def digits_mlp(digits):
-    mk.seed_everything(0)
-    model = mlp(digits.input_shape, digits.num_classes, hidden=(64,))
-    fit(model, digits.train_loader(batch_size=64, seed=0), epochs=20, lr=3e-3)
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def digits_softmax(digits):
-    mk.seed_everything(0)
-    model = logistic_regression(digits.input_shape, digits.num_classes)
-    fit(model, digits.train_loader(batch_size=64, seed=0), epochs=30, lr=1e-2)
-    return model.eval()
 
 
 def _measure(model, reconstructions, class_means):
