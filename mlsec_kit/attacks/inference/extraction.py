@@ -41,6 +41,19 @@ def check_probabilities(probs: object, *, num_rows: int, num_classes: Optional[i
     Raises ``ValueError`` naming ``name`` when the answer is labels ``(N,)`` (an attack that needs scores
     cannot use a label-only API), has the wrong shape, holds values outside ``[0, 1]``, or has a row that does
     not sum to 1 within ``sum_atol`` (logits, or an API that does not return probabilities).
+
+    Args:
+        probs: the answer to check.
+        num_rows: the number of queries it answers.
+        num_classes: the expected number of columns, or ``None`` to accept any.
+        sum_atol: how far a row may sum from 1, > 0.
+        name: the argument named in the error.
+
+    Returns:
+        ``probs`` itself.
+
+    Shape:
+        ``probs`` ``(num_rows, num_classes)`` in ``[0, 1]``.
     """
     if not isinstance(probs, torch.Tensor):
         raise ValueError(f"{name} must return a torch tensor of probabilities, got {type(probs).__name__}")
@@ -78,7 +91,8 @@ def extract_softmax_regression(query: Query, *, num_features: int, num_classes: 
     solution is returned, so heavy rounding degrades the result instead of failing.
 
     Args:
-        query: the victim's API: maps inputs ``(N, num_features)`` to probabilities ``(N, num_classes)``.
+        query: the victim's API: maps inputs ``(N, num_features)`` to probabilities ``(N, num_classes)``
+            (the kit's ``logistic_regression`` flattens its input, so an image model accepts flat rows as is).
         num_features: input dimension ``d``, an int >= 1.
         num_classes: number of classes ``K``, an int >= 2.
         num_queries: inputs sent, an int >= 1 (at least ``d + 1`` for an exact recovery).
@@ -196,6 +210,17 @@ def agreement(first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[t
 
     Each callable may return logits or probabilities ``(N, K)`` (the top-1 label is compared) or labels
     ``(N,)``. Tramèr et al. 2016 report extraction success this way, on test inputs and on uniform inputs.
+
+    Args:
+        first: a model or API.
+        second: another model or API.
+        x: the inputs both are asked about.
+
+    Returns:
+        The fraction of rows of ``x`` with the same top-1 label.
+
+    Shape:
+        ``x`` ``(N, ...)``; each callable maps it to ``(N, K)`` scores or ``(N,)`` labels.
     """
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty batch of inputs (N, ...), got "
@@ -225,6 +250,9 @@ def agreement_curve(query: Query, x_pool: torch.Tensor, x_eval: torch.Tensor, *,
 
     Returns:
         One agreement in ``[0, 1]`` per budget, in the order of ``budgets``.
+
+    Shape:
+        ``x_pool`` ``(M, ...)``, ``x_eval`` ``(N, ...)`` → a list of ``len(budgets)`` floats.
     """
     budgets = list(budgets)
     if not budgets:

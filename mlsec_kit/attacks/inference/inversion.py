@@ -71,6 +71,9 @@ def model_inversion(model: nn.Module, target_class: int, *, input_shape: Sequenc
 
     Returns:
         The reconstruction ``(1, *input_shape)`` in ``[clip_min, clip_max]``, on the model's device.
+
+    Shape:
+        ``model`` maps ``(N, *input_shape)`` to logits ``(N, K)`` → the reconstruction ``(1, *input_shape)``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module returning logits, got {type(model).__name__}; use "
@@ -121,6 +124,10 @@ def model_inversion_black_box(query: Query, target_class: int, *, input_shape: S
 
     Returns:
         The reconstruction ``(1, *input_shape)`` in ``[clip_min, clip_max]``.
+
+    Shape:
+        ``query`` maps ``(2 * prod(input_shape), *input_shape)`` to probabilities ``(N, K)`` in ``[0, 1]`` →
+        the reconstruction ``(1, *input_shape)``.
     """
     if not callable(query):
         raise TypeError(f"query must be callable (inputs -> probabilities), got {type(query).__name__}")
@@ -146,6 +153,13 @@ def model_inversion_black_box(query: Query, target_class: int, *, input_shape: S
 def round_confidences(probs: torch.Tensor, *, decimals: int) -> torch.Tensor:
     """The rounding defence: confidences rounded to ``decimals`` decimal places (Fredrikson et al. 2015 §7).
 
+    Args:
+        probs: the confidences; not modified.
+        decimals: decimal places kept, an int >= 0.
+
+    Returns:
+        The rounded confidences.
+
     Shape:
         ``probs`` ``(N, K)`` in ``[0, 1]`` → the same shape, multiples of ``10**-decimals``; not renormalised.
     """
@@ -159,6 +173,14 @@ def noisy_confidences(probs: torch.Tensor, *, sigma: float,
                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """The noise defence: Gaussian noise of standard deviation ``sigma`` on every confidence, then clipped to
     ``[0, 1]`` and renormalised so each row is again a probability vector. The noise is drawn on the CPU.
+
+    Args:
+        probs: the confidences; not modified.
+        sigma: the noise's standard deviation, >= 0.
+        generator: CPU ``torch.Generator`` for the noise.
+
+    Returns:
+        The noised confidences (a row the noise zeroed entirely becomes uniform).
 
     Shape:
         ``probs`` ``(N, K)`` in ``[0, 1]`` → the same shape, rows summing to 1.
@@ -177,6 +199,15 @@ def defended_query(model: nn.Module, *, decimals: Optional[int] = None, sigma: f
                    generator: Optional[torch.Generator] = None) -> Query:
     """A prediction API in front of ``model``: softmax confidences, noised by ``sigma`` (if > 0), then rounded
     to ``decimals`` (if given). The returned function runs the model in eval mode without gradients.
+
+    Args:
+        model: a classifier returning logits ``(N, K)``.
+        decimals: decimal places kept, an int >= 0, or ``None`` for no rounding.
+        sigma: standard deviation of the noise on each confidence, >= 0.
+        generator: CPU ``torch.Generator`` for the noise (drawn afresh on every call).
+
+    Returns:
+        The API, a function from inputs to confidences.
 
     Shape:
         the API maps ``(N, ...)`` to probabilities ``(N, K)``.
