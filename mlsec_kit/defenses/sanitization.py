@@ -4,8 +4,9 @@ the rest, then train on what is left.
 Two scores, both computed on the (possibly poisoned) training set itself, so the defender needs no clean data:
 
 - :func:`loss_sanitize`: the loss of a model trained on all of it (a flipped or displaced row disagrees with
-  the fit the clean majority pulls it towards: the loss defence Steinhardt, Koh & Liang 2017
-  analyse);
+  the fit the clean majority pulls it towards: the loss defence that Koh, Steinhardt & Liang 2022,
+  "Stronger data poisoning attacks break data sanitization defenses", evaluate and break; Steinhardt, Koh &
+  Liang 2017 analyse the sphere and slab defences, not this one);
 - :func:`outlier_sanitize`: the distance to its labelled class's centroid (the sphere defence of Steinhardt,
   Koh & Liang 2017; Paudice, Munoz-Gonzalez, Gyorgy & Lupu 2018, "Detection of adversarial training examples in
   poisoning attacks through anomaly detection" (paudice2018detection), filter each class with a distance-based
