@@ -92,13 +92,23 @@ def test_strip_detects_the_patch_and_misses_the_blend(v):
     assert v["ch07_strip_detect"] < 100                                 # "not all"
     assert v["ch07_strip_realised_frr"] <= 3 * v["ch07_strip_frr"]
     assert v["ch07_strip_missed"] == pytest.approx(100 - v["ch07_strip_detect"])
+    # "not every triggered input it lets through is a danger": some missed ones are inputs the backdoor did not
+    # fire on, but STRIP misses part of those it does fire on too
+    assert v["ch07_def_asr"] < 100 and 0 < v["ch07_strip_missed_unfired"] < 100
+    assert 50 < v["ch07_strip_detect_fired"] < 100
+    # the literature row: the stronger backdoor at the blended rate, missed far less often
+    assert v["ch07_strip_patch5_missed"] == pytest.approx(100 - v["ch07_strip_patch5_detect"])
+    assert v["ch07_strip_patch5_missed"] < v["ch07_strip_missed"]
     # the arms race, both backdoors at the same rate: the blended trigger evades STRIP while its backdoor works
     assert v["ch07_strip_patch5_detect"] >= 90 and v["ch07_patch5_asr_eval"] >= 90
     assert v["ch07_strip_blend_detect"] <= v["ch07_strip_patch5_detect"] - 50
     assert v["ch07_strip_blend_detect"] <= 20 and v["ch07_strip_blend_detect_emp"] <= 10
     assert v["ch07_strip_blend_asr"] >= 80
     # "lower on average, but the two overlap": better than chance over all thresholds, worse than the patch
-    assert v["ch07_strip_blend_threshold"] < v["ch07_strip_blend_trig_median"]
+    assert v["ch07_strip_blend_threshold"] < v["ch07_strip_blend_trig_median"] < v["ch07_strip_blend_clean_median"]
+    # the clean entropies reach below the threshold, which rejects more clean inputs than the FRR it was set for
+    assert v["ch07_strip_blend_clean_min"] < v["ch07_strip_blend_threshold"]
+    assert v["ch07_strip_blend_frr"] > v["ch07_strip_frr"]
     assert 0.6 < v["ch07_strip_blend_auc"] < v["ch07_strip_patch5_auc"] - 0.05 and v["ch07_strip_patch5_auc"] > 0.99
 
 
