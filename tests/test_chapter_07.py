@@ -37,7 +37,7 @@ def test_the_issue_bar_patch_backdoor_on_digits(v):
     assert v["ch07_bar_rate"] <= 5 and v["ch07_bar_asr"] >= 90
     assert abs(v["ch07_bar_acc"] - v["ch07_clean_acc"]) <= 3 and v["ch07_bar_gap"] <= 3
     assert v["ch07_asr_at_1"] >= 90                                     # the bar is met already at 1%
-    assert v["ch07_clean_asr"] <= 5                                     # the baseline: the trigger alone does nothing
+    assert v["ch07_clean_asr"] <= 5                                     # the baseline: the trigger alone does not send to t
     assert v["ch07_clean_acc"] > 90
 
 
@@ -135,7 +135,7 @@ def test_fine_pruning_works_through_fine_tuning(v):
     assert v["ch07_fp_both_high_asr"] <= 10
     # "pruning before fine-tuning did not consistently help": at one of the two rates it left more ASR
     assert max(v[f"ch07_fp_both_{r}_asr"] - v[f"ch07_fp_tune_{r}_asr"] for r in ("low", "high")) > 0
-    assert 0 <= v["ch07_fp_acc_lost"] <= 5
+    assert 0 < v["ch07_fp_acc_lost"] <= 5                              # "costs clean accuracy"
     assert v["ch07_fp_acc_lost"] == pytest.approx(v["ch07_def_acc"] - v["ch07_fp_both_high_acc"], abs=1e-6)
 
 
