@@ -67,7 +67,11 @@ def test_the_clean_label_trade_off(v):
     assert v["ch07_cl_asr_0"] <= 30                                     # "barely takes"
     assert v["ch07_cl_consistent_0"] >= 80
     assert v["ch07_cl_asr_1"] >= v["ch07_cl_asr_0"] + 40                # a strong backdoor at the large budget...
-    assert v["ch07_cl_consistent_1"] <= 10                              # ...whose labels a clean model rejects
+    assert v["ch07_cl_consistent_1"] <= 25                              # ...whose labels a clean model rejects
+    # the checker is an independently trained clean model, as accurate as the attacker's; the attacker's own model
+    # (the one PGD ran against) rejects the poisons' labels at least as often: "by construction"
+    assert abs(v["ch07_checker_acc"] - v["ch07_clean_acc"]) <= 3
+    assert v["ch07_cl_surrogate_1"] <= v["ch07_cl_consistent_1"]
     assert abs(v["ch07_cl_acc_1"] - v["ch07_clean_acc"]) <= 3
 
 
