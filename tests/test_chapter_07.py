@@ -37,7 +37,7 @@ def test_the_issue_bar_patch_backdoor_on_digits(v):
     assert v["ch07_bar_rate"] <= 5 and v["ch07_bar_asr"] >= 90
     assert abs(v["ch07_bar_acc"] - v["ch07_clean_acc"]) <= 3 and v["ch07_bar_gap"] <= 3
     assert v["ch07_asr_at_1"] >= 90                                     # the bar is met already at 1%
-    assert v["ch07_clean_asr"] <= 5                                     # the baseline: the trigger alone does nothing
+    assert v["ch07_clean_asr"] <= 5                                     # the baseline: the trigger alone does not send to t
     assert v["ch07_clean_acc"] > 90
 
 
@@ -67,7 +67,11 @@ def test_the_clean_label_trade_off(v):
     assert v["ch07_cl_asr_0"] <= 30                                     # "barely takes"
     assert v["ch07_cl_consistent_0"] >= 80
     assert v["ch07_cl_asr_1"] >= v["ch07_cl_asr_0"] + 40                # a strong backdoor at the large budget...
-    assert v["ch07_cl_consistent_1"] <= 10                              # ...whose labels a clean model rejects
+    assert v["ch07_cl_consistent_1"] <= 25                              # ...whose labels a clean model rejects
+    # the checker is an independently trained clean model, as accurate as the attacker's; the attacker's own model
+    # (the one PGD ran against) rejects the poisons' labels at least as often: "by construction"
+    assert abs(v["ch07_checker_acc"] - v["ch07_clean_acc"]) <= 3
+    assert v["ch07_cl_surrogate_1"] <= v["ch07_cl_consistent_1"]
     assert abs(v["ch07_cl_acc_1"] - v["ch07_clean_acc"]) <= 3
 
 
@@ -92,13 +96,23 @@ def test_strip_detects_the_patch_and_misses_the_blend(v):
     assert v["ch07_strip_detect"] < 100                                 # "not all"
     assert v["ch07_strip_realised_frr"] <= 3 * v["ch07_strip_frr"]
     assert v["ch07_strip_missed"] == pytest.approx(100 - v["ch07_strip_detect"])
+    # "not every triggered input it lets through is a danger": some missed ones are inputs the backdoor did not
+    # fire on, but STRIP misses part of those it does fire on too
+    assert v["ch07_def_asr"] < 100 and 0 < v["ch07_strip_missed_unfired"] < 100
+    assert 50 < v["ch07_strip_detect_fired"] < 100
+    # the literature row: the stronger backdoor at the blended rate, missed far less often
+    assert v["ch07_strip_patch5_missed"] == pytest.approx(100 - v["ch07_strip_patch5_detect"])
+    assert v["ch07_strip_patch5_missed"] < v["ch07_strip_missed"]
     # the arms race, both backdoors at the same rate: the blended trigger evades STRIP while its backdoor works
     assert v["ch07_strip_patch5_detect"] >= 90 and v["ch07_patch5_asr_eval"] >= 90
     assert v["ch07_strip_blend_detect"] <= v["ch07_strip_patch5_detect"] - 50
     assert v["ch07_strip_blend_detect"] <= 20 and v["ch07_strip_blend_detect_emp"] <= 10
     assert v["ch07_strip_blend_asr"] >= 80
     # "lower on average, but the two overlap": better than chance over all thresholds, worse than the patch
-    assert v["ch07_strip_blend_threshold"] < v["ch07_strip_blend_trig_median"]
+    assert v["ch07_strip_blend_threshold"] < v["ch07_strip_blend_trig_median"] < v["ch07_strip_blend_clean_median"]
+    # the clean entropies reach below the threshold, which rejects more clean inputs than the FRR it was set for
+    assert v["ch07_strip_blend_clean_min"] < v["ch07_strip_blend_threshold"]
+    assert v["ch07_strip_blend_frr"] > v["ch07_strip_frr"]
     assert 0.6 < v["ch07_strip_blend_auc"] < v["ch07_strip_patch5_auc"] - 0.05 and v["ch07_strip_patch5_auc"] > 0.99
 
 
@@ -125,7 +139,7 @@ def test_fine_pruning_works_through_fine_tuning(v):
     assert v["ch07_fp_both_high_asr"] <= 10
     # "pruning before fine-tuning did not consistently help": at one of the two rates it left more ASR
     assert max(v[f"ch07_fp_both_{r}_asr"] - v[f"ch07_fp_tune_{r}_asr"] for r in ("low", "high")) > 0
-    assert 0 <= v["ch07_fp_acc_lost"] <= 5
+    assert 0 < v["ch07_fp_acc_lost"] <= 5                              # "costs clean accuracy"
     assert v["ch07_fp_acc_lost"] == pytest.approx(v["ch07_def_acc"] - v["ch07_fp_both_high_acc"], abs=1e-6)
 
 

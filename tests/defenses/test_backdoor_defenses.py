@@ -205,6 +205,45 @@ def test_strip_separates_a_hard_wired_trigger(digits):
     assert strip_threshold(cs, 0.01) < 0
 
 
+class _Recorder(nn.Module):
+    """Wraps a model and records the largest batch it is handed, and (through ``seen``) how many rows."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.largest, self.seen = model, 0, 0
+
+    def forward(self, x):
+        self.largest, self.seen = max(self.largest, len(x)), self.seen + len(x)
+        return self.model(x)
+
+
+def test_strip_builds_its_blends_a_chunk_at_a_time(digits, monkeypatch):
+    # all N * n blends at once would take N * n images of memory (6 GB for 5,000 CIFAR-10 inputs at n = 100):
+    # strip must hand the predictor no more than batch_size blends (or one input's n) per call
+    import mlsec_kit.defenses.backdoor as bd_mod
+
+    largest = []
+    real_predict = bd_mod.predict
+    monkeypatch.setattr(bd_mod, "predict", lambda m, x, **kw: (largest.append(len(x)), real_predict(m, x, **kw))[1])
+    model, x, pool = ToyBackdoor(), digits.X_test[:50], digits.X_test[100:200]
+    chunked = strip(model, x, pool, n=8, batch_size=20, generator=torch.Generator().manual_seed(3))
+    assert largest and max(largest) <= 20 and sum(largest) == 50 * 8
+    largest.clear()
+    strip(model, x[:3], pool, n=30, batch_size=20, generator=torch.Generator().manual_seed(3))
+    assert max(largest) == 30                                   # one input's n blends when n > batch_size
+    # chunking changes nothing: the same scores as one big batch
+    whole = strip(model, x, pool, n=8, batch_size=4096, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(chunked, whole, atol=1e-6)
+
+
+def test_neural_cleanse_measures_success_a_chunk_at_a_time(digits):
+    rec = _Recorder(SmoothToyBackdoor())
+    nc = neural_cleanse(rec, digits.X_test[:100], num_classes=10, steps=2, batch_size=16,
+                        generator=torch.Generator().manual_seed(0))
+    assert rec.largest <= 10 * 16                               # never K * N stamped images at once
+    assert nc.attack_success.shape == (10,) and ((nc.attack_success >= 0) & (nc.attack_success <= 1)).all()
+
+
 def test_strip_threshold_empirical_rejects_at_most_frr_of_clean_scores():
     scores = torch.randn(1000, generator=torch.Generator().manual_seed(0))
     for frr in (0.0, 0.01, 0.05, 0.3):
