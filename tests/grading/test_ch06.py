@@ -30,6 +30,7 @@ def test_the_set_declares_the_chapter_questions():
         assert "mlsec_kit.attacks.poisoning.random_label_flip" in forbid
         assert "mlsec_kit.attacks.poisoning.targeted_label_flip" in forbid
         assert "mlsec_kit.attacks.poisoning.num_poisoned" in forbid
+        assert "mlsec_kit.attacks.poisoning.backdoor._choose" in forbid  # the kit's draw of the rows
 
 
 def test_the_forbidden_kit_functions_exist():
@@ -95,8 +96,8 @@ def test_the_kit_and_the_checks_own_helpers_are_blocked_while_grading():
 
 
 def test_differently_built_correct_answers_pass():
-    """A correct answer built another way (numpy's generator seeded from the torch one, multinomial draws,
-    int32 indices, float64 inputs) earns full marks: the checks test properties, not one implementation."""
+    """A correct answer built another way (numpy's generator seeded from the torch one, log-softmax margins,
+    int32 indices, float64 inputs, a numpy integer count) earns full marks: the checks test properties, not one implementation."""
     import textwrap
 
     import numpy as np
@@ -119,10 +120,14 @@ def test_differently_built_correct_answers_pass():
         y_poisoned = y.clone()
         y_poisoned[idx.long()] = others[idx.long()].argmax(1)
         return x, y_poisoned, idx
+
+    def flips_to_overturn(n, num_classes, concentrated):
+        spread = 1 if concentrated else num_classes - 1
+        return np.int64(n) * spread // (spread + 1) + 1  # a numpy integer
     """
     namespace = {"torch": torch, "np": np}
     exec(textwrap.dedent(code), namespace)
-    for name in ("random_label_flip", "confident_label_flip"):
+    for name in QUESTIONS:
         assert_passes_on_seeds(EXERCISE.questions[name], namespace[name], range(20))
 
 

@@ -31,6 +31,9 @@ def test_the_set_declares_the_chapter_questions():
     assert "mlsec_kit.attacks.poisoning.backdoor.Trigger.apply" in forbid["apply_patch"]
     assert {"mlsec_kit.attacks.poisoning.badnets", "mlsec_kit.attacks.poisoning.backdoor.badnets"} <= forbid["badnets"]
     assert "mlsec_kit.defenses.spectral_signatures" in forbid["spectral_score"]
+    # the kit's helpers that would do a step of badnets: the count with its rate check, the draw of the rows
+    assert {"mlsec_kit.attacks.poisoning.backdoor._choose", "mlsec_kit.attacks.poisoning.poison_count",
+            "mlsec_kit.attacks.poisoning.num_poisoned"} <= forbid["badnets"]
 
 
 def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():

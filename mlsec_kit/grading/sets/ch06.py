@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ..core import CheckFailure, ExerciseSet
@@ -36,7 +37,7 @@ _P = "mlsec_kit.attacks.poisoning"
 _FLIPS = (f"{_P}.random_label_flip", f"{_P}.label_flip.random_label_flip", f"{_P}.targeted_label_flip",
           f"{_P}.label_flip.targeted_label_flip", f"{_P}.label_flip._other_class")
 _COUNTS = (f"{_P}.num_poisoned", f"{_P}.label_flip.num_poisoned", f"{_P}.poison_count",
-           f"{_P}.backdoor.poison_count")
+           f"{_P}.backdoor.poison_count", f"{_P}.backdoor._choose")  # _choose: the kit's sorted draw of rows
 # this module's own reference helpers answer the questions too (a submission can import them)
 _CHECKER = "mlsec_kit.grading.sets.ch06"
 _OWN = (f"{_CHECKER}._margins", f"{_CHECKER}._runner_up", f"{_CHECKER}._overturn")
@@ -414,8 +415,11 @@ def _overturn(n: int, classes: int, concentrated: bool) -> int:
 def _ask(fn, n: int, classes: int, concentrated: bool) -> int:
     what = f"flips_to_overturn({n}, {classes}, {concentrated})"
     got = _invoke(fn, what, n, classes, concentrated)
-    if isinstance(got, torch.Tensor) and got.numel() == 1 and not got.is_floating_point():
+    if isinstance(got, torch.Tensor) and got.numel() == 1 and not got.is_floating_point() \
+            and got.dtype != torch.bool:
         got = int(got.item())
+    if isinstance(got, np.integer):  # numpy's int64 is a count too
+        got = int(got)
     if isinstance(got, bool) or not isinstance(got, int):
         fail(f"{what} returned {describe(got)}; expected a Python int, a number of rows")
     return got

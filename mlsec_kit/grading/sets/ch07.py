@@ -185,6 +185,8 @@ badnets = SET.question(
     forbid=(f"{_POISONING}.badnets", f"{_POISONING}.backdoor.badnets", f"{_POISONING}.patch_trigger",
             f"{_POISONING}.backdoor.patch_trigger", f"{_POISONING}.backdoor.Trigger.apply",
             f"{_POISONING}.random_label_flip", f"{_POISONING}.label_flip.random_label_flip",
+            f"{_POISONING}.backdoor._choose", f"{_POISONING}.num_poisoned", f"{_POISONING}.label_flip.num_poisoned",
+            f"{_POISONING}.poison_count", f"{_POISONING}.backdoor.poison_count",
             f"{_CHECKER}._reference_patch", f"{_CHECKER}._square"))
 
 
