@@ -312,6 +312,11 @@ MISTAKES = [
             return xp, y, idx"""), ["returns (x_poisoned"], "changed y in place"),
     ("badnets", "floor(rate * n) poisons (int())", _bn("""
             count = int(rate * len(x))""", _CANDIDATES, _DRAW, _POISON), ["poisons round"], "floor"),
+    ("badnets", "rate 0 refused: 0 < rate <= 1", """
+        def badnets(x, y, target, rate, generator):
+            if not 0 < rate <= 1:
+                raise ValueError("rate")""" + _COUNT + _CANDIDATES + _DRAW + _POISON, ["poisons round"],
+     "raised ValueError"),
     ("badnets", "ceil(rate * n) poisons", _bn("""
             count = math.ceil(rate * len(x))""", _CANDIDATES, _DRAW, _POISON), None, "ceil"),
     ("badnets", "the rate taken of the other classes' rows only", _bn("""
@@ -344,7 +349,8 @@ MISTAKES = [
     ("badnets", "stamps the trigger on every row, relabels the chosen ones", _bn(_COUNT, _CANDIDATES, _DRAW, """
             yp = y.clone()
             yp[idx] = target
-            return apply_patch(x, 3, 1.0, "bottom_right"), yp, idx"""), ["stamps the white"], "is not listed"),
+            return apply_patch(x, 3, 1.0, "bottom_right"), yp, idx"""), ["poisons round", "stamps the white"],
+     "is not listed"),
     ("badnets", "the trigger in the top-left corner", _bn(_COUNT, _CANDIDATES, _DRAW, """
             xp, yp = x.clone(), y.clone()
             xp[idx] = apply_patch(x[idx], 3, 1.0, "top_left")

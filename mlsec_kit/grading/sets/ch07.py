@@ -248,7 +248,7 @@ def _bn_form(fn, rng):
     _poison(fn, x, y, target, rate, _seeded(rng))
 
 
-@badnets.prop("poisons round(rate * n) rows, n the size of the whole training set")
+@badnets.prop("poisons round(rate * n) rows, n the size of the whole training set (none at rate 0)")
 def _bn_count(fn, rng):
     for upper in (False, True) if randint(rng, 0, 1) else (True, False):
         x, y, target = _training_set(rng)
@@ -262,6 +262,11 @@ def _bn_count(fn, rng):
             hint = hints.get(len(idx), "")
             fail(f"{what} poisoned {len(idx)} rows; rate * n = {rate * n:.3f}, so round(rate * n) = {expected}"
                  + (f" (that is {hint})" if hint else "") + "; the rate is a fraction of all n rows")
+    x, y, target = _training_set(rng)  # rate 0 is in [0, 1]: no poison, a clean copy
+    xp, yp, idx, what = _poison(fn, x, y, target, 0.0, _seeded(rng))
+    if len(idx) or not (torch.equal(xp, x) and torch.equal(yp, y)):
+        fail(f"{what} poisoned {len(idx)} rows or changed x or y; at rate 0 there are round(0 * n) = 0 poisons "
+             "(return copies of x and y and an empty index tensor)")
 
 
 @badnets.prop("poisons only rows whose label is not the target")
