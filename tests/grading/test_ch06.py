@@ -237,6 +237,12 @@ MISTAKES = [
             start = int(torch.randint(0, len(y) - k + 1, (1,), generator=generator))
             idx = torch.argsort(y, stable=True)[start:start + k].sort().values""", _SHIFT, _RETURN),
      ["chooses the rows"], "a uniform choice puts"),
+    ("random_label_flip", "one shift drawn for all rows", _rf(_K, _ROWS, """
+            new = (y[idx] + int(torch.randint(1, num_classes, (1,), generator=generator))) % num_classes""",
+                                                                _RETURN), ["draws each new label"], "uniform draw"),
+    ("random_label_flip", "a shift from randint(1, num_classes - 1): never the class just below", _rf(_K, _ROWS, """
+            new = (y[idx] + torch.randint(1, max(2, num_classes - 1), (k,), generator=generator)) % num_classes""",
+                                                                _RETURN), ["draws each new label"], "uniform draw"),
     ("random_label_flip", "returns x itself, changed", _rf(_K, _ROWS, _SHIFT, """
             y_poisoned = y.clone()
             y_poisoned[idx] = new

@@ -291,6 +291,10 @@ MISTAKES = [
             h, w = x.shape[-2:]
             if not 1 <= size <= min(h, w) or corner not in ("top_left", "top_right", "bottom_left", "bottom_right"):
                 raise ValueError("bad input")""" + _SLICES + _COPY, ["raises a ValueError"], "name the argument"),
+    ("apply_patch", "the patch one pixel in from the corner", _PATCH + """
+            rows = slice(1, size + 1) if corner.startswith("top") else slice(h - size - 1, h - 1)
+            cols = slice(1, size + 1) if corner.endswith("left") else slice(w - size - 1, w - 1)""" + _COPY,
+     ["sets the size", "changes no pixel"], "rows count"),
     ("apply_patch", "size checked against max(H, W)", """
         def apply_patch(x, size, value, corner):
             h, w = x.shape[-2:]
@@ -326,6 +330,16 @@ MISTAKES = [
             candidates = torch.arange(len(y))
             if count > int((y != target).sum()):
                 raise ValueError("rate")""", _DRAW, _POISON), ["poisons only rows"], "already of the target class"),
+    ("badnets", "draws round(rate * n) of all rows, then drops the target class's (too few poisons)", _bn(_COUNT, """
+            if count > int((y != target).sum()):
+                raise ValueError("rate")
+            idx = torch.randperm(len(y), generator=generator)[:count]
+            idx = idx[y[idx] != target].sort().values""", _POISON), None, "round(rate * n) ="),
+    ("badnets", "the patch one pixel up from the corner (rows -4:-1)", _bn(_COUNT, _CANDIDATES, _DRAW, """
+            xp, yp = x.clone(), y.clone()
+            xp[idx, :, -4:-1, -3:] = 1.0
+            yp[idx] = target
+            return xp, yp, idx"""), ["stamps the white"], "expected the 3x3 square"),
     ("badnets", "returns positions in the candidate list, not rows of x", _bn(_COUNT, _CANDIDATES, """
             pick = torch.randperm(len(candidates), generator=generator)[:count].sort().values
             xp, yp = x.clone(), y.clone()
@@ -406,6 +420,20 @@ MISTAKES = [
     ("spectral_score", "each row centred on its own mean (the wrong axis)", _SCORE + """
             centred = reps - reps.mean(1, keepdim=True)
             return (centred @ torch.linalg.svd(centred, full_matrices=False).Vh[0]) ** 2""", None, "wrong axis"),
+    ("spectral_score", "torch.pca_lowrank without centring (center=False)", _SCORE + """
+            _, _, v = torch.pca_lowrank(reps, q=min(6, *reps.shape), center=False)
+            return ((reps - reps.mean(0)) @ v[:, 0]) ** 2""", None, "expected"),
+    ("spectral_score", "eigh's first eigenvector (eigh sorts ascending: the smallest)", _SCORE + """
+            centred = reps - reps.mean(0)
+            _, vectors = torch.linalg.eigh(centred.T @ centred)
+            return (centred @ vectors[:, 0]) ** 2""", ["is ((R_i"], "LAST"),
+    ("spectral_score", "standardised columns", _SCORE + """
+            centred = (reps - reps.mean(0)) / reps.std(0)
+            return (centred @ torch.linalg.svd(centred, full_matrices=False).Vh[0]) ** 2""", None, "expected"),
+    ("spectral_score", "rows normalised to unit length first", _SCORE + """
+            r = reps / reps.norm(dim=1, keepdim=True)
+            centred = r - r.mean(0)
+            return (centred @ torch.linalg.svd(centred, full_matrices=False).Vh[0]) ** 2""", None, "expected"),
     ("spectral_score", "squared distance from the mean", _SCORE + """
             return (reps - reps.mean(0)).pow(2).sum(1)""", ["is ((R_i"], "distance from the mean"),
     ("spectral_score", "scores normalised to [0, 1]", _SCORE + _CENTRED + """
