@@ -81,9 +81,14 @@ def test_the_kit_and_the_checks_own_helpers_are_blocked_while_grading():
         y_poisoned[idx] = ch06._runner_up(logits, y)[idx]
         return x.clone(), y_poisoned, idx
 
+    def flip_by_gradient(x, y, *, rate, num_classes, generator):  # steps=0: the gradient attack's random start
+        from mlsec_kit.attacks.poisoning import gradient_poisoning
+        return gradient_poisoning(x, y, rate=rate, x_val=x, y_val=y, steps=0, step_size=1.0,
+                                  num_classes=num_classes, generator=generator)
+
     overturn = ch06._overturn
-    for name, fn in (("random_label_flip", flip), ("confident_label_flip", confident),
-                     ("flips_to_overturn", overturn)):
+    for name, fn in (("random_label_flip", flip), ("random_label_flip", flip_by_gradient),
+                     ("confident_label_flip", confident), ("flips_to_overturn", overturn)):
         question = EXERCISE.questions[name]
         assert run_question(question, fn, seed=1).passed  # a correct answer ...
         undo = _block(list(question.forbid))

@@ -35,7 +35,9 @@ SET = ExerciseSet("06_poisoning", "Exercises: poisoning the training set", chapt
 
 _P = "mlsec_kit.attacks.poisoning"
 _FLIPS = (f"{_P}.random_label_flip", f"{_P}.label_flip.random_label_flip", f"{_P}.targeted_label_flip",
-          f"{_P}.label_flip.targeted_label_flip", f"{_P}.label_flip._other_class")
+          f"{_P}.label_flip.targeted_label_flip", f"{_P}.label_flip._other_class",
+          # with steps=0 the gradient attack returns exactly the random flip (its documented start)
+          f"{_P}.gradient_poisoning", f"{_P}.gradient.gradient_poisoning")
 _COUNTS = (f"{_P}.num_poisoned", f"{_P}.label_flip.num_poisoned", f"{_P}.poison_count",
            f"{_P}.backdoor.poison_count", f"{_P}.backdoor._choose")  # _choose: the kit's sorted draw of rows
 # this module's own reference helpers answer the questions too (a submission can import them)
