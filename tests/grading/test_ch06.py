@@ -201,6 +201,12 @@ MISTAKES = [
             new = torch.randint(0, num_classes, (k,), generator=generator)
             new = torch.where(new == y[idx], (new + 1) % num_classes, new)""", _RETURN),
      ["draws each new label"], "uniform draw"),
+    ("random_label_flip", "a draw from all classes, redrawn once, then y + 1", _rf(_K, _ROWS, """
+            new = torch.randint(0, num_classes, (k,), generator=generator)
+            again = torch.randint(0, num_classes, (k,), generator=generator)
+            new = torch.where(new == y[idx], again, new)
+            new = torch.where(new == y[idx], (new + 1) % num_classes, new)""", _RETURN),
+     ["draws each new label"], "moved one class up"),
     ("random_label_flip", "always the next class, y + 1", _rf(_K, _ROWS, """
             new = (y[idx] + 1) % num_classes""", _RETURN), ["draws each new label"], "fixed class"),
     ("random_label_flip", "num_classes taken as y.max() + 1", _rf(_K, _ROWS, """

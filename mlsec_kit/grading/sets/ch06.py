@@ -12,7 +12,8 @@ How the mistakes are made to fail on every seed: the count properties draw ``rat
 part in [0.15, 0.35] (round = floor < ceil), in [0.65, 0.85] (floor < round = ceil) and exactly 1/2 with an
 even integer part (Python's round goes down, ``int(rate * n + 0.5)`` up), so floor, ceil and half-up rounding
 each miss one; the statistical properties use thousands of rows, so a self-flip, a fixed target or a skewed
-draw is many standard deviations away while a correct answer stays within six; a small instance graded over
+draw is many standard deviations away while a correct answer stays within six (a three-class instance of
+20,000 rows catches even a draw redrawn once and then sent to y + 1); a small instance graded over
 100 generators catches a draw that never reaches some rows (``randperm(n - 1)``); and the margin and overturn
 instances are redrawn until every listed wrong rule gives a different answer from the right one.
 
@@ -238,6 +239,18 @@ def _rf_uniform(fn, rng):
                 fail(f"{what}: of {len(flips)} flipped rows of class {c}, {count} got label {d}; a uniform draw "
                      f"from the {classes - 1} other classes gives {expected:.0f} +- {spread:.0f} (not a fixed "
                      "class such as y + 1, nor a draw from all classes moved off the row's own)")
+    # A small bias shows on three classes and many rows, pooled over the classes: a flip moves a row one class
+    # up (y + 1 mod 3) or two, each with probability 1/2. A draw from all classes that is redrawn once and
+    # then sent to y + 1 moves 5/9 of the rows one up: with 13,000 flips that is 12 standard deviations.
+    n = randint(rng, 19_000, 21_000)
+    x, y = _data(rng, n, 3)
+    _, yp, idx, what = _flip(fn, x, y, 0.65, 3, randint(rng, 0, 10_000))
+    up = int(((yp[idx] - y[idx]) % 3 == 1).sum())
+    expected, spread = len(idx) / 2, (len(idx) / 4) ** 0.5
+    if abs(up - expected) > _SIGMAS * spread:
+        fail(f"{what}: {up} of the {len(idx)} flipped rows moved one class up (y + 1 mod 3) and "
+             f"{len(idx) - up} two; a uniform draw from the 2 other classes gives {expected:.0f} +- {spread:.0f} "
+             "each (a fallback to y + 1, after a draw that hit the row's own class, favours it)")
 
 
 @random_label_flip.prop("chooses the rows uniformly at random with the generator: the same seed repeats, "
