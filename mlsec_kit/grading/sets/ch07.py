@@ -544,7 +544,7 @@ def _bs_exact(fn, rng):
     letters = _letters(fn)
     if letters != TRUE_STATEMENTS:
         fail(f"{len(TRUE_STATEMENTS - letters)} true statement(s) missing and {len(letters - TRUE_STATEMENTS)} false "
-             "one(s) named; the next two lines say which kind of mistake it is")
+             "one(s) named; the other two checks say which")
 
 
 @backdoor_statements.prop("names every true statement")
