@@ -18,7 +18,8 @@ How the instances make each typical mistake fail on every seed:
   coincide with the rows of the set; and one instance asks for as many poisons as there are rows of other
   classes, so a draw from all the rows picks target-class rows except with probability ``1 / C(n, m)``;
 - an answer to the statements that names none or all of them fails every property (it is not an answer);
-- the module's own reference helpers (``_reference_patch``, ``_square``, ``_reference_scores``) are forbidden
+- the module's own reference helpers (``_reference_patch``, ``_square``, ``_reference_scores``, ``_variants``)
+  are forbidden
   with the kit's functions, since a submission can import them;
 - the representations handed to ``spectral_score`` carry a common offset of norm about 35-80 with a component of 20-40 along
   the poisons' direction, so a score without centring, or one that projects the uncentred rows, is far off.
@@ -370,7 +371,7 @@ def _bn_bad_rate(fn, rng):
 spectral_score = SET.question(
     "spectral_score", "spectral_score(reps) -> scores",
     forbid=(f"{_DEFENSES}.spectral_signatures", f"{_DEFENSES}.backdoor.spectral_signatures",
-            f"{_CHECKER}._reference_scores"))
+            f"{_CHECKER}._reference_scores", f"{_CHECKER}._variants"))  # |projection| squared is the score
 
 
 def _reference_scores(reps: torch.Tensor) -> torch.Tensor:
