@@ -7,7 +7,7 @@ import torch
 
 from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_mistake_fails, assert_passes_on_seeds,
                              assert_set_runs_quickly, solution_functions)
-from mlsec_kit.grading import get_exercise
+from mlsec_kit.grading import get_exercise, run_question
 
 EXERCISE = get_exercise("06_poisoning")
 SOURCE = ROOT / "exercises" / "source" / "06_poisoning.ipynb"
@@ -30,6 +30,7 @@ def test_the_set_declares_the_chapter_questions():
         assert "mlsec_kit.attacks.poisoning.random_label_flip" in forbid
         assert "mlsec_kit.attacks.poisoning.targeted_label_flip" in forbid
         assert "mlsec_kit.attacks.poisoning.num_poisoned" in forbid
+        assert "mlsec_kit.attacks.poisoning.backdoor._choose" in forbid  # the kit's draw of the rows
 
 
 def test_the_forbidden_kit_functions_exist():
@@ -61,6 +62,78 @@ def test_the_kit_itself_passes_the_checks():
     for seed in range(5):
         assert run_question(EXERCISE.questions["random_label_flip"], random_label_flip, seed=seed).passed
         assert run_question(EXERCISE.questions["confident_label_flip"], confident, seed=seed).passed
+
+
+def test_the_kit_and_the_checks_own_helpers_are_blocked_while_grading():
+    """The kit's attacks and this module's reference helpers answer the questions; imported under any name,
+    they earn nothing while graded (the grader blocks them in the submission's process)."""
+    from mlsec_kit.attacks.poisoning import random_label_flip as kit_flip
+    from mlsec_kit.grading.runner import _block
+    from mlsec_kit.grading.sets import ch06
+
+    def flip(x, y, *, rate, num_classes, generator):
+        return kit_flip(x, y, rate=rate, num_classes=num_classes, generator=generator)
+
+    def confident(x, y, logits, *, rate):
+        k = round(rate * len(y))
+        idx = ch06._margins(logits, y).argsort(descending=True)[:k].sort().values
+        y_poisoned = y.clone()
+        y_poisoned[idx] = ch06._runner_up(logits, y)[idx]
+        return x.clone(), y_poisoned, idx
+
+    def flip_by_gradient(x, y, *, rate, num_classes, generator):  # steps=0: the gradient attack's random start
+        from mlsec_kit.attacks.poisoning import gradient_poisoning
+        return gradient_poisoning(x, y, rate=rate, x_val=x, y_val=y, steps=0, step_size=1.0,
+                                  num_classes=num_classes, generator=generator)
+
+    overturn = ch06._overturn
+    for name, fn in (("random_label_flip", flip), ("random_label_flip", flip_by_gradient),
+                     ("confident_label_flip", confident), ("flips_to_overturn", overturn)):
+        question = EXERCISE.questions[name]
+        assert run_question(question, fn, seed=1).passed  # a correct answer ...
+        undo = _block(list(question.forbid))
+        try:
+            result = run_question(question, fn, seed=1)
+        finally:
+            undo()
+        assert result.score == 0 and "implement this yourself" in result.report()  # ... that earns nothing
+    assert run_question(EXERCISE.questions["flips_to_overturn"], overturn, seed=1).passed  # unblocked again
+
+
+def test_differently_built_correct_answers_pass():
+    """A correct answer built another way (numpy's generator seeded from the torch one, log-softmax margins,
+    int32 indices, float64 inputs, a numpy integer count) earns full marks: the checks test properties, not one implementation."""
+    import textwrap
+
+    import numpy as np
+
+    code = """
+    def random_label_flip(x, y, *, rate, num_classes, generator):
+        rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=generator)))
+        k = round(rate * len(y))
+        idx = np.sort(rng.choice(len(y), size=k, replace=False))
+        labels = y.numpy().copy()
+        labels[idx] = (labels[idx] + rng.integers(1, num_classes, size=k)) % num_classes
+        return x.double(), torch.from_numpy(labels), torch.from_numpy(idx).int()
+
+    def confident_label_flip(x, y, logits, *, rate):
+        k = round(rate * len(y))
+        log_p = torch.log_softmax(logits.double(), 1)  # log-probability margins equal logit margins
+        others = log_p.scatter(1, y[:, None], float("-inf"))
+        margin = log_p.gather(1, y[:, None]).squeeze(1) - others.max(1).values
+        idx = torch.topk(margin, k).indices.sort().values.int()
+        y_poisoned = y.clone()
+        y_poisoned[idx.long()] = others[idx.long()].argmax(1)
+        return x, y_poisoned, idx
+
+    def flips_to_overturn(n, num_classes, concentrated):
+        spread = 1 if concentrated else num_classes - 1
+        return np.int64(n) * spread // (spread + 1) + 1  # a numpy integer
+    """
+    namespace = {"torch": torch, "np": np}
+    exec(textwrap.dedent(code), namespace)
+    for name in QUESTIONS:
+        assert_passes_on_seeds(EXERCISE.questions[name], namespace[name], range(20))
 
 
 @pytest.mark.parametrize("name", QUESTIONS)
@@ -128,6 +201,12 @@ MISTAKES = [
             new = torch.randint(0, num_classes, (k,), generator=generator)
             new = torch.where(new == y[idx], (new + 1) % num_classes, new)""", _RETURN),
      ["draws each new label"], "uniform draw"),
+    ("random_label_flip", "a draw from all classes, redrawn once, then y + 1", _rf(_K, _ROWS, """
+            new = torch.randint(0, num_classes, (k,), generator=generator)
+            again = torch.randint(0, num_classes, (k,), generator=generator)
+            new = torch.where(new == y[idx], again, new)
+            new = torch.where(new == y[idx], (new + 1) % num_classes, new)""", _RETURN),
+     ["draws each new label"], "moved one class up"),
     ("random_label_flip", "always the next class, y + 1", _rf(_K, _ROWS, """
             new = (y[idx] + 1) % num_classes""", _RETURN), ["draws each new label"], "fixed class"),
     ("random_label_flip", "num_classes taken as y.max() + 1", _rf(_K, _ROWS, """
@@ -158,6 +237,23 @@ MISTAKES = [
             idx = torch.randperm(len(y))[:k].sort().values
             new = (y[idx] + torch.randint(1, num_classes, (k,))) % num_classes""", _RETURN),
      ["chooses the rows"], "global generator"),
+    ("random_label_flip", "never the last row: torch.randperm(n - 1)", _rf(_K, """
+            idx = torch.randperm(len(y) - 1, generator=generator)[:k].sort().values""", _SHIFT, _RETURN),
+     None, "never chosen"),  # (and it crashes at rate 1)
+    ("random_label_flip", "every other row only", _rf(_K, """
+            rows = torch.arange(0, len(y), 2) if 2 * k <= len(y) else torch.arange(len(y))
+            idx = rows[torch.randperm(len(rows), generator=generator)[:k]].sort().values""", _SHIFT, _RETURN),
+     ["chooses the rows"], "never chosen"),
+    ("random_label_flip", "a random block of the rows sorted by label", _rf(_K, """
+            start = int(torch.randint(0, len(y) - k + 1, (1,), generator=generator))
+            idx = torch.argsort(y, stable=True)[start:start + k].sort().values""", _SHIFT, _RETURN),
+     ["chooses the rows"], "a uniform choice puts"),
+    ("random_label_flip", "one shift drawn for all rows", _rf(_K, _ROWS, """
+            new = (y[idx] + int(torch.randint(1, num_classes, (1,), generator=generator))) % num_classes""",
+                                                                _RETURN), ["draws each new label"], "uniform draw"),
+    ("random_label_flip", "a shift from randint(1, num_classes - 1): never the class just below", _rf(_K, _ROWS, """
+            new = (y[idx] + torch.randint(1, max(2, num_classes - 1), (k,), generator=generator)) % num_classes""",
+                                                                _RETURN), ["draws each new label"], "uniform draw"),
     ("random_label_flip", "returns x itself, changed", _rf(_K, _ROWS, _SHIFT, """
             y_poisoned = y.clone()
             y_poisoned[idx] = new
@@ -184,6 +280,17 @@ MISTAKES = [
     ("confident_label_flip", "the true logit minus the largest of all logits", _CF + """
             idx = (true - logits.max(1).values).argsort(descending=True)[:k].sort().values""" + _CF_NEW + _CF_RETURN,
      ["flips the rows"], "largest margin"),
+    ("confident_label_flip", "the margin of the softmax probabilities", _CF + """
+            p = logits.softmax(1)
+            pm = p.gather(1, y[:, None]).squeeze(1) - p.scatter(1, y[:, None], -1.0).max(1).values
+            idx = pm.argsort(descending=True)[:k].sort().values""" + _CF_NEW + _CF_RETURN,
+     ["flips the rows"], "softmax probabilities"),
+    ("confident_label_flip", "the true class's probability alone", _CF + """
+            idx = logits.softmax(1).gather(1, y[:, None]).squeeze(1).argsort(descending=True)[:k].sort().values"""
+     + _CF_NEW + _CF_RETURN, ["flips the rows"], "probabilit"),
+    ("confident_label_flip", "the true logit minus the mean of the others", _CF + """
+            idx = (true - (logits.sum(1) - true) / (logits.shape[1] - 1)).argsort(descending=True)[:k].sort().values"""
+     + _CF_NEW + _CF_RETURN, ["flips the rows"], "MEAN of the other"),
     ("confident_label_flip", "the first k rows", _CF + """
             idx = torch.arange(k)""" + _CF_NEW + _CF_RETURN, ["flips the rows"], "first rows"),
     ("confident_label_flip", "the predicted class as the new label", _CF + _CF_TOP + """
@@ -205,6 +312,9 @@ MISTAKES = [
     ("flips_to_overturn", "spread over all num_classes classes", _OV + """
             s = 1 if concentrated else num_classes
             return n * s // (s + 1) + 1""", None, "expected"),
+    ("flips_to_overturn", "the threshold rounded, not floored, plus one", _OV + """
+            s = 1 if concentrated else num_classes - 1
+            return round(n * s / (s + 1)) + 1""", None, "expected"),
     ("flips_to_overturn", "the rate instead of the count", _OV + """
             s = 1 if concentrated else num_classes - 1
             return s / (s + 1)""", None, "Python int"),

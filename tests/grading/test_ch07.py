@@ -31,6 +31,9 @@ def test_the_set_declares_the_chapter_questions():
     assert "mlsec_kit.attacks.poisoning.backdoor.Trigger.apply" in forbid["apply_patch"]
     assert {"mlsec_kit.attacks.poisoning.badnets", "mlsec_kit.attacks.poisoning.backdoor.badnets"} <= forbid["badnets"]
     assert "mlsec_kit.defenses.spectral_signatures" in forbid["spectral_score"]
+    # the kit's helpers that would do a step of badnets: the count with its rate check, the draw of the rows
+    assert {"mlsec_kit.attacks.poisoning.backdoor._choose", "mlsec_kit.attacks.poisoning.poison_count",
+            "mlsec_kit.attacks.poisoning.num_poisoned"} <= forbid["badnets"]
 
 
 def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
@@ -50,7 +53,18 @@ def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
         "spectral_score": lambda reps: spectral_signatures(reps, torch.zeros(len(reps), dtype=torch.long),
                                                            eps_fraction=0.1)[0],
     }
-    for name, fn in kit.items():
+    def reference_patch(x, size, value, corner):
+        if not 1 <= size <= min(x.shape[-2:]) or corner not in ch07.CORNERS:
+            raise ValueError("size or corner")
+        return ch07._reference_patch(x, size, value, corner)
+
+    # this module's reference helpers, which a submission can import as well
+    def from_variants(reps):  # the checker's table of wrong scores holds |projection|: squared, the right one
+        return next(v for k, v in ch07._variants(reps).items() if k.startswith("|projection|")) ** 2
+
+    own = [("apply_patch", reference_patch), ("spectral_score", ch07._reference_scores),
+           ("spectral_score", from_variants)]
+    for name, fn in [*kit.items(), *own]:
         question = EXERCISE.questions[name]
         assert run_question(question, fn, seed=1).passed  # the kit itself is a correct answer ...
         undo = _block(list(question.forbid))
@@ -58,12 +72,77 @@ def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
             result = run_question(question, fn, seed=1)
         finally:
             undo()
-        assert result.score == 0 and "implement this yourself" in result.report()  # ... that earns nothing
+        assert "implement this yourself" in result.report()  # ... that earns nothing (but the validation
+        assert result.score == (1 if fn is reference_patch else 0)  # written around the helper)
 
 
 @pytest.mark.parametrize("name", QUESTIONS)
 def test_every_solution_passes_every_check_on_many_seeds(solutions, name):
     assert_passes_on_seeds(EXERCISE.questions[name], solutions[name], range(70_000, 70_000 + 40))
+
+
+def test_differently_built_correct_answers_pass():
+    """Correct answers built another way earn full marks: negative slices, numpy's generator seeded from the
+    torch one with int32 indices, multinomial draws, an eigendecomposition of the covariance, pca_lowrank."""
+    import textwrap
+
+    import numpy as np
+
+    code = """
+    def apply_patch(x, size, value, corner):
+        h, w = x.shape[-2:]
+        if corner not in ("top_left", "top_right", "bottom_left", "bottom_right"):
+            raise ValueError(f"corner {corner!r} unknown")
+        if not 1 <= size <= min(h, w):
+            raise ValueError(f"size {size} does not fit")
+        out = x.clone()
+        rows = slice(None, size) if corner.startswith("top") else slice(-size, None)
+        cols = slice(None, size) if corner.endswith("left") else slice(-size, None)
+        out[:, :, rows, cols] = value
+        return out
+
+    def badnets(x, y, target, rate, generator):
+        if not 0 <= rate <= 1:
+            raise ValueError("rate out of range")
+        k = round(rate * len(y))
+        candidates = np.flatnonzero(y.numpy() != target)
+        if k > len(candidates):
+            raise ValueError("rate too large")
+        rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=generator)))
+        idx = torch.from_numpy(np.sort(rng.choice(candidates, k, replace=False))).int()
+        x_poisoned, y_poisoned = x.clone(), y.clone()
+        x_poisoned[idx.long(), :, -3:, -3:] = 1.0
+        y_poisoned[idx.long()] = target
+        return x_poisoned, y_poisoned, idx
+
+    def badnets_multinomial(x, y, target, rate, generator):
+        if not 0 <= rate <= 1:
+            raise ValueError("rate out of range")
+        k = round(rate * len(y))
+        candidates = (y != target).nonzero().flatten()
+        if k > len(candidates):
+            raise ValueError("rate too large")
+        pick = torch.multinomial(torch.ones(len(candidates)), k, generator=generator) if k else candidates[:0]
+        idx = candidates[pick].sort().values
+        x_poisoned, y_poisoned = x.clone(), y.clone()
+        x_poisoned[idx] = apply_patch(x[idx], 3, 1.0, "bottom_right")
+        y_poisoned[idx] = target
+        return x_poisoned, y_poisoned, idx
+
+    def spectral_score(reps):
+        centred = reps.double() - reps.double().mean(0)
+        _, vectors = torch.linalg.eigh(centred.T @ centred)
+        return (centred @ vectors[:, -1]) ** 2
+
+    def spectral_score_lowrank(reps):
+        _, _, v = torch.pca_lowrank(reps, q=min(6, *reps.shape), center=True)
+        return ((reps - reps.mean(0)) @ v[:, 0]) ** 2
+    """
+    namespace = {"torch": torch, "np": np}
+    exec(textwrap.dedent(code), namespace)
+    for name, fn in [("apply_patch", "apply_patch"), ("badnets", "badnets"), ("badnets", "badnets_multinomial"),
+                     ("spectral_score", "spectral_score"), ("spectral_score", "spectral_score_lowrank")]:
+        assert_passes_on_seeds(EXERCISE.questions[name], namespace[fn], range(20))
 
 
 def test_a_float32_spectral_score_passes_too():
@@ -216,6 +295,15 @@ MISTAKES = [
             h, w = x.shape[-2:]
             if not 1 <= size <= min(h, w) or corner not in ("top_left", "top_right", "bottom_left", "bottom_right"):
                 raise ValueError("bad input")""" + _SLICES + _COPY, ["raises a ValueError"], "name the argument"),
+    ("apply_patch", "the patch one pixel in from the corner", _PATCH + """
+            rows = slice(1, size + 1) if corner.startswith("top") else slice(h - size - 1, h - 1)
+            cols = slice(1, size + 1) if corner.endswith("left") else slice(w - size - 1, w - 1)""" + _COPY,
+     ["sets the size", "changes no pixel"], "rows count"),
+    ("apply_patch", "size checked against max(H, W)", """
+        def apply_patch(x, size, value, corner):
+            h, w = x.shape[-2:]
+            if not 1 <= size <= max(h, w) or corner not in ("top_left", "top_right", "bottom_left", "bottom_right"):
+                raise ValueError("size or corner")""" + _SLICES + _COPY, ["raises a ValueError"], "size in"),
     ("apply_patch", "a float64 result", _PATCH + _SLICES + """
             out = x.double()
             out[..., rows, cols] = value
@@ -232,6 +320,11 @@ MISTAKES = [
             return xp, y, idx"""), ["returns (x_poisoned"], "changed y in place"),
     ("badnets", "floor(rate * n) poisons (int())", _bn("""
             count = int(rate * len(x))""", _CANDIDATES, _DRAW, _POISON), ["poisons round"], "floor"),
+    ("badnets", "rate 0 refused: 0 < rate <= 1", """
+        def badnets(x, y, target, rate, generator):
+            if not 0 < rate <= 1:
+                raise ValueError("rate")""" + _COUNT + _CANDIDATES + _DRAW + _POISON, ["poisons round"],
+     "raised ValueError"),
     ("badnets", "ceil(rate * n) poisons", _bn("""
             count = math.ceil(rate * len(x))""", _CANDIDATES, _DRAW, _POISON), None, "ceil"),
     ("badnets", "the rate taken of the other classes' rows only", _bn("""
@@ -241,6 +334,16 @@ MISTAKES = [
             candidates = torch.arange(len(y))
             if count > int((y != target).sum()):
                 raise ValueError("rate")""", _DRAW, _POISON), ["poisons only rows"], "already of the target class"),
+    ("badnets", "draws round(rate * n) of all rows, then drops the target class's (too few poisons)", _bn(_COUNT, """
+            if count > int((y != target).sum()):
+                raise ValueError("rate")
+            idx = torch.randperm(len(y), generator=generator)[:count]
+            idx = idx[y[idx] != target].sort().values""", _POISON), None, "round(rate * n) ="),
+    ("badnets", "the patch one pixel up from the corner (rows -4:-1)", _bn(_COUNT, _CANDIDATES, _DRAW, """
+            xp, yp = x.clone(), y.clone()
+            xp[idx, :, -4:-1, -3:] = 1.0
+            yp[idx] = target
+            return xp, yp, idx"""), ["stamps the white"], "expected the 3x3 square"),
     ("badnets", "returns positions in the candidate list, not rows of x", _bn(_COUNT, _CANDIDATES, """
             pick = torch.randperm(len(candidates), generator=generator)[:count].sort().values
             xp, yp = x.clone(), y.clone()
@@ -264,7 +367,8 @@ MISTAKES = [
     ("badnets", "stamps the trigger on every row, relabels the chosen ones", _bn(_COUNT, _CANDIDATES, _DRAW, """
             yp = y.clone()
             yp[idx] = target
-            return apply_patch(x, 3, 1.0, "bottom_right"), yp, idx"""), ["stamps the white"], "is not listed"),
+            return apply_patch(x, 3, 1.0, "bottom_right"), yp, idx"""), ["poisons round", "stamps the white"],
+     "is not listed"),
     ("badnets", "the trigger in the top-left corner", _bn(_COUNT, _CANDIDATES, _DRAW, """
             xp, yp = x.clone(), y.clone()
             xp[idx] = apply_patch(x[idx], 3, 1.0, "top_left")
@@ -320,6 +424,20 @@ MISTAKES = [
     ("spectral_score", "each row centred on its own mean (the wrong axis)", _SCORE + """
             centred = reps - reps.mean(1, keepdim=True)
             return (centred @ torch.linalg.svd(centred, full_matrices=False).Vh[0]) ** 2""", None, "wrong axis"),
+    ("spectral_score", "torch.pca_lowrank without centring (center=False)", _SCORE + """
+            _, _, v = torch.pca_lowrank(reps, q=min(6, *reps.shape), center=False)
+            return ((reps - reps.mean(0)) @ v[:, 0]) ** 2""", None, "expected"),
+    ("spectral_score", "eigh's first eigenvector (eigh sorts ascending: the smallest)", _SCORE + """
+            centred = reps - reps.mean(0)
+            _, vectors = torch.linalg.eigh(centred.T @ centred)
+            return (centred @ vectors[:, 0]) ** 2""", ["is ((R_i"], "LAST"),
+    ("spectral_score", "standardised columns", _SCORE + """
+            centred = (reps - reps.mean(0)) / reps.std(0)
+            return (centred @ torch.linalg.svd(centred, full_matrices=False).Vh[0]) ** 2""", None, "expected"),
+    ("spectral_score", "rows normalised to unit length first", _SCORE + """
+            r = reps / reps.norm(dim=1, keepdim=True)
+            centred = r - r.mean(0)
+            return (centred @ torch.linalg.svd(centred, full_matrices=False).Vh[0]) ** 2""", None, "expected"),
     ("spectral_score", "squared distance from the mean", _SCORE + """
             return (reps - reps.mean(0)).pow(2).sum(1)""", ["is ((R_i"], "distance from the mean"),
     ("spectral_score", "scores normalised to [0, 1]", _SCORE + _CENTRED + """
@@ -330,14 +448,18 @@ MISTAKES = [
     ("spectral_score", "a float64 result is fine, an int one is not", _SCORE + _CENTRED + """
             return ((centred @ Vh[0]) ** 2).round().long()""", None, "floating-point"),
 ]
-for letters, failing, message in [("acf", None, None), ("ac", ["names every true"], "missing"),
-                                  ("", ["names every true"], "missing"), ("acfb", ["names no false"], "LOW entropy"),
-                                  ("acfd", ["names no false"], "true class is not the target"),
-                                  ("acfe", ["names no false"], "no clean reference"),
-                                  ("acfg", ["names no false"], "common offset"),
-                                  ("bdeg", ["names every true", "names no false"], "LOW entropy"),
-                                  ("abcdefg", ["names no false"], "LOW entropy"),
-                                  ("acfz", ["returns a string", "names every true", "names no false"], "'z'")]:
+_EXACT, _EVERY, _NO_FALSE = "names exactly", "names every true", "names no false"
+for letters, failing, message in [("acf", None, None), ("ac", [_EXACT, _EVERY], "missing"),
+                                  ("", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
+                                  ("acfb", [_EXACT, _NO_FALSE], "LOW entropy"),
+                                  ("acfd", [_EXACT, _NO_FALSE], "true class is not the target"),
+                                  ("acfe", [_EXACT, _NO_FALSE], "no clean reference"),
+                                  ("acfg", [_EXACT, _NO_FALSE], "common offset"),
+                                  ("bdeg", [_EXACT, _EVERY, _NO_FALSE], "LOW entropy"),
+                                  ("abcdefg", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
+                                  ("a, b, c, d, e, f, g", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
+                                  ("abcdef", [_EXACT, _NO_FALSE], "LOW entropy"),
+                                  ("acfz", [_EXACT, _EVERY, _NO_FALSE], "'z'")]:
     if failing is not None:
         MISTAKES.append(("backdoor_statements", repr(letters),
                          f"def backdoor_statements():\n    return {letters!r}", failing, message))

@@ -12,13 +12,19 @@ How the mistakes are made to fail on every seed: the count properties draw ``rat
 part in [0.15, 0.35] (round = floor < ceil), in [0.65, 0.85] (floor < round = ceil) and exactly 1/2 with an
 even integer part (Python's round goes down, ``int(rate * n + 0.5)`` up), so floor, ceil and half-up rounding
 each miss one; the statistical properties use thousands of rows, so a self-flip, a fixed target or a skewed
-draw is many standard deviations away while a correct answer stays within six; and the margin and overturn
+draw is many standard deviations away while a correct answer stays within six (a three-class instance of
+20,000 rows catches even a draw redrawn once and then sent to y + 1); a small instance graded over
+100 generators catches a draw that never reaches some rows (``randperm(n - 1)``); and the margin and overturn
 instances are redrawn until every listed wrong rule gives a different answer from the right one.
+
+The kit's attacks and this module's own reference helpers (``_margins``, ``_runner_up``, ``_overturn``) are
+forbidden: a submission that imports them scores zero on that question.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ..core import CheckFailure, ExerciseSet
@@ -30,9 +36,14 @@ SET = ExerciseSet("06_poisoning", "Exercises: poisoning the training set", chapt
 
 _P = "mlsec_kit.attacks.poisoning"
 _FLIPS = (f"{_P}.random_label_flip", f"{_P}.label_flip.random_label_flip", f"{_P}.targeted_label_flip",
-          f"{_P}.label_flip.targeted_label_flip", f"{_P}.label_flip._other_class")
+          f"{_P}.label_flip.targeted_label_flip", f"{_P}.label_flip._other_class",
+          # with steps=0 the gradient attack returns exactly the random flip (its documented start)
+          f"{_P}.gradient_poisoning", f"{_P}.gradient.gradient_poisoning")
 _COUNTS = (f"{_P}.num_poisoned", f"{_P}.label_flip.num_poisoned", f"{_P}.poison_count",
-           f"{_P}.backdoor.poison_count")
+           f"{_P}.backdoor.poison_count", f"{_P}.backdoor._choose")  # _choose: the kit's sorted draw of rows
+# this module's own reference helpers answer the questions too (a submission can import them)
+_CHECKER = "mlsec_kit.grading.sets.ch06"
+_OWN = (f"{_CHECKER}._margins", f"{_CHECKER}._runner_up", f"{_CHECKER}._overturn")
 
 
 def _invoke(fn, what: str, *args, **kwargs):
@@ -55,9 +66,10 @@ def _triple(out, what: str, x: torch.Tensor, y: torch.Tensor):
     idx = expect_tensor(out[2], what + " (poisoned_indices)")
     if yp.dtype != y.dtype:
         fail(f"{what} returned y_poisoned of dtype {yp.dtype}; keep the labels' dtype {y.dtype} (start from y.clone())")
-    if idx.dim() != 1 or idx.dtype != torch.int64:
-        fail(f"{what} returned poisoned_indices {describe(idx)}; expected a 1-D int64 tensor of row numbers "
-             "(not a boolean mask: use mask.nonzero().flatten(), or .long())")
+    if idx.dim() != 1 or idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+        fail(f"{what} returned poisoned_indices {describe(idx)}; expected a 1-D integer tensor (int64) of row "
+             "numbers (not a boolean mask: use mask.nonzero().flatten())")
+    idx = idx.long()  # int32 row numbers are row numbers too
     if not torch.equal(xp, x):
         fail(f"{what} returned an x_poisoned that differs from x; label flipping changes labels only: return "
              "x.clone()")
@@ -118,7 +130,7 @@ def _count_rates(rng: torch.Generator, low: int = 12, high: int = 80) -> list[tu
 # ---- (a) random_label_flip -------------------------------------------------------------------------------
 random_label_flip = SET.question(
     "random_label_flip", "random_label_flip(x, y, *, rate, num_classes, generator) -> (x_poisoned, y_poisoned, "
-    "poisoned_indices)", forbid=_FLIPS + _COUNTS)
+    "poisoned_indices)", forbid=_FLIPS + _COUNTS + _OWN)
 
 
 def _data(rng: torch.Generator, n: int, classes: int, *, present: int | None = None):
@@ -227,6 +239,18 @@ def _rf_uniform(fn, rng):
                 fail(f"{what}: of {len(flips)} flipped rows of class {c}, {count} got label {d}; a uniform draw "
                      f"from the {classes - 1} other classes gives {expected:.0f} +- {spread:.0f} (not a fixed "
                      "class such as y + 1, nor a draw from all classes moved off the row's own)")
+    # A small bias shows on three classes and many rows, pooled over the classes: a flip moves a row one class
+    # up (y + 1 mod 3) or two, each with probability 1/2. A draw from all classes that is redrawn once and
+    # then sent to y + 1 moves 5/9 of the rows one up: with 13,000 flips that is 12 standard deviations.
+    n = randint(rng, 19_000, 21_000)
+    x, y = _data(rng, n, 3)
+    _, yp, idx, what = _flip(fn, x, y, 0.65, 3, randint(rng, 0, 10_000))
+    up = int(((yp[idx] - y[idx]) % 3 == 1).sum())
+    expected, spread = len(idx) / 2, (len(idx) / 4) ** 0.5
+    if abs(up - expected) > _SIGMAS * spread:
+        fail(f"{what}: {up} of the {len(idx)} flipped rows moved one class up (y + 1 mod 3) and "
+             f"{len(idx) - up} two; a uniform draw from the 2 other classes gives {expected:.0f} +- {spread:.0f} "
+             "each (a fallback to y + 1, after a draw that hit the row's own class, favours it)")
 
 
 @random_label_flip.prop("chooses the rows uniformly at random with the generator: the same seed repeats, "
@@ -255,12 +279,34 @@ def _rf_rows_random(fn, rng):
         if abs(count - expected) > _SIGMAS * spread + 1:
             fail(f"{what} chose {count} of its {k} rows among rows {lo}-{hi - 1}, where a uniform choice puts "
                  f"{expected:.0f} +- {spread:.0f}: choose the rows uniformly among all n")
+    for c in range(classes):  # and each class holds a hypergeometric number of them: the choice ignores labels
+        size = int((y == c).sum())
+        count, expected = int((y[idx] == c).sum()), k * size / n
+        spread = (k * (size / n) * (1 - size / n) * (n - k) / (n - 1)) ** 0.5
+        if abs(count - expected) > _SIGMAS * spread + 1:
+            fail(f"{what} chose {count} of its {k} rows among the {size} rows of class {c}, where a uniform choice "
+                 f"puts {expected:.0f} +- {spread:.0f}: choose the rows whatever their label")
+    # Every row can be chosen: over 100 generators, a row that a uniform choice takes with probability at least
+    # 0.3 is missed by all of them with probability below 0.7^100 < 1e-15 (all rows: below 1e-13), while a
+    # draw that never reaches some rows (randperm(n - 1), every other row, ...) leaves them out on every seed.
+    n = randint(rng, 20, 40)
+    x, y = _data(rng, n, classes)
+    rate = (randint(rng, math.ceil(0.3 * n), n // 2) + 0.25) / n
+    counts = torch.zeros(n)
+    for s in range(100):
+        _, _, idx, what = _flip(fn, x, y, rate, classes, seed + 2 + s)
+        counts[idx] += 1
+    never = (counts == 0).nonzero().flatten()
+    if len(never):
+        fail(f"{what}: over 100 generators, {len(never)} of the {n} rows were never chosen (row {int(never[0])} "
+             f"among them), where each should be about {100 * round(rate * n) / n:.0f} times: choose among all "
+             "n rows, torch.randperm(n, generator=generator)[:k]")
 
 
 # ---- (b) confident_label_flip ----------------------------------------------------------------------------
 confident_label_flip = SET.question(
     "confident_label_flip", "confident_label_flip(x, y, logits, *, rate) -> (x_poisoned, y_poisoned, "
-    "poisoned_indices)", forbid=_FLIPS + _COUNTS)
+    "poisoned_indices)", forbid=_FLIPS + _COUNTS + _OWN)
 
 
 def _margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -280,6 +326,7 @@ def _wrong_choices(logits: torch.Tensor, y: torch.Tensor, k: int) -> dict[str, f
     """The rows the plausible wrong ranking rules would flip, with a hint for each."""
     top2 = logits.topk(2, dim=1).values
     true = logits.gather(1, y[:, None]).squeeze(1)
+    probs = logits.double().softmax(1)
     return {
         "the rows with the SMALLEST margin (those nearest the boundary): flip the ones the model is surest of, "
         "they move the retrained boundary furthest": _top(-_margins(logits, y), k),
@@ -289,6 +336,12 @@ def _wrong_choices(logits: torch.Tensor, y: torch.Tensor, k: int) -> dict[str, f
         "ranked by the true logit minus the largest logit of ALL classes (0 for every correct row): leave the "
         "true class out of the maximum": _top(true - top2[:, 0], k),
         "the first rows: rank every row by its margin": frozenset(range(k)),
+        "ranked by a margin of softmax probabilities: the margin is taken of the logits, not of the "
+        "probabilities": _top(_margins(probs, y), k),
+        "ranked by the true class's probability alone: use the true logit minus the largest other logit":
+            _top(probs.gather(1, y[:, None]).squeeze(1), k),
+        "ranked by the true logit minus the MEAN of the other logits: subtract the largest other logit":
+            _top(true - (logits.sum(1) - true) / (logits.shape[1] - 1), k),
     }
 
 
@@ -365,7 +418,8 @@ def _cf_labels(fn, rng):
 
 
 # ---- (c) flips_to_overturn (conceptual: why random flips are weak and concentrated flips are not) --------
-flips_to_overturn = SET.question("flips_to_overturn", "flips_to_overturn(n, num_classes, concentrated) -> int")
+flips_to_overturn = SET.question("flips_to_overturn", "flips_to_overturn(n, num_classes, concentrated) -> int",
+                                 forbid=_OWN)
 
 
 def _overturn(n: int, classes: int, concentrated: bool) -> int:
@@ -376,8 +430,11 @@ def _overturn(n: int, classes: int, concentrated: bool) -> int:
 def _ask(fn, n: int, classes: int, concentrated: bool) -> int:
     what = f"flips_to_overturn({n}, {classes}, {concentrated})"
     got = _invoke(fn, what, n, classes, concentrated)
-    if isinstance(got, torch.Tensor) and got.numel() == 1 and not got.is_floating_point():
+    if isinstance(got, torch.Tensor) and got.numel() == 1 and not got.is_floating_point() \
+            and got.dtype != torch.bool:
         got = int(got.item())
+    if isinstance(got, np.integer):  # numpy's int64 is a count too
+        got = int(got)
     if isinstance(got, bool) or not isinstance(got, int):
         fail(f"{what} returned {describe(got)}; expected a Python int, a number of rows")
     return got
@@ -408,9 +465,11 @@ def _ov_concentrated(fn, rng):
 def _ov_spread(fn, rng):
     # n not a multiple of num_classes: no m gives a tie, so this checks the count, not the tie rule; and
     # n >= C (C + 1), so that spreading over C classes instead of C - 1 changes the answer by at least one
-    for _ in range(3):
+    # The first n leaves a remainder below C / 2, so n (C - 1) / C has a fractional part above 1/2: rounding
+    # n (C - 1) / C instead of taking its floor gives one flip too many there.
+    for i in range(3):
         classes = randint(rng, 3, 20)
-        n = classes * randint(rng, classes + 1, 45) + randint(rng, 1, classes - 1)
+        n = classes * randint(rng, classes + 1, 45) + randint(rng, 1, (classes - 1) // 2 if i == 0 else classes - 1)
         got, want = _ask(fn, n, classes, False), _overturn(n, classes, False)
         if got != want:
             fail(f"flips_to_overturn({n}, {classes}, False) = {got}; expected {want}: m flips spread over "

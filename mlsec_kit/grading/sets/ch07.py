@@ -17,6 +17,10 @@ How the instances make each typical mistake fail on every seed:
   by at least 1.5 rows; row 0 is always of the target class, so indices into the list of candidate rows never
   coincide with the rows of the set; and one instance asks for as many poisons as there are rows of other
   classes, so a draw from all the rows picks target-class rows except with probability ``1 / C(n, m)``;
+- an answer to the statements that names none or all of them fails every property (it is not an answer);
+- the module's own reference helpers (``_reference_patch``, ``_square``, ``_reference_scores``, ``_variants``)
+  are forbidden
+  with the kit's functions, since a submission can import them;
 - the representations handed to ``spectral_score`` carry a common offset of norm about 35-80 with a component of 20-40 along
   the poisons' direction, so a score without centring, or one that projects the uncentred rows, is far off.
 """
@@ -35,6 +39,7 @@ SET = ExerciseSet("07_backdoors", "Exercises: backdoors", chapter=7)
 
 _POISONING = "mlsec_kit.attacks.poisoning"
 _DEFENSES = "mlsec_kit.defenses"
+_CHECKER = "mlsec_kit.grading.sets.ch07"  # this module's reference helpers answer questions too
 CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
 PATCH = 3  # badnets stamps a white PATCH x PATCH square in the bottom-right corner (BadNets' trigger)
 
@@ -68,7 +73,7 @@ def _expect_value_error(fn, args: tuple, what: str, why: str, argument: str) -> 
 apply_patch = SET.question(
     "apply_patch", "apply_patch(x, size, value, corner) -> x_triggered",
     forbid=(f"{_POISONING}.patch_trigger", f"{_POISONING}.backdoor.patch_trigger",
-            f"{_POISONING}.backdoor.Trigger.apply"))
+            f"{_POISONING}.backdoor.Trigger.apply", f"{_CHECKER}._reference_patch", f"{_CHECKER}._square"))
 
 
 def _square(h: int, w: int, size: int, corner: str) -> torch.Tensor:
@@ -164,7 +169,8 @@ def _patch_bad_input(fn, rng):
     x = _images(rng)
     h, w = x.shape[-2:]
     corner = CORNERS[randint(rng, 0, 3)]
-    for size in (0, min(h, w) + randint(rng, 1, 3)):
+    # min(H, W) + 1 fits the longer side (H != W), so a size checked against max(H, W) is caught every time
+    for size in (0, min(h, w) + 1, max(h, w) + randint(rng, 1, 3)):
         _expect_value_error(fn, (x.clone(), size, 0.5, corner),
                             f"apply_patch(x {describe(x)}, size={size}, value=0.5, corner={corner!r})",
                             f"a patch must fit a {h}x{w} image: size in [1, {min(h, w)}] (slicing would quietly "
@@ -179,7 +185,10 @@ badnets = SET.question(
     "badnets", "badnets(x, y, target, rate, generator) -> (x_poisoned, y_poisoned, poisoned_indices)",
     forbid=(f"{_POISONING}.badnets", f"{_POISONING}.backdoor.badnets", f"{_POISONING}.patch_trigger",
             f"{_POISONING}.backdoor.patch_trigger", f"{_POISONING}.backdoor.Trigger.apply",
-            f"{_POISONING}.random_label_flip", f"{_POISONING}.label_flip.random_label_flip"))
+            f"{_POISONING}.random_label_flip", f"{_POISONING}.label_flip.random_label_flip",
+            f"{_POISONING}.backdoor._choose", f"{_POISONING}.num_poisoned", f"{_POISONING}.label_flip.num_poisoned",
+            f"{_POISONING}.poison_count", f"{_POISONING}.backdoor.poison_count",
+            f"{_CHECKER}._reference_patch", f"{_CHECKER}._square"))
 
 
 def _training_set(rng: torch.Generator, *, target_share: tuple[float, float] = (0.25, 1 / 3)):
@@ -215,8 +224,10 @@ def _poison(fn, x, y, target, rate, generator):
     if isinstance(out[2], (list, tuple)):
         fail(f"{what} returned the indices as a {type(out[2]).__name__}; expected an int64 tensor")
     idx = expect_tensor(out[2], what + "[2]")
-    if idx.dtype != torch.int64 or idx.dim() != 1:
-        fail(f"{what} returned indices {describe(idx)}; expected a 1-D int64 tensor of row numbers (not a mask)")
+    if idx.dim() != 1 or idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+        fail(f"{what} returned indices {describe(idx)}; expected a 1-D integer tensor (int64) of row numbers "
+             "(not a mask)")
+    idx = idx.long()  # int32 row numbers are row numbers too
     if xp.dtype != x.dtype or yp.dtype != y.dtype:
         fail(f"{what} returned dtypes {xp.dtype} and {yp.dtype}; expected x's {x.dtype} and y's {y.dtype}")
     return xp, yp, idx, what
@@ -238,7 +249,7 @@ def _bn_form(fn, rng):
     _poison(fn, x, y, target, rate, _seeded(rng))
 
 
-@badnets.prop("poisons round(rate * n) rows, n the size of the whole training set")
+@badnets.prop("poisons round(rate * n) rows, n the size of the whole training set (none at rate 0)")
 def _bn_count(fn, rng):
     for upper in (False, True) if randint(rng, 0, 1) else (True, False):
         x, y, target = _training_set(rng)
@@ -252,6 +263,11 @@ def _bn_count(fn, rng):
             hint = hints.get(len(idx), "")
             fail(f"{what} poisoned {len(idx)} rows; rate * n = {rate * n:.3f}, so round(rate * n) = {expected}"
                  + (f" (that is {hint})" if hint else "") + "; the rate is a fraction of all n rows")
+    x, y, target = _training_set(rng)  # rate 0 is in [0, 1]: no poison, a clean copy
+    xp, yp, idx, what = _poison(fn, x, y, target, 0.0, _seeded(rng))
+    if len(idx) or not (torch.equal(xp, x) and torch.equal(yp, y)):
+        fail(f"{what} poisoned {len(idx)} rows or changed x or y; at rate 0 there are round(0 * n) = 0 poisons "
+             "(return copies of x and y and an empty index tensor)")
 
 
 @badnets.prop("poisons only rows whose label is not the target")
@@ -354,7 +370,8 @@ def _bn_bad_rate(fn, rng):
 # ---- (c) spectral_score ----------------------------------------------------------------------------------
 spectral_score = SET.question(
     "spectral_score", "spectral_score(reps) -> scores",
-    forbid=(f"{_DEFENSES}.spectral_signatures", f"{_DEFENSES}.backdoor.spectral_signatures"))
+    forbid=(f"{_DEFENSES}.spectral_signatures", f"{_DEFENSES}.backdoor.spectral_signatures",
+            f"{_CHECKER}._reference_scores", f"{_CHECKER}._variants"))  # |projection| squared is the score
 
 
 def _reference_scores(reps: torch.Tensor) -> torch.Tensor:
@@ -507,6 +524,8 @@ _WHY_NOT = {
 
 
 def _letters(fn) -> set[str]:
+    """The letters the answer names; no statement or every statement is not an answer and fails every property
+    (otherwise "abcdefg" would earn "names every true statement" and "" "names no false statement")."""
     out = call(fn, name="backdoor_statements")
     if not isinstance(out, str):
         fail(f"backdoor_statements() returned {describe(out)}; expected a string of letters such as 'ac'")
@@ -515,12 +534,18 @@ def _letters(fn) -> set[str]:
     if stray:
         fail(f"backdoor_statements() contains {', '.join(map(repr, stray))}; use only the letters "
              f"{', '.join(STATEMENTS)}")
+    if not letters or letters == set(STATEMENTS):
+        fail(f"backdoor_statements() returned {out!r}, which names {'no' if not letters else 'every'} statement: "
+             "that is not an answer; decide for each statement and return the letters of the true ones")
     return letters
 
 
-@backdoor_statements.prop("returns a string made of the letters a-g")
-def _bs_form(fn, rng):
-    _letters(fn)
+@backdoor_statements.prop("names exactly the true statements, as a string of the letters a-g")
+def _bs_exact(fn, rng):
+    letters = _letters(fn)
+    if letters != TRUE_STATEMENTS:
+        fail(f"{len(TRUE_STATEMENTS - letters)} true statement(s) missing and {len(letters - TRUE_STATEMENTS)} false "
+             "one(s) named; the other two checks say which")
 
 
 @backdoor_statements.prop("names every true statement")
