@@ -38,17 +38,28 @@ def _check_labels(name: str, y: torch.Tensor, n: int, what: str) -> None:
         raise ValueError(f"{name} must hold values >= 0, got {int(y.min())}")
 
 
-def _check_attribute(attribute: int, d: int) -> None:
-    if isinstance(attribute, bool) or not isinstance(attribute, int) or not 0 <= attribute < d:
-        raise ValueError(f"attribute must be a column index, an int in [0, {d}), got {attribute!r}")
+Columns = Union[int, Sequence[int]]
 
 
-def without_attribute(x: torch.Tensor, attribute: int) -> torch.Tensor:
-    """The table ``x`` without its column ``attribute``: what the baseline may see. Shape: ``(N, D)`` →
-    ``(N, D - 1)``."""
+def _columns(attribute: Columns, d: int) -> list[int]:
+    """The attribute's columns: one index, or the distinct indices of a one-hot encoded attribute."""
+    cols = [attribute] if isinstance(attribute, int) and not isinstance(attribute, bool) else attribute
+    ok = isinstance(cols, (list, tuple)) and len(cols) > 0 and all(
+        isinstance(c, int) and not isinstance(c, bool) and 0 <= c < d for c in cols) and len(set(cols)) == len(cols)
+    if not ok:
+        raise ValueError(f"attribute must be a column index, an int in [0, {d}), or a non-empty list of distinct "
+                         f"such indices (a one-hot encoded attribute), got {attribute!r}")
+    return list(cols)
+
+
+def without_attribute(x: torch.Tensor, attribute: Columns) -> torch.Tensor:
+    """The table ``x`` without the attribute's column(s): what the baseline may see.
+
+    Shape: ``(N, D)`` → ``(N, D - C)``, C the number of the attribute's columns (1 for an int ``attribute``).
+    """
     _check_table("x", x)
-    _check_attribute(attribute, x.shape[1])
-    return torch.cat([x[:, :attribute], x[:, attribute + 1:]], dim=1)
+    drop = set(_columns(attribute, x.shape[1]))
+    return x[:, [j for j in range(x.shape[1]) if j not in drop]]
 
 
 def _log_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -73,7 +84,7 @@ def _check_prior(prior: torch.Tensor, n: int, v: int) -> torch.Tensor:
 
 
 def attribute_inference(model: Union[nn.Module, Oracle], x_known: torch.Tensor, y: torch.Tensor, *,
-                        attribute: int, values: Union[torch.Tensor, Sequence[float]],
+                        attribute: Columns, values: Union[torch.Tensor, Sequence[float]],
                         prior: Optional[torch.Tensor] = None) -> torch.Tensor:
     r"""Score each candidate value of a hidden attribute by how well the model explains the known label.
 
@@ -103,11 +114,13 @@ def attribute_inference(model: Union[nn.Module, Oracle], x_known: torch.Tensor, 
             mode restored), or an :class:`~mlsec_kit.attacks.evasion.oracle.Oracle` that returns scores
             (``"scores"`` or ``"rounded"``; one query per record and value, charged to the record's row; give
             it a ``clip_min``/``clip_max`` that admits standardised features).
-        x_known: the targets' records; the attribute's column is ignored (overwritten by each candidate).
+        x_known: the targets' records; the attribute's column(s) are ignored (overwritten by each candidate).
         y: the targets' true labels, known to the attacker.
-        attribute: index of the hidden attribute's column in ``x_known``.
-        values: the attribute's possible values as they appear in the column (e.g. the standardised codes in
-            ``DataSplit.meta["sex"]["values"]``), at least 2.
+        attribute: index of the hidden attribute's column in ``x_known``, or a list of C column indices for an
+            attribute encoded in several columns (one-hot, as Adult's ``sex=Female``, ``sex=Male``).
+        values: the attribute's V >= 2 possible values as they appear in the column: ``(V,)`` for one column
+            (e.g. the standardised codes in ``DataSplit.meta["sex"]["values"]`` of the diabetes data), ``(V, C)``
+            for C columns (e.g. ``torch.eye(2)`` for a one-hot attribute with two categories).
         prior: optional probabilities of the values, ``(V,)`` for all records or ``(N, V)`` per record.
 
     Returns:
@@ -126,15 +139,18 @@ def attribute_inference(model: Union[nn.Module, Oracle], x_known: torch.Tensor, 
     _check_table("x_known", x_known)
     n, d = x_known.shape
     _check_labels("y", y, n, "label")
-    _check_attribute(attribute, d)
+    cols = _columns(attribute, d)
     values = torch.as_tensor(values, dtype=x_known.dtype, device=x_known.device)
-    if values.dim() != 1 or len(values) < 2 or not bool(torch.isfinite(values).all()):
-        raise ValueError(f"values must be a 1-D sequence of at least 2 finite candidate values, got shape "
-                         f"{tuple(values.shape)}")
+    shape = "(V,)" if isinstance(attribute, int) else f"(V, {len(cols)})"
+    if (values.dim() != (1 if isinstance(attribute, int) else 2) or len(values) < 2
+            or (values.dim() == 2 and values.shape[1] != len(cols)) or not bool(torch.isfinite(values).all())):
+        raise ValueError(f"values must be {shape} finite candidate values with V >= 2, one per possible value of "
+                         f"the attribute, got shape {tuple(values.shape)}")
+    values = values.view(len(values), len(cols))
     log_prior = None if prior is None else _check_prior(prior, n, len(values)).to(x_known.device)
     # every record with every candidate in one batch: (V * N, D), value-major
     x = x_known.detach().repeat(len(values), 1)
-    x[:, attribute] = values.repeat_interleave(n)
+    x[:, cols] = values.repeat_interleave(n, dim=0)
     if isinstance(model, Oracle):
         log_p = _log_probs_oracle(model, x, n)
     else:
@@ -164,7 +180,7 @@ def attribute_baseline(x_other: torch.Tensor, attr: torch.Tensor, x_query: torch
     by full-batch L-BFGS from zero, so the result is deterministic.
 
     Args:
-        x_other: the attacker's records, the hidden attribute's column removed.
+        x_other: the attacker's records, the hidden attribute's column(s) removed.
         attr: their attribute values, ints in ``[0, num_values)``.
         x_query: the targets' records, the same columns as ``x_other``.
         num_values: number of values V, >= 2; ``None`` takes ``max(attr) + 1`` (at least 2).

@@ -146,6 +146,23 @@ def test_scores_are_the_log_probability_of_the_label_under_each_value():
     assert torch.allclose(attribute_inference(model, scrambled, y, attribute=2, values=values), scores)
 
 
+def test_a_one_hot_attribute_is_written_into_all_its_columns():
+    """Adult's sex is one-hot (``sex=Female``, ``sex=Male``): the candidates are the rows of the identity."""
+    g = torch.Generator().manual_seed(7)
+    x, weight = torch.randn(8, 5, generator=g), torch.randn(5, 2, generator=g)
+    y = torch.randint(0, 2, (8,), generator=g)
+    scores = attribute_inference(_Linear(weight), x, y, attribute=[3, 1], values=torch.eye(2))
+    for j in range(2):
+        xv = x.clone()
+        xv[:, [3, 1]] = torch.eye(2)[j]
+        assert torch.allclose(scores[:, j], -F.cross_entropy(xv @ weight, y, reduction="none"), atol=1e-6)
+    assert torch.equal(without_attribute(x, [3, 1]), x[:, [0, 2, 4]])
+    with pytest.raises(ValueError, match="values must be \\(V, 2\\)"):
+        attribute_inference(_Linear(weight), x, y, attribute=[3, 1], values=torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="attribute"):
+        attribute_inference(_Linear(weight), x, y, attribute=[1, 1], values=torch.eye(2))
+
+
 def test_prior_is_added_in_log_space_and_decides_when_the_model_ignores_the_attribute():
     g = torch.Generator().manual_seed(4)
     x, weight = torch.randn(10, 3, generator=g), torch.randn(3, 2, generator=g)
