@@ -102,7 +102,7 @@ def attribute_inference(model: Union[nn.Module, Oracle], x_known: torch.Tensor, 
     (:func:`~mlsec_kit.data.load_diabetes`, ``sex`` hidden, an MLP that fits its training patients perfectly)
     the attack alone does **not** beat :func:`attribute_baseline` imputing sex from the other nine attributes:
     on the training patients the two are within about 0.1 balanced accuracy of each other, neither reliably
-    ahead over splits (about 0.64 vs 0.72 on the seed-0 split), and on unseen patients the attack is at chance.
+    ahead over splits (about 0.62 vs 0.72 on the seed-0 split), and on unseen patients the attack is at chance.
     What the model adds shows when the two are combined: with the imputation as ``prior``, the attack beats
     the imputation alone on the training patients (about 0.80 on seed 0). On synthetic data the attack wins
     outright where only the model knows the attribute (random labels memorised by an overfit model), and ties

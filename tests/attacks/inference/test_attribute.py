@@ -22,10 +22,10 @@ def balanced_accuracy(scores, truth):
     return float(sum((guess[truth == v] == v).float().mean() for v in (0, 1)) / 2)
 
 
-def _overfit(x, y, *, hidden, epochs, seed=0):
+def _overfit(x, y, *, hidden, epochs, batch_size=32, seed=0):
     torch.manual_seed(seed)
     model = mlp((x.shape[1],), 2, hidden=hidden)
-    fit(model, make_loader(x, y, batch_size=32, shuffle=True, seed=seed), epochs=epochs, lr=3e-3)
+    fit(model, make_loader(x, y, batch_size=batch_size, shuffle=True, seed=seed), epochs=epochs, lr=3e-3)
     return model.eval()
 
 
@@ -33,7 +33,7 @@ def _overfit(x, y, *, hidden, epochs, seed=0):
 def diabetes():
     """The diabetes data (seed 0) and an MLP that fits its 331 training patients perfectly."""
     d = load_dataset("diabetes", seed=0)
-    model = _overfit(d.X_train, d.y_train, hidden=(256, 256), epochs=300)
+    model = _overfit(d.X_train, d.y_train, hidden=(256, 256), epochs=150, batch_size=128)
     assert (model(d.X_train).argmax(1) == d.y_train).all()
     return d, model
 
@@ -41,8 +41,8 @@ def diabetes():
 def test_diabetes_attack_versus_the_imputation_baseline(diabetes):
     """The measured facts on diabetes (seed 0), members = the model's training patients:
 
-    - the attack alone does NOT beat imputing sex from the other nine attributes (0.64 vs 0.72 balanced
-      accuracy; over splits 0-3 the two are within 0.09 of each other, neither reliably ahead);
+    - the attack alone does NOT beat imputing sex from the other nine attributes (0.62 vs 0.72 balanced
+      accuracy; over splits 0-3 the two are within 0.1 of each other, neither reliably ahead);
     - it leaks through memorisation: on the training patients it beats chance, on unseen patients it does not;
     - the attack with the imputation as its prior beats the imputation alone on the training patients (0.80).
     The imputation is trained on the 111 test patients (the attacker's own data) and guesses the members'.
