@@ -9,12 +9,12 @@ from importlib import import_module
 
 from .core import DataSplit, make_loader
 from .download import DatasetUnavailableError
-from .small import load_breast_cancer, load_digits, load_wine
+from .small import load_breast_cancer, load_diabetes, load_digits, load_wine
 
 __all__ = ["DataSplit", "make_loader", "DatasetUnavailableError", "load_dataset", "SMALL_DATASETS", "FULL_DATASETS", "DATASETS",
-           "load_digits", "load_breast_cancer", "load_wine"]
+           "load_digits", "load_breast_cancer", "load_wine", "load_diabetes"]
 
-SMALL_DATASETS = ("digits", "breast_cancer", "wine")
+SMALL_DATASETS = ("digits", "breast_cancer", "wine", "diabetes")
 FULL_DATASETS = ("mnist", "fashion_mnist", "cifar10", "adult")
 DATASETS = SMALL_DATASETS + FULL_DATASETS
 
@@ -23,8 +23,8 @@ def load_dataset(name: str, **kwargs) -> DataSplit:
     """Load a dataset by name.
 
     Args:
-        name: one of ``DATASETS``: ``digits``, ``breast_cancer``, ``wine`` (small profile, offline) or
-            ``mnist``, ``fashion_mnist``, ``cifar10``, ``adult`` (full profile, downloaded once).
+        name: one of ``DATASETS``: ``digits``, ``breast_cancer``, ``wine``, ``diabetes`` (small profile,
+            offline) or ``mnist``, ``fashion_mnist``, ``cifar10``, ``adult`` (full profile, downloaded once).
         **kwargs: passed to the dataset's loader, e.g. ``test_size`` and ``seed`` for the small ones,
             ``root`` and ``download`` for the full ones. The full datasets come with an official split,
             so a ``seed`` passed to them is accepted and has nothing to do; this lets one call serve both

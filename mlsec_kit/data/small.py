@@ -8,7 +8,7 @@ from sklearn.model_selection import train_test_split
 
 from .core import DataSplit, check_split_args
 
-__all__ = ["load_digits", "load_breast_cancer", "load_wine", "standardize"]
+__all__ = ["load_digits", "load_breast_cancer", "load_wine", "load_diabetes", "standardize"]
 
 
 def standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,3 +59,43 @@ def load_breast_cancer(*, test_size: float = 0.25, seed: int = 0) -> DataSplit:
 def load_wine(*, test_size: float = 0.25, seed: int = 0) -> DataSplit:
     """UCI wine: 178 wines, 13 standardised chemical features, 3 cultivars."""
     return _tabular("wine", skds.load_wine(), test_size, seed)
+
+
+def load_diabetes(*, test_size: float = 0.25, seed: int = 0) -> DataSplit:
+    """scikit-learn's diabetes data (Efron et al., 2004) as a binary task with a sensitive attribute.
+
+    442 patients, 10 baseline features (age, sex, body-mass index, blood pressure, six blood-serum
+    measurements), standardised with the training set's mean and std. The original target, a quantitative
+    measure of disease progression one year after baseline, is binarised at its median over all 442
+    patients (140.5; no patient lies on it, so the classes have 221 patients each): class 1, ``"high"``,
+    is progression above the median; class 0, ``"low"``, at most the median. The split is stratified by
+    this class and fixed by ``seed``.
+
+    ``sex`` is a feature (column 1, standardised, so it takes two values) *and*, as in
+    :func:`~mlsec_kit.data.full.load_adult`, a sensitive attribute in ``meta["sex"]``: ``"names"`` are the
+    source's codes ``("1", "2")`` (235 and 207 patients; the source does not say which code is which sex),
+    ``"train"`` / ``"test"`` each row's code index in {0, 1}, ``"column"`` the feature's index (1) and
+    ``"values"`` the standardised feature value of each code, float32 ``(2,)`` — what an attribute-inference
+    attack substitutes into the column.
+
+    Shape:
+        ``X_train`` float32 ``(N, 10)``, ``y_train`` int64 ``(N,)`` in {0, 1}; ``meta["sex"]["train"]`` int64
+        ``(N,)`` in {0, 1}; the same for test.
+    """
+    raw = skds.load_diabetes(scaled=False)
+    X = raw.data.astype(np.float64)
+    y = (raw.target > np.median(raw.target)).astype(np.int64)
+    column = list(raw.feature_names).index("sex")
+    codes = np.unique(X[:, column])  # 1.0 and 2.0
+    Xtr, Xte, ytr, yte = _split(X, y, test_size, seed)
+    sex_train, sex_test = np.searchsorted(codes, Xtr[:, column]), np.searchsorted(codes, Xte[:, column])
+    mean, std = Xtr[:, column].mean(), Xtr[:, column].std()
+    Xtr, Xte = standardize(Xtr, Xte)
+    Xtr, Xte, ytr, yte = _tensors(Xtr.astype(np.float32), Xte.astype(np.float32), ytr, yte)
+    meta = {"sex": {"names": tuple(str(int(c)) for c in codes),
+                    "train": torch.from_numpy(sex_train.astype(np.int64)),
+                    "test": torch.from_numpy(sex_test.astype(np.int64)),
+                    "column": column,
+                    "values": torch.tensor((codes - mean) / std, dtype=torch.float32)}}
+    return DataSplit("diabetes", Xtr, ytr, Xte, yte, ("low", "high"),
+                     feature_names=tuple(str(f) for f in raw.feature_names), meta=meta)

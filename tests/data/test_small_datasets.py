@@ -97,3 +97,30 @@ def test_loader_batches_are_sized_and_exhaustive():
     assert sizes == [50, 50, len(d.y_train) - 100]
     X0, _ = next(iter(d.test_loader(batch_size=10)))
     assert torch.equal(X0, d.X_test[:10])
+
+
+def test_diabetes_binary_target_and_sensitive_sex():
+    from sklearn.datasets import load_diabetes as sk_diabetes
+
+    d = load_dataset("diabetes", seed=0)
+    raw = sk_diabetes(scaled=False)
+    assert d.input_shape == (10,) and d.num_classes == 2 and d.classes == ("low", "high")
+    assert len(d.X_train) + len(d.X_test) == 442
+    assert torch.allclose(d.X_train.mean(0), torch.zeros(10), atol=1e-5)
+    # binarised at the median: the two classes are exactly balanced over all 442 patients
+    y = torch.cat([d.y_train, d.y_test])
+    assert torch.bincount(y).tolist() == [221, 221]
+    assert int((raw.target > 140.5).sum()) == 221
+    sex = d.meta["sex"]
+    assert sex["names"] == ("1", "2") and sex["column"] == d.feature_names.index("sex") == 1
+    codes = torch.cat([sex["train"], sex["test"]])
+    assert torch.bincount(codes).tolist() == [235, 207]
+    # the column holds exactly the standardised value of each row's code
+    assert torch.allclose(d.X_train[:, 1], sex["values"][sex["train"]], atol=1e-5)
+    assert torch.allclose(d.X_test[:, 1], sex["values"][sex["test"]], atol=1e-5)
+    assert sex["values"][0] < sex["values"][1]
+    # seeded split, and subset keeps the attribute aligned with its rows
+    assert torch.equal(load_dataset("diabetes", seed=0).X_train, d.X_train)
+    assert not torch.equal(load_dataset("diabetes", seed=1).X_train, d.X_train)
+    s = d.subset(50, seed=2)
+    assert torch.allclose(s.X_train[:, 1], sex["values"][s.meta["sex"]["train"]], atol=1e-5)
