@@ -209,6 +209,15 @@ def scaled_confidence(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 # ---- shadow models, trained batched ------------------------------------------------------------------------
+def _fresh(make_model: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+    """``make_model()`` initialised from ``seed``, leaving torch's global random state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = make_model()
+    _check_model(model)
+    return model
+
+
 class ShadowModels:
     """``M`` models of one architecture, their weights stacked along a first axis of size ``M``.
 
@@ -224,7 +233,7 @@ class ShadowModels:
         self.params = {k: v.detach() for k, v in params.items()}
         self.buffers = {k: v.detach() for k, v in buffers.items()}
         self.members = members
-        self._base = copy.deepcopy(make_model()).to("meta").eval()
+        self._base = _fresh(make_model).to("meta").eval()
 
     @property
     def num_models(self) -> int:
@@ -238,7 +247,7 @@ class ShadowModels:
         _check_int("i", i, minimum=0)
         if i >= self.num_models:
             raise ValueError(f"i must be in [0, {self.num_models}), got {i}")
-        m = self.make_model()
+        m = _fresh(self.make_model)
         state = {k: v[i] for k, v in {**self.params, **self.buffers}.items()}
         m.load_state_dict(state)
         return m.to(next(iter(self.params.values())).device).eval()
@@ -297,11 +306,7 @@ def _init_models(make_model: Callable[[], nn.Module], seeds: torch.Tensor, devic
     """One model per seed, initialised from that seed without touching torch's global random state."""
     models = []
     for s in seeds.tolist():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s)
-            model = make_model()
-        _check_model(model)
-        models.append(model.to(device).train())
+        models.append(_fresh(make_model, s).to(device).train())
     return models
 
 
