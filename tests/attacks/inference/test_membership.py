@@ -21,9 +21,9 @@ from mlsec_kit.attacks.inference.membership import (ShadowModels, calibrated_los
                                                     train_shadow_models)
 from mlsec_kit.attacks.inference.metrics import auc, auc_chance_interval, balanced_accuracy, tpr_at_fpr
 from mlsec_kit.data import load_dataset
+from mlsec_kit.data.core import make_loader
 from mlsec_kit.models import mlp, small_cnn
 from mlsec_kit.train import fit
-from mlsec_kit.data.core import make_loader
 
 POOL, MODELS, EPOCHS = 1000, 17, 100
 
@@ -189,7 +189,8 @@ def test_lira_online_is_the_gaussian_likelihood_ratio():
     res_out = torch.cat([conf[~shadow_in[:, j], j] - conf[~shadow_in[:, j], j].mean() for j in range(n)])
     sd_in, sd_out = res_in.pow(2).mean().sqrt().item(), res_out.pow(2).mean().sqrt().item()
     expected = [stats.norm.logpdf(target[j].item(), conf[shadow_in[:, j], j].mean().item(), sd_in)
-                - stats.norm.logpdf(target[j].item(), conf[~shadow_in[:, j], j].mean().item(), sd_out) for j in range(n)]
+                - stats.norm.logpdf(target[j].item(), conf[~shadow_in[:, j], j].mean().item(), sd_out)
+                for j in range(n)]
     np.testing.assert_allclose(fixed.numpy(), expected, rtol=1e-6, atol=1e-9)
 
 
