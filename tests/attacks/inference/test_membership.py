@@ -294,3 +294,17 @@ def test_bad_input_names_the_argument():
         shadow_attack(probs, y, torch.rand(2, 10) < 0.5, probs[0].softmax(-1), y)
     with pytest.raises(ValueError, match="target_y"):
         shadow_attack(probs.softmax(-1), y, torch.rand(2, 10) < 0.5, probs[0].softmax(-1), y[:4])
+
+
+def test_shadow_models_views_reject_bad_input(setting):
+    sh = setting["shadows"]
+    with pytest.raises(ValueError, match=r"i must be in \[0, 17\)"):
+        sh.model(MODELS)
+    with pytest.raises(TypeError, match="x must be a floating-point"):
+        sh.logits(torch.zeros(4, 1, 8, 8, dtype=torch.int64))
+    with pytest.raises(ValueError, match="batch_size"):
+        sh.logits(setting["x"], batch_size=0)
+    with pytest.raises(TypeError, match="make_model"):
+        train_shadow_models(None, setting["x"], setting["y"], num_models=1, epochs=1)
+    with pytest.raises(TypeError, match="model must be a torch nn.Module"):
+        train_shadow_models(lambda: "not a model", setting["x"], setting["y"], num_models=1, epochs=1)
