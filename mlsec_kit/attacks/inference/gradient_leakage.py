@@ -11,8 +11,9 @@ and move the dummies so that the two gradients match,
 
 The objective contains a gradient, so minimising it needs second derivatives: the dummy gradient is built with
 ``create_graph=True`` and differentiated again with respect to the dummies (:func:`gradient_matching_loss`).
-The paper uses L-BFGS on a LeNet whose activations are sigmoids: a twice-differentiable model, whose second
-derivatives are not zero almost everywhere as a ReLU network's are (:func:`sigmoid_lenet`, :func:`sigmoid_mlp`).
+The paper uses L-BFGS on a LeNet whose activations are sigmoids (:func:`sigmoid_lenet`; :func:`sigmoid_mlp` is
+the same idea without convolutions): the model must be twice differentiable, and a ReLU's second derivative is
+zero almost everywhere, which leaves the second-order optimisation less to work with.
 
 *Improved DLG* (iDLG; Zhao, Mopuri & Bilen 2020) reads the label off the gradient in closed form
 (:func:`idlg_label`) and then matches gradients for ``x'`` alone with that label fixed (:func:`idlg`).
@@ -21,9 +22,19 @@ Defences from Zhu et al.'s section 5: add Gaussian noise to the shared gradient 
 prune its small-magnitude entries (:func:`prune_gradients`); :func:`reconstruction_error` measures what the
 attack still recovers (MSE, PSNR and the label).
 
-Measured on the small profile (8x8 digits, one untrained :func:`sigmoid_mlp` with 64 hidden units, 100 L-BFGS
-steps, tests/attacks/inference/test_gradient_leakage.py): DLG rebuilds digits to a pixel MSE below 1e-3 and
-recovers the label; Gaussian noise and pruning raise the error monotonically with their strength.
+Measured on the small profile (8x8 digits, untrained victims, a batch of one, 100 L-BFGS iterations; the tests
+in tests/attacks/inference/test_gradient_leakage.py check the first two claims):
+
+* without a defence DLG rebuilds each of four digits to a pixel MSE between 3e-13 and 3e-7 (PSNR 65 to 125 dB,
+  from a dummy at MSE ~1.2) and recovers its label, on the sigmoid MLP and on the sigmoid LeNet alike; a batch
+  of two comes back too (300 iterations, MSE 6e-7), in swapped order;
+* on the MLP (60 iterations) the mean MSE over three digits grows with the noise's standard deviation,
+  3e-9 / 4e-5 / 4e-3 / 0.39 at sigma = 0 / 1e-3 / 1e-2 / 1e-1 (the gradient's entries are 3e-3 to 0.2 in mean
+  magnitude, layer by layer), and with pruning, 3e-9 / 5e-3 / 1.0e-2 / 1.4e-2 at 0 / 30 / 60 / 90%;
+* on the LeNet (a one-off run of the same kind): noise 1e-4 / 1e-3 / 1e-2 gives 3e-6 / 3e-4 / 3e-2 and 0.1 makes
+  the dummy diverge (MSE ~1e3); pruning 10 / 20 / 30 / 60 / 90% gives 3e-5 / 2e-4 / 1e-3 / 1e-2 / ~1e2.
+  The label is recovered under every one of these defences (both models, every level, three digits): it
+  sits in the last layer's gradient, the largest.
 """
 from __future__ import annotations
 
@@ -379,8 +390,9 @@ def noisy_gradients(grads: Grads, *, sigma: float, generator: Optional[torch.Gen
                     ) -> list[torch.Tensor]:
     """Defence: add i.i.d. Gaussian noise ``N(0, sigma^2)`` to every entry of the shared gradient.
 
-    Zhu et al. (2019, Sec. 5.1) find that a standard deviation of about 1e-2 (relative to their gradients) stops
-    DLG, at a cost in accuracy; with clipping this is the Gaussian mechanism of DP-SGD (chapter 10).
+    Zhu et al. (2019, Sec. 5) find that noise of variance around 1e-2 and above stops DLG on their LeNet, at a
+    cost in accuracy; what counts is the noise relative to the gradient's own scale. With per-example clipping
+    this is the Gaussian mechanism of DP-SGD (chapter 10).
 
     Args:
         grads: the gradient, a list of tensors (unchanged).
@@ -400,8 +412,8 @@ def prune_gradients(grads: Grads, *, fraction: float) -> list[torch.Tensor]:
 
     Gradient pruning (Zhu et al. 2019, Sec. 5.2; the sparsification of deep gradient compression): per tensor,
     ``round(fraction * numel)`` entries of smallest absolute value become 0 (ties broken by position), the
-    others are kept as they are. Zhu et al. report that DLG survives pruning of up to about 20% and fails
-    beyond it.
+    others are kept as they are. Zhu et al. report that DLG fails once more than about 20% of the entries are
+    pruned; on the 8x8 digits it degrades gradually instead (see the module's measurements).
 
     Args:
         grads: the gradient, a list of tensors (unchanged).
