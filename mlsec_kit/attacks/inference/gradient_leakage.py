@@ -190,6 +190,8 @@ def shared_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list
         One detached gradient per trainable parameter, in ``model.parameters()`` order.
     """
     params = _params(model)
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch tensor (B, ...), got {getattr(x, 'shape', type(x).__name__)}")
     if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],) or y.is_floating_point():
         raise ValueError(f"y must be an integer tensor of shape ({x.shape[0]},), got {getattr(y, 'shape', y)}")
     with torch.enable_grad():
@@ -217,7 +219,11 @@ def gradient_matching_loss(model: nn.Module, x_dummy: torch.Tensor, y_dummy: tor
     target = _check_grads(model, target_grads)
     params = _params(model)
     with torch.enable_grad():
-        loss = -(y_dummy * F.log_softmax(model(x_dummy), dim=-1)).sum(-1).mean()
+        log_probs = F.log_softmax(model(x_dummy), dim=-1)
+        if not isinstance(y_dummy, torch.Tensor) or y_dummy.shape != log_probs.shape:
+            raise ValueError(f"y_dummy must be soft labels of shape {tuple(log_probs.shape)} (one row per dummy "
+                             f"input, one column per class), got {tuple(getattr(y_dummy, 'shape', ()))}")
+        loss = -(y_dummy * log_probs).sum(-1).mean()
         dummy = torch.autograd.grad(loss, params, create_graph=True)
         return sum(((d - t) ** 2).sum() for d, t in zip(dummy, target))
 

@@ -298,3 +298,7 @@ def test_bad_input_names_the_argument(digits, net):
         reconstruction_error(x, y, rec, data_range=0.0)
     with pytest.raises(ValueError, match="y must"):
         shared_gradients(net, x, torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="x must"):
+        shared_gradients(net, x.flatten(), y)
+    with pytest.raises(ValueError, match="y_dummy"):
+        gradient_matching_loss(net, x, torch.ones(1, 9) / 9, grads)
