@@ -103,8 +103,9 @@ def sigmoid_lenet(input_shape: Sequence[int], num_classes: int, *, width: int = 
     """The LeNet variant DLG attacks (Zhu et al. 2019, Sec. 4.1): three 5x5 convolutions, sigmoid activations.
 
     No pooling (the first two convolutions have stride 2, the third stride 1) and a linear layer on top; every
-    parameter is drawn uniformly from ``[-init_scale, init_scale]`` as in the paper's code (with PyTorch's
-    default initialisation the sigmoids' gradients are small and the attack converges more slowly).
+    parameter is drawn uniformly from ``[-init_scale, init_scale]`` as in the paper's code. On 8x8 digits the
+    attack does not hinge on it: measured on four digits (100 L-BFGS iterations), DLG reaches MSE 1e-11 to 3e-7
+    with it and 3e-8 to 2e-7 after PyTorch's default initialisation.
 
     Shape:
         input ``(N, C, H, W)`` → logits ``(N, num_classes)``.
