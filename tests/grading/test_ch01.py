@@ -142,13 +142,15 @@ MISTAKES = [
             return {"goal": "confidentiality", "specificity": "targeted", "knowledge": "black-box",
                     "phase": "inference", "adversary": "insurer"}""", ["returns a dict"], "expected exactly"),
 ]
-for letters, missing_or_wrong in [("abe", "extraction"), ("bce", "class-level"), ("bde", "encryption hides"),
-                                  ("abcde", "extraction")]:
+for letters, missing_or_wrong in [("abe", "extraction"), ("bce", "class-level"), ("bde", "encryption hides")]:
     MISTAKES.append(("defence_statements", f"'{letters}'", f"def defence_statements():\n    return {letters!r}",
                      ["names no false"], missing_or_wrong))
-for letters in ("b", "e", ""):
+for letters in ("b", "e"):
     MISTAKES.append(("defence_statements", f"'{letters}'", f"def defence_statements():\n    return {letters!r}",
                      ["names every true"], "missing"))
+for letters in ("abcde", ""):   # naming everything or nothing is not an answer: no point at all
+    MISTAKES.append(("defence_statements", f"'{letters}'", f"def defence_statements():\n    return {letters!r}",
+                     ["returns a string", "names every true", "names no false"], "not an answer"))
 MISTAKES.append(("defence_statements", "a list of letters", "def defence_statements():\n    return ['b', 'e']",
                  None, "expected a string"))
 

@@ -223,6 +223,10 @@ def _letters(fn) -> set[str]:
     if stray:
         fail(f"defence_statements() contains {', '.join(map(repr, stray))}; use only the letters "
              f"{', '.join(STATEMENTS)}")
+    if not letters or letters == set(STATEMENTS):
+        # naming nothing or everything is not an answer; without this it scored two of three points
+        fail(f"defence_statements() returned {out!r}, which names {'no' if not letters else 'every'} statement: "
+             "that is not an answer; decide for each statement and return the letters of the true ones")
     return letters
 
 
