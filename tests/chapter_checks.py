@@ -26,3 +26,19 @@ def slider_cell(executed, *, min_frames: int = 5):
     assert html.count('class="mk-frame"') >= min_frames and html.count("data:image/png;base64") >= min_frames
     assert "<script>" in html and 'type="range"' in html
     return cell
+
+
+def prose(executed) -> str:
+    """The chapter's markdown cells, joined."""
+    return "\n".join(c.source for c in executed.cells if c.cell_type == "markdown")
+
+
+def assert_every_glued_name_in_the_prose_exists(executed) -> None:
+    """Every ``{glue:text}`` role in the prose names a value the notebook glued (and there is at least one)."""
+    import re
+
+    from mlsec_kit.notebook import glued_values
+
+    glued = glued_values(executed)
+    used = set(re.findall(r"\{glue:text\}`(\w+)", prose(executed)))
+    assert used and used <= set(glued), sorted(used - set(glued))

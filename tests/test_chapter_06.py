@@ -5,7 +5,8 @@ they appear in. That two runs agree is checked for every chapter in tests/test_n
 import re
 
 import pytest
-from chapter_checks import assert_figures_numbered_captioned_and_referenced, slider_cell
+from chapter_checks import (assert_every_glued_name_in_the_prose_exists,
+                            assert_figures_numbered_captioned_and_referenced, prose, slider_cell)
 
 pytestmark = pytest.mark.notebooks
 
@@ -23,23 +24,15 @@ def v(chapter_values):
     return chapter_values(STEM)
 
 
-def _prose(executed):
-    return "\n".join(c.source for c in executed.cells if c.cell_type == "markdown")
-
-
 def test_every_glued_name_in_the_prose_exists(executed):
-    from mlsec_kit.notebook import glued_values
-
-    glued = glued_values(executed)
-    used = set(re.findall(r"\{glue:text\}`(\w+)", _prose(executed)))
-    assert used and used <= set(glued), sorted(used - set(glued))
+    assert_every_glued_name_in_the_prose_exists(executed)
 
 
 def test_the_chapter_opens_and_closes_as_the_book_does(executed):
     first = executed.cells[0].source
     assert first.startswith("(ch-poisoning)=\n# 6. Poisoning")
     assert "Learning objectives" in first and "Threat model" in first
-    text = _prose(executed)
+    text = prose(executed)
     assert ":label: def-bilevel-poisoning" in text and "{prf:ref}`def-bilevel-poisoning`" in text
     assert "exercises/06_poisoning.ipynb" in text and "chapter 7" in text
     for term in ("poisoning", "backdoor", "clean-label", "white-box", "black-box", "data sanitisation"):

@@ -2,10 +2,9 @@
 
 Each test reads the numbers the chapter glued into its prose and checks that they support the sentence they
 appear in. That two runs agree is checked for every chapter in tests/test_notebooks.py."""
-import re
-
 import pytest
-from chapter_checks import assert_figures_numbered_captioned_and_referenced, slider_cell
+from chapter_checks import (assert_every_glued_name_in_the_prose_exists,
+                            assert_figures_numbered_captioned_and_referenced, prose, slider_cell)
 
 pytestmark = pytest.mark.notebooks
 
@@ -24,12 +23,7 @@ def v(chapter_values):
 
 
 def test_every_glued_name_in_the_prose_exists(executed):
-    from mlsec_kit.notebook import glued_values
-
-    glued = glued_values(executed)
-    text = "\n".join(c.source for c in executed.cells if c.cell_type == "markdown")
-    used = set(re.findall(r"\{glue:text\}`(\w+)", text))
-    assert used and used <= set(glued), sorted(used - set(glued))
+    assert_every_glued_name_in_the_prose_exists(executed)
 
 
 def test_the_issue_bar_patch_backdoor_on_digits(v):
@@ -144,7 +138,7 @@ def test_fine_pruning_works_through_fine_tuning(v):
 
 
 def test_the_defence_table_and_the_literature_table_are_on_the_page(executed):
-    text = "\n".join(c.source for c in executed.cells if c.cell_type == "markdown")
+    text = prose(executed)
     table = text[text.index("| defence | acts on |"):]
     for name in ("spectral signatures", "activation clustering", "STRIP", "Neural Cleanse", "fine-pruning"):
         assert name in table.split("\n\n")[0], name
