@@ -14,7 +14,7 @@ import torch
 from .core import CheckFailure
 from .limits import TimeLimitExceeded
 
-__all__ = ["fail", "call", "describe", "fmt", "expect_float", "to_float", "expect_tensor", "expect_pair"]
+__all__ = ["fail", "call", "describe", "fmt", "expect_float", "to_float", "expect_tensor", "expect_pair", "expect_letters"]
 
 
 def fail(message: str) -> NoReturn:
@@ -97,3 +97,20 @@ def expect_pair(value: Any, what: str) -> tuple[Any, Any]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         fail(f"{what} returned {describe(value)}; expected a pair (a, b)")
     return value[0], value[1]
+
+
+def expect_letters(fn: Callable[[], Any], name: str, statements: Sequence[str]) -> set[str]:
+    """The letters a multiple-choice answer ``fn()`` names, each one of ``statements``. An answer that names no
+    statement or every statement is not an answer and fails every property (otherwise naming all would earn
+    "names every true statement" and naming none "names no false statement")."""
+    out = call(fn, name=name)
+    if not isinstance(out, str):
+        fail(f"{name}() returned {describe(out)}; expected a string of letters such as 'ac'")
+    letters = {ch for ch in out.lower() if not ch.isspace() and ch not in ",;"}
+    stray = sorted(letters - set(statements))
+    if stray:
+        fail(f"{name}() contains {', '.join(map(repr, stray))}; use only the letters {', '.join(statements)}")
+    if not letters or letters == set(statements):
+        fail(f"{name}() returned {out!r}, which names {'no' if not letters else 'every'} statement: "
+             "that is not an answer; decide for each statement and return the letters of the true ones")
+    return letters

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..core import CheckFailure, ExerciseSet
-from ..expect import call, describe, expect_tensor, fail
+from ..expect import call, describe, expect_letters, expect_tensor, fail
 from ..instances import randint
 from ..limits import TimeLimitExceeded
 
@@ -215,19 +215,7 @@ _WHY_NOT = {
 
 
 def _letters(fn) -> set[str]:
-    out = call(fn, name="defence_statements")
-    if not isinstance(out, str):
-        fail(f"defence_statements() returned {describe(out)}; expected a string of letters such as 'ac'")
-    letters = {ch for ch in out.lower() if not ch.isspace() and ch not in ",;"}
-    stray = sorted(letters - set(STATEMENTS))
-    if stray:
-        fail(f"defence_statements() contains {', '.join(map(repr, stray))}; use only the letters "
-             f"{', '.join(STATEMENTS)}")
-    if not letters or letters == set(STATEMENTS):
-        # naming nothing or everything is not an answer; without this it scored two of three points
-        fail(f"defence_statements() returned {out!r}, which names {'no' if not letters else 'every'} statement: "
-             "that is not an answer; decide for each statement and return the letters of the true ones")
-    return letters
+    return expect_letters(fn, "defence_statements", STATEMENTS)
 
 
 @defence_statements.prop("returns a string made of the letters a-e")

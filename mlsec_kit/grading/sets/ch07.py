@@ -31,7 +31,7 @@ import math
 import torch
 
 from ..core import CheckFailure, ExerciseSet
-from ..expect import call, describe, expect_tensor, fail, fmt
+from ..expect import call, describe, expect_letters, expect_tensor, fail, fmt
 from ..instances import randint
 from ..limits import TimeLimitExceeded
 
@@ -524,20 +524,7 @@ _WHY_NOT = {
 
 
 def _letters(fn) -> set[str]:
-    """The letters the answer names; no statement or every statement is not an answer and fails every property
-    (otherwise "abcdefg" would earn "names every true statement" and "" "names no false statement")."""
-    out = call(fn, name="backdoor_statements")
-    if not isinstance(out, str):
-        fail(f"backdoor_statements() returned {describe(out)}; expected a string of letters such as 'ac'")
-    letters = {ch for ch in out.lower() if not ch.isspace() and ch not in ",;"}
-    stray = sorted(letters - set(STATEMENTS))
-    if stray:
-        fail(f"backdoor_statements() contains {', '.join(map(repr, stray))}; use only the letters "
-             f"{', '.join(STATEMENTS)}")
-    if not letters or letters == set(STATEMENTS):
-        fail(f"backdoor_statements() returned {out!r}, which names {'no' if not letters else 'every'} statement: "
-             "that is not an answer; decide for each statement and return the letters of the true ones")
-    return letters
+    return expect_letters(fn, "backdoor_statements", STATEMENTS)
 
 
 @backdoor_statements.prop("names exactly the true statements, as a string of the letters a-g")
