@@ -183,6 +183,43 @@ def test_the_instances_keep_their_promises():
             assert bool((m == info["c_r"]).any()) and bool(((m > info["c_r"]) & (m < rs[info["k_r"] - 1])).any())
 
 
+def test_the_reference_answers_agree_with_scikit_learn_and_the_kit():
+    """The checks' own answers on their instances: minus scikit-learn's log loss per example (and the kit's
+    loss_threshold_scores), the largest TPR of scikit-learn's ROC points within the budget (and the kit's
+    tpr_at_fpr), and the reference attack's rates from the kit's threshold on the reference."""
+    import warnings
+
+    from scipy.special import log_softmax
+    from sklearn.metrics import roc_curve
+    from torch import nn
+
+    from mlsec_kit.attacks.inference import loss_threshold_scores, tpr_at_fpr
+
+    for seed in range(40):
+        rng = torch.Generator().manual_seed(seed)
+        for large in (False, True):
+            logits, labels = ch08._logits(rng, large=large)
+            ours = ch08._reference_loss_scores(logits, labels)
+            scipy = log_softmax(logits.double().numpy(), axis=1)[np.arange(len(labels)), labels.numpy()]
+            assert np.allclose(ours.numpy(), scipy, rtol=1e-9, atol=1e-9)
+            kit = loss_threshold_scores(nn.Identity(), logits, labels).double()
+            assert torch.allclose(ours, kit, rtol=1e-5, atol=1e-4)
+        for kind in ("tie", "gap", "whole", "zero"):
+            m, n, target, _ = ch08._scores_instance(rng, kind)
+            scores = torch.cat([m, n]).numpy()
+            y = np.r_[np.ones(len(m)), np.zeros(len(n))]
+            fpr, tpr, _ = roc_curve(y, scores, drop_intermediate=False)
+            expected = float(tpr[fpr <= target + 1e-12].max())
+            assert ch08._reference_tpr(m, n, target) == pytest.approx(expected, abs=1e-12)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                kit_tpr = tpr_at_fpr(torch.cat([m, n]), torch.from_numpy(y).long(), fpr=target).tpr
+            assert ch08._reference_tpr(m, n, target) == pytest.approx(kit_tpr, abs=1e-12)
+        for direction in ("down", "up"):
+            r, target, m, n, info = ch08._attack_instance(rng, direction)
+            assert ch08._reference_attack(r, target, m, n) == _kit_attack(r, target, m, n)
+
+
 def test_whole_budgets_are_exact():
     assert len(ch08.WHOLE_BUDGETS) >= 20
     for target, n in ch08.WHOLE_BUDGETS:
@@ -407,12 +444,12 @@ for letters, failing, message in [("ac", [_EXACT, _EVERY], "missing"),
                                   ("", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
                                   ("aceb", [_EXACT, _NO_FALSE], "50.5%"),
                                   ("aced", [_EXACT, _NO_FALSE], "oracle"),
-                                  ("acef", [_EXACT, _NO_FALSE], "neither depends"),
+                                  ("acef", [_EXACT, _NO_FALSE], "do not depend"),
                                   ("aceg", [_EXACT, _NO_FALSE], "black-box"),
                                   ("bdfg", [_EXACT, _EVERY, _NO_FALSE], "50.5%"),
                                   ("abcdefg", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
                                   ("a, b, c, d, e, f, g", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
-                                  ("acefg", [_EXACT, _NO_FALSE], "neither depends"),
+                                  ("acefg", [_EXACT, _NO_FALSE], "do not depend"),
                                   ("acez", [_EXACT, _EVERY, _NO_FALSE], "'z'")]:
     MISTAKES.append(("membership_statements", repr(letters),
                      f"def membership_statements():\n    return {letters!r}", failing, message))

@@ -507,8 +507,8 @@ STATEMENTS = {
          "non-members, since the attacker could do the same.",
     "e": "A guess that ignores the model and flags each example with probability 1% has a TPR of about 1% at 1% "
          "FPR, so a TPR at 1% FPR is to be compared with 1%, not with 0.",
-    "f": "Like accuracy, the TPR at 1% FPR changes in expectation when the evaluation holds ten non-members per "
-         "member instead of one.",
+    "f": "At a fixed threshold, an attack's TPR and FPR change in expectation, as its accuracy does, when the "
+         "evaluation holds ten non-members per member instead of one.",
     "g": "The loss-threshold attack needs the target model's weights.",
 }
 TRUE_STATEMENTS = frozenset("ace")
@@ -517,8 +517,9 @@ _WHY_NOT = {
          "balanced accuracy of (0.01 + 1) / 2 = 50.5%, and it exposes those members with certainty",
     "d": "the attacker does not know which of the examples it attacks are members; a threshold chosen on them is "
          "an oracle that overstates the attack: fit it on the attacker's own reference data",
-    "f": "the TPR is a share of the members and the FPR a share of the non-members, so neither depends on how "
-         "many of each the evaluation holds (only their confidence intervals do); accuracy and precision do",
+    "f": "at a fixed threshold the TPR is a share of the members and the FPR a share of the non-members, so their "
+         "expected values do not depend on how many of each the evaluation holds (only their confidence "
+         "intervals do); accuracy and precision do",
     "g": "it needs only the loss of each candidate, that is the predicted probabilities and the true label: "
          "black-box access to the model's outputs suffices",
 }
