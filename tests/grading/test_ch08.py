@@ -437,7 +437,8 @@ MISTAKES = [
         def reference_attack(reference_scores, target_fpr, member_scores, non_member_scores):
             r = reference_scores.sort(descending=True).values
             k = max(0, math.floor(target_fpr * len(r) + 1e-9))
-            tau = r[k].item() if k < len(r) else -math.inf""" + _RATES, ["raises a ValueError"], "expected a ValueError"),
+            tau = r[k].item() if k < len(r) else -math.inf""" + _RATES,
+     ["raises a ValueError"], "expected a ValueError"),
 ]
 _EXACT, _EVERY, _NO_FALSE = "names exactly", "names every true", "names no false"
 for letters, failing, message in [("ac", [_EXACT, _EVERY], "missing"),

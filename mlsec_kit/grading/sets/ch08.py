@@ -23,7 +23,8 @@ How the instances make each typical mistake fail on every seed:
   instance is built around the cut: the ``(k+1)``-th highest non-member score ``c`` is the only non-member at
   ``c`` except where a tie is planted, a member sits exactly at ``c``, and non-members below ``c`` sit at least
   one grid step lower. So the ``>=``-side answer (the first threshold whose FPR reaches the target, which counts
-  the member at ``c``) is wrong on every instance. Budgets ``target_fpr * n`` have a fractional part in
+  the member at ``c``) is wrong on every instance whose budget is not a whole number, and target 0 as well
+  (both properties on values use such instances). Budgets ``target_fpr * n`` have a fractional part in
   ``(0.3, 0.9)`` (one instance per property above 0.55), so ``ceil`` and ``round`` allow one false positive too
   many, and since the fractional part exceeds ``target_fpr``, ``torch.quantile(v, 1 - target_fpr)`` falls
   strictly below ``c`` and counts the member at ``c``. One instance plants a tie ``v_k = v_{k+1} = c``, so
@@ -108,7 +109,9 @@ def _logits(rng: torch.Generator, *, large: bool) -> tuple[torch.Tensor, torch.T
     if large:
         rows = 3 + torch.randperm(n - 3, generator=rng)[: max(1, n // 3)]
         logits[rows] *= torch.empty(len(rows), 1, dtype=torch.float64).uniform_(200, 1500, generator=rng)
-        logits[1, labels[1]] = logits[1].max() - _uniform(rng, 800, 1500)
+        others = logits[1].clone()
+        others[labels[1]] = -math.inf
+        logits[1, labels[1]] = others.max() - _uniform(rng, 800, 1500)
         logits[2, labels[2]] = _uniform(rng, 800, 1500)
     return logits.float(), labels
 
@@ -419,9 +422,10 @@ def _attack_variants(reference, target, members, non_members) -> dict[str, tuple
         "the FPR on the reference non-members; the FPR to report is measured on the evaluation's non-members":
             (_reference_attack(reference, target, members, non_members)[0],
              float((reference.double() > _cut(reference, target)).double().mean())),
-        "the >= side on the reference: its (k+1)-th highest score flagged too": rates(members >= r[k], non_members >= r[k]),
-        "the k-th highest reference score as threshold, flagging >= it": rates(members >= r[k - 1], non_members >= r[k - 1])
-        if k >= 1 else (-1.0, -1.0),
+        "the >= side on the reference: its (k+1)-th highest score flagged too":
+            rates(members >= r[k], non_members >= r[k]) if k < len(r) else (-1.0, -1.0),
+        "the k-th highest reference score as threshold, flagging >= it":
+            rates(members >= r[k - 1], non_members >= r[k - 1]) if 1 <= k <= len(r) else (-1.0, -1.0),
         "TPR and FPR swapped": tuple(reversed(_reference_attack(reference, target, members, non_members))),
     }
 
