@@ -254,11 +254,13 @@ def tpr_at_fpr(scores, labels, *, fpr: float, confidence: float = 0.95, ci: str 
     n_pos, n_neg = int(lab.sum()), int((~lab).sum())
     achievable = fpr * n_neg >= 1 - 1e-9
     if not achievable:
-        need = "no number of non-members makes FPR 0 measurable" if fpr == 0 else \
-            f"fpr={fpr:g} needs at least {math.ceil(1 / fpr - 1e-9)} non-members"
-        warnings.warn(f"tpr_at_fpr: only {n_neg} non-members, so a false-positive rate of {fpr:g} allows no "
-                      f"false positive at all and the result is the TPR at FPR 0 ({need})", UserWarning,
-                      stacklevel=2)
+        if fpr == 0:
+            msg = f"fpr=0 allows no false positive among the {n_neg} non-members, however many there are"
+        else:
+            msg = (f"only {n_neg} non-members, so a false-positive rate of {fpr:g} allows no false positive at all; "
+                   f"fpr={fpr:g} needs at least {math.ceil(1 / fpr - 1e-9)} non-members")
+        warnings.warn(f"tpr_at_fpr: {msg}. The result is the TPR at zero false positives (achievable=False).",
+                      UserWarning, stacklevel=2)
     if ci == "clopper-pearson":
         hits = int(round(t[i] * n_pos))
         lo, hi = clopper_pearson(hits, n_pos, confidence=confidence)

@@ -11,7 +11,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
