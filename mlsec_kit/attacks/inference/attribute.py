@@ -6,10 +6,11 @@ value of the hidden attribute and keeps the one under which the model explains t
 "best": by the model's confidence in the true label (``method="confidence"``, the default: the loss-based form
 of Yeom et al. 2018, the confidence-score attack of Mehnaz et al. 2022), or, with the model's top-1 label only,
 by how often the model gives that label to records of the true class (``method="confusion"``: Fredrikson et
-al. 2014's maximum-a-posteriori estimator, weighted by the model's confusion matrix and the prior). The attack is only worth what it beats: the same attacker
-could impute the attribute from the other attributes (and the label) with a model of its own, trained on
-public records, never touching the target model (Jayaraman & Evans 2022). :func:`attribute_baseline` is that
-imputation; report the attack beside it, and beside the trivial guess of the most common value.
+al. 2014's maximum-a-posteriori estimator, weighted by the model's confusion matrix and the prior). The attack
+is only worth what it beats: the same attacker could impute the attribute from the other attributes (and the
+label) with a model of its own, trained on public records, never touching the target model (Jayaraman & Evans
+2022). :func:`attribute_baseline` is that imputation; report the attack beside it, and beside the trivial guess
+of the most common value.
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         model.train(was_training)
 
 
-METHODS = ("confidence", "confusion")
+_METHODS = ("confidence", "confusion")
 
 
 def _check_confusion(confusion: object) -> torch.Tensor:
@@ -167,8 +168,8 @@ def attribute_inference(model: Union[nn.Module, Oracle], x_known: torch.Tensor, 
         ``x_known`` float ``(N, D)``, ``y`` int64 ``(N,)`` in ``[0, K)`` → scores float ``(N, V)`` (log-probabilities,
         <= 0, plus the log prior). ``x_known`` is not modified.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if method == "confusion":
         if confusion is None:
             raise ValueError("confusion must be given with method='confusion': the model's (K, K) confusion "
