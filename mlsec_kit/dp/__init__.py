@@ -24,6 +24,7 @@ from .discrete import (bernoulli_exp, discrete_gaussian, discrete_gaussian_pmf, 
 from .quantiles import private_quantile, quantile_interval_probabilities
 from .renyi import (amplify_by_subsampling, gaussian_rdp, gaussian_zcdp, laplace_rdp, rdp_to_dp,
                     subsampled_gaussian_rdp, zcdp_to_dp)
+from .accounting import noise_multiplier_for, prv_epsilon, rdp_curve, rdp_epsilon, rdp_epsilon_with_order
 
 __all__ = [
     "randomized_response", "randomized_response_keep_probability", "randomized_response_estimate", "laplace",
@@ -40,4 +41,5 @@ __all__ = [
     "gaussian_rdp", "laplace_rdp", "gaussian_zcdp", "rdp_to_dp", "zcdp_to_dp", "subsampled_gaussian_rdp",
     "amplify_by_subsampling",
     "bernoulli_exp", "discrete_laplace", "discrete_gaussian", "discrete_laplace_pmf", "discrete_gaussian_pmf",
+    "rdp_curve", "rdp_epsilon", "rdp_epsilon_with_order", "noise_multiplier_for", "prv_epsilon",
 ]
