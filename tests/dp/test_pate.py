@@ -110,8 +110,11 @@ def test_gnmax_data_dependent_rdp_matches_theorem_6_by_hand():
     np.testing.assert_allclose(got, expected, rtol=1e-10)
     assert got[0] < 0.2 * 2 / sigma ** 2                     # far below the data-independent 2/sigma^2
     # orders at or beyond mu1 fall back to the data-independent bound
+    # (Theorem 6 needs lambda < mu1: beyond it the formula would undercut lambda / sigma^2, and is not used)
     mu1 = sigma * math.sqrt(math.log(1 / q)) + 1
-    assert pate.gnmax_rdp(votes, sigma=sigma, orders=[mu1 + 0.5])[0, 0] == pytest.approx((mu1 + 0.5) / sigma ** 2)
+    beyond = np.array([mu1 + 0.5, 2 * mu1, 4 * mu1])
+    mixed = pate.gnmax_rdp(votes, sigma=sigma, orders=[2.0, *beyond])[0]
+    np.testing.assert_allclose(mixed, [expected[0], *(beyond / sigma ** 2)], rtol=1e-10)
 
 
 def test_lnmax_rdp_matches_the_2017_bound_by_hand():
@@ -160,6 +163,9 @@ def test_pate_epsilon_composes_the_answers_and_converts():
     assert ind == pytest.approx(renyi.rdp_to_dp(orders=orders, rdp=7 * orders / 64, delta=1e-6)[0])
     assert ind == pytest.approx(renyi.rdp_to_dp(orders=orders, rdp=7 * renyi.gaussian_rdp(
         sigma=8.0, sensitivity=math.sqrt(2), orders=orders), delta=1e-6)[0])
+    # LNMax data-independent: eps0 = 2/b per answer, and eps0^2 alpha / 2 (zCDP) at small orders
+    np.testing.assert_allclose(pate.lnmax_rdp(votes[:1], scale=10.0, orders=[2.0, 50.0], data_dependent=False),
+                               [[0.04, 0.2]])
     # Laplace: few answers are cheapest by plain composition of 2/b each
     assert pate.pate_laplace_epsilon(votes[:1], scale=10.0, delta=1e-6, data_dependent=False) == pytest.approx(0.2)
 
