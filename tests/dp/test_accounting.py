@@ -159,6 +159,24 @@ def test_prv_accountant_is_below_rdp_and_matches_opacus():
     assert prv < accounting.rdp_epsilon(**run)
 
 
+def test_accountant_composes_phases_like_opacus():
+    ours = accounting.RDPAccountant()
+    assert ours.epsilon(1e-5) == 0.0
+    theirs = RDPAccountant()
+    for sigma, q, steps in [(1.0, 0.01, 300), (1.0, 0.01, 200), (2.0, 0.05, 100)]:
+        ours.step(noise_multiplier=sigma, sample_rate=q, steps=steps)
+        for _ in range(steps):
+            theirs.step(noise_multiplier=sigma, sample_rate=q)
+    assert ours.history == [(1.0, 0.01, 500), (2.0, 0.05, 100)] == theirs.history
+    assert ours.epsilon(1e-5) == pytest.approx(theirs.get_epsilon(delta=1e-5), rel=1e-6)
+    # composing the curves is tighter than adding the phases' epsilons
+    separate = sum(accounting.rdp_epsilon(noise_multiplier=s, sample_rate=q, steps=t, delta=1e-5 / 2)
+                   for s, q, t in ours.history)
+    assert ours.epsilon(1e-5) < separate
+    with pytest.raises(ValueError, match="sample_rate"):
+        ours.step(noise_multiplier=1.0, sample_rate=0.0)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(noise_multiplier=0.0), "noise_multiplier"), (dict(noise_multiplier=-1.0), "noise_multiplier"),
     (dict(noise_multiplier=math.inf), "noise_multiplier"), (dict(sample_rate=0.0), "sample_rate"),
