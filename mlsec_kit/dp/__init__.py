@@ -24,6 +24,8 @@ from .discrete import (bernoulli_exp, discrete_gaussian, discrete_gaussian_pmf, 
 from .quantiles import private_quantile, quantile_interval_probabilities
 from .renyi import (amplify_by_subsampling, gaussian_rdp, gaussian_zcdp, laplace_rdp, rdp_to_dp,
                     subsampled_gaussian_rdp, zcdp_to_dp)
+from .dpsgd import (DPHistory, StepInfo, check_dp_model, clip_and_sum, clip_factors, dp_sgd_step,
+                    per_sample_gradients, per_sample_norms, poisson_batches, train_dp_sgd)
 
 __all__ = [
     "randomized_response", "randomized_response_keep_probability", "randomized_response_estimate", "laplace",
@@ -40,4 +42,6 @@ __all__ = [
     "gaussian_rdp", "laplace_rdp", "gaussian_zcdp", "rdp_to_dp", "zcdp_to_dp", "subsampled_gaussian_rdp",
     "amplify_by_subsampling",
     "bernoulli_exp", "discrete_laplace", "discrete_gaussian", "discrete_laplace_pmf", "discrete_gaussian_pmf",
+    "per_sample_gradients", "per_sample_norms", "clip_factors", "clip_and_sum", "dp_sgd_step", "poisson_batches",
+    "train_dp_sgd", "DPHistory", "StepInfo", "check_dp_model",
 ]
