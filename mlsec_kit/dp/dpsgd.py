@@ -147,7 +147,16 @@ def _vmap_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Los
         out = functional_call(model, (p, fixed), (xi.unsqueeze(0),))
         return loss_fn(out, yi.unsqueeze(0)).sum()
 
-    return vmap(grad(loss_one), in_dims=(None, 0, 0), randomness="different")(wrt, x, y)
+    # torch's functional_call restores a module used twice (tied weights) with plain tensors in place of its
+    # Parameters (torch 2.x); the caller's model must come back unchanged, so its parameters are put back here
+    saved = [(m, dict(m._parameters)) for m in model.modules()]
+    try:
+        return vmap(grad(loss_one), in_dims=(None, 0, 0), randomness="different")(wrt, x, y)
+    finally:
+        for m, ps in saved:
+            for k, v in ps.items():
+                if m._parameters.get(k) is not v:
+                    m._parameters[k] = v
 
 
 def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
