@@ -14,6 +14,9 @@ from mlsec_kit.dp import dpsgd
 from mlsec_kit.dp.dpsgd_broken import dp_sgd_step_clip_after_averaging, dp_sgd_step_noise_divided_twice
 from mlsec_kit.models import mlp, small_cnn
 
+# Opacus's hooks warn that no input requires a gradient (the inputs are data); that is expected here
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
 METHODS = ("ghost", "gram", "vmap")
 
 
@@ -178,6 +181,30 @@ def test_clipped_sum_before_noise_equals_opacus(kind):
                     method=method)
         for n, p in m.named_parameters():
             torch.testing.assert_close(p.grad, ref[n], rtol=1e-5, atol=1e-5)
+
+
+def test_ghost_clipping_equals_opacus_ghost_clipping():
+    """Opacus's own ghost clipping (Linear layers: norms from activations and output gradients, then a second
+    backward of the reweighted loss) gives the same norms and the same clipped sum."""
+    from opacus.grad_sample import GradSampleModuleFastGradientClipping
+    from opacus.optimizers import DPOptimizerFastGradientClipping
+    from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+    model = _mlp(5)
+    x, y = _data("mlp", b=16, seed=6)
+    c = 0.2
+    gsm = GradSampleModuleFastGradientClipping(copy.deepcopy(model), max_grad_norm=c, use_ghost_clipping=True,
+                                               loss_reduction="sum")
+    opt = DPOptimizerFastGradientClipping(torch.optim.SGD(gsm.parameters(), lr=0.1), noise_multiplier=0.0,
+                                          max_grad_norm=c, expected_batch_size=len(x), loss_reduction="sum")
+    crit = DPLossFastGradientClipping(gsm, opt, nn.CrossEntropyLoss(reduction="sum"), loss_reduction="sum")
+    crit(gsm(x), y).backward()
+    torch.testing.assert_close(per_sample_norms(model, x, y, method="gram"), gsm.per_sample_gradient_norms,
+                               rtol=1e-5, atol=1e-6)
+    dp_sgd_step(model, x, y, max_grad_norm=c, noise_multiplier=0.0, allow_no_noise=True, expected_batch_size=1,
+                method="gram")
+    ref = {n.removeprefix("_module."): p.grad for n, p in gsm.named_parameters()}
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref[n], rtol=1e-5, atol=1e-6)
 
 
 def test_step_adds_noise_of_std_sigma_c_over_expected_batch_size():
