@@ -11,18 +11,22 @@ multiplier σ, and the accountant (:func:`mlsec_kit.dp.accounting.rdp_epsilon`) 
   ``grad`` + ``vmap``): a ``(B, *param.shape)`` tensor per parameter.
 * :func:`per_sample_norms`: the per-example gradient norms only. ``method="gram"`` is ghost clipping (Li et al.
   2022, "Large language models can be strong differentially private learners", Sec. 4): for a linear or
-  convolutional layer with (unfolded) input ``a_i`` of shape ``(T, p)`` and output gradient ``b_i`` of shape
-  ``(T, o)``, the example's weight gradient is ``b_iᵀ a_i`` and ``‖b_iᵀ a_i‖²_F = Σ_{s,t} (a_i a_iᵀ)_{st}
-  (b_i b_iᵀ)_{st}``, two ``T × T`` Gram matrices instead of an ``o × p`` gradient. ``method="ghost"`` (the
+  convolutional layer with (unfolded) input ``a_i`` of shape ``(p, T)`` and output gradient ``b_i`` of shape
+  ``(o, T)`` (T positions: 1 for a linear layer on vectors, the output pixels for a convolution), the example's
+  weight gradient is ``b_i a_iᵀ`` and ``‖b_i a_iᵀ‖²_F = Σ_{s,t} (a_iᵀ a_i)_{st} (b_iᵀ b_i)_{st}``, two ``T × T``
+  Gram matrices instead of an ``o × p`` gradient. ``method="ghost"`` (the
   default) chooses per layer, as Bu et al. (2022, "Scalable and efficient training of large convolutional neural
   networks with differential privacy", mixed ghost clipping) do: the Gram matrices when ``2T² < p·o``, else that
-  one layer's per-example gradient ``b_iᵀ a_i``, reduced to its norm at once (never all layers' together, and
+  one layer's per-example gradient ``b_i a_iᵀ``, reduced to its norm at once (never all layers' together, and
   never stored). Layers other than ``nn.Linear`` and ``nn.Conv2d`` (groups 1, zero padding) fall back to
   ``vmap`` for their own parameters. ``method="vmap"`` materialises every per-example gradient.
 * :func:`clip_factors`, :func:`clip_and_sum`: ``min(1, C / (‖g_i‖ + 10⁻⁶))`` per example (Opacus's formula) and
   ``Σ_i factor_i g_i``.
-* :func:`dp_sgd_step`: one step, writing ``p.grad``. With the ghost methods the clipped sum comes from a second
-  backward pass of ``Σ_i factor_i loss_i`` through the same graph (Li et al. 2022), no per-example gradient needed.
+* :func:`dp_sgd_step`: one step, writing ``p.grad``. With the ghost methods the clipped sum of a linear or conv
+  layer is ``Σ_i factor_i b_i a_iᵀ``, formed from the same stored inputs and output gradients (book-keeping, Bu et
+  al. 2023, "Differentially private optimization on large model at small cost"): the gradient of
+  ``Σ_i factor_i loss_i`` that Li et al. (2022) get from a second backward pass, at the cost of one matrix
+  product per layer. One forward and one backward in all, and no per-example gradient.
 * :func:`poisson_batches`, :func:`train_dp_sgd`: the sampler and the training loop, recording ε after each epoch.
 
 Batch normalisation mixes the examples of a batch, so an example's gradient depends on the others and the
@@ -202,43 +206,57 @@ def _ghost_layer(m: nn.Module) -> bool:
 
 
 def _unfold_input(m: nn.Module, a: torch.Tensor) -> torch.Tensor:
-    """The layer input as ``(B, T, p)``: T positions of p inputs each (a conv's patches via ``unfold``)."""
+    """The layer input as ``(B, p, T)``: p inputs at each of T positions (a conv's patches via ``unfold``)."""
     if isinstance(m, nn.Conv2d):
         padding = (0, 0) if m.padding == "valid" else m.padding
-        cols = F.unfold(a, m.kernel_size, dilation=m.dilation, padding=padding, stride=m.stride)  # (B, p, T)
-        return cols.transpose(1, 2)
-    return a.reshape(a.shape[0], -1, a.shape[-1])
+        return F.unfold(a, m.kernel_size, dilation=m.dilation, padding=padding, stride=m.stride)
+    return a.reshape(a.shape[0], -1, a.shape[-1]).transpose(1, 2)
 
 
 def _output_grad(m: nn.Module, b: torch.Tensor) -> torch.Tensor:
-    """The output gradient as ``(B, T, o)``."""
+    """The output gradient as ``(B, o, T)``."""
     if isinstance(m, nn.Conv2d):
-        return b.reshape(b.shape[0], b.shape[1], -1).transpose(1, 2)
-    return b.reshape(b.shape[0], -1, b.shape[-1])
+        return b.reshape(b.shape[0], b.shape[1], -1)
+    return b.reshape(b.shape[0], -1, b.shape[-1]).transpose(1, 2)
 
 
-def _layer_sq_norms(m: nn.Module, a: torch.Tensor, b: torch.Tensor, gram: Optional[bool]) -> torch.Tensor:
-    """Squared per-example gradient norm of the trainable weight and bias of one linear or conv layer.
+#: the Gram trick works on this many (example, position, position) entries at a time, to bound its memory
+_GRAM_CHUNK = 1 << 24
+
+
+def _sq_norms(m: nn.Module, a: torch.Tensor, b: torch.Tensor, gram: Optional[bool]) -> torch.Tensor:
+    """Squared per-example gradient norm of the trainable weight and bias of one linear or conv layer, from its
+    unfolded input ``a`` ``(B, p, T)`` and output gradient ``b`` ``(B, o, T)``: example i's weight gradient is
+    ``b_i a_iᵀ`` ``(o, p)``, its bias gradient ``b_i 1``.
 
     ``gram``: True for the Gram-matrix trick, False for the layer's per-example gradient, None to choose the
     cheaper (Bu et al. 2022: Gram when 2T² < p·o).
     """
-    a, b = _unfold_input(m, a).to(b.dtype), _output_grad(m, b)
-    B, T, p = a.shape
-    o = b.shape[-1]
+    B, p, T = a.shape
+    o = b.shape[1]
     sq = torch.zeros(B, dtype=b.dtype, device=b.device)
     if m.weight.requires_grad:
         if T == 1:
-            sq = sq + a[:, 0].pow(2).sum(1) * b[:, 0].pow(2).sum(1)
+            sq = sq + a[:, :, 0].pow(2).sum(1) * b[:, :, 0].pow(2).sum(1)
         elif gram or (gram is None and 2 * T * T < p * o):
-            aa = torch.bmm(a, a.transpose(1, 2))  # (B, T, T)
-            bb = torch.bmm(b, b.transpose(1, 2))
-            sq = sq + (aa * bb).sum((1, 2))
+            step = max(1, _GRAM_CHUNK // (T * T))
+            parts = []
+            for i in range(0, B, step):
+                ai, bi = a[i:i + step], b[i:i + step]
+                aa = torch.bmm(ai.transpose(1, 2), ai)  # (b, T, T)
+                bb = torch.bmm(bi.transpose(1, 2), bi)
+                parts.append((aa * bb).sum((1, 2)))
+            sq = sq + torch.cat(parts)
         else:
-            sq = sq + torch.bmm(b.transpose(1, 2), a).pow(2).sum((1, 2))  # (B, o, p), reduced at once
+            sq = sq + torch.bmm(b, a.transpose(1, 2)).pow(2).sum((1, 2))  # (B, o, p), reduced at once
     if m.bias is not None and m.bias.requires_grad:
-        sq = sq + b.sum(1).pow(2).sum(1)
+        sq = sq + b.sum(2).pow(2).sum(1)
     return sq
+
+
+def _layer_sq_norms(m: nn.Module, a: torch.Tensor, b: torch.Tensor, gram: Optional[bool]) -> torch.Tensor:
+    """:func:`_sq_norms` from the layer's raw input and output gradient."""
+    return _sq_norms(m, _unfold_input(m, a).to(b.dtype), _output_grad(m, b), gram)
 
 
 class _Captured(NamedTuple):
@@ -274,15 +292,24 @@ class _Capture:
                                  "inplace=False or method='vmap'")
 
 
+class _Tape(NamedTuple):
+    module: nn.Module
+    a: torch.Tensor  # (B, p, T) unfolded input
+    b: torch.Tensor  # (B, o, T) output gradient of the summed loss
+
+
 class _GhostPass(NamedTuple):
-    losses: torch.Tensor   # (B,), attached to the graph
+    losses: torch.Tensor   # (B,), detached
     output: torch.Tensor   # model output, detached
     norms: torch.Tensor    # (B,)
+    tapes: list            # one _Tape per linear/conv layer reached by the loss
+    rest: dict             # per-example gradients (vmap) of the other trainable parameters
 
 
 def _ghost_pass(model: nn.Module, params: Mapping[str, nn.Parameter], x: torch.Tensor, y: torch.Tensor,
                 loss_fn: LossFn, gram: Optional[bool]) -> _GhostPass:
-    """Forward once with hooks, then one backward to the layers' outputs only; the graph is kept for a second."""
+    """Forward once with hooks, one backward to the layers' outputs only (no weight gradient is formed), the
+    per-layer norms from the tapes, and vmap for the parameters of other layers."""
     layers = [m for m in model.modules()
               if _ghost_layer(m) and any(p.requires_grad for p in m.parameters(recurse=False))]
     covered = {id(p) for m in layers for p in m.parameters(recurse=False)}
@@ -300,15 +327,20 @@ def _ghost_pass(model: nn.Module, params: Mapping[str, nn.Parameter], x: torch.T
                          f"{tuple(losses.shape)} (use reduction='none')")
     used = [(m, c) for m, c in capture.seen.items() if c.output.requires_grad]
     sq = torch.zeros(x.shape[0], dtype=losses.dtype, device=losses.device)
+    tapes = []
     if used:
-        out_grads = torch.autograd.grad(losses.sum(), [c.output for _, c in used], retain_graph=True,
-                                        allow_unused=True)
+        # the gradient of Σ_i loss_i at a layer's output, row i, is example i's own (examples do not interact)
+        out_grads = torch.autograd.grad(losses.sum(), [c.output for _, c in used], allow_unused=True)
         for (m, c), b in zip(used, out_grads):
             if b is not None:
-                sq = sq + _layer_sq_norms(m, c.inputs, b.detach(), gram).to(sq.dtype)
-    if rest:
-        sq = sq + _flat_norms(_vmap_grads(model, x, y, loss_fn, rest)).pow(2).to(sq.dtype)
-    return _GhostPass(losses, output.detach(), sq.sqrt())
+                b = b.detach()
+                tape = _Tape(m, _unfold_input(m, c.inputs).to(b.dtype), _output_grad(m, b))
+                sq = sq + _sq_norms(m, tape.a, tape.b, gram).to(sq.dtype)
+                tapes.append(tape)
+    rest_grads = _vmap_grads(model, x, y, loss_fn, rest) if rest else {}
+    if rest_grads:
+        sq = sq + _flat_norms(rest_grads).pow(2).to(sq.dtype)
+    return _GhostPass(losses.detach(), output.detach(), sq.sqrt(), tapes, rest_grads)
 
 
 def per_sample_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: str = "ghost",
@@ -411,13 +443,22 @@ def _clipped_sum(model: nn.Module, params: Mapping[str, nn.Parameter], x: torch.
             losses = loss_fn(outputs, y)
         return clip_and_sum(grads, max_grad_norm=max_grad_norm, norms=norms), StepInfo(losses, outputs, norms)
     ghost = _ghost_pass(model, params, x, y, loss_fn, gram=True if method == "gram" else None)
-    f = clip_factors(ghost.norms, max_grad_norm=max_grad_norm).detach()
-    # second backward through the same graph: the gradient of Σ_i f_i loss_i is Σ_i f_i g_i (Li et al. 2022)
-    names = list(params)
-    sums = torch.autograd.grad((f.to(ghost.losses.dtype) * ghost.losses).sum(), [params[n] for n in names],
-                               allow_unused=True)
-    out = {n: (s if s is not None else torch.zeros_like(params[n])) for n, s in zip(names, sums)}
-    return out, StepInfo(ghost.losses.detach(), ghost.output, ghost.norms)
+    f = clip_factors(ghost.norms, max_grad_norm=max_grad_norm)
+    # Σ_i f_i g_i without per-example gradients: a layer's weight gradient is Σ_i b_i a_iᵀ, so the clipped sum
+    # is Σ_i (f_i b_i) a_iᵀ over the stored tapes (book-keeping, Bu et al. 2023); it equals the gradient of Σ_i f_i loss_i
+    # that Li et al. (2022) get from a second backward pass, without that pass
+    names = {id(p): n for n, p in params.items()}
+    out = {n: torch.zeros_like(p) for n, p in params.items()}
+    for m, a, b in ghost.tapes:
+        fb = b * f.to(b.dtype)[:, None, None]
+        if m.weight.requires_grad:
+            w = fb.transpose(0, 1).reshape(fb.shape[1], -1) @ a.transpose(0, 1).reshape(a.shape[1], -1).t()
+            out[names[id(m.weight)]] = w.reshape(m.weight.shape).to(m.weight.dtype)
+        if m.bias is not None and m.bias.requires_grad:
+            out[names[id(m.bias)]] = fb.sum((0, 2)).to(m.bias.dtype)
+    for n, g in ghost.rest.items():
+        out[n] = torch.einsum("b,b...->...", f.to(g.dtype), g)
+    return out, StepInfo(ghost.losses, ghost.output, ghost.norms)
 
 
 def dp_sgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, max_grad_norm: float,
