@@ -294,8 +294,8 @@ class _Capture:
 
 class _Tape(NamedTuple):
     module: nn.Module
-    a: torch.Tensor  # (B, p, T) unfolded input
-    b: torch.Tensor  # (B, o, T) output gradient of the summed loss
+    a: torch.Tensor  # the layer's input, as the layer saw it
+    b: torch.Tensor  # the gradient of the summed loss at the layer's output
 
 
 class _GhostPass(NamedTuple):
@@ -334,9 +334,8 @@ def _ghost_pass(model: nn.Module, params: Mapping[str, nn.Parameter], x: torch.T
         for (m, c), b in zip(used, out_grads):
             if b is not None:
                 b = b.detach()
-                tape = _Tape(m, _unfold_input(m, c.inputs).to(b.dtype), _output_grad(m, b))
-                sq = sq + _sq_norms(m, tape.a, tape.b, gram).to(sq.dtype)
-                tapes.append(tape)
+                sq = sq + _layer_sq_norms(m, c.inputs, b, gram).to(sq.dtype)
+                tapes.append(_Tape(m, c.inputs, b))
     rest_grads = _vmap_grads(model, x, y, loss_fn, rest) if rest else {}
     if rest_grads:
         sq = sq + _flat_norms(rest_grads).pow(2).to(sq.dtype)
@@ -450,12 +449,20 @@ def _clipped_sum(model: nn.Module, params: Mapping[str, nn.Parameter], x: torch.
     names = {id(p): n for n, p in params.items()}
     out = {n: torch.zeros_like(p) for n, p in params.items()}
     for m, a, b in ghost.tapes:
-        fb = b * f.to(b.dtype)[:, None, None]
-        if m.weight.requires_grad:
-            w = fb.transpose(0, 1).reshape(fb.shape[1], -1) @ a.transpose(0, 1).reshape(a.shape[1], -1).t()
+        fb = b * f.to(b.dtype).reshape((-1,) + (1,) * (b.dim() - 1))
+        if isinstance(m, nn.Conv2d):   # the layer's own weight gradient with the output gradient reweighted
+            w = (torch.nn.grad.conv2d_weight(a.to(fb.dtype), m.weight.shape, fb, stride=m.stride,
+                                             padding=0 if m.padding == "valid" else m.padding, dilation=m.dilation)
+                 if m.weight.requires_grad else None)
+            bias = fb.sum((0, 2, 3))
+        else:
+            fb2 = fb.reshape(-1, fb.shape[-1])
+            w = fb2.t() @ a.reshape(-1, a.shape[-1]).to(fb.dtype) if m.weight.requires_grad else None
+            bias = fb2.sum(0)
+        if w is not None:
             out[names[id(m.weight)]] = w.reshape(m.weight.shape).to(m.weight.dtype)
         if m.bias is not None and m.bias.requires_grad:
-            out[names[id(m.bias)]] = fb.sum((0, 2)).to(m.bias.dtype)
+            out[names[id(m.bias)]] = bias.to(m.bias.dtype)
     for n, g in ghost.rest.items():
         out[n] = torch.einsum("b,b...->...", f.to(g.dtype), g)
     return out, StepInfo(ghost.losses, ghost.output, ghost.norms)
