@@ -346,6 +346,48 @@ def test_cuda_step_matches_cpu_with_a_cpu_generator():
             torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-4, atol=1e-5)
 
 
+def test_frozen_layers_and_float64_models():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 7 * 8, 4), nn.Tanh(),
+                          nn.Linear(4, 3)).double()
+    model[0].weight.requires_grad_(False)       # a conv with only its bias trainable
+    model[5].requires_grad_(False)              # a frozen head
+    x, y = _data("cnn", b=5)
+    x = x.double()
+    g = per_sample_gradients(model, x, y)
+    assert set(g) == {"0.bias", "3.weight", "3.bias"} and g["3.weight"].dtype == torch.float64
+    truth = dpsgd._flat_norms(g)
+    for method in METHODS:
+        torch.testing.assert_close(per_sample_norms(model, x, y, method=method), truth, rtol=1e-9, atol=1e-12)
+        m = copy.deepcopy(model)
+        dp_sgd_step(m, x, y, max_grad_norm=0.1, noise_multiplier=0.0, allow_no_noise=True, expected_batch_size=1,
+                    method=method)
+        ref = clip_and_sum(g, max_grad_norm=0.1)
+        for n, p in m.named_parameters():
+            if p.requires_grad:
+                torch.testing.assert_close(p.grad, ref[n], rtol=1e-9, atol=1e-12)
+            else:
+                assert p.grad is None
+
+
+def test_training_uses_the_accountant_module_when_it_is_there(monkeypatch):
+    import sys
+    import types
+    calls = []
+    fake = types.ModuleType("mlsec_kit.dp.accounting")
+
+    def rdp_epsilon(**kw):
+        calls.append(kw)
+        return 0.123 * kw["steps"]
+    fake.rdp_epsilon = rdp_epsilon
+    monkeypatch.setitem(sys.modules, "mlsec_kit.dp.accounting", fake)
+    x, y = _blobs(50, 0)
+    h = train_dp_sgd(_mlp(), x, y, sample_rate=0.2, max_grad_norm=1.0, noise_multiplier=1.1, lr=0.1, delta=1e-4,
+                     epochs=2, generator=torch.Generator().manual_seed(0))
+    assert h.epsilon == pytest.approx([0.123 * 5, 0.123 * 10])
+    assert calls[-1] == dict(noise_multiplier=1.1, sample_rate=0.2, steps=10, delta=1e-4)
+
+
 def test_bad_input_is_refused_with_the_argument_named():
     model, (x, y) = _mlp(), _data("mlp")
     step = dict(max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_size=4.0)
