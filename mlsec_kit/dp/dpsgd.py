@@ -10,29 +10,33 @@ multiplier σ, and the accountant (:func:`mlsec_kit.dp.accounting.rdp_epsilon`) 
 * :func:`per_sample_gradients`: every example's gradient at once with ``torch.func`` (``functional_call`` +
   ``grad`` + ``vmap``): a ``(B, *param.shape)`` tensor per parameter.
 * :func:`per_sample_norms`: the per-example gradient norms only. ``method="gram"`` is ghost clipping (Li et al.
-  2022, "Large language models can be strong differentially private learners", Sec. 4): for a linear or
+  2022, "Large language models can be strong differentially private learners"): for a linear or
   convolutional layer with (unfolded) input ``a_i`` of shape ``(p, T)`` and output gradient ``b_i`` of shape
   ``(o, T)`` (T positions: 1 for a linear layer on vectors, the output pixels for a convolution), the example's
   weight gradient is ``b_i a_iᵀ`` and ``‖b_i a_iᵀ‖²_F = Σ_{s,t} (a_iᵀ a_i)_{st} (b_iᵀ b_i)_{st}``, two ``T × T``
-  Gram matrices instead of an ``o × p`` gradient. ``method="ghost"`` (the
-  default) chooses per layer, as Bu et al. (2022, "Scalable and efficient training of large convolutional neural
-  networks with differential privacy", mixed ghost clipping) do: the Gram matrices when ``2T² < p·o``, else that
-  one layer's per-example gradient ``b_i a_iᵀ``, reduced to its norm at once (never all layers' together, and
-  never stored). Layers other than ``nn.Linear`` and ``nn.Conv2d`` (groups 1, zero padding) fall back to
-  ``vmap`` for their own parameters. ``method="vmap"`` materialises every per-example gradient.
+  Gram matrices instead of an ``o × p`` gradient. ``method="ghost"`` (the default) chooses per layer, as
+  Bu et al. (2022, "Scalable and efficient training of large convolutional neural networks with differential
+  privacy", mixed ghost clipping) do: the Gram matrices when ``2T² < p·o``, else that one layer's per-example
+  gradient ``b_i a_iᵀ``, reduced to its norm at once (never all layers' together, and never stored). Layers
+  other than ``nn.Linear`` and ``nn.Conv2d`` (groups 1, zero padding) fall back to ``vmap`` for their own
+  parameters. ``method="vmap"`` materialises every per-example gradient.
 * :func:`clip_factors`, :func:`clip_and_sum`: ``min(1, C / (‖g_i‖ + 10⁻⁶))`` per example (Opacus's formula) and
   ``Σ_i factor_i g_i``.
 * :func:`dp_sgd_step`: one step, writing ``p.grad``. With the ghost methods the clipped sum of a linear or conv
   layer is ``Σ_i factor_i b_i a_iᵀ``, formed from the same stored inputs and output gradients (book-keeping, Bu et
   al. 2023, "Differentially private optimization on large model at small cost"): the gradient of
   ``Σ_i factor_i loss_i`` that Li et al. (2022) get from a second backward pass, at the cost of one matrix
-  product per layer. One forward and one backward in all, and no per-example gradient.
+  product per layer (the layer's ordinary weight-gradient computation with reweighted output gradients). One
+  forward and one backward in all, plus vmap for the parameters of other layer types.
 * :func:`poisson_batches`, :func:`train_dp_sgd`: the sampler and the training loop, recording ε after each epoch.
 
 Batch normalisation mixes the examples of a batch, so an example's gradient depends on the others and the
 sensitivity argument fails: models with it are refused (use ``nn.GroupNorm``). The noise is drawn from the
 ``generator`` the caller passes, on the generator's device, and moved to the parameters' device: a CPU generator
-gives the same noise on CPU and CUDA. The model's own randomness (dropout) uses torch's global generator.
+gives the same noise on CPU and CUDA. The model's own randomness (dropout) uses torch's global generator; with
+dropout, the ghost path's vmap fallback layers, and the outputs reported by the vmap path, see other masks.
+Ghost norms need each linear/conv layer called once per forward pass and its input and output left unmodified
+(no ``inplace=True`` activation right after it): otherwise a ``ValueError`` says to use ``method="vmap"``.
 """
 from __future__ import annotations
 
@@ -444,8 +448,8 @@ def _clipped_sum(model: nn.Module, params: Mapping[str, nn.Parameter], x: torch.
     ghost = _ghost_pass(model, params, x, y, loss_fn, gram=True if method == "gram" else None)
     f = clip_factors(ghost.norms, max_grad_norm=max_grad_norm)
     # Σ_i f_i g_i without per-example gradients: a layer's weight gradient is Σ_i b_i a_iᵀ, so the clipped sum
-    # is Σ_i (f_i b_i) a_iᵀ over the stored tapes (book-keeping, Bu et al. 2023); it equals the gradient of Σ_i f_i loss_i
-    # that Li et al. (2022) get from a second backward pass, without that pass
+    # is Σ_i (f_i b_i) a_iᵀ over the stored tapes (book-keeping, Bu et al. 2023); it equals the gradient of
+    # Σ_i f_i loss_i that Li et al. (2022) get from a second backward pass, without that pass
     names = {id(p): n for n, p in params.items()}
     out = {n: torch.zeros_like(p) for n, p in params.items()}
     for m, a, b in ghost.tapes:
@@ -594,7 +598,7 @@ def train_dp_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sample_r
     Args:
         model: a classifier (no batch norm) on any device; ``x``, ``y`` are moved there batch by batch.
         x, y: the private training data (n rows); not modified.
-        sample_rate: q in (0, 1]; the expected batch size is qn.
+        sample_rate: q in (0, 1]; the expected batch size is qn (n = ``len(x)`` is taken as public, as in Opacus).
         max_grad_norm: C > 0.
         noise_multiplier: σ > 0 (0 only with ``allow_no_noise``, giving ε = inf).
         lr: learning rate > 0.
