@@ -45,6 +45,17 @@ warnings.filterwarnings("ignore", message="Optimal order is the")
 
 C, SIGMA, LR = 1.0, 1.0, 0.05
 
+WHY = ("Where the time goes. The non-private step is one forward and one backward. The kit's ghost step is one "
+       "forward, one backward to the layers' outputs (no weight gradients), each layer's per-example norm from its "
+       "input and output gradient, and the clipped sum formed from the same tapes (the layer's weight-gradient "
+       "product with reweighted output gradients), so its extra cost is the norms: for the convolutions here the "
+       "Gram matrices are T x T with T = 784 and 196 output pixels, far larger than the o x p = 16 x 9 and 32 x 144 "
+       "per-example gradients, so the per-layer rule of Bu et al. (2022) forms the gradients (one layer at a time) "
+       "and `gram`, which insists on the Gram trick of Li et al. (2022), is many times slower: the trick pays for "
+       "layers with few positions and wide weights (linear layers, transformers), not for early convolutions. "
+       "vmap materialises every per-example gradient of every layer; Opacus's hooks do too and then clip in the "
+       "optimiser; Opacus's ghost clipping runs two full backward passes.")
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -202,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
              f"Machine load average (1, 5, 15 min) {load_start[0]:.2f}, {load_start[1]:.2f}, {load_start[2]:.2f} at "
              f"the start and {load_end[0]:.2f}, {load_end[1]:.2f}, {load_end[2]:.2f} at the end, on "
              f"{os.cpu_count()} cores."]
+    lines += ["", WHY]
     if args.note:
         lines += ["", args.note]
     lines += ["", "| device | model | batch | version | ms per step | ratio to non-private |",
