@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         base = statistics.median(times["non-private"])
         for name in versions:
             t = statistics.median(times[name])
-            row = f"| {where} | {label} | {b} | {name} | {1000 * t:.1f} | {t / base:.2f}x |"
+            spread = max(times[name]) / min(times[name])
+            row = f"| {where} | {label} | {b} | {name} | {1000 * t:.1f} | {spread:.2f} | {t / base:.2f}x |"
             rows.append(row)
             print(row, flush=True)
     load_end = os.getloadavg()
@@ -216,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", WHY]
     if args.note:
         lines += ["", args.note]
-    lines += ["", "| device | model | batch | version | ms per step | ratio to non-private |",
-              "| --- | --- | ---: | --- | ---: | ---: |", *rows, "",
+    lines += ["", "| device | model | batch | version | ms per step (median) | slowest / fastest round "
+              "| ratio to non-private |",
+              "| --- | --- | ---: | --- | ---: | ---: | ---: |", *rows, "",
               f"Versions: python {platform.python_version()}, torch {metadata.version('torch')}, "
               f"opacus {metadata.version('opacus')}, mlsec_kit {mlsec_kit.__version__} (commit {commit})."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
