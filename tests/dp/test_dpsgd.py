@@ -331,6 +331,40 @@ def test_broken_steps_leak_more_than_the_correct_one():
     assert "BROKEN" in dp_sgd_step_clip_after_averaging.__doc__ and "BROKEN" in dp_sgd_step_noise_divided_twice.__doc__
 
 
+def test_a_canary_audit_flags_the_broken_steps_and_not_the_correct_one():
+    """One full-batch step (q = 1, so the claim is the Gaussian mechanism's: RDP α/(2σ²), Balle et al. conversion)
+    on D (31 examples with tiny gradients) and D' = D + a canary with gradient norm 10; the output is the gradient's
+    coordinate along the canary; 2,000 runs each, audited with a held-out event and Clopper-Pearson."""
+    import numpy as np
+
+    from mlsec_kit.dp import audit_epsilon, gaussian_rdp, rdp_to_dp
+    sigma, c, b, n = 3.0, 1.0, 31, 2000
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1, bias=False)
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(b, 2, generator=g) * 0.01, torch.ones(b)
+    xc, tc = torch.cat([x, torch.tensor([[10.0, 0.0]])]), torch.ones(b + 1)
+    loss = lambda out, target: -out[:, 0] * target   # example i's gradient is -x_i
+    orders = np.arange(2, 200)
+    claim = rdp_to_dp(orders=orders, rdp=gaussian_rdp(sigma=sigma, orders=orders), delta=1e-5)[0]
+
+    def outputs(step, xx, tt, seed):
+        gen = torch.Generator().manual_seed(seed)
+        out = torch.empty(n)
+        for i in range(n):
+            step(model, xx, tt, max_grad_norm=c, noise_multiplier=sigma, expected_batch_size=b + 0.5, generator=gen,
+                 loss_fn=loss)
+            out[i] = model.weight.grad[0, 0]
+        return out
+
+    found = {step: audit_epsilon(outputs(step, x, t, 1), outputs(step, xc, tc, 2), delta=1e-5)
+             for step in (dp_sgd_step, dp_sgd_step_clip_after_averaging, dp_sgd_step_noise_divided_twice)}
+    assert 0.5 < claim < 2
+    assert not found[dp_sgd_step].refutes(claim)
+    assert found[dp_sgd_step_clip_after_averaging].refutes(2 * claim)
+    assert found[dp_sgd_step_noise_divided_twice].refutes(2 * claim)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_step_matches_cpu_with_a_cpu_generator():
     model = _cnn(4)
