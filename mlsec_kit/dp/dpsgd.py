@@ -36,7 +36,9 @@ sensitivity argument fails: models with it are refused (use ``nn.GroupNorm``). T
 gives the same noise on CPU and CUDA. The model's own randomness (dropout) uses torch's global generator; with
 dropout, the ghost path's vmap fallback layers, and the outputs reported by the vmap path, see other masks.
 Ghost norms need each linear/conv layer called once per forward pass and its input and output left unmodified
-(no ``inplace=True`` activation right after it): otherwise a ``ValueError`` says to use ``method="vmap"``.
+(no ``inplace=True`` activation right after it): otherwise a ``ValueError`` says to use ``method="vmap"``. Layers
+with tied (shared) parameters, and layers whose forward is never called, go to vmap; a layer's weight used
+directly (``F.linear(x, layer.weight)``) *besides* a call of the layer is not detected: use ``method="vmap"``.
 """
 from __future__ import annotations
 
@@ -87,7 +89,7 @@ def check_dp_model(model: nn.Module) -> dict[str, nn.Parameter]:
             raise ValueError(
                 f"model has a batch-norm layer ({name or 'the model'}: {type(m).__name__}); it normalises each "
                 "example with statistics of the whole batch, so per-example gradients (and DP-SGD's sensitivity "
-                "bound) are undefined: replace it by nn.GroupNorm (e.g. nn.GroupNorm(min(32, C), C)) or "
+                "bound) are undefined: replace it by nn.GroupNorm(G, C) (G groups dividing the C channels) or "
                 "nn.LayerNorm")
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
@@ -314,10 +316,14 @@ def _ghost_pass(model: nn.Module, params: Mapping[str, nn.Parameter], x: torch.T
                 loss_fn: LossFn, gram: Optional[bool]) -> _GhostPass:
     """Forward once with hooks, one backward to the layers' outputs only (no weight gradient is formed), the
     per-layer norms from the tapes, and vmap for the parameters of other layers."""
+    owners: dict[int, int] = {}
+    for m in model.modules():
+        for p in m.parameters(recurse=False):
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    # a parameter shared between layers (tied weights) gets its gradient from several places: vmap handles it
     layers = [m for m in model.modules()
-              if _ghost_layer(m) and any(p.requires_grad for p in m.parameters(recurse=False))]
-    covered = {id(p) for m in layers for p in m.parameters(recurse=False)}
-    rest = [n for n, p in params.items() if id(p) not in covered]
+              if _ghost_layer(m) and any(p.requires_grad for p in m.parameters(recurse=False))
+              and all(owners[id(p)] == 1 for p in m.parameters(recurse=False))]
     capture = _Capture(layers)
     try:
         with torch.enable_grad():
@@ -325,6 +331,9 @@ def _ghost_pass(model: nn.Module, params: Mapping[str, nn.Parameter], x: torch.T
     finally:
         capture.remove()
     capture.check_versions()
+    # a layer whose forward was never called (its weight used some other way, or not at all) goes to vmap too
+    covered = {id(p) for m in capture.seen for p in m.parameters(recurse=False)}
+    rest = [n for n, p in params.items() if id(p) not in covered]
     losses = loss_fn(output, y)
     if losses.shape != (x.shape[0],):
         raise ValueError(f"loss_fn must return one loss per example, shape ({x.shape[0]},), got "

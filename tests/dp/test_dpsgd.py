@@ -131,6 +131,33 @@ def test_ghost_refuses_in_place_changes_and_repeated_layers():
     assert all(isinstance(p, nn.Parameter) for m in twice.modules() for p in m._parameters.values())
 
 
+class _Tied(nn.Module):
+    """Input and output layers sharing one weight (tied), and a linear layer whose forward is never called (its
+    weight is used through F.linear)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(4, 4, bias=False)
+        self.mid = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 4, bias=False)
+        self.out.weight = self.inp.weight
+        self.unused = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        h = torch.tanh(F.linear(h, self.unused.weight, self.unused.bias))
+        return self.out(torch.tanh(self.mid(h)))
+
+
+def test_tied_and_uncalled_layers_fall_back_to_vmap():
+    torch.manual_seed(0)
+    model = _Tied()
+    x, y = torch.randn(6, 4), torch.randint(0, 4, (6,))
+    truth = torch.stack([torch.cat([g.flatten() for g in s.values()]).norm() for s in _single_grads(model, x, y)])
+    for method in METHODS:
+        torch.testing.assert_close(per_sample_norms(model, x, y, method=method), truth, rtol=1e-4, atol=1e-6)
+
+
 def test_clipping_bounds_every_example_and_keeps_small_gradients():
     g = torch.Generator().manual_seed(3)
     grads = {"w": torch.randn(50, 3, 4, generator=g) * torch.rand(50, 1, 1, generator=g) * 4,
