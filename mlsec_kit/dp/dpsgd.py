@@ -370,6 +370,9 @@ def per_sample_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, meth
 
     Returns:
         ``(B,)`` tensor of norms.
+
+    Shape:
+        ``x`` ``(B, *input_shape)``, ``y`` ``(B, ...)`` -> ``(B,)``, values >= 0, on the model's device.
     """
     params = check_dp_model(model)
     _check_data(x, y)
@@ -388,6 +391,12 @@ def clip_factors(norms: torch.Tensor, *, max_grad_norm: float) -> torch.Tensor:
     Args:
         norms: per-example gradient norms, ``(B,)``, >= 0.
         max_grad_norm: the clipping bound C > 0.
+
+    Returns:
+        The factors.
+
+    Shape:
+        ``(B,)`` -> ``(B,)``, values in (0, 1].
     """
     c = _positive("max_grad_norm", max_grad_norm)
     if not isinstance(norms, torch.Tensor) or norms.dim() != 1:
@@ -409,6 +418,9 @@ def clip_and_sum(per_sample_grads: Mapping[str, torch.Tensor], *, max_grad_norm:
 
     Returns:
         ``{name: (*shape)}`` summed clipped gradients.
+
+    Shape:
+        ``{name: (B, *shape)}`` -> ``{name: (*shape)}``; the concatenated result has norm <= B·C.
     """
     if not isinstance(per_sample_grads, Mapping) or not per_sample_grads:
         raise ValueError("per_sample_grads must be a non-empty dict {name: tensor (B, *param.shape)}")
@@ -505,6 +517,10 @@ def dp_sgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, max_grad_
 
     Returns:
         :class:`StepInfo` of the batch (losses, outputs, norms before clipping).
+
+    Shape:
+        ``x`` ``(B, *input_shape)`` with B >= 0, ``y`` ``(B, ...)``; each ``p.grad`` gets ``p``'s shape, dtype and
+        device.
     """
     params = check_dp_model(model)
     _check_data(x, y)
@@ -538,6 +554,9 @@ def poisson_batches(n: int, *, sample_rate: float, steps: int,
 
     Returns:
         An iterator of sorted int64 index tensors (on the CPU).
+
+    Shape:
+        each batch ``(B_t,)``, B_t ~ Binomial(n, q), values in [0, n), distinct.
     """
     n = check_int("n", n, minimum=1)
     q = _check_sample_rate(sample_rate)
@@ -624,6 +643,9 @@ def train_dp_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sample_r
 
     Returns:
         :class:`DPHistory`.
+
+    Shape:
+        ``x`` ``(n, *input_shape)``, ``y`` ``(n,)`` class indices (or what ``loss_fn`` takes).
     """
     params = check_dp_model(model)
     _check_data(x, y)
