@@ -566,7 +566,7 @@ def _rd_value(fn, rng):
 
 
 @rdp_to_dp.prop("reproduces TF Privacy's published epsilon of about 3.0 for its MNIST tutorial (sigma 1.1, "
-                "q = 256/60000, 60 epochs, delta 1e-5) from that run's RDP curve")
+                "q = 256/60000, 60 epochs, delta 1e-5) from the RDP curve of that setting")
 def _rd_tf_privacy(fn, rng):
     from ...dp.renyi import subsampled_gaussian_rdp
 
@@ -589,14 +589,15 @@ dp_sgd_statements = SET.question("dp_sgd_statements", "dp_sgd_statements() -> st
 STATEMENTS = {
     "a": "Clipping each example's gradient to norm C bounds, whatever the data, how far adding or removing one "
          "example moves the sum of the clipped gradients: by at most C. Clipping the batch's average gradient "
-         "instead lets one example move the clipped average by C or more, not C / B, so the noise sigma C / B "
-         "added to the average is far too small for the claimed guarantee.",
+         "instead can let one example move the clipped average by a full C, not C divided by the expected batch "
+         "size, so the noise the correct step adds to the average is far too small for the claimed guarantee.",
     "b": "At a fixed noise multiplier sigma, raising the clipping norm C weakens the privacy guarantee, since each "
          "example can then move the sum further.",
-    "c": "For the same run of TF Privacy's MNIST tutorial, TF Privacy published epsilon of about 3.0 and Opacus's "
-         "RDP accountant reports about 2.6 (delta 1e-5). Both are valid upper bounds on the same run's privacy "
-         "loss, so the run is (2.6, 1e-5)-DP; the 3.0 comes from a looser RDP-to-(epsilon, delta) conversion, not "
-         "from a bug.",
+    "c": "For the setting of TF Privacy's MNIST tutorial (sigma 1.1, q = 256/60000, 60 epochs, delta 1e-5), TF "
+         "Privacy published epsilon of about 3.0 and Opacus's RDP accountant reports about 2.6. Both convert the "
+         "same Rényi DP curve of the Poisson-subsampled Gaussian mechanism; the 2.6 comes from a tighter "
+         "RDP-to-(epsilon, delta) conversion (Balle et al. 2020), is as valid an upper bound as the 3.0, and "
+         "neither number points to a bug.",
     "d": "Publishing every noisy gradient computed during training costs privacy beyond the epsilon the "
          "accountant reports for the final model.",
     "e": "With Poisson sampling, DP-SGD divides the noisy sum by the expected batch size q n, a public constant: "
@@ -638,7 +639,7 @@ def _ds_complete(fn, rng):
     missing = TRUE_STATEMENTS - _letters(fn)
     if missing:
         fail(f"{len(missing)} true statement(s) missing; think about what clipping bounds, what the accountant "
-             "analyses, and what the two published numbers for one run have in common")
+             "analyses, and what the two published numbers for one setting have in common")
 
 
 @dp_sgd_statements.prop("names no false statement")
