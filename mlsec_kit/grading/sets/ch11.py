@@ -535,12 +535,12 @@ def _check_conversion(fn, orders: list, rdp: list, delta: float, context: str = 
             smallest(lambda r, a1: r + math.log(a1 / (a1 + 1)) - (math.log(delta) + math.log(a1 + 1)) / a1),
         "the conversion with log10; use the natural logarithm": smallest(lambda r, a1: r + math.log10(1 / delta) / a1),
         "rho + ln(1/delta)/alpha: divide by alpha - 1": smallest(lambda r, a1: r + log_inv / (a1 + 1)),
-        "the largest epsilon over the orders: each order gives a valid bound, so take the smallest":
-            max(r + log_inv / a1 for r, a1 in per_order.values()),
         "the first order's epsilon: minimise over all the orders":
             rdp[0] + log_inv / (orders[0] - 1),
         "the last order's epsilon: minimise over all the orders":
             rdp[-1] + log_inv / (orders[-1] - 1),
+        "the largest epsilon over the orders: each order gives a valid bound, so take the smallest":
+            max(r + log_inv / a1 for r, a1 in per_order.values()),
     }
     hint = next((f"; that is {h}" for h, v in named.items() if abs(eps - v) <= 1e-9 * max(1.0, abs(v))), "")
     if abs(eps - want) <= 1e-9 * max(1.0, want):
