@@ -14,6 +14,12 @@ constant the accountant of Poisson-subsampled DP-SGD assumes (it analyses the no
 is C under add/remove neighbours; dividing by a public constant is post-processing, dividing by the actual,
 data-dependent batch size is not); ``noise_multiplier = 0`` returns the clipped average alone.
 
+The statistical property of ``noisy_gradient`` draws 2000 gradients and accepts a mean within 5 standard errors
+(from the measured spread) in every coordinate, a standard deviation within 6 standard errors of sigma C / B_bar,
+correlations below 5 / sqrt(2000) and a Kolmogorov-Smirnov p-value above 1e-4 against the normal: a correct
+solution fails with a probability of about 1e-4 (the KS test, mostly); the seeds are fixed per property, so a
+rerun gives the same verdict.
+
 How the instances make each typical mistake fail on every seed:
 
 - clipping the batch gradient instead of each example's (one factor for all rows, from the norm of the sum,
