@@ -196,7 +196,8 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
 def _flat_norms(per_sample: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The L2 norm of each example's gradient over all the given parameters together."""
-    sq = [g.reshape(g.shape[0], -1).pow(2).sum(1) for g in per_sample.values()]
+    # the size of one example's gradient spelt out: reshape(B, -1) is ambiguous for an empty batch (B = 0)
+    sq = [g.reshape(g.shape[0], math.prod(g.shape[1:])).pow(2).sum(1) for g in per_sample.values()]
     return torch.stack(sq).sum(0).sqrt()
 
 

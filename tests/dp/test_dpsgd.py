@@ -482,3 +482,11 @@ def test_bad_input_is_refused_with_the_argument_named():
         per_sample_norms(model, x, y, loss_fn=lambda o, t: F.cross_entropy(o, t))
     with pytest.raises(TypeError, match="model"):
         per_sample_gradients("net", x, y)
+
+
+def test_clip_and_sum_of_an_empty_batch_is_zero():
+    """Poisson sampling draws empty batches: their clipped sum is zero (it used to fail on reshape(0, -1))."""
+    grads = {"w": torch.zeros(0, 3, 4), "b": torch.zeros(0, 4), "s": torch.zeros(0)}
+    total = clip_and_sum(grads, max_grad_norm=1.0)
+    assert {k: tuple(v.shape) for k, v in total.items()} == {"w": (3, 4), "b": (4,), "s": ()}
+    assert all(float(v.abs().sum()) == 0 for v in total.values())
