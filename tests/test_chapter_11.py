@@ -38,6 +38,9 @@ def test_the_step_from_scratch_equals_the_kit_and_opacus(v):
     assert v["ch11_steps_per_epoch"] == round(1 / v["ch11_q"])
     # "the median example's gradient has norm ... and ...% are clipped": consistent with each other
     assert (v["ch11_norm_median"] > v["ch11_clip"]) == (v["ch11_clipped_share"] >= 50)
+    # the speed of the ghost path, read from benchmarks/results/dpsgd_step.md: faster than vmap and Opacus's hooks
+    assert v["ch11_bench_ghost_time_ratio"] < min(v["ch11_bench_vmap_time_ratio"], v["ch11_bench_opacus_time_ratio"])
+    assert v["ch11_bench_batch"] == 256
 
 
 def test_tf_privacy_opacus_pyvacy_and_prv_numbers(v):
@@ -85,6 +88,11 @@ def test_clipping_norm_and_sampling_rate(v):
     assert v["ch11_clip_acc_0"] < v["ch11_clip_acc_1"] - 5 and v["ch11_clip_acc_2"] < v["ch11_clip_acc_1"] - 5
     # "larger batches need more noise per step"
     assert v["ch11_rate_sigma_0"] < v["ch11_rate_sigma_1"] < v["ch11_rate_sigma_2"]
+    # "... but the noise on the averaged gradient shrinks": sigma C / (q n) falls as q grows
+    per_average = [v[f"ch11_rate_sigma_{i}"] / v[f"ch11_rate_batch_{i}"] for i in range(3)]
+    assert per_average[0] > per_average[1] > per_average[2]
+    # "a small C clips every gradient ..., a large one rarely clips"
+    assert v["ch11_clipped_share_small"] >= 95 and v["ch11_clipped_share_large"] <= 10
     assert v["ch11_rate_1"] == v["ch11_q"] and v["ch11_rate_acc_1"] == pytest.approx(v["ch11_acc_2"])
     for i in range(3):
         assert v[f"ch11_rate_batch_{i}"] == pytest.approx(v[f"ch11_rate_{i}"] * v["ch11_n_train"])
