@@ -78,6 +78,11 @@ def test_accuracy_against_epsilon(v):
         assert v[f"ch11_noise_cost_{i}"] <= 2 * v["ch11_clip_cost"] + 1
     assert v["ch11_noise_cost_0"] > 5 * v["ch11_clip_cost"] and v["ch11_noise_cost_1"] > v["ch11_clip_cost"]
     assert v["ch11_acc_0"] < 75                                            # "only ..." at epsilon 0.5
+    # what the budget buys: the hypothesis-testing bound on any membership test, and the tighter PRV epsilon
+    fpr, e, d = v["ch11_mia_fpr"] / 100, v["ch11_eps_2"], v["ch11_delta"]
+    assert v["ch11_mia_tpr_bound"] == pytest.approx(100 * min(math.exp(e) * fpr + d, 1 - math.exp(-e) * (1 - fpr - d)))
+    assert 100 * fpr < v["ch11_mia_tpr_bound"] < 50                       # "a real bound, but not a small one"
+    assert v["ch11_eps_mid_prv"] < v["ch11_eps_2"]
 
 
 def test_clipping_norm_and_sampling_rate(v):
