@@ -56,7 +56,8 @@ def test_the_transferred_loss_threshold_is_weak_and_misses_its_fpr(v):
 
 def test_lira_finds_the_records_that_training_moves(v):
     assert v["ch08_in_out_gap_max"] > 10 * v["ch08_in_out_gap_median"] > 0
-    assert v["ch08_in_out_gap_median"] < 1
+    assert v["ch08_in_out_gap_median"] < 1 and v["ch08_in_out_gap_min"] < 0.05
+    assert 0 < v["ch08_in_out_gap_top"] < 20                            # "only ... move by more than 2"
 
 
 def test_every_attack_row_is_consistent(v):
@@ -76,7 +77,8 @@ def test_calibration_and_lira_beat_the_loss_threshold_on_the_overfit_target(v):
     assert v["ch08_overfit_lira_online_fixed_variance_lo"] > v["ch08_overfit_calibrated_loss_tpr"]
     # same AUC, about half the TPR: the AUC does not see the low end of the curve
     assert abs(v["ch08_overfit_lira_online_auc"] - v["ch08_overfit_lira_online_fixed_variance_auc"]) < 0.01
-    assert v["ch08_overfit_lira_online_fixed_variance_tpr"] >= 1.5 * v["ch08_overfit_lira_online_tpr"]
+    ratio = v["ch08_overfit_lira_online_tpr"] / v["ch08_overfit_lira_online_fixed_variance_tpr"]
+    assert 0.35 <= ratio <= 0.65                                        # "about half the TPR"
 
 
 def test_regularisation_shrinks_the_leak_but_not_to_zero(v):
@@ -89,17 +91,20 @@ def test_regularisation_shrinks_the_leak_but_not_to_zero(v):
 
 def test_label_only_is_within_the_chance_interval(v):
     lo, hi = v["ch08_auc_chance_lo"], v["ch08_auc_chance_hi"]
-    assert 0.4 < lo < 0.5 < hi < 0.6
+    assert 0.4 < lo < 0.5 < hi < 0.6 and v["ch08_chance_confidence"] == 99.9 and v["ch08_confidence"] == 95
     for name in ("overfit", "regularised"):
         for attack in ("label_only", "gap_attack"):
             assert lo <= v[f"ch08_{name}_{attack}_auc"] <= hi, (name, attack)
     assert v["ch08_overfit_label_saturated"] < 5                        # "only ... keep their label"
+    # a one-bit score: its AUC is one half plus half the generalisation gap, exactly
+    for name in ("overfit", "regularised"):
+        assert v[f"ch08_{name}_gap_attack_auc"] == pytest.approx(0.5 + v[f"ch08_{name}_gap"] / 200, abs=1e-6)
     # every record: the clean query, the noisy copies, and one more for the gap attack
     assert v["ch08_label_total_queries"] == v["ch08_pool"] * (v["ch08_label_queries"] + 2)
 
 
 def test_more_shadows_help_lira(v):
-    assert v["ch08_count_first"] == 2 and v["ch08_count_last"] == v["ch08_num_shadows"]
+    assert v["ch08_count_first"] == 4 and v["ch08_count_last"] == v["ch08_num_shadows"]
     assert v["ch08_lira_tpr_first"] > v["ch08_fpr"]                     # "already reaches"
     assert v["ch08_lira_tpr_last"] > v["ch08_lira_tpr_first"]
     # the last frame is the attack of the results table
@@ -118,7 +123,17 @@ def test_our_ordering_and_the_literature_s_agree(v, source):
     assert max(aucs) - min(aucs) < 0.15                                 # "close together in both columns"
 
 
+def test_only_the_loss_threshold_is_apart_beyond_sampling_error(v):
+    lira = [a for a in LIRA_TABLE if a != "loss_threshold"]
+    assert all(v["ch08_overfit_loss_threshold_hi"] < v[f"ch08_overfit_{a}_lo"] for a in lira)
+    # "the intervals of the four LiRA variants overlap except those of the strongest and the weakest"
+    apart = {(a, b) for a in lira for b in lira if v[f"ch08_overfit_{a}_lo"] > v[f"ch08_overfit_{b}_hi"]}
+    tpr = {a: v[f"ch08_overfit_{a}_tpr"] for a in lira}
+    assert apart == {(max(tpr, key=tpr.get), min(tpr, key=tpr.get))}
+
+
 def test_the_literature_row_that_ranks_attacks_differently(v):
+    assert (v["ch08_lit_models"], v["ch08_lit_shadows"], v["ch08_lit_fpr"]) == (16, 15, 0.1)
     assert v["ch08_lit_lira_offline_auc"] < v["ch08_lit_loss_threshold_auc"]
     assert v["ch08_lit_lira_offline_tpr"] > 10 * v["ch08_lit_loss_threshold_tpr"]
 
@@ -126,10 +141,11 @@ def test_the_literature_row_that_ranks_attacks_differently(v):
 def test_attribute_inference_against_its_baseline(v):
     assert v["ch08_attr_train_acc"] >= 99                               # the target memorises its patients
     assert v["ch08_attr_attack"] > 55                                   # would look like a leak on its own...
-    assert v["ch08_attr_attack"] < v["ch08_attr_baseline"]              # ...but does not beat the imputation
+    assert v["ch08_attr_attack"] < min(v["ch08_attr_baseline"], v["ch08_attr_baseline_label"])   # ...but loses
     assert v["ch08_attr_unseen"] < v["ch08_attr_attack"] and abs(v["ch08_attr_unseen"] - 50) <= 10
-    assert v["ch08_attr_combined"] >= v["ch08_attr_baseline"] + 3       # the combined attack shows the leak
+    assert v["ch08_attr_combined"] >= v["ch08_attr_baseline_label"] + 3  # the combined attack shows the leak
     assert v["ch08_attr_n_train"] == 331 and v["ch08_attr_n_aux"] == 111
+    assert v["ch08_attr_n_records"] == 442 and v["ch08_attr_n_features"] == 10
 
 
 def test_the_tables_citations_and_pointers_are_on_the_page(executed):
@@ -140,7 +156,7 @@ def test_the_tables_citations_and_pointers_are_on_the_page(executed):
     for chapter in ("chapter 9", "chapter 10", "chapter 11", "chapter 12", "chapter 13"):
         assert chapter in threats
     literature = text[text.index("## Our numbers beside the literature"):]
-    assert "carlini2022membership" in literature and "0.1% FPR" in literature
+    assert "carlini2022membership" in literature and "ch08_lit_fpr" in literature
     for key in ("yeom2018privacy", "watson2022importance", "shokri2017membership", "choquettechoo2021label",
                 "jayaraman2022attribute", "fredrikson2014privacy", "rigaki2020survey", "efron2004least"):
         assert key in text, key
@@ -150,4 +166,4 @@ def test_the_tables_citations_and_pointers_are_on_the_page(executed):
 
 def test_figures_and_the_slider(executed):
     assert_figures_numbered_captioned_and_referenced(executed, prefix="fig-ch08-", at_least=3)
-    slider_cell(executed, min_frames=6)
+    slider_cell(executed, min_frames=5)
