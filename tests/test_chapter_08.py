@@ -161,7 +161,7 @@ def test_the_tables_citations_and_pointers_are_on_the_page(executed):
                 "jayaraman2022attribute", "fredrikson2014privacy", "rigaki2020survey", "efron2004least"):
         assert key in text, key
     assert "does *not* beat the baseline" in text
-    assert "exercises/08_membership_inference.ipynb" in text
+    assert "{doc}`../exercises/08_membership_inference`" in text
 
 
 def test_figures_and_the_slider(executed):
