@@ -69,6 +69,10 @@ def test_the_prose_reads_right_in_the_full_profile_too(executed, words):
         assert typed not in text, typed
 
 
+def test_every_ordering_the_prose_states_holds_in_this_run(v):
+    assert v["ch08_unsupported_claims"] == 0
+
+
 def test_the_transferred_loss_threshold_is_weak_and_misses_its_fpr(v):
     for name in ("overfit", "regularised"):
         assert 50 < v[f"ch08_{name}_loss_bacc"] < 60                    # above chance, barely
