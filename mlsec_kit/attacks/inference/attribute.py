@@ -132,8 +132,10 @@ def attribute_inference(model: Union[nn.Module, Oracle], x_known: torch.Tensor, 
     the attack alone does **not** beat :func:`attribute_baseline` imputing sex from the other nine attributes:
     on the training patients the two are within about 0.1 balanced accuracy of each other, neither reliably
     ahead over splits (about 0.62 vs 0.72 on the seed-0 split), and on unseen patients the attack is at chance.
-    What the model adds shows when the two are combined: with the imputation as ``prior``, the attack beats
-    the imputation alone on the training patients (about 0.80 on seed 0). On synthetic data the attack wins
+    What the model adds shows when the two are combined: with the imputation from the other attributes as
+    ``prior`` (without the label, which the model's term already accounts for: a label-aware prior would
+    count the label's evidence twice), the attack beats the imputation alone on the training patients, and
+    not on unseen ones (chapter 8 measures both with paired tests). On synthetic data the attack wins
     outright where only the model knows the attribute (random labels memorised by an overfit model), and ties
     with an imputation that knows the label where the attribute merely predicts the label
     (tests/attacks/inference/test_attribute.py measures all of these).

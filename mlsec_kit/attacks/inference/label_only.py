@@ -9,7 +9,11 @@ ways to measure that margin with label queries only, both against the chapter-4
 * ``"noise"``: the fraction of randomly perturbed copies (Gaussian noise, the paper's augmentation for
   inputs that have no natural augmentations) that keep the true label;
 * ``"boundary"``: the L2 distance from the record to the closest misclassified point HopSkipJump finds (the
-  paper's "gap" attack with a decision-based adversarial example), 0 for a misclassified record.
+  paper's decision-boundary-distance attack, with a decision-based adversarial example), 0 for a misclassified
+  record.
+
+The paper's *gap attack* is the baseline both must beat: "correctly classified means member", the score
+``oracle(x) == y``; its advantage over chance is half the generalisation gap.
 
 Either score is a membership score: higher means more likely a member; threshold it or plot its ROC.
 """

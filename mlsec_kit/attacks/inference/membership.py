@@ -550,7 +550,8 @@ def _check_probs(name: str, p: torch.Tensor, dim: int) -> None:
 
 def shadow_attack(shadow_probs: torch.Tensor, shadow_y: torch.Tensor, shadow_in: torch.Tensor,
                   target_probs: torch.Tensor, target_y: torch.Tensor, *, hidden: int = 64, steps: int = 300,
-                  lr: float = 1e-2, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                  lr: float = 1e-2, generator: Optional[torch.Generator] = None,
+                  outputs: str = "probabilities") -> torch.Tensor:
     """The shadow-model attack of Shokri et al. 2017: learn "member or not" from shadow models' outputs.
 
     Each shadow model's probability vectors on examples it trained on (IN) and on examples it did not (OUT)
@@ -569,6 +570,10 @@ def shadow_attack(shadow_probs: torch.Tensor, shadow_y: torch.Tensor, shadow_in:
         steps: full-batch Adam steps per attack classifier, >= 1.
         lr: Adam's learning rate, > 0.
         generator: seeds the attack classifiers' initialisation.
+        outputs: ``"probabilities"`` (default): ``shadow_probs`` and ``target_probs`` are softmax outputs, logged
+            after clamping at 1e-12, which flattens every probability below it (a saturated model's outputs lose
+            their differences there). ``"logits"``: they are the models' logits, and the features are their
+            ``log_softmax`` in float64, exact at any confidence.
 
     Returns:
         Scores (logits of "member"), higher = more likely a member.
@@ -577,8 +582,14 @@ def shadow_attack(shadow_probs: torch.Tensor, shadow_y: torch.Tensor, shadow_in:
         ``shadow_probs``: ``(M, n, K)``, ``shadow_y``: ``(n,)``, ``shadow_in``: ``(M, n)``;
         ``target_probs``: ``(N, K)``, ``target_y``: ``(N,)`` → ``(N,)``.
     """
-    _check_probs("shadow_probs", shadow_probs, 3)
-    _check_probs("target_probs", target_probs, 2)
+    if outputs not in ("probabilities", "logits"):
+        raise ValueError(f"outputs must be 'probabilities' or 'logits', got {outputs!r}")
+    if outputs == "probabilities":
+        _check_probs("shadow_probs", shadow_probs, 3)
+        _check_probs("target_probs", target_probs, 2)
+    else:
+        _check_conf("shadow_probs", shadow_probs, 3)
+        _check_conf("target_probs", target_probs, 2)
     if shadow_probs.shape[2] != target_probs.shape[1]:
         raise ValueError(f"shadow_probs must be (M, n, K) and target_probs (N, K) with the same K, got "
                          f"{tuple(shadow_probs.shape)} and {tuple(target_probs.shape)}")
@@ -596,10 +607,16 @@ def shadow_attack(shadow_probs: torch.Tensor, shadow_y: torch.Tensor, shadow_in:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     dtype = torch.promote_types(shadow_probs.dtype, target_probs.dtype)   # e.g. float32 shadows, float64 target
     shadow_probs, target_probs = shadow_probs.to(dtype), target_probs.to(dtype)
-    feats = shadow_probs.clamp_min(1e-12).log().flatten(0, 1)           # (M * n, K)
+    if outputs == "logits":                                              # exact log-probabilities
+        dtype = torch.float64
+        shadow_probs, target_probs = shadow_probs.to(dtype), target_probs.to(dtype)
+        feats = shadow_probs.log_softmax(-1).flatten(0, 1)
+        target_feats = target_probs.log_softmax(-1)
+    else:
+        feats = shadow_probs.clamp_min(1e-12).log().flatten(0, 1)       # (M * n, K)
+        target_feats = target_probs.clamp_min(1e-12).log()
     labels = shadow_y.to(torch.int64).repeat(m)
-    member = shadow_in.flatten().float()
-    target_feats = target_probs.clamp_min(1e-12).log()
+    member = shadow_in.flatten().to(dtype)
     scores = torch.zeros(target_probs.shape[0], dtype=target_probs.dtype, device=target_probs.device)
     seeds = torch.randint(0, 2 ** 62, (k,), generator=generator).tolist()
     for c in target_y.unique().tolist():

@@ -273,21 +273,51 @@ def tpr_at_fpr(scores, labels, *, fpr: float, confidence: float = 0.95, ci: str 
                     target_fpr=float(fpr), num_members=n_pos, num_non_members=n_neg, achievable=bool(achievable))
 
 
-def auc_chance_interval(num_members: int, num_non_members: int, *, confidence: float = 0.999) -> tuple[float, float]:
+def auc_chance_interval(num_members: int, num_non_members: int, *, confidence: float = 0.999,
+                        scores=None) -> tuple[float, float]:
     """Where the AUC of an attack that knows nothing falls, with probability about ``confidence``.
 
     Under the null hypothesis (scores independent of membership) the AUC is the Mann-Whitney statistic over
-    ``num_members * num_non_members``, with mean 1/2 and variance ``(n1 + n2 + 1) / (12 n1 n2)``; the interval
-    is the normal approximation's central ``confidence`` range.
+    ``num_members * num_non_members``, with mean 1/2; the interval is the normal approximation's central
+    ``confidence`` range. Without ``scores`` the variance is the no-ties one, ``(n1 + n2 + 1) / (12 n1 n2)``,
+    right for continuous scores. A score with ties (a label-only score that takes a few values, a one-bit
+    score) has a much smaller null variance, and the no-ties interval is then far too wide: pass the
+    attack's ``scores`` and the tie-corrected variance
+    ``(n1 + n2 + 1 - sum_t (t^3 - t) / ((n1 + n2)(n1 + n2 - 1))) / (12 n1 n2)`` is used, ``t`` running over
+    the sizes of the groups of tied scores (the same value for scores without ties).
+
+    Args:
+        num_members, num_non_members: the group sizes, ints >= 1.
+        confidence: the interval's probability under the null, in ``(0, 1)``.
+        scores: optional, the attack's scores on all ``num_members + num_non_members`` records (any order:
+            only their tie pattern matters), a 1-D tensor or NumPy array of finite numbers.
+
+    Returns:
+        ``(low, high)`` around 1/2; ``(0.5, 0.5)`` when every score is tied (such a score has AUC 1/2).
     """
     for name, n in (("num_members", num_members), ("num_non_members", num_non_members)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"{name} must be an int >= 1, got {n!r}")
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
-    sd = math.sqrt((num_members + num_non_members + 1) / (12 * num_members * num_non_members))
+    n = num_members + num_non_members
+    ties = 0.0
+    if scores is not None:
+        if isinstance(scores, torch.Tensor):
+            scores = scores.detach().cpu().numpy()
+        if not isinstance(scores, np.ndarray):
+            raise TypeError(f"scores must be a 1-D torch tensor or NumPy array (or None), got "
+                            f"{type(scores).__name__}")
+        if scores.ndim != 1 or scores.shape[0] != n:
+            raise ValueError(f"scores must be 1-D with num_members + num_non_members = {n} entries, got shape "
+                             f"{tuple(scores.shape)}")
+        if scores.dtype.kind not in "fiub" or not np.isfinite(scores).all():
+            raise ValueError("scores must be finite real numbers")
+        t = np.unique(scores, return_counts=True)[1].astype(np.float64)
+        ties = float(np.sum(t ** 3 - t)) / (n * (n - 1)) if n > 1 else 0.0
+    var = max(n + 1 - ties, 0.0) / (12 * num_members * num_non_members)
     z = float(stats.norm.ppf(0.5 + confidence / 2))
-    return 0.5 - z * sd, 0.5 + z * sd
+    return 0.5 - z * math.sqrt(var), 0.5 + z * math.sqrt(var)
 
 
 def plot_roc(ax, scores, labels, *, label: Optional[str] = None, loglog: bool = True, chance: bool = True):
@@ -306,8 +336,9 @@ def plot_roc(ax, scores, labels, *, label: Optional[str] = None, loglog: bool = 
         low = 0.5 / max(n_neg, 1)   # below one non-member the FPR axis carries no information
         ax.set_xscale("log")
         ax.set_yscale("log")
+        n_pos = int(np.sum(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels) == 1))
         ax.set_xlim(low, 1.0)
-        ax.set_ylim(low, 1.0)
+        ax.set_ylim(0.5 / max(n_pos, 1), 1.0)   # the TPR's resolution is one member
     if chance:
         grid = np.logspace(-6, 0, 100) if loglog else np.array([0.0, 1.0])
         ax.plot(grid, grid, ls="--", color="grey", lw=0.8)

@@ -350,6 +350,29 @@ def test_shokri_attack_casts_mixed_dtypes():
     assert mixed.dtype == torch.float64 and torch.equal(mixed, both64)
 
 
+def test_shokri_attack_on_logits_sees_what_clamped_probabilities_hide():
+    """A saturated model: every wrong-class probability is below the 1e-12 clamp, so the log-probability
+    features are flat; from logits (log_softmax in float64) members and non-members separate."""
+    g = gen(22)
+    m, n, k = 4, 80, 3
+    y = torch.randint(0, k, (n,), generator=g)
+    shadow_in = torch.rand(m, n, generator=g) < 0.5
+    target_in = torch.rand(n, generator=g) < 0.5
+
+    def logits(member):
+        z = torch.zeros(*member.shape, k)
+        margin = 30.0 + 10.0 * member.float() + torch.rand(member.shape, generator=g)   # members: 10 higher
+        return z.scatter(-1, y.expand(member.shape)[..., None], margin[..., None])
+
+    sh, tg = logits(shadow_in), logits(target_in)
+    from_logits = shadow_attack(sh, y, shadow_in, tg, y, steps=100, generator=gen(23), outputs="logits")
+    from_probs = shadow_attack(sh.softmax(-1), y, shadow_in, tg.softmax(-1), y, steps=100, generator=gen(23))
+    assert auc(from_logits, target_in) > 0.95
+    assert abs(auc(from_probs, target_in) - 0.5) < 0.1          # the clamp erased the signal
+    with pytest.raises(ValueError, match="outputs must be"):
+        shadow_attack(sh, y, shadow_in, tg, y, outputs="log")
+
+
 # ---- bad input ---------------------------------------------------------------------------------------------
 
 class LabelModel(nn.Module):

@@ -181,6 +181,31 @@ def test_auc_chance_interval_covers_uninformed_attacks():
     assert auc(lab.double() * 0.5 + torch.from_numpy(rng.normal(size=300)), lab) > hi
 
 
+def test_auc_chance_interval_with_scores_corrects_for_ties():
+    """A one-bit score (the gap attack) has a far smaller null spread than the no-ties formula says."""
+    rng = np.random.default_rng(1)
+    n1 = n2 = 500
+    lab = torch.cat([torch.ones(n1), torch.zeros(n2)]).bool()
+    distinct = torch.from_numpy(rng.normal(size=n1 + n2))
+    # without ties the corrected interval is the classical one (backwards compatible)
+    assert auc_chance_interval(n1, n2, scores=distinct) == pytest.approx(auc_chance_interval(n1, n2))
+    bit = torch.ones(n1 + n2, dtype=torch.float64)
+    bit[torch.from_numpy(rng.choice(n1 + n2, 20, replace=False))] = 0.0      # 20 of 1000 records "wrong"
+    lo, hi = auc_chance_interval(n1, n2, confidence=0.95, scores=bit)
+    lo0, hi0 = auc_chance_interval(n1, n2, confidence=0.95)
+    assert hi - 0.5 < 0.3 * (hi0 - 0.5)
+    # it matches the permutation distribution of that score's AUC: ~95% of permuted AUCs fall inside
+    perm = [auc(bit, lab[torch.from_numpy(rng.permutation(n1 + n2))]) for _ in range(600)]
+    inside = np.mean([lo <= a <= hi for a in perm])
+    assert 0.92 <= inside <= 0.99, inside
+    assert np.quantile(perm, 0.975) == pytest.approx(hi, abs=0.004)
+    # a 4-point gap in accuracy (every wrong record a non-member) lies far outside it, not inside the old one
+    gap = torch.ones(n1 + n2, dtype=torch.float64)
+    gap[n1:n1 + 20] = 0.0
+    assert hi0 > auc(gap, lab) > hi
+    assert auc_chance_interval(3, 2, scores=torch.zeros(5)) == (0.5, 0.5)   # all tied: AUC is exactly 1/2
+
+
 def test_inputs_are_left_unchanged_and_numpy_works():
     s, lab = draw(0)
     s0, lab0 = s.clone(), lab.clone()
@@ -209,6 +234,11 @@ def test_plot_roc_uses_loglog_axes_and_labels_the_auc():
     assert f"{auc(s, lab):.3f}" in line.get_label()
     np.testing.assert_allclose(line.get_xdata(), roc(s, lab)[0].numpy())
     plt.close(fig)
+    # x-axis: resolution of one non-member; y-axis: of one member (here 10 members, 40 non-members)
+    fig, ax = plt.subplots()
+    plot_roc(ax, s[:50], torch.arange(50) < 10)
+    assert ax.get_xlim()[0] == pytest.approx(0.5 / 40) and ax.get_ylim()[0] == pytest.approx(0.5 / 10)
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("call, match", [
@@ -225,6 +255,8 @@ def test_plot_roc_uses_loglog_axes_and_labels_the_auc():
     (lambda: tpr_at_fpr(torch.zeros(2), torch.tensor([0, 1]), fpr=0.5, ci="bootstrap", num_bootstrap=0),
      "num_bootstrap"),
     (lambda: auc_chance_interval(0, 5), "num_members"),
+    (lambda: auc_chance_interval(2, 2, scores=torch.zeros(5)), "scores must be 1-D with"),
+    (lambda: auc_chance_interval(1, 1, scores=torch.tensor([0.0, float("inf")])), "finite"),
 ])
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
