@@ -112,8 +112,12 @@ def test_learning_based_extraction_curves(v):
     # "lands between the two": a rounded API is at worst a label-only one
     for key in ("1", "0"):
         assert v["ch09_learn_labels_b4"] <= v[f"ch09_learn_{key}_b4"] <= v["ch09_learn_scores_b4"]
-    # "with b2 of them the probability substitute already agrees more than the label-only one with all"
-    assert v["ch09_learn_scores_b2"] > v["ch09_learn_labels_b4"] and v["ch09_budget_b2"] < v["ch09_budget_b4"] / 2
+    # "with n of them the probability substitute already agrees more than the label-only one with all"
+    n = v["ch09_learn_match_budget"]
+    assert v["ch09_learn_match_agreement"] > v["ch09_learn_labels_b4"] and n <= v["ch09_budget_b4"] / 2
+    j = [v[f"ch09_budget_b{i}"] for i in range(5)].index(n)
+    assert v["ch09_learn_match_agreement"] == pytest.approx(v[f"ch09_learn_scores_b{j}"])
+    assert all(v[f"ch09_learn_scores_b{i}"] <= v["ch09_learn_labels_b4"] for i in range(j))   # the smallest such
     # the baseline: true labels give "about as much as the label-only substitute"; probabilities "add the rest"
     assert abs(v["ch09_learn_honest"] - v["ch09_learn_labels_b4"]) <= 2
     assert v["ch09_learn_scores_b4"] > v["ch09_learn_honest"] + 2
