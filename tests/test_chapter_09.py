@@ -34,8 +34,8 @@ def test_the_victims_and_the_split(v):
 
 
 def test_white_box_inversion_recovers_every_class_and_no_record(v):
-    assert v["ch09_inv_min_confidence"] == pytest.approx(
-        min(v["ch09_inv_softmax_confidence"], v["ch09_inv_mlp_confidence"]))
+    lowest = min(v["ch09_inv_softmax_confidence"], v["ch09_inv_mlp_confidence"])
+    assert lowest - 0.1 < v["ch09_inv_min_confidence"] <= lowest        # "at least", rounded down
     assert v["ch09_inv_min_confidence"] >= 95                           # "at least ... confident"
     for name in ("softmax", "mlp"):
         assert v[f"ch09_inv_{name}_judged"] == 10                       # "a recognisable pattern of every class"
