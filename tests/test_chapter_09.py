@@ -27,10 +27,9 @@ def test_every_glued_name_in_the_prose_exists(executed):
 
 
 def test_the_victims_and_the_split(v):
-    assert abs(v["ch09_n_victim"] - v["ch09_n_pool"]) <= 1            # "one half ... the other half"
     for name in ("softmax", "mlp", "judge"):
         assert v[f"ch09_{name}_acc"] > 90
-    assert v["ch09_d"] == 64 and v["ch09_k"] == 10                      # Tramèr et al.'s digits setting
+    assert v["ch09_d"] == 64 and v["ch09_k"] == 10                      # the small profile: 8x8 digits
 
 
 def test_white_box_inversion_recovers_every_class_and_no_record(v):
@@ -40,15 +39,20 @@ def test_white_box_inversion_recovers_every_class_and_no_record(v):
     for name in ("softmax", "mlp"):
         assert v[f"ch09_inv_{name}_judged"] == 10                       # "a recognisable pattern of every class"
         assert v[f"ch09_inv_{name}_nearest_mean"] == 10                 # "nearer its own class's mean"
-        # "no smaller than to the nearest digit ... that the victim never saw"
-        assert v[f"ch09_inv_{name}_member"] >= v[f"ch09_inv_{name}_non_member"]
+        # "about the same as to the nearest digit ... that the victim never saw"
+        assert abs(v[f"ch09_inv_{name}_member"] / v[f"ch09_inv_{name}_non_member"] - 1) < 0.05
+        # "several times what separates a real unseen digit from its nearest training digit"
+        assert v[f"ch09_inv_{name}_member"] > 2.5 * v["ch09_inv_heldout_nearest"]
         assert v[f"ch09_inv_{name}_mean_mse"] > v["ch09_inv_spread"]     # "farther than a typical digit does"
-    # the baselines: the black start is (at most) one class's; the class means are every class's
-    assert v["ch09_inv_start_judged"] <= 1 and v["ch09_inv_means_judged"] == 10
+    # the baselines: the same attack on an untrained network recovers (almost) nothing; the class means pass
+    assert v["ch09_inv_untrained_judged"] <= 2 and v["ch09_inv_untrained_nearest_mean"] <= 3
+    assert v["ch09_inv_means_judged"] == 10
+    # "nor is the judge neutral on inputs unlike digits": one class takes far more than a tenth of noise images
+    assert v["ch09_judge_noise_top_share"] > 30 and 0 <= v["ch09_judge_noise_top_class"] < v["ch09_k"]
 
 
 def test_black_box_inversion_and_the_output_defences(v):
-    assert v["ch09_bb_queries_per_step"] == 2 * v["ch09_d"]
+    assert v["ch09_bb_queries_per_step"] == 2 * v["ch09_d"]               # counted by an Oracle over one step
     assert v["ch09_bb_queries"] == v["ch09_inv_steps"] * v["ch09_bb_queries_per_step"]
     assert v["ch09_fd_adaptive"] > v["ch09_fd_default"]
     assert v["ch09_bb_default_round_exact_judged"] == 10                 # "does what the white-box one does"
@@ -63,28 +67,35 @@ def test_black_box_inversion_and_the_output_defences(v):
         assert v[f"ch09_bb_default_round_{dec}_judged"] <= 3
         assert v[f"ch09_bb_adaptive_round_{dec}_judged"] >= 9
     assert v["ch09_bb_default_noise_0_01_judged"] <= 3 and v["ch09_bb_adaptive_noise_0_01_judged"] >= 9
-    # whole numbers: "both attackers are back at the black image's level", at a cost in accuracy
-    assert v["ch09_bb_default_round_0_judged"] <= max(1, v["ch09_inv_start_judged"])
-    assert v["ch09_bb_adaptive_round_0_judged"] <= max(1, v["ch09_inv_start_judged"])
+    # whole numbers: "both attackers are back at chance, the level of inverting the untrained network"
+    for who in ("default", "adaptive"):
+        assert v[f"ch09_bb_{who}_round_0_judged"] <= 2 and v[f"ch09_bb_{who}_round_0_nearest"] <= 2
+        assert v[f"ch09_bb_{who}_round_0_nearest"] <= v["ch09_inv_untrained_nearest_mean"] + 1
+    # the model-free criterion agrees where the judge says the attack worked
+    assert v["ch09_bb_adaptive_round_2_nearest"] >= 9 and v["ch09_bb_default_round_exact_nearest"] == 10
     assert v["ch09_api_acc_0"] < v["ch09_api_acc_exact"]
     for dec in (1, 2, 3):                                               # "costs nothing measurable"
         assert abs(v[f"ch09_api_acc_{dec}"] - v["ch09_api_acc_exact"]) <= 0.5
 
 
 def test_equation_solving_needs_d_plus_one_queries(v):
-    d = v["ch09_d"]
-    assert v["ch09_eq_min"] == d + 1 and v["ch09_eq_big"] == 10 * (d + 1) and v["ch09_eq_big_spent"] == v["ch09_eq_big"]
-    assert v["ch09_eq_unknowns"] == v["ch09_k"] * (d + 1)
-    assert v["ch09_eq_identifiable"] == (v["ch09_k"] - 1) * (d + 1)
+    # both profiles: Tramèr et al.'s 64-feature digits, 10 classes
+    d, k = v["ch09_eq_d"], v["ch09_eq_k"]
+    assert d == 64 and k == 10
+    assert v["ch09_eq_min"] == d + 1
+    # "one per unknown": the Oracle's count equals the victim's parameter count (650, Tramèr et al.'s budget)
+    assert v["ch09_eq_big_spent"] == v["ch09_eq_unknowns"] == 650
+    # "only (K - 1)(d + 1) are identifiable": the measured Jacobian rank is d + 1 short of the parameter count
+    assert v["ch09_eq_unknowns"] - v["ch09_eq_identifiable"] == d + 1
     # the headline: d + 1 queries, and Tramèr et al.'s 650, give full agreement
-    for key in ("x1", "x10"):
+    for key in ("x1", "unk"):
         assert v[f"ch09_eq_{key}_test"] == 100 and v[f"ch09_eq_{key}_uniform"] == 100
     assert v["ch09_eq_x0_5_test"] < 90                                  # "half as many is not enough"
 
 
 def test_the_shift_invariance_in_numbers(v):
     assert v["ch09_eq_raw"] > 0.1                                       # "the stolen weights are not the victim's"
-    assert v["ch09_eq_x10_spread"] < 1e-4 and v["ch09_eq_x1_spread"] < 1e-3   # "one common row"
+    assert v["ch09_eq_unk_spread"] < 1e-4 and v["ch09_eq_x1_spread"] < 1e-3   # "one common row"
     assert v["ch09_eq_common_norm"] > 0.1
     assert v["ch09_shift_prob_equal"] == 1 and v["ch09_fp_tol"] <= 1e-10  # a common shift changes no probability
     # one query short: agreement stays high while the rows are far from a common shift
@@ -92,7 +103,7 @@ def test_the_shift_invariance_in_numbers(v):
     # regressing each log p_k separately lands in the same class of solutions
     assert v["ch09_naive_common_row"] == 1 and v["ch09_naive_raw"] > 0.1 and v["ch09_naive_test"] == 100
     # a wrong copy still agrees: agreement cannot tell
-    assert v["ch09_wrong_test"] >= 99 and v["ch09_wrong_spread"] > 100 * v["ch09_eq_x10_spread"]
+    assert v["ch09_wrong_test"] >= 99 and v["ch09_wrong_spread"] > 100 * v["ch09_eq_unk_spread"]
 
 
 def test_rounding_breaks_the_equations_more_queries_repair_part(v):
@@ -109,9 +120,11 @@ def test_learning_based_extraction_curves(v):
     assert v["ch09_budget_b4"] == v["ch09_n_pool"]
     scores = [v[f"ch09_learn_scores_b{j}"] for j in range(5)]
     assert scores[0] < scores[2] < scores[4]
-    # "lands between the two": a rounded API is at worst a label-only one
+    # "about where a label-only API leaves it": within one standard error of a run either side of labels-only
     for key in ("1", "0"):
-        assert v["ch09_learn_labels_b4"] <= v[f"ch09_learn_{key}_b4"] <= v["ch09_learn_scores_b4"]
+        assert v["ch09_learn_labels_b4"] - 1 <= v[f"ch09_learn_{key}_b4"] <= v["ch09_learn_scores_b4"]
+    # uniform queries (Tramèr et al.'s retraining): far below in-distribution queries at every budget
+    assert all(v[f"ch09_learn_uniform_b{j}"] < v[f"ch09_learn_labels_b{j}"] - 15 for j in range(5))
     # "with n of them the probability substitute already agrees more than the label-only one with all"
     n = v["ch09_learn_match_budget"]
     assert v["ch09_learn_match_agreement"] > v["ch09_learn_labels_b4"] and n <= v["ch09_budget_b4"] / 2
@@ -133,6 +146,7 @@ def test_dlg_and_idlg_rebuild_the_digit_and_its_label(v):
     # the label-only guess is worse "by many orders of magnitude"
     assert v["ch09_mean_guess_mse"] > 1e3 * max(v["ch09_dlg_lenet_max_mse"], v["ch09_dlg_mlp_max_mse"])
     assert v["ch09_label_rule_hits"] == v["ch09_label_rule_trials"] == 2 * v["ch09_n_private"] * v["ch09_k"]
+    assert v["ch09_dlg_min_psnr"] == min(v[f"ch09_{n}_min_psnr"] for n in ("dlg_lenet", "dlg_mlp", "idlg_mlp"))
     assert v["ch09_bias_negative"] == 1
     assert v["ch09_analytic_ok"] == 1 and v["ch09_analytic_tol"] <= 1e-5   # the first layer's gradient holds x
     assert v["ch09_idlg_mlp_evals"] < v["ch09_dlg_mlp_evals"]           # "fewer evaluations"
@@ -141,15 +155,20 @@ def test_dlg_and_idlg_rebuild_the_digit_and_its_label(v):
 def test_gradient_defences(v):
     noise = [v[f"ch09_noise_{t}_mse"] for t in ("0", "0_0001", "0_001", "0_01", "0_1")]
     prune = [v[f"ch09_prune_{t}_mse"] for t in ("0", "0_1", "0_3", "0_6", "0_9")]
+    adapted = [v[f"ch09_adapted_{t}_mse"] for t in ("0_1", "0_3", "0_6", "0_9")]
     assert all(a < b for a, b in zip(noise, noise[1:]))                 # "grows steadily with the noise"
-    assert all(a < b for a, b in zip(prune, prune[1:]))
+    assert all(a < b for a, b in zip(prune, prune[1:]))                 # plain DLG's error rises with pruning
     guess = v["ch09_mean_guess_mse"]
     assert noise[-1] > guess and noise[-2] < guess                      # "only the last is worse than the guess"
-    assert v["ch09_noise_stop"] == 0.1
-    assert 0.3 <= v["ch09_noise_stop"] / v["ch09_grad_scale_max"] <= 3   # "comparable with the largest layer's"
-    assert v["ch09_noise_stop"] > 10 * v["ch09_grad_scale_min"]
-    assert prune[-1] < guess and v["ch09_prune_beats_guess"] == 1       # "every level stays below the guess"
-    assert prune[1] > 100 * prune[0]                                    # pruning 10% already raises the error
+    assert v["ch09_noise_worse_than_guess"] == 0.1
+    assert 0.3 <= v["ch09_noise_worse_than_guess"] / v["ch09_grad_scale_max"] <= 3   # "comparable with the largest"
+    assert v["ch09_noise_worse_than_guess"] > 10 * v["ch09_grad_scale_min"]
+    # identification: every digit up to sigma = 0.01, some but not all at 0.1 ("no level stops it outright")
+    assert v["ch09_noise_0_01_identified"] == 100 and 0 < v["ch09_noise_0_1_identified"] < 100
+    # the adapted attacker: "at most ... at every level up to 90%", far below plain DLG at 90%
+    assert max(adapted) == v["ch09_adapted_max_mse"] < 1e-5 and v["ch09_adapted_max_mse"] < prune[-1] / 1e3
+    assert v["ch09_adapted_min_identified"] == 100
+    assert v["ch09_prune_min_identified"] > 0 and prune[1] > 100 * prune[0]   # plain DLG hindered, not stopped
     assert v["ch09_defence_labels"] == 100                              # "the label survives every defence"
     assert v["ch09_grad_largest_is_last"] == 1                          # "the layer with the largest entries"
 
@@ -157,8 +176,11 @@ def test_gradient_defences(v):
 def test_the_literature_table_and_the_pointers_are_on_the_page(executed):
     text = prose(executed)
     table = text[text.index("## Our numbers beside the literature"):]
-    for key in ("tramer2016stealing", "fredrikson2015model", "zhu2019deep", "zhao2020idlg"):
+    for key in ("tramer2016stealing", "fredrikson2015model", "zhao2020idlg"):
         assert key in table, key
+    # the learning-based attacker's threat model is Papernot et al.'s, and Geiping et al. answer the ReLU question
+    for key in ("papernot2017practical", "geiping2020inverting"):
+        assert key in text, key
     assert "exercises/09_model_attacks.ipynb" in text
     for label in ("def-model-inversion", "def-model-extraction", "def-dlg"):
         assert f":label: {label}" in text and f"{{prf:ref}}`{label}`" in text
