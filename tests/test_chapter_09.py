@@ -120,9 +120,9 @@ def test_learning_based_extraction_curves(v):
     assert v["ch09_budget_b4"] == v["ch09_n_pool"]
     scores = [v[f"ch09_learn_scores_b{j}"] for j in range(5)]
     assert scores[0] < scores[2] < scores[4]
-    # "about where a label-only API leaves it": within one standard error of a run either side of labels-only
-    for key in ("1", "0"):
-        assert v["ch09_learn_labels_b4"] - 1 <= v[f"ch09_learn_{key}_b4"] <= v["ch09_learn_scores_b4"]
+    # 1 decimal "lands between the two"; 0 decimals "about where a label-only API leaves it" (a few test digits)
+    assert v["ch09_learn_labels_b4"] < v["ch09_learn_1_b4"] <= v["ch09_learn_scores_b4"]
+    assert abs(v["ch09_learn_0_b4"] - v["ch09_learn_labels_b4"]) <= 1.5
     # uniform queries (Tramèr et al.'s retraining): far below in-distribution queries at every budget
     assert all(v[f"ch09_learn_uniform_b{j}"] < v[f"ch09_learn_labels_b{j}"] - 15 for j in range(5))
     # "with n of them the probability substitute already agrees more than the label-only one with all"
