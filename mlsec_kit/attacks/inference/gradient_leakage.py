@@ -12,8 +12,10 @@ and move the dummies so that the two gradients match,
 The objective contains a gradient, so minimising it needs second derivatives: the dummy gradient is built with
 ``create_graph=True`` and differentiated again with respect to the dummies (:func:`gradient_matching_loss`).
 The paper uses L-BFGS on a LeNet whose activations are sigmoids (:func:`sigmoid_lenet`; :func:`sigmoid_mlp` is
-the same idea without convolutions): the model must be twice differentiable, and a ReLU's second derivative is
-zero almost everywhere, which leaves the second-order optimisation less to work with.
+the same idea without convolutions): a smooth model gives L-BFGS a smooth objective. ReLU networks are not safe
+for that: the dummy's gradient still depends on the dummy through the activations and the back-propagated errors,
+the input of a fully connected layer can be read off its gradient analytically (Geiping et al. 2020), and Geiping
+et al. invert trained ReLU networks with a cosine-similarity loss and an image prior.
 
 *Improved DLG* (iDLG; Zhao, Mopuri & Bilen 2020) reads the label off the gradient in closed form
 (:func:`idlg_label`) and then matches gradients for ``x'`` alone with that label fixed (:func:`idlg`).
