@@ -150,6 +150,8 @@ def test_dlg_and_idlg_rebuild_the_digit_and_its_label(v):
     assert v["ch09_bias_negative"] == 1
     assert v["ch09_analytic_ok"] == 1 and v["ch09_analytic_tol"] <= 1e-5   # the first layer's gradient holds x
     assert v["ch09_idlg_mlp_evals"] < v["ch09_dlg_mlp_evals"]           # "fewer evaluations"
+    # a ReLU MLP: "the activation does not protect the network"
+    assert v["ch09_relu_min_mse"] <= v["ch09_relu_max_mse"] < 1e-5
 
 
 def test_gradient_defences(v):
