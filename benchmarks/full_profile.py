@@ -56,6 +56,13 @@ LITERATURE = {
     "ch07_nc_index": "Neural Cleanse, infected GTSRB model: anomaly index 3.65, > 2 flags (bolunwang/backdoor README)",
     "ch07_strip_missed": "STRIP, MNIST square trigger, N = 100: 1.85% of triggered inputs missed at a 1% FRR "
                          "(Gao et al. 2019, Table 3)",
+    "ch09_eq_unk_test": "equation-solving extraction on the 64-feature digits (both profiles): Amazon ML's "
+                        "logistic-regression model of the digits stolen in 650 queries, one per unknown; a softmax "
+                        "model with 530 unknowns: 100% agreement from 530 queries (Tramèr et al. 2016)",
+    "ch09_dlg_mlp_good": "share of DLG reconstructions with MSE < 0.01 on MNIST: about 76% (Zhao et al. 2020, "
+                         "Figure 1, read off a figure)",
+    "ch09_idlg_mlp_good": "share of iDLG reconstructions with MSE < 0.01 on MNIST: about 89% (Zhao et al. 2020, "
+                          "Figure 1, read off a figure)",
     "ch10_lr_base": "Adult LogisticRegression, non-private: 81.28% (IBM diffprivlib notebooks)",
     "ch10_lr_eps1": "Adult LogisticRegression at eps 1: 79.50% (IBM diffprivlib notebooks)",
     "ch10_nb_base": "Adult GaussianNB, non-private: 79.64% (IBM diffprivlib notebooks)",
