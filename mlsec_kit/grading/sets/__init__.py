@@ -13,4 +13,5 @@ SETS: dict[str, str] = {
     "07_backdoors": "mlsec_kit.grading.sets.ch07",
     "08_membership_inference": "mlsec_kit.grading.sets.ch08",
     "10_differential_privacy": "mlsec_kit.grading.sets.ch10",
+    "11_dp_sgd": "mlsec_kit.grading.sets.ch11",
 }
