@@ -177,20 +177,46 @@ def conversion_numpy(orders, rdp, delta):
     i = int(np.argmin(eps))
     return float(eps[i]), float(a[i])
 
+def rdp_float32(alpha, sensitivity, sigma):
+    if alpha <= 1:
+        raise ValueError("alpha must be > 1")
+    if sigma <= 0:
+        raise ValueError("sigma must be > 0")
+    # PyTorch's default dtype: a relative error of about 6e-8
+    return (torch.tensor(alpha) * torch.tensor(sensitivity) ** 2 / (2 * torch.tensor(sigma) ** 2)).item()
+
+def conversion_float32(orders, rdp, delta):
+    if not 0 < delta < 1:
+        raise ValueError("delta must be in (0, 1)")
+    a = torch.tensor(orders)   # float32: the argmin may land on a near-tied order, rounded to float32
+    e = torch.tensor(rdp) + math.log(1 / delta) / (a - 1)
+    i = int(e.argmin())
+    return e[i].item(), a[i].item()
+
+def conversion_float32_order_from_list(orders, rdp, delta):
+    if not 0 < delta < 1:
+        raise ValueError("delta must be in (0, 1)")
+    e = torch.tensor(rdp) + math.log(1 / delta) / (torch.tensor(orders) - 1)
+    i = int(e.argmin())
+    return e[i].item(), orders[i]
+
 def statements_spaced():
     return "a, C; e".lower()
 """
 
 
 def test_differently_built_correct_answers_pass():
-    """Opacus's 1e-6 in the clip factor, a loop over rows, torch.normal in float64, NumPy, letters with
-    separators: all earn full marks."""
+    """Opacus's 1e-6 in the clip factor, a loop over rows, torch.normal in float64, NumPy, float32 (PyTorch's
+    default dtype), letters with separators: all earn full marks."""
     namespace = _namespace()
     exec(textwrap.dedent(CORRECT_VARIANTS), namespace)
     for name, fn in [("clip_gradients", "clip_opacus"), ("clip_gradients", "clip_loop"),
                      ("noisy_gradient", "noisy_normal"), ("gaussian_rdp", "rdp_numpy"),
                      ("rdp_to_dp", "conversion_numpy"), ("dp_sgd_statements", "statements_spaced")]:
         assert_passes_on_seeds(EXERCISE.questions[name], namespace[fn], range(12))
+    for name, fn in [("gaussian_rdp", "rdp_float32"), ("rdp_to_dp", "conversion_float32"),
+                     ("rdp_to_dp", "conversion_float32_order_from_list")]:
+        assert_passes_on_seeds(EXERCISE.questions[name], namespace[fn], SEEDS)
 
 
 # ---- typical mistakes: each fails the property written for it, with a message that names the fix ----------------
@@ -209,6 +235,21 @@ CLIP_NO_MIN = """
         if max_grad_norm <= 0:
             raise ValueError("max_grad_norm must be > 0")
         return grads * (max_grad_norm / grads.norm(dim=1, keepdim=True))   # scales short rows up"""
+CLIP_DIM0 = """
+    def clip_gradients(grads, max_grad_norm):
+        return grads * (max_grad_norm / grads.norm(dim=0, keepdim=True)).clamp(max=1.0)   # norm of each column"""
+CLIP_L1 = """
+    def clip_gradients(grads, max_grad_norm):
+        return grads * (max_grad_norm / grads.norm(p=1, dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)"""
+CLIP_SQUARED = """
+    def clip_gradients(grads, max_grad_norm):
+        return grads * (max_grad_norm / grads.pow(2).sum(1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)"""
+CLIP_MAX = """
+    def clip_gradients(grads, max_grad_norm):
+        return grads * (max_grad_norm / grads.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(min=1.0)"""
+CLIP_IN_PLACE = """
+    def clip_gradients(grads, max_grad_norm):
+        return grads.mul_((max_grad_norm / grads.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0))"""
 CLIP_COORDINATES = """
     def clip_gradients(grads, max_grad_norm):
         return grads.clamp(-max_grad_norm, max_grad_norm)"""
@@ -244,6 +285,12 @@ NOISY_TWICE = _noisy("return (clipped.sum(0) + s * c * z / b) / b")
 NOISY_SIGMA = _noisy("return (clipped.sum(0) + s * z) / b")
 NOISY_ACTUAL_SIZE = _noisy("return (clipped.sum(0) + s * c * z) / len(grads)")
 NOISY_AFTER_AVERAGE = _noisy("return clipped.sum(0) / b + s * c * z")
+NOISY_SQRT_BBAR = _noisy("return (clipped.sum(0) + s * c * z / math.sqrt(b)) / b")
+NOISY_SIGMA_SQUARED = _noisy("return (clipped.sum(0) + s * s * c * z) / b")
+NOISY_SQRT_SIGMA = _noisy("return (clipped.sum(0) + math.sqrt(s) * c * z) / b")
+NOISY_RESEEDED = _noisy("""
+z = torch.randn(grads.shape[1], generator=torch.Generator().manual_seed(0))   # reseeded: the same noise every call
+return (clipped.sum(0) + s * c * z) / b""")
 NOISY_SCALAR = """
     def noisy_gradient(grads, max_grad_norm, noise_multiplier, expected_batch_size, generator):
         c = max_grad_norm
@@ -284,6 +331,28 @@ CONV_FIRST = """
 CONV_MAX = """
     def rdp_to_dp(orders, rdp, delta):
         return max((r + math.log(1 / delta) / (a - 1), a) for a, r in zip(orders, rdp))"""
+CONV_EPS_ONLY = """
+    def rdp_to_dp(orders, rdp, delta):
+        return min(r + math.log(1 / delta) / (a - 1) for a, r in zip(orders, rdp))"""
+CONV_INDEX = """
+    def rdp_to_dp(orders, rdp, delta):
+        eps = [r + math.log(1 / delta) / (a - 1) for a, r in zip(orders, rdp)]
+        i = min(range(len(eps)), key=eps.__getitem__)
+        return eps[i], i"""
+CONV_SWAPPED = """
+    def rdp_to_dp(orders, rdp, delta):
+        eps, alpha = min((r + math.log(1 / delta) / (a - 1), a) for a, r in zip(orders, rdp))
+        return alpha, eps"""
+CONV_MIN_RDP_ORDER = """
+    def rdp_to_dp(orders, rdp, delta):
+        eps = min(r + math.log(1 / delta) / (a - 1) for a, r in zip(orders, rdp))
+        return eps, orders[min(range(len(rdp)), key=rdp.__getitem__)]"""
+CONV_SORTED_ORDERS = """
+    def rdp_to_dp(orders, rdp, delta):
+        return min((r + math.log(1 / delta) / (a - 1), a) for a, r in zip(sorted(orders), rdp))"""
+CONV_INVERTED = """
+    def rdp_to_dp(orders, rdp, delta):
+        return min((r + math.log(1 / delta) * (a - 1) / a, a) for a, r in zip(orders, rdp))"""
 CONV_ALPHA = """
     def rdp_to_dp(orders, rdp, delta):
         return min((r + math.log(1 / delta) / a, a) for a, r in zip(orders, rdp))"""
@@ -311,6 +380,13 @@ MISTAKES = [
      ["epsilon is the minimum", "reproduces TF Privacy", "raises"], "Mironov"),
     ("rdp_to_dp", "first order only", CONV_FIRST, ["epsilon is the minimum", "reproduces TF Privacy", "raises"],
      "minimise over all"),
+    ("noisy_gradient", "sigma^2 C", NOISY_SIGMA_SQUARED, None, "its variance is sigma^2 C^2"),
+    ("noisy_gradient", "reseeded generator", NOISY_RESEEDED, ["adds Gaussian noise", "draws its noise"],
+     "do not reseed"),
+    ("rdp_to_dp", "epsilon only", CONV_EPS_ONLY, ["returns a pair", "epsilon is the minimum", "reproduces TF Privacy",
+                                                   "raises"], "(epsilon, alpha)"),
+    ("rdp_to_dp", "pair swapped", CONV_SWAPPED, ["returns a pair", "epsilon is the minimum", "reproduces TF Privacy",
+                                                  "raises"], "(epsilon, alpha) in that order"),
 ]
 
 
@@ -325,6 +401,11 @@ WRONG_EVERY_SEED = [
     ("clip_gradients", CLIP_MEAN, "clipping the batch gradient (norm of the mean)"),
     ("clip_gradients", CLIP_NO_MIN, "C / ||g|| without min(1, .)"),
     ("clip_gradients", CLIP_COORDINATES, "clamping each coordinate"),
+    ("clip_gradients", CLIP_DIM0, "the norm over dim=0 (each column)"),
+    ("clip_gradients", CLIP_L1, "the L1 norm"),
+    ("clip_gradients", CLIP_SQUARED, "the squared norm"),
+    ("clip_gradients", CLIP_MAX, "max(1, .) in place of min(1, .)"),
+    ("clip_gradients", CLIP_IN_PLACE, "clipping grads in place"),
     ("noisy_gradient", NOISY_BATCH_CLIP, "clipping the average (the kit's broken step)"),
     ("noisy_gradient", NOISY_NO_MIN, "C / ||g|| without min(1, .)"),
     ("noisy_gradient", NOISY_TWICE, "noise divided by the batch size twice"),
@@ -334,6 +415,10 @@ WRONG_EVERY_SEED = [
     ("noisy_gradient", NOISY_SCALAR, "one noise draw for all coordinates"),
     ("noisy_gradient", NOISY_GLOBAL_RNG, "noise from the global RNG"),
     ("noisy_gradient", NOISY_LAPLACE, "Laplace noise of the right std"),
+    ("noisy_gradient", NOISY_SQRT_BBAR, "noise sigma C / sqrt(B_bar) on the sum"),
+    ("noisy_gradient", NOISY_SIGMA_SQUARED, "noise std sigma^2 C"),
+    ("noisy_gradient", NOISY_SQRT_SIGMA, "noise std sqrt(sigma) C"),
+    ("noisy_gradient", NOISY_RESEEDED, "a generator reseeded inside the function"),
     ("gaussian_rdp", RDP_NO_ALPHA, "RDP without the factor alpha"),
     ("gaussian_rdp", RDP_DELTA, "Delta in place of Delta^2"),
     ("gaussian_rdp", RDP_SIGMA, "sigma in place of sigma^2"),
@@ -344,6 +429,12 @@ WRONG_EVERY_SEED = [
     ("rdp_to_dp", CONV_FIRST, "the first order only"),
     ("rdp_to_dp", CONV_MAX, "the largest epsilon over the orders"),
     ("rdp_to_dp", CONV_ALPHA, "dividing by alpha, not alpha - 1"),
+    ("rdp_to_dp", CONV_EPS_ONLY, "epsilon only"),
+    ("rdp_to_dp", CONV_INDEX, "the index in place of the order"),
+    ("rdp_to_dp", CONV_SWAPPED, "(alpha, epsilon) swapped"),
+    ("rdp_to_dp", CONV_MIN_RDP_ORDER, "the order of the smallest RDP"),
+    ("rdp_to_dp", CONV_SORTED_ORDERS, "orders sorted but not the RDP values"),
+    ("rdp_to_dp", CONV_INVERTED, "(alpha - 1) / alpha in place of 1 / (alpha - 1)"),
 ]
 
 
@@ -375,6 +466,7 @@ def test_the_instances_keep_their_promises():
         inst = ch11._step_instance(rng)
         b, bbar = len(inst["grads"]), inst["bbar"]
         assert abs(b - bbar) >= 0.2 * bbar and bbar >= 6 and 3 <= inst["d"] <= 6
+        assert 0.4 <= inst["sigma"] <= 0.8 or 1.4 <= inst["sigma"] <= 2.5  # never near 1
         n = inst["grads"].double().norm(dim=1)
         assert bool((n >= 1.5 * inst["c"] * (1 - 1e-6)).any()) and bool((n <= 0.6 * inst["c"] * (1 + 1e-6)).any())
         # the clipped sum is far from 0: dividing by B instead of B_bar shows
