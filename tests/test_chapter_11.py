@@ -34,12 +34,23 @@ def test_the_step_from_scratch_equals_the_kit_and_opacus(v):
     # Poisson sampling: the realised sizes vary around the expected one, which is q n
     assert v["ch11_expected_batch"] == pytest.approx(v["ch11_q"] * v["ch11_n_train"])
     assert v["ch11_sizes_min"] < v["ch11_expected_batch"] < v["ch11_sizes_max"]
-    assert v["ch11_batch_size"] != v["ch11_expected_batch"]
+    # the sizes vary: over an epoch they span at least two binomial standard deviations of q n
+    q, n = v["ch11_q"], v["ch11_n_train"]
+    assert v["ch11_sizes_max"] - v["ch11_sizes_min"] >= 2 * math.sqrt(q * n * (1 - q))
+    assert v["ch11_sizes_min"] <= v["ch11_batch_size"] <= v["ch11_sizes_max"]   # the same seed: the first of them
     assert v["ch11_steps_per_epoch"] == round(1 / v["ch11_q"])
     # "the median example's gradient has norm ... and ...% are clipped": consistent with each other
     assert (v["ch11_norm_median"] > v["ch11_clip"]) == (v["ch11_clipped_share"] >= 50)
-    # the speed of the ghost path, read from benchmarks/results/dpsgd_step.md: faster than vmap and Opacus's hooks
-    assert v["ch11_bench_ghost_time_ratio"] < min(v["ch11_bench_vmap_time_ratio"], v["ch11_bench_opacus_time_ratio"])
+    # the speed, read from benchmarks/results/dpsgd_step.md, compared like with like: the kit's ghost path "on par
+    # with" Opacus's ghost clipping (within 15% of each other), and the two materialising paths (kit vmap, Opacus
+    # hooks) within 15% of each other and "about twice as long" (1.5x to 3x) as the ghost paths
+    ghost, opacus_ghost = v["ch11_bench_ghost_time_ratio"], v["ch11_bench_opacus_ghost_time_ratio"]
+    vmap, hooks = v["ch11_bench_vmap_time_ratio"], v["ch11_bench_opacus_time_ratio"]
+    assert abs(math.log(ghost / opacus_ghost)) < math.log(1.15)
+    assert abs(math.log(vmap / hooks)) < math.log(1.15)
+    for slow in (vmap, hooks):
+        for fast in (ghost, opacus_ghost):
+            assert 1.5 <= slow / fast <= 3
     assert v["ch11_bench_batch"] == 256
 
 
@@ -62,7 +73,7 @@ def test_accuracy_against_epsilon(v):
     eps = [v[f"ch11_eps_{i}"] for i in range(len(TARGETS))]
     acc = [v[f"ch11_acc_{i}"] for i in range(len(TARGETS))]
     for e, target in zip(eps, TARGETS):                 # each run spends its target, and no more
-        assert target * 0.99 <= e <= target
+        assert target * 0.999 <= e <= target           # "never more, and within a tenth of a percent"
     sigma = [v[f"ch11_sigma_{i}"] for i in range(len(TARGETS))]
     assert sigma == sorted(sigma, reverse=True)
     assert v["ch11_steps"] == v["ch11_epochs"] * round(1 / v["ch11_q"])
@@ -73,16 +84,27 @@ def test_accuracy_against_epsilon(v):
     assert 0 < v["ch11_clip_cost"] < 5
     for i in range(len(TARGETS)):
         assert v[f"ch11_noise_cost_{i}"] == pytest.approx(v["ch11_acc_clip_only"] - acc[i])
-    # "at generous budgets the clipping and the noise cost about as much; at small ones the noise dominates"
+    # the resolution: the binomial standard error of one run's accuracy near acc_2, and 1.96 SE of a difference
+    p, n_test = v["ch11_acc_2"] / 100, v["ch11_n_test"]
+    assert v["ch11_acc_se"] == pytest.approx(100 * math.sqrt(p * (1 - p) / n_test))
+    assert v["ch11_acc_diff95"] == pytest.approx(1.96 * math.sqrt(2) * v["ch11_acc_se"])
+    # "at that resolution, at generous budgets the noise costs no more than the clipping; at small ones the noise
+    # dominates" (beyond the resolution)
+    resolution = v["ch11_acc_diff95"]
     for i in (2, 3, 4):
-        assert v[f"ch11_noise_cost_{i}"] <= 2 * v["ch11_clip_cost"] + 1
-    assert v["ch11_noise_cost_0"] > 5 * v["ch11_clip_cost"] and v["ch11_noise_cost_1"] > v["ch11_clip_cost"]
+        assert v[f"ch11_noise_cost_{i}"] <= v["ch11_clip_cost"] + resolution
+    for i in (0, 1):
+        assert v[f"ch11_noise_cost_{i}"] > v["ch11_clip_cost"] + resolution
     assert v["ch11_acc_0"] < 75                                            # "only ..." at epsilon 0.5
     # what the budget buys: the hypothesis-testing bound on any membership test, and the tighter PRV epsilon
     fpr, e, d = v["ch11_mia_fpr"] / 100, v["ch11_eps_2"], v["ch11_delta"]
     assert v["ch11_mia_tpr_bound"] == pytest.approx(100 * min(math.exp(e) * fpr + d, 1 - math.exp(-e) * (1 - fpr - d)))
     assert 100 * fpr < v["ch11_mia_tpr_bound"] < 50                       # "a real bound, but not a small one"
     assert v["ch11_eps_mid_prv"] < v["ch11_eps_2"]
+    e = v["ch11_eps_mid_prv"]                                             # "which caps the rate at ..."
+    assert v["ch11_mia_tpr_bound_prv"] == pytest.approx(100 * min(math.exp(e) * fpr + d,
+                                                                  1 - math.exp(-e) * (1 - fpr - d)))
+    assert v["ch11_mia_tpr_bound_prv"] < v["ch11_mia_tpr_bound"]
 
 
 def test_clipping_norm_and_sampling_rate(v):
@@ -98,6 +120,9 @@ def test_clipping_norm_and_sampling_rate(v):
     assert per_average[0] > per_average[1] > per_average[2]
     # "a small C clips every gradient ..., a large one rarely clips"
     assert v["ch11_clipped_share_small"] >= 95 and v["ch11_clipped_share_large"] <= 10
+    # "while every example is clipped at both norms ... the small C's step is the larger one's, scaled": at
+    # initialisation every example is (in this profile), so the sentence's premise holds
+    assert v["ch11_clipped_share_small"] == 100 and v["ch11_clipped_share"] == 100
     assert v["ch11_rate_1"] == v["ch11_q"] and v["ch11_rate_acc_1"] == pytest.approx(v["ch11_acc_2"])
     for i in range(3):
         assert v[f"ch11_rate_batch_{i}"] == pytest.approx(v[f"ch11_rate_{i}"] * v["ch11_n_train"])
@@ -111,8 +136,8 @@ def test_the_audit_separates_the_correct_step_from_the_broken_ones(v):
     for name in ("clip_avg", "noise_twice"):                              # "both refute ... at the ceiling"
         assert claim < v[f"ch11_audit_{name}"] <= ceiling + 1e-9
         assert v[f"ch11_audit_{name}"] >= ceiling - 0.1
-    # PyVacy: refuted, above its own claim; consistent with its effective noise multiplier sigma / sqrt(B)
-    assert v["ch11_audit_pyvacy"] > max(claim, v["ch11_audit_pyvacy_claim"]) + 0.5
+    # PyVacy: refuted against the claim its own accountant makes; consistent with its effective noise sigma / sqrt(B)
+    assert v["ch11_audit_pyvacy"] > v["ch11_audit_pyvacy_claim"] + 0.5
     assert v["ch11_pyvacy_effective_sigma"] == pytest.approx(v["ch11_audit_sigma"] / math.sqrt(v["ch11_audit_b"] + 1))
     assert v["ch11_audit_pyvacy"] <= v["ch11_pyvacy_effective_eps"]
     assert v["ch11_pyvacy_effective_eps"] > 3 * v["ch11_audit_pyvacy_claim"]   # "far above its claim"
@@ -131,7 +156,8 @@ def test_pate(v):
     assert v["ch11_pate_student_acc"] < v["ch11_nonprivate_eval"]
     assert v["ch11_pate_student_acc"] > 80
     assert v["ch11_pate_eps_dd"] < v["ch11_pate_eps_di"]                  # the data-dependent analysis is smaller
-    assert v["ch11_pate_eps_dd"] > 3                                      # "both are large"
+    # the 2018 paper's MNIST aggregator, Confident-GNMax (LITERATURE_FIGURES.md): threshold 200, sigma1 150, sigma2 40
+    assert (v["ch11_lit_pate_threshold"], v["ch11_lit_pate_sigma1"], v["ch11_lit_pate_sigma"]) == (200, 150, 40)
     assert v["ch11_pate_median_gap"] > 0
 
 
@@ -143,17 +169,26 @@ def test_the_literature_table(executed, v):
     assert v["ch11_ours_116"] == pytest.approx(v["ch11_acc_1"]) and v["ch11_ours_291"] == pytest.approx(v["ch11_acc_2"])
     assert v["ch11_gap_291"] == pytest.approx(v["ch11_acc_nonprivate"] - v["ch11_acc_2"])
     assert v["ch11_lit_gap_291"] == pytest.approx(98.94 - 96.78)
-    assert v["ch11_gap_291"] > v["ch11_lit_gap_291"]                      # the small dataset loses more
+    if v["ch11_n_train"] < v["ch11_tut_n"]:                               # the small dataset loses more
+        assert v["ch11_gap_291"] > v["ch11_lit_gap_291"]
     tables = [o["data"]["text/markdown"] for c in executed.cells if c.cell_type == "code" for o in c.outputs
               if "text/markdown" in o.get("data", {})]
     assert any("Opacus example (MNIST)" in t and "| 2.91 |" in t for t in tables)
-    assert any("PyVacy 0.0.32" in t and "refutes" in t for t in tables)
+    # each implementation judged against its own claim: PyVacy's row carries its own (Mironov) figure and "yes"
+    audit_table = next(t for t in tables if "PyVacy 0.0.32" in t and "refutes its claim" in t)
+    pyvacy_row = next(line for line in audit_table.splitlines() if line.startswith("| PyVacy"))
+    assert f"{v['ch11_audit_pyvacy_claim']:.2f}" in pyvacy_row and pyvacy_row.rstrip(" |").endswith("yes")
+    kit_row = next(line for line in audit_table.splitlines() if line.startswith("| kit (correct)"))
+    assert f"{v['ch11_audit_claim']:.2f}" in kit_row and kit_row.rstrip(" |").endswith("no")
     text = prose(executed)
     for key in ("tramer2021differentially", "yousefpour2021opacus", "abadi2016deep", "gopi2021numerical",
-                "balle2020hypothesis", "nasr2021adversary", "papernot2018scalable"):
+                "balle2020hypothesis", "nasr2021adversary", "papernot2018scalable", "kairouz2015composition",
+                "lebeda2024avoiding", "chua2024private", "papernot2022hyperparameter", "mironov2019sampled"):
         assert key in text
     assert "exercises/11_dp_sgd.ipynb" in text
     assert "pyvacy/optim/dp_optimizer.py" in text                         # the code the claim about PyVacy cites
+    assert "ChrisWaites/pyvacy" in text and "microbatch_step" in text      # and the repository's later code
+    assert "expected_batch_size" in text and "Confident" in text
 
 
 def test_figures_and_the_slider(executed):

@@ -162,8 +162,10 @@ def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, st
                          rtol: float = 1e-4) -> float:
     """The noise multiplier σ that spends at most ``epsilon`` in ``steps`` steps at rate ``sample_rate``.
 
-    ε is decreasing in σ, so a doubling search brackets the answer and bisection narrows the bracket
-    ``[lo, hi]`` (ε(lo) > target >= ε(hi)) until ``hi - lo <= rtol · hi``. The returned ``hi`` always
+    ε is decreasing in σ, so a doubling search brackets the answer and the bracket ``[lo, hi]``
+    (ε(lo) > target >= ε(hi)) is narrowed until ``hi - lo <= rtol · hi``, by log-log secant steps with a probe
+    just past each (alternating with bisection while the bracket is wide; a handful of ε evaluations instead of
+    the fifteen or so of bisection alone). The returned ``hi`` always
     satisfies ``rdp_epsilon(σ=hi, ...) <= epsilon`` (tested), and is within ``rtol`` of the smallest σ that
     does. Opacus's ``get_noise_multiplier`` does the same bisection but stops on a tolerance in ε (0.01), so its
     σ is slightly larger.
@@ -205,12 +207,31 @@ def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, st
         if hi > MAX_NOISE_MULTIPLIER:
             raise ValueError(f"epsilon={epsilon!r} is out of reach: even noise_multiplier={MAX_NOISE_MULTIPLIER:g} "
                              f"spends more")
+    e_lo, e_hi = (math.inf if lo == 0 else eps(lo)), eps(hi)
+    interpolate = True
     while hi - lo > rtol * hi:
         mid = (lo + hi) / 2
-        if eps(mid) > epsilon:
-            lo = mid
+        if interpolate and lo > 0 and math.isfinite(e_lo) and e_hi > 0:
+            # ε is smooth in σ, close to a power law: the secant in log-log space lands near the answer, and a
+            # probe just above it (rtol/2 of it) usually closes the bracket at once; bisection otherwise
+            t = math.log(e_lo / epsilon) / math.log(e_lo / e_hi)
+            guess = math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
+            if lo < guess < hi:
+                mid = guess
+        e_mid = eps(mid)
+        if e_mid > epsilon:
+            lo, e_lo = mid, e_mid
+            probe = mid * (1 + rtol / 2)
         else:
-            hi = mid
+            hi, e_hi = mid, e_mid
+            probe = mid * (1 - rtol / 2)
+        if interpolate and lo < probe < hi and hi - lo > rtol * hi:
+            e_probe = eps(probe)
+            if e_probe > epsilon:
+                lo, e_lo = probe, e_probe
+            else:
+                hi, e_hi = probe, e_probe
+        interpolate = not interpolate or hi - lo <= 0.01 * hi      # alternate with bisection while far away
     return hi
 
 

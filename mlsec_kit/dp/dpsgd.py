@@ -621,13 +621,13 @@ def train_dp_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sample_r
                  epochs: Optional[int] = None, optimizer: str = "sgd", generator: Optional[torch.Generator] = None,
                  eval_data: Optional[tuple[torch.Tensor, torch.Tensor]] = None, method: str = "ghost",
                  loss_fn: Optional[LossFn] = None, allow_no_noise: bool = False,
-                 progress: Optional[bool] = None) -> DPHistory:
+                 expected_batch_size: Optional[float] = None, progress: Optional[bool] = None) -> DPHistory:
     """Train ``model`` in place with DP-SGD: Poisson batches of rate q, :func:`dp_sgd_step`, then the optimiser.
 
     Args:
         model: a classifier (no batch norm) on any device; ``x``, ``y`` are moved there batch by batch.
         x, y: the private training data (n rows); not modified.
-        sample_rate: q in (0, 1]; the expected batch size is qn (n = ``len(x)`` is taken as public, as in Opacus).
+        sample_rate: q in (0, 1]; each record joins each batch independently with probability q.
         max_grad_norm: C > 0.
         noise_multiplier: σ > 0 (0 only with ``allow_no_noise``, giving ε = inf).
         lr: learning rate > 0.
@@ -640,6 +640,11 @@ def train_dp_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sample_r
         method: ``"ghost"``, ``"gram"`` or ``"vmap"`` (see :func:`per_sample_norms`).
         loss_fn: per-example loss ``(output, target) -> (B,)``; default cross-entropy.
         allow_no_noise: allow σ = 0.
+        expected_batch_size: B̄ > 0, the divisor of every step (:func:`dp_sgd_step`). It must not depend on the
+            private data: pass a public constant (q times a public size). None (the default, as in Opacus) uses
+            q * ``len(x)``, which takes the dataset's size n as public: under add/remove neighbours n differs by
+            one, and a divisor computed from it scales the released noise by (n+1)/n between them, which the
+            accountant does not cover. Exact only when n itself is public.
         progress: progress bar; None shows it in Colab and terminals only.
 
     Returns:
@@ -662,6 +667,7 @@ def train_dp_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sample_r
     n = x.shape[0]
     if n == 0:
         raise ValueError("x is empty")
+    bbar = q * n if expected_batch_size is None else _positive("expected_batch_size", expected_batch_size)
     per_epoch = max(1, round(1 / q))
     total = check_int("steps", steps, minimum=1) if steps is not None else check_int("epochs", epochs) * per_epoch
     if eval_data is not None:
@@ -679,7 +685,7 @@ def train_dp_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sample_r
     for t, idx in enumerate(poisson_batches(n, sample_rate=q, steps=total, generator=generator), start=1):
         i = idx.to(x.device)
         xb, yb = x[i].to(dev), y[i].to(dev)
-        info = dp_sgd_step(model, xb, yb, max_grad_norm=c, noise_multiplier=sigma, expected_batch_size=q * n,
+        info = dp_sgd_step(model, xb, yb, max_grad_norm=c, noise_multiplier=sigma, expected_batch_size=bbar,
                            generator=generator, method=method, loss_fn=loss_fn, allow_no_noise=allow_no_noise)
         opt.step()
         loss_sum += float(info.losses.sum())

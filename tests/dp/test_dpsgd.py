@@ -321,6 +321,27 @@ def test_training_learns_and_records_epsilon():
     assert h0.epsilon == [math.inf] and h0.steps == [4]
 
 
+def test_training_divides_by_the_expected_batch_size_it_is_given():
+    """The divisor is a public argument: passed explicitly, it is what divides every step (halving it doubles the
+    first SGD update, noise included); by default it is q * len(x), the size taken as public."""
+    x, y = _blobs(200, 0)
+    start = _mlp(3)
+    run = dict(sample_rate=0.1, max_grad_norm=1.0, noise_multiplier=1.0, lr=0.1, delta=1e-3, steps=1)
+
+    def update(**kw):
+        model = copy.deepcopy(start)
+        train_dp_sgd(model, x, y, generator=torch.Generator().manual_seed(4), **run, **kw)
+        return torch.cat([(a - b).flatten() for a, b in zip(model.parameters(), start.parameters())])
+
+    by_default, public_n, half = update(), update(expected_batch_size=0.1 * 200), update(expected_batch_size=10.0)
+    assert by_default.abs().max() > 0
+    assert torch.allclose(by_default, public_n, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(half, 2 * by_default, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(update(expected_batch_size=25.0), by_default, rtol=1e-3, atol=1e-6)
+    with pytest.raises(ValueError, match="expected_batch_size"):
+        update(expected_batch_size=0.0)
+
+
 def test_fallback_accountant_matches_opacus_at_the_same_orders():
     from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
     orders = list(range(2, 257))
