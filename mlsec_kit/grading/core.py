@@ -18,6 +18,7 @@ because of the student's code; :func:`check` is the notebook-facing wrapper that
 from __future__ import annotations
 
 import hashlib
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -377,6 +378,6 @@ def check(name: str, fn: Any, *, seed: Optional[int] = None, timeout: Optional[f
         result = run_question(question, fn, seed=seed, timeout=timeout)
         report = result.report()
     if not quiet:
-        print(report)
+        sys.stdout.write(report + "\n")  # one write: the kernel sends the report as one stream message
         result._printed_in = _execution_count()
     return result

@@ -42,8 +42,8 @@ def _reports(nb) -> dict[str, str]:
     for cell in nb.cells:
         match = CHECK_CELL.match(cell.source) if cell.cell_type == "code" else None
         if match:
-            assert [o.output_type for o in cell.outputs] == ["stream"]  # the report, and no stray Out[]
-            reports[match.group(1)] = cell.outputs[0].text
+            assert {o.output_type for o in cell.outputs} == {"stream"}  # the report (one or more stream chunks), no stray Out[]
+            reports[match.group(1)] = "".join(o.text for o in cell.outputs)
     return reports
 
 
