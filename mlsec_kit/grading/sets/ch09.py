@@ -1,0 +1,447 @@
+"""Checks of the chapter-9 exercise set: steal a softmax regression through its probability API by equation
+solving (Tramèr et al. 2016), read a training example's label off one shared gradient (iDLG, Zhao et al. 2020),
+and a conceptual question on what these attacks need and what their defences cost.
+
+Student functions take and return torch tensors, numbers and strings: ``extract_softmax(query, num_features,
+num_classes, budget, generator) -> (W, b)``, where ``query`` is an API the grader keeps (it counts the rows asked),
+``label_from_gradient(weight_grad) -> label`` and ``attack_statements() -> letters``.
+
+How the instances make each typical mistake fail on every seed:
+
+- The victim's ``W`` carries a common row of norm 3-6 (added to every class, so the probabilities do not see
+  it), its rows have means spaced at least 0.4 apart and its biases are spaced at least 0.4 apart. So a
+  normalisation over the wrong axis (each row centred over the features: a different offset per class), a bias
+  read off one query as if it were at ``x = 0`` (offset ``w_k . x`` per class), or a bias left at zero is never
+  "the truth up to a common row". Regressing ``log p_k`` on the queries directly is NOT a mistake: the softmax's
+  normaliser ``log Z(x)`` is the same for every class, so with the same queries for every class its
+  least-squares fit shifts every row by the same vector (the tests pass it as a correct answer).
+- The check that matters compares ``W_student - W_true`` and ``b_student - b_true`` with a common row (identical
+  rows, identical entries) to 1e-6 of the victim's scale (float64 solving is exact to ~1e-11; the students are
+  told to work in float64, and a float32 solve, off by 1e-7 to 1e-2, passes or fails by chance); the
+  probabilities on fresh inputs must match too.
+  Answers that only agree in argmax (a logarithm in base 10 or 2, a normalisation to unit norm, a substitute
+  fitted to the labels) therefore fail although their agreement may be 100%, as the chapter warns.
+- ``num_features > num_classes`` always, so a transposed ``W`` has the wrong shape; the budget is drawn in
+  ``[d + 2, 2d + 1]`` with ``K >= 3`` classes, so fresh ``d + 1`` queries per class (``K(d + 1) >= 3d + 3``),
+  twice the minimum (``2d + 2``) or a fixed 100 (``2d + 1 <= 25``) exceed it, and a budget split among the
+  classes leaves each class fewer than ``d + 1`` equations (``(2d + 1) / 3 < d + 1``); and since the budget
+  exceeds ``d + 1``, windows of ``d + 1`` queries that differ between classes are possible and are caught (each
+  class's fit then absorbs a different affine approximation of the nonlinear ``log Z``).
+- The gradients of ``label_from_gradient`` come from a real cross-entropy backward pass of one example through
+  a linear layer on non-negative (ReLU or sigmoid) features. The row of the true class is the only one with a
+  negative factor, so the argmax of the row sums is wrong on every instance. Every property's instances
+  include one with fewer features than classes and a label ``>= H`` (a sum over the wrong axis returns an index
+  ``< H``), one with ``H >= 2K`` and a label ``>= 1`` (a flat argmin divided by ``K`` instead of ``H`` is off),
+  and one whose first and last features are dead (zero), with a label other than 0 (reading one column's sign
+  returns 0 there).
+- An answer to the statements that names none or all of them fails every property (it is not an answer).
+- The module's own reference helpers are forbidden with the kit's functions, since a submission can import them.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..core import CheckFailure, ExerciseSet
+from ..expect import call, describe, expect_letters, expect_pair, expect_tensor, fail, fmt
+from ..instances import randint
+from ..limits import TimeLimitExceeded
+
+SET = ExerciseSet("09_model_attacks", "Exercises: model inversion, extraction and gradient leakage", chapter=9)
+
+_INFERENCE = "mlsec_kit.attacks.inference"
+_CHECKER = "mlsec_kit.grading.sets.ch09"  # this module's reference helpers answer questions too
+TOLERANCE = 1e-6  # of the victim's scale: float64 equation solving is exact to ~1e-11 (float32 to only ~1e-3)
+
+
+def _uniform(rng: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=rng, dtype=torch.float64))
+
+
+def _seeded(rng: torch.Generator) -> torch.Generator:
+    """A fresh generator for the student's function, seeded from the property's own."""
+    return torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=rng)))
+
+
+def _expect_value_error(fn, args: tuple, what: str, why: str, argument: str) -> None:
+    """``fn(*args)`` must raise a ValueError whose message names ``argument`` (``why`` says what is wrong)."""
+    try:
+        fn(*args)
+    except ValueError as err:
+        if argument not in str(err):
+            fail(f"{what} raised ValueError({str(err)[:80]!r}); name the argument in the message, e.g. "
+                 f"\"{argument} must ...\": {why}")
+        return
+    except (NotImplementedError, CheckFailure, TimeLimitExceeded, KeyboardInterrupt):
+        raise  # "not implemented yet", a check inside the query and the time limit are reported as such
+    except Exception as err:  # noqa: BLE001 - any other exception is the wrong kind
+        fail(f"{what} raised {type(err).__name__}; expected a ValueError: {why}")
+    fail(f"{what} returned a value; expected a ValueError: {why}")
+
+
+# ---- (a) extract_softmax -------------------------------------------------------------------------------
+extract_softmax = SET.question(
+    "extract_softmax", "extract_softmax(query, num_features, num_classes, budget, generator) -> (W, b)",
+    forbid=(f"{_INFERENCE}.extract_softmax_regression", f"{_INFERENCE}.extraction.extract_softmax_regression",
+            f"{_CHECKER}._reference_extract", f"{_CHECKER}._common_row_error"))
+
+
+class _API:
+    """The victim's prediction API handed to the student: ``softmax(x W^T + b)`` in float64, counting rows."""
+
+    def __init__(self, W: torch.Tensor, b: torch.Tensor) -> None:
+        self._W, self._b = W, b
+        self.rows, self.calls = 0, 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        d = self._W.shape[1]
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2 or x.shape[1] != d \
+                or len(x) == 0:
+            fail(f"query was called with {describe(x)}; pass a float batch of inputs (N, {d}) with N >= 1, "
+                 "one row per input")
+        if not bool(torch.isfinite(x).all()):
+            fail("query was called with inputs that are not finite (nan or inf); the API answers real inputs only")
+        self.rows += len(x)
+        self.calls += 1
+        with torch.no_grad():
+            return torch.softmax(x.detach().double() @ self._W.T + self._b, dim=1)
+
+
+def _spaced(rng: torch.Generator, k: int, gap: float, jitter: float) -> torch.Tensor:
+    """``k`` values spaced at least ``gap`` apart (``gap + jitter`` steps, shuffled), centred on a random number."""
+    steps = gap + jitter * torch.rand(k, generator=rng, dtype=torch.float64)
+    values = torch.cumsum(steps, 0)
+    values = values - values.mean() + _uniform(rng, -1.0, 1.0)
+    return values[torch.randperm(k, generator=rng)]
+
+
+def _victim(rng: torch.Generator):
+    """A softmax regression ``(W, b)`` with ``3 <= K <= 6`` classes and ``K < d <= 12`` features, in float64,
+    and a query budget in ``[d + 2, 2d + 1]``. Row means and biases are spaced >= 0.4 apart; every row carries
+    the same offset of norm 3-6."""
+    k = randint(rng, 3, 6)
+    d = randint(rng, max(k + 1, 5), 12)
+    raw = torch.randn(k, d, generator=rng, dtype=torch.float64) * _uniform(rng, 0.8, 1.5)
+    W = raw - raw.mean(1, keepdim=True) + _spaced(rng, k, 0.4, 0.4).unsqueeze(1)
+    common = torch.randn(d, generator=rng, dtype=torch.float64)
+    W = W + common / common.norm() * _uniform(rng, 3.0, 6.0)
+    b = _spaced(rng, k, 0.4, 0.6)
+    budget = randint(rng, d + 2, 2 * d + 1)
+    return W, b, budget
+
+
+def _scale(W: torch.Tensor, b: torch.Tensor) -> float:
+    """The victim's scale: its largest identifiable (centred) parameter."""
+    return max(float((W - W.mean(0)).abs().max()), float((b - b.mean()).abs().max()), 1.0)
+
+
+def _common_row_error(W_hat, b_hat, W, b) -> tuple[float, float]:
+    """How far ``W_hat - W`` is from identical rows and ``b_hat - b`` from identical entries (largest entry)."""
+    D, e = W_hat.double() - W, b_hat.double() - b
+    return float((D - D.mean(0)).abs().max()), float((e - e.mean()).abs().max())
+
+
+def _reference_extract(query, num_features, num_classes, budget, generator):
+    if budget < num_features + 1:
+        raise ValueError(f"budget must be at least num_features + 1 = {num_features + 1}, got {budget}")
+    x = torch.rand(num_features + 1, num_features, generator=generator, dtype=torch.float64)
+    log_p = query(x).double().log()
+    A = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    theta = torch.linalg.lstsq(A, log_p - log_p[:, :1]).solution
+    return theta[:-1].T.contiguous(), theta[-1].contiguous()
+
+
+def _extracted(fn, rng, W, b, budget) -> tuple[torch.Tensor, torch.Tensor, _API, str]:
+    k, d = W.shape
+    api = _API(W, b)
+    what = f"extract_softmax(query, num_features={d}, num_classes={k}, budget={budget}, generator)"
+    out = call(fn, api, d, k, budget, _seeded(rng), name="extract_softmax")
+    W_hat, b_hat = expect_pair(out, what)
+    W_hat = expect_tensor(W_hat, what + "[0] (W)")
+    b_hat = expect_tensor(b_hat, what + "[1] (b)")
+    if tuple(W_hat.shape) != (k, d) or tuple(b_hat.shape) != (k,):
+        hint = ""
+        if tuple(W_hat.shape) == (d, k):
+            hint = ": that is W transposed; row k of W holds class k's weights, as in nn.Linear"
+        elif tuple(W_hat.shape) == (k,) and tuple(b_hat.shape) == (k, d):
+            hint = ": W and b are swapped; return (W, b)"
+        elif tuple(W_hat.shape) in ((k - 1, d), (k, d + 1)):
+            hint = (": one row per class, the reference class included (its row is the common offset you chose)"
+                    if W_hat.shape[0] == k - 1 else ": split the last column (the intercept) off into b")
+        fail(f"{what} returned W {tuple(W_hat.shape)} and b {tuple(b_hat.shape)}; expected W ({k}, {d}) "
+             f"(num_classes, num_features) and b ({k},){hint}")
+    if not (W_hat.is_floating_point() and b_hat.is_floating_point()):
+        fail(f"{what} returned W {W_hat.dtype} and b {b_hat.dtype}; expected floating-point tensors")
+    if not (bool(torch.isfinite(W_hat).all()) and bool(torch.isfinite(b_hat).all())):
+        fail(f"{what} returned W or b with nan or inf entries (the log of a probability that underflowed to 0?)")
+    return W_hat, b_hat, api, what
+
+
+@extract_softmax.prop("returns (W, b): floating-point tensors of shapes (num_classes, num_features) and "
+                      "(num_classes,)")
+def _ex_shape(fn, rng):
+    W, b, budget = _victim(rng)
+    _extracted(fn, rng, W, b, budget)
+
+
+@extract_softmax.prop("asks the API at most budget inputs in all (the rows of every call together)")
+def _ex_budget(fn, rng):
+    for _ in range(2):
+        W, b, budget = _victim(rng)
+        k, d = W.shape
+        api = _API(W, b)
+        call(fn, api, d, k, budget, _seeded(rng), name="extract_softmax")
+        if api.rows > budget:
+            hint = ""
+            if api.calls >= k and api.rows >= k * (d + 1):
+                hint = (f"; {k} x (d + 1) = {k * (d + 1)} is a fresh set of queries per class, but every answer "
+                        f"gives all {k} probabilities at once: one set of d + 1 = {d + 1} queries serves every class")
+            fail(f"with num_features={d}, num_classes={k} and budget={budget}, the API was asked {api.rows} inputs "
+                 f"in {api.calls} call(s){hint}; an attacker pays per query, and d + 1 = {d + 1} well-chosen "
+                 "inputs already give every equation")
+
+
+@extract_softmax.prop("raises a ValueError naming budget when budget < num_features + 1 (too few equations)")
+def _ex_bad_budget(fn, rng):
+    W, b, _ = _victim(rng)
+    k, d = W.shape
+    for budget in (d, randint(rng, 1, d - 1)):
+        _expect_value_error(fn, (_API(W, b), d, k, budget, _seeded(rng)),
+                            f"extract_softmax(query, num_features={d}, num_classes={k}, budget={budget}, generator)",
+                            f"each class has d + 1 = {d + 1} unknowns (its weights and bias), so {budget} queries "
+                            "leave the system underdetermined and the answer would be a guess", "budget")
+
+
+def _diagnose(W_hat, b_hat, W, b) -> str:
+    """A hint for parameters that are not the victim's up to a common row."""
+    scale = _scale(W, b)
+    err_W, err_b = _common_row_error(W_hat, b_hat, W, b)
+    if max(err_W, err_b) < 1e-2 * scale:
+        return ("close, but equation solving is exact: errors of this size are float32 rounding; draw the queries, "
+                "take the log and solve in float64 (dtype=torch.float64)")
+    Wc, bc = W - W.mean(0), b - b.mean()
+    Hc, hc = W_hat.double() - W_hat.double().mean(0), b_hat.double() - b_hat.double().mean()
+    theta, theta_hat = torch.cat([Wc, bc[:, None]], 1), torch.cat([Hc, hc[:, None]], 1)
+    s = float((theta * theta_hat).sum() / (theta * theta).sum())
+    if s > 0 and float((theta_hat - s * theta).abs().max()) < 1e-3 * scale:
+        base = {round(1 / math.log(10), 3): " (a logarithm in base 10?)", round(1 / math.log(2), 3):
+                " (a logarithm in base 2?)"}.get(round(s, 3), "")
+        return (f"your parameters are the victim's times {s:.4g}{base}, up to a common row: the argmax agrees "
+                "everywhere, the probabilities do not. Use the natural log (log p_k - log p_r = (w_k - w_r) . x + "
+                "b_k - b_r); only a common row is free, the scale is not")
+    if err_W < TOLERANCE * scale:
+        return ("W is right up to the common row but b is not: b_student - b_true must be one number for every "
+                "class; read b off the intercept of the same fit (a column of ones), not off one query's log p")
+    D = W_hat.double() - W
+    E = D - D.mean(0)
+    if float((E - E.mean(1, keepdim=True)).abs().max()) < 1e-3 * scale:
+        return ("W - W_true has rows that differ by a constant per class: a different offset for every row (each "
+                "row centred over its features?); the free shift is ONE vector added to every row, so centre over "
+                "the classes (W - W.mean(0)) or leave it")
+    return ("fit log p_k - log p_r = (w_k - w_r) . x + (b_k - b_r) with an intercept, on the same queries for "
+            "every class, in float64")
+
+
+@extract_softmax.prop("W and b equal the victim's up to one common row: W - W_true has identical rows, "
+                      "b - b_true identical entries")
+def _ex_common_row(fn, rng):
+    for _ in range(2):
+        W, b, budget = _victim(rng)
+        W_hat, b_hat, _, what = _extracted(fn, rng, W, b, budget)
+        err_W, err_b = _common_row_error(W_hat, b_hat, W, b)
+        if max(err_W, err_b) > TOLERANCE * _scale(W, b):
+            fail(f"{what}: the rows of W - W_true differ by up to {fmt(err_W)} and the entries of b - b_true by up "
+                 f"to {fmt(err_b)} (allowed {fmt(TOLERANCE * _scale(W, b))}); {_diagnose(W_hat, b_hat, W, b)}")
+
+
+@extract_softmax.prop("the extracted model returns the victim's probabilities on fresh inputs")
+def _ex_probabilities(fn, rng):
+    W, b, budget = _victim(rng)
+    W_hat, b_hat, _, what = _extracted(fn, rng, W, b, budget)
+    x = torch.rand(500, W.shape[1], generator=rng, dtype=torch.float64) * 2 - 0.5  # beyond the query range too
+    p = torch.softmax(x @ W.T + b, 1)
+    p_hat = torch.softmax(x @ W_hat.double().T + b_hat.double(), 1)
+    gap = float((p - p_hat).abs().max())
+    if gap > 1e-5:
+        fail(f"{what}: on 500 fresh inputs softmax(x W^T + b) of your (W, b) differs from the victim's answers by "
+             f"up to {fmt(gap)}; a stolen model should answer as the victim does, not only pick the same label")
+
+
+@extract_softmax.prop("labels fresh inputs as the victim does (agreement >= 99.9%)")
+def _ex_agreement(fn, rng):
+    W, b, budget = _victim(rng)
+    W_hat, b_hat, _, what = _extracted(fn, rng, W, b, budget)
+    x = torch.rand(2000, W.shape[1], generator=rng, dtype=torch.float64)
+    same = float(((x @ W.T + b).argmax(1) == (x @ W_hat.double().T + b_hat.double()).argmax(1)).double().mean())
+    if same < 0.999:
+        fail(f"{what}: your model gives the victim's label on {same:.1%} of 2000 fresh inputs; equation solving "
+             "recovers the model exactly, so it should agree on all of them")
+
+
+# ---- (b) label_from_gradient ---------------------------------------------------------------------------
+label_from_gradient = SET.question(
+    "label_from_gradient", "label_from_gradient(weight_grad) -> label",
+    forbid=(f"{_INFERENCE}.idlg_label", f"{_INFERENCE}.gradient_leakage.idlg_label", f"{_INFERENCE}.idlg",
+            f"{_INFERENCE}.gradient_leakage.idlg", f"{_CHECKER}._reference_label"))
+
+
+def _gradient(rng: torch.Generator, k: int, h: int, label: int, *, activation: str = "relu",
+              dead: tuple[int, ...] = ()) -> tuple[torch.Tensor, int]:
+    """The gradient of the cross-entropy of ONE example with ``label`` w.r.t. the weight ``(k, h)`` of a linear
+    layer on non-negative features (a ReLU or a sigmoid of random pre-activations; features in ``dead`` are
+    0), computed by autograd in float32, and the label. Logits stay moderate (weights of scale ``1 / sqrt(h)``),
+    so the true class's probability never rounds to 1."""
+    pre = torch.randn(h, generator=rng) * 1.5
+    features = torch.relu(pre) if activation == "relu" else torch.sigmoid(pre)
+    features[list(dead)] = 0.0
+    if activation == "relu":  # at least one live feature, not a dead one
+        live = [i for i in range(h) if i not in dead]
+        features[live[randint(rng, 0, len(live) - 1)]] = _uniform(rng, 0.5, 2.0)
+    weight = (torch.randn(k, h, generator=rng) * _uniform(rng, 1.0, 3.0) / math.sqrt(h)).requires_grad_()
+    bias = torch.randn(k, generator=rng) * 0.5
+    loss = F.cross_entropy((weight @ features + bias)[None], torch.tensor([label]))
+    (grad,) = torch.autograd.grad(loss, weight)
+    return grad, label
+
+
+def _gradient_cases(rng: torch.Generator, activation: str):
+    """Four random gradients, then those that catch a wrong axis, a wrong unravel and (behind ReLUs) one column
+    read alone."""
+    for _ in range(4):
+        k = randint(rng, 3, 10)
+        h = randint(rng, 2, 24)
+        yield _gradient(rng, k, h, randint(rng, 0, k - 1), activation=activation)
+    k = randint(rng, 6, 10)
+    h = randint(rng, 2, k // 2)
+    yield _gradient(rng, k, h, randint(rng, h, k - 1), activation=activation)  # H < K, label >= H
+    k = randint(rng, 3, 6)
+    yield _gradient(rng, k, randint(rng, 2 * k, 3 * k), randint(rng, 1, k - 1), activation=activation)  # H >= 2K
+    if activation == "relu":
+        k, h = randint(rng, 3, 10), randint(rng, 4, 16)
+        yield _gradient(rng, k, h, randint(rng, 1, k - 1), dead=(0, h - 1))  # label >= 1
+
+
+def _reference_label(weight_grad: torch.Tensor) -> int:
+    return int(weight_grad.sum(1).argmin())
+
+
+def _label(fn, grad: torch.Tensor) -> tuple[int, str]:
+    what = f"label_from_gradient(weight_grad {describe(grad)})"
+    out = call(fn, grad.clone(), name="label_from_gradient")
+    if isinstance(out, torch.Tensor):
+        fail(f"{what} returned {describe(out)}; expected a Python int (call int(...) on the tensor)")
+    if isinstance(out, bool) or not isinstance(out, int):
+        fail(f"{what} returned {describe(out)}; expected a Python int, the label")
+    return out, what
+
+
+@label_from_gradient.prop("returns a Python int in [0, K), K = weight_grad.shape[0]")
+def _lg_type(fn, rng):
+    for grad, _ in _gradient_cases(rng, "relu"):
+        got, what = _label(fn, grad)
+        if not 0 <= got < grad.shape[0]:
+            fail(f"{what} returned {got}; a label is a row of weight_grad, an int in [0, {grad.shape[0]})")
+
+
+def _lg_hint(grad: torch.Tensor, got: int) -> str:
+    """Why ``got`` is not the label of the example behind ``grad``."""
+    k, h = grad.shape
+    dead = [j for j in range(h) if not bool(grad[:, j].any())]
+    if dead and got == 0:
+        return (f"0 is what an argmin returns on a column of zeros (feature {dead[0]} is dead, so its column is zero "
+                "whatever the label) and on the column sums, which are all zero up to rounding (the p_k sum to 1); "
+                "use a rule over every feature of a ROW, e.g. sum over dim=1")
+    if got < h and got == int(grad.sum(0).argmin()):
+        return ("that is the argmin over the other axis; each ROW of weight_grad belongs to a class (the weight is "
+                "(K, H)), so sum over the features, dim=1")
+    if got == int(grad.sum(1).argmax()):
+        return "the row with the LARGEST sum is a class the example does not belong to: its factor p_k is positive"
+    return "row k is (p_k - [k = label]) times the (non-negative) features: only the true class's row is negative"
+
+
+def _lg_check(fn, rng, activation: str) -> None:
+    for grad, true in _gradient_cases(rng, activation):
+        got, what = _label(fn, grad)
+        if got != true:
+            fail(f"{what}: the example's label is {true} (the only row with a negative sum, "
+                 f"{fmt(grad.sum(1)[true])}), you returned {got}; {_lg_hint(grad, got)}")
+
+
+@label_from_gradient.prop("finds the label behind ReLU features, dead ones included")
+def _lg_relu(fn, rng):
+    _lg_check(fn, rng, "relu")
+
+
+@label_from_gradient.prop("finds the label behind sigmoid features")
+def _lg_sigmoid(fn, rng):
+    _lg_check(fn, rng, "sigmoid")
+
+
+@label_from_gradient.prop("raises a ValueError naming weight_grad when it is not a 2-D (K, H) tensor")
+def _lg_bad_input(fn, rng):
+    grad, _ = _gradient(rng, randint(rng, 3, 6), randint(rng, 4, 9), 1)
+    for bad, why in ((grad.sum(1), "a 1-D vector (the bias gradient?)"), (grad[None], "a 3-D tensor")):
+        _expect_value_error(fn, (bad,), f"label_from_gradient(weight_grad {describe(bad)})",
+                            f"{why}: the rule reads the rows of the last layer's weight gradient (K, H)", "weight_grad")
+
+
+# ---- (c) attack_statements (conceptual) ----------------------------------------------------------------
+attack_statements = SET.question("attack_statements", "attack_statements() -> str of letters, e.g. 'ac'")
+STATEMENTS = {
+    "a": "Adding the same vector to every row of W, and the same number to every entry of b, leaves every "
+         "probability of a softmax regression unchanged, so no attacker can recover more than the victim's "
+         "parameters up to such a shift.",
+    "b": "Equation solving needs at least as many queries as the model has parameters, K(d + 1) for K classes "
+         "and d features.",
+    "c": "Rounding the returned probabilities to a few decimals makes equation solving inexact and lowers its "
+         "agreement, at a price honest users pay too; an API that returns only labels still leaks the model to "
+         "learning-based extraction, at a higher price in queries.",
+    "d": "An extracted model that agrees with the victim on 100% of test inputs has the victim's parameters up "
+         "to the shift.",
+    "e": "For one example and the cross-entropy loss, the row of the last layer's weight gradient that belongs to "
+         "the true class is the only one with a negative factor, so a shared gradient of a batch of one reveals "
+         "the label.",
+    "f": "The same sign rule recovers every label of a batch of 64 examples from the batch's averaged gradient.",
+    "g": "Adding Gaussian noise to shared gradients stops gradient leakage without costing the trained model any "
+         "accuracy.",
+}
+TRUE_STATEMENTS = frozenset("ace")
+_WHY_NOT = {
+    "b": "each answer gives K - 1 independent equations (one per class against a reference), so d + 1 queries "
+         "pin down all K(d + 1) parameters up to the shift",
+    "d": "agreement compares labels only: the victim's parameters times 2 give the same label everywhere and "
+         "different probabilities",
+    "f": "the batch's gradient sums the rows of every example; a row can mix negative and positive factors, and "
+         "several examples may share a label, so the signs no longer single the labels out",
+    "g": "noise large enough to defeat the reconstruction also perturbs every update, so it costs accuracy (the "
+         "chapter measures the trade-off)",
+}
+
+
+def _letters(fn) -> set[str]:
+    return expect_letters(fn, "attack_statements", STATEMENTS)
+
+
+@attack_statements.prop("names exactly the true statements, as a string of the letters a-g")
+def _as_exact(fn, rng):
+    letters = _letters(fn)
+    if letters != TRUE_STATEMENTS:
+        fail(f"{len(TRUE_STATEMENTS - letters)} true statement(s) missing and {len(letters - TRUE_STATEMENTS)} false "
+             "one(s) named; the other two checks say which")
+
+
+@attack_statements.prop("names every true statement")
+def _as_complete(fn, rng):
+    missing = TRUE_STATEMENTS - _letters(fn)
+    if missing:
+        fail(f"{len(missing)} true statement(s) missing; think about what the softmax cannot see, what rounding "
+             "costs and whom, and what one example's gradient holds")
+
+
+@attack_statements.prop("names no false statement")
+def _as_sound(fn, rng):
+    wrong = sorted(_letters(fn) - TRUE_STATEMENTS)
+    if wrong:
+        fail(f"statement {wrong[0]!r} is false: {_WHY_NOT[wrong[0]]}")
