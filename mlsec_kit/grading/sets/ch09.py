@@ -178,8 +178,8 @@ def _extracted(fn, rng, W, b, budget) -> tuple[torch.Tensor, torch.Tensor, _API,
              f"(num_classes, num_features) and b ({k},){hint}")
     if W_hat.dtype != torch.float64 or b_hat.dtype != torch.float64:
         fail(f"{what} returned W {W_hat.dtype} and b {b_hat.dtype}; expected float64 tensors: equation solving is "
-             "exact only in double precision (float32 is off by up to 1e-2 of the weights), so draw the queries, "
-             "take the log and solve in torch.float64")
+             "exact only in double precision (float32 is off by up to a few thousandths of the weights), so draw "
+             "the queries, take the log and solve in torch.float64")
     if not (bool(torch.isfinite(W_hat).all()) and bool(torch.isfinite(b_hat).all())):
         fail(f"{what} returned W or b with nan or inf entries (the log of a probability that underflowed to 0?)")
     return W_hat, b_hat, api, what
@@ -396,8 +396,8 @@ def _lg_bad_input(fn, rng):
 attack_statements = SET.question("attack_statements", "attack_statements() -> str of letters, e.g. 'ac'")
 STATEMENTS = {
     "a": "Adding the same vector to every row of W, and the same number to every entry of b, leaves every "
-         "probability of a softmax regression unchanged, so no attacker can recover more than the victim's "
-         "parameters up to such a shift.",
+         "probability of a softmax regression unchanged, so an attacker who sees only the probabilities can "
+         "recover the victim's parameters at best up to such a shift.",
     "b": "Equation solving needs at least as many queries as the model has parameters, K(d + 1) for K classes "
          "and d features.",
     "c": "Rounding the returned probabilities to a few decimals makes equation solving inexact and lowers its "
@@ -405,10 +405,10 @@ STATEMENTS = {
          "learning-based extraction, at a higher price in queries.",
     "d": "An extracted model that agrees with the victim on 100% of test inputs has the victim's parameters up "
          "to the shift.",
-    "e": "For one example and the cross-entropy loss, the row of the last layer's weight gradient that belongs to "
-         "the true class is the only one with a negative factor, so a shared gradient of a batch of one reveals "
-         "the label.",
-    "f": "The same sign rule recovers every label of a batch of 64 examples from the batch's averaged gradient.",
+    "e": "For one example and the cross-entropy loss, the gradient of the last layer's bias alone reveals the "
+         "label, even when the features before that layer can be negative.",
+    "f": "Reading off the negative entries of the last layer's bias gradient recovers every label of a batch of 64 "
+         "examples from the batch's averaged gradient.",
     "g": "Adding Gaussian noise to shared gradients stops gradient leakage without costing the trained model any "
          "accuracy.",
     "h": "Model inversion needs only the label an API predicts, so rounding the confidences the API returns cannot "
@@ -420,10 +420,11 @@ _WHY_NOT = {
          "pin down all K(d + 1) parameters up to the shift",
     "d": "agreement compares labels only: the victim's parameters times 2 give the same label everywhere and "
          "different probabilities",
-    "f": "the batch's gradient sums the rows of every example; a row can mix negative and positive factors, and "
-         "several examples may share a label, so the signs no longer single the labels out",
-    "g": "noise large enough to defeat the reconstruction also perturbs every update, so it costs accuracy (the "
-         "chapter measures the trade-off)",
+    "f": "the batch's bias gradient is the mean of p_i - onehot(y_i): a class present in the batch still has a "
+         "positive entry when the model gives it enough probability on the other examples, and no entry says how "
+         "many examples carry a label, so the signs no longer single the labels out",
+    "g": "noise large enough to defeat the reconstruction also perturbs every update, so it costs accuracy: a "
+         "privacy-utility trade-off, as with the noise of differential privacy",
     "h": "Fredrikson et al.'s inversion climbs the confidence the API returns for the target class; rounding it "
          "flattens that signal, which is why they propose rounding as a countermeasure",
 }
@@ -446,7 +447,7 @@ def _as_complete(fn, rng):
     missing = TRUE_STATEMENTS - _letters(fn)
     if missing:
         fail(f"{len(missing)} true statement(s) missing; think about what the softmax cannot see, what rounding "
-             "costs and whom, and what one example's gradient holds")
+             "costs and whom, and what one example's bias gradient p - onehot(label) holds")
 
 
 @attack_statements.prop("names no false statement")
