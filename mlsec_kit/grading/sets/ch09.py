@@ -261,14 +261,18 @@ def _ex_common_row(fn, rng):
                  f"to {fmt(err_b)} (allowed {fmt(TOLERANCE * _scale(W, b))}); {_diagnose(W_hat, b_hat, W, b)}")
 
 
-@extract_softmax.prop("the extracted model returns the victim's probabilities on fresh inputs")
-def _ex_probabilities(fn, rng):
+def _fresh_logits(fn, rng, n: int, low: float, high: float):
+    """The victim's and the extracted model's logits on ``n`` fresh inputs uniform in ``[low, high]^d``."""
     W, b, budget = _victim(rng)
     W_hat, b_hat, _, what = _extracted(fn, rng, W, b, budget)
-    x = torch.rand(500, W.shape[1], generator=rng, dtype=torch.float64) * 2 - 0.5  # beyond the query range too
-    p = torch.softmax(x @ W.T + b, 1)
-    p_hat = torch.softmax(x @ W_hat.double().T + b_hat.double(), 1)
-    gap = float((p - p_hat).abs().max())
+    x = low + (high - low) * torch.rand(n, W.shape[1], generator=rng, dtype=torch.float64)
+    return x @ W.T + b, x @ W_hat.T + b_hat, what
+
+
+@extract_softmax.prop("the extracted model returns the victim's probabilities on fresh inputs")
+def _ex_probabilities(fn, rng):
+    logits, logits_hat, what = _fresh_logits(fn, rng, 500, -0.5, 1.5)  # beyond the usual query range too
+    gap = float((torch.softmax(logits, 1) - torch.softmax(logits_hat, 1)).abs().max())
     if gap > 1e-5:
         fail(f"{what}: on 500 fresh inputs softmax(x W^T + b) of your (W, b) differs from the victim's answers by "
              f"up to {fmt(gap)}; a stolen model should answer as the victim does, not only pick the same label")
@@ -276,10 +280,8 @@ def _ex_probabilities(fn, rng):
 
 @extract_softmax.prop("labels fresh inputs as the victim does (agreement >= 99.9%)")
 def _ex_agreement(fn, rng):
-    W, b, budget = _victim(rng)
-    W_hat, b_hat, _, what = _extracted(fn, rng, W, b, budget)
-    x = torch.rand(2000, W.shape[1], generator=rng, dtype=torch.float64)
-    same = float(((x @ W.T + b).argmax(1) == (x @ W_hat.double().T + b_hat.double()).argmax(1)).double().mean())
+    logits, logits_hat, what = _fresh_logits(fn, rng, 2000, 0.0, 1.0)
+    same = float((logits.argmax(1) == logits_hat.argmax(1)).double().mean())
     if same < 0.999:
         fail(f"{what}: your model gives the victim's label on {same:.1%} of 2000 fresh inputs; equation solving "
              "recovers the model exactly, so it should agree on all of them")
