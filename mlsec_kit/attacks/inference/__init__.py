@@ -10,11 +10,12 @@ from .inversion import defended_query, model_inversion, model_inversion_black_bo
 from .label_only import METHODS, label_only_membership
 from .membership import (ShadowModels, calibrated_loss_scores, global_threshold, lira_offline, lira_online,
                          loss_threshold_scores, per_example_loss, scaled_confidence, shadow_attack, train_shadow_models)
-from .metrics import (TPRAtFPR, auc, auc_chance_interval, balanced_accuracy, clopper_pearson, plot_roc, roc,
-                      tpr_at_fpr)
+from .metrics import (TPRAtFPR, auc, auc_chance_interval, balanced_accuracy, best_balanced_accuracy, clopper_pearson,
+                      plot_roc, roc, tpr_at_fpr)
 
 __all__ = [
-    "roc", "auc", "balanced_accuracy", "tpr_at_fpr", "TPRAtFPR", "clopper_pearson", "auc_chance_interval", "plot_roc",
+    "roc", "auc", "balanced_accuracy", "best_balanced_accuracy", "tpr_at_fpr", "TPRAtFPR", "clopper_pearson",
+    "auc_chance_interval", "plot_roc",
     "per_example_loss", "loss_threshold_scores", "global_threshold", "calibrated_loss_scores", "scaled_confidence",
     "ShadowModels", "train_shadow_models", "lira_online", "lira_offline", "shadow_attack",
     "label_only_membership", "METHODS", "attribute_inference", "attribute_baseline", "without_attribute",

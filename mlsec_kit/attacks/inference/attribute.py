@@ -2,11 +2,15 @@
 that guesses the attribute without the model.
 
 The attacker knows a target's other attributes and its label, and can query the model. It tries each possible
-value of the hidden attribute and keeps the one under which the model explains the label best (Fredrikson et
-al. 2014; the loss-based form of Yeom et al. 2018). The attack is only worth what it beats: the same attacker
-could impute the attribute from the other attributes (and the label) with a model of its own, trained on
-public records, never touching the target model (Jayaraman & Evans 2022). :func:`attribute_baseline` is that
-imputation; report the attack beside it, and beside the trivial guess of the most common value.
+value of the hidden attribute and keeps the one under which the model explains the label best. Two ways to say
+"best": by the model's confidence in the true label (``method="confidence"``, the default: the loss-based form
+of Yeom et al. 2018, the confidence-score attack of Mehnaz et al. 2022), or, with the model's top-1 label only,
+by how often the model gives that label to records of the true class (``method="confusion"``: Fredrikson et
+al. 2014's maximum-a-posteriori estimator, weighted by the model's confusion matrix and the prior). The attack
+is only worth what it beats: the same attacker could impute the attribute from the other attributes (and the
+label) with a model of its own, trained on public records, never touching the target model (Jayaraman & Evans
+2022). :func:`attribute_baseline` is that imputation; report the attack beside it, and beside the trivial guess
+of the most common value.
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evasion.oracle import Oracle
+from ..evasion.oracle import Oracle, labels_of
+from ._checks import _check_logits
 
 __all__ = ["attribute_inference", "attribute_baseline", "without_attribute"]
 
@@ -62,13 +67,28 @@ def without_attribute(x: torch.Tensor, attribute: Columns) -> torch.Tensor:
     return x[:, [j for j in range(x.shape[1]) if j not in drop]]
 
 
-def _log_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     was_training = model.training
     try:
         with torch.no_grad():
-            return F.log_softmax(model.eval()(x), dim=1)
+            return _check_logits("model", model.eval()(x), len(x))
     finally:
         model.train(was_training)
+
+
+_METHODS = ("confidence", "confusion")
+
+
+def _check_confusion(confusion: object) -> torch.Tensor:
+    if not isinstance(confusion, torch.Tensor) or not confusion.is_floating_point():
+        raise TypeError(f"confusion must be a floating-point torch tensor (C, C), got {type(confusion).__name__}")
+    if confusion.dim() != 2 or confusion.shape[0] != confusion.shape[1] or confusion.shape[0] < 2:
+        raise ValueError(f"confusion must be a square (C, C) matrix with C >= 2, P(model says j | true label i) "
+                         f"in row i, column j; got shape {tuple(confusion.shape)}")
+    if not bool(torch.isfinite(confusion).all()) or bool((confusion < 0).any()) or not torch.allclose(
+            confusion.sum(1), torch.ones((), dtype=confusion.dtype, device=confusion.device), atol=1e-4):
+        raise ValueError("confusion must be row-stochastic: entries >= 0, each row (a true label) summing to 1")
+    return confusion
 
 
 def _check_prior(prior: torch.Tensor, n: int, v: int) -> torch.Tensor:
@@ -85,16 +105,25 @@ def _check_prior(prior: torch.Tensor, n: int, v: int) -> torch.Tensor:
 
 def attribute_inference(model: Union[nn.Module, Oracle], x_known: torch.Tensor, y: torch.Tensor, *,
                         attribute: Columns, values: Union[torch.Tensor, Sequence[float]],
-                        prior: Optional[torch.Tensor] = None) -> torch.Tensor:
+                        prior: Optional[torch.Tensor] = None, method: str = "confidence",
+                        confusion: Optional[torch.Tensor] = None) -> torch.Tensor:
     r"""Score each candidate value of a hidden attribute by how well the model explains the known label.
 
     For each candidate value :math:`v_j` the attacker writes it into the attribute's column of the target's
-    record and queries the model; the score is the log-probability the model gives the target's true label,
-    :math:`\log p_\theta(y \mid x_{-a}, x_a = v_j)` (minus the cross-entropy loss, as in Yeom et al. 2018),
-    plus :math:`\log \pi_j` with a ``prior``. With the attribute's marginal as the prior this is Fredrikson et
-    al.'s (2014) maximum-a-posteriori estimator; with a per-record prior, e.g. the output of
-    :func:`attribute_baseline`, it combines the imputation with what the model adds. The guess is
-    ``scores.argmax(1)``.
+    record :math:`x_{v_j}` and queries the model. The guess is ``scores.argmax(1)``.
+
+    * ``method="confidence"`` (default): the score is the log-probability the model gives the target's true
+      label, :math:`\log p_\theta(y \mid x_{v_j})` (minus the cross-entropy loss: the loss-based attribute
+      inference of Yeom et al. 2018, the confidence-score attack of Mehnaz et al. 2022), plus
+      :math:`\log \pi_j` with a ``prior``. It needs the model's confidences.
+    * ``method="confusion"``: Fredrikson et al.'s (2014) maximum-a-posteriori estimator, which uses only the
+      model's top-1 label :math:`f(x_{v_j})`: the score is :math:`\log \pi_j + \log C[y, f(x_{v_j})]`, with
+      ``confusion`` :math:`C[i, k] = P(\text{model says } k \mid \text{true label } i)` (estimated by the
+      attacker, e.g. on labelled data of its own) and no prior term without a ``prior`` (a uniform prior).
+      A label-only ``Oracle`` suffices.
+
+    With the attribute's marginal as the prior either score is a posterior up to a constant; with a per-record
+    prior, e.g. the output of :func:`attribute_baseline`, it combines the imputation with what the model adds.
 
     The attack works where the model's output depends on the attribute given the rest of the record, and best
     on records the model memorised (its training set), which is the privacy leak Yeom et al. relate to
@@ -111,9 +140,10 @@ def attribute_inference(model: Union[nn.Module, Oracle], x_known: torch.Tensor, 
 
     Args:
         model: the target: a classifier returning logits ``(N, K)`` (run in eval mode without gradients, its
-            mode restored), or an :class:`~mlsec_kit.attacks.evasion.oracle.Oracle` that returns scores
-            (``"scores"`` or ``"rounded"``; one query per record and value, charged to the record's row; give
-            it a ``clip_min``/``clip_max`` that admits standardised features).
+            mode restored; one that returns labels raises ``ValueError``), or an
+            :class:`~mlsec_kit.attacks.evasion.oracle.Oracle` (one query per record and value, charged to the
+            record's row; give it a ``clip_min``/``clip_max`` that admits standardised features) that returns
+            scores (``"scores"`` or ``"rounded"``), or any output for ``method="confusion"``.
         x_known: the targets' records; the attribute's column(s) are ignored (overwritten by each candidate).
         y: the targets' true labels, known to the attacker.
         attribute: index of the hidden attribute's column in ``x_known``, or a list of C column indices for an
@@ -122,18 +152,36 @@ def attribute_inference(model: Union[nn.Module, Oracle], x_known: torch.Tensor, 
             (e.g. the standardised codes in ``DataSplit.meta["sex"]["values"]`` of the diabetes data), ``(V, C)``
             for C columns (e.g. ``torch.eye(2)`` for a one-hot attribute with two categories).
         prior: optional probabilities of the values, ``(V,)`` for all records or ``(N, V)`` per record.
+        method: ``"confidence"`` or ``"confusion"`` (see above).
+        confusion: for ``method="confusion"`` only (and required there): the model's confusion matrix
+            ``(K, K)``, row-stochastic, row ``i`` the distribution of the model's label on records of true label
+            ``i``. Zero entries are clamped to 1e-12 before the log, as the prior's are.
 
     Returns:
         Scores ``(N, V)``: higher means the value is more likely; column ``j`` is ``values[j]``.
+
+    Raises:
+        ValueError: a bad ``method``, a missing or malformed ``confusion``, or one given with
+            ``method="confidence"``; a model that returns labels where scores are needed.
 
     Shape:
         ``x_known`` float ``(N, D)``, ``y`` int64 ``(N,)`` in ``[0, K)`` → scores float ``(N, V)`` (log-probabilities,
         <= 0, plus the log prior). ``x_known`` is not modified.
     """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if method == "confusion":
+        if confusion is None:
+            raise ValueError("confusion must be given with method='confusion': the model's (K, K) confusion "
+                             "matrix, P(model says j | true label i)")
+        confusion = _check_confusion(confusion)
+    elif confusion is not None:
+        raise ValueError("confusion is used only with method='confusion'; the default method='confidence' "
+                         "reads the model's confidences")
     if isinstance(model, Oracle):
-        if not model.gives_scores:
+        if not model.gives_scores and method == "confidence":
             raise ValueError("model is an Oracle that returns only labels (output='label'), but attribute "
-                             "inference needs scores; use output='scores' or 'rounded'")
+                             "inference needs scores; use output='scores' or 'rounded', or method='confusion'")
     elif not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module or an Oracle, got {type(model).__name__}")
     _check_table("x_known", x_known)
@@ -151,15 +199,28 @@ def attribute_inference(model: Union[nn.Module, Oracle], x_known: torch.Tensor, 
     # every record with every candidate in one batch: (V * N, D), value-major
     x = x_known.detach().repeat(len(values), 1)
     x[:, cols] = values.repeat_interleave(n, dim=0)
-    if isinstance(model, Oracle):
-        log_p = _log_probs_oracle(model, x, n)
+    if method == "confusion":
+        said = labels_of(model(x, index=torch.arange(n).repeat(len(values)))) if isinstance(model, Oracle) \
+            else _logits(model, x).argmax(1)                                       # top-1 labels only
+        k = confusion.shape[0]
+        if int(said.max()) >= k:
+            raise ValueError(f"confusion must be (K, K) for the model's K classes, got {k} rows but the model "
+                             f"said {int(said.max())}")
+        if int(y.max()) >= k:
+            raise ValueError(f"y must hold labels in [0, {k}), the confusion matrix's classes, got {int(y.max())}")
+        log_c = confusion.to(said.device).clamp_min(1e-12).log()
+        y_rep = y.to(said.device, torch.int64).repeat(len(values))
+        scores = log_c[y_rep, said.to(torch.int64)].view(len(values), n).T
     else:
-        log_p = _log_probs(model, x)
-    if int(y.max()) >= log_p.shape[1]:
-        raise ValueError(f"y must hold labels in [0, {log_p.shape[1]}), the model's classes, got {int(y.max())}")
-    y_rep = y.to(log_p.device, torch.int64).repeat(len(values))
-    scores = log_p.gather(1, y_rep[:, None]).view(len(values), n).T
-    return scores if log_prior is None else scores + log_prior
+        if isinstance(model, Oracle):
+            log_p = _log_probs_oracle(model, x, n)
+        else:
+            log_p = F.log_softmax(_logits(model, x), dim=1)
+        if int(y.max()) >= log_p.shape[1]:
+            raise ValueError(f"y must hold labels in [0, {log_p.shape[1]}), the model's classes, got {int(y.max())}")
+        y_rep = y.to(log_p.device, torch.int64).repeat(len(values))
+        scores = log_p.gather(1, y_rep[:, None]).view(len(values), n).T
+    return scores if log_prior is None else scores + log_prior.to(scores.device)
 
 
 def _log_probs_oracle(oracle: Oracle, x: torch.Tensor, n: int) -> torch.Tensor:

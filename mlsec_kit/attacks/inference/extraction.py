@@ -19,6 +19,7 @@ defended API (:func:`~mlsec_kit.attacks.inference.inversion.defended_query`), or
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -27,6 +28,7 @@ from torch import nn
 
 from ..evasion._validate import check_int, check_positive
 from ..evasion.oracle import labels_of
+from ._checks import sum_tolerance
 
 __all__ = ["extract_softmax_regression", "extract_by_training", "agreement", "agreement_curve",
            "check_probabilities"]
@@ -75,7 +77,7 @@ def check_probabilities(probs: object, *, num_rows: int, num_classes: Optional[i
 
 
 def extract_softmax_regression(query: Query, *, num_features: int, num_classes: int, num_queries: int,
-                               clip_min: float = 0.0, clip_max: float = 1.0, sum_atol: float = 0.05,
+                               clip_min: float = 0.0, clip_max: float = 1.0, sum_atol: Optional[float] = None,
                                device: Optional[torch.device | str] = None,
                                generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Recover a softmax regression ``p(x) = softmax(W x + b)`` from its probabilities by equation solving.
@@ -88,7 +90,8 @@ def extract_softmax_regression(query: Query, *, num_features: int, num_classes: 
     reference class ``r`` (the class with the most non-zero answers) are solved by least squares in float64.
     An answer of exactly 0 (underflow, or a probability rounded away) gives no equation and is skipped; with
     fewer than ``num_features + 1`` equations left a class's solve is underdetermined and the minimum-norm
-    solution is returned, so heavy rounding degrades the result instead of failing.
+    solution is returned, so heavy rounding degrades the result instead of failing. Fewer than
+    ``num_features + 1`` queries make every solve underdetermined: that warns (``UserWarning``).
 
     Args:
         query: the victim's API: maps inputs ``(N, num_features)`` to probabilities ``(N, num_classes)``
@@ -98,8 +101,10 @@ def extract_softmax_regression(query: Query, *, num_features: int, num_classes: 
         num_queries: inputs sent, an int >= 1 (at least ``d + 1`` for an exact recovery).
         clip_min: smallest input value the API accepts.
         clip_max: largest input value the API accepts, > ``clip_min``.
-        sum_atol: how far a row of the answer may sum from 1, > 0 (loose enough for probabilities rounded to
-            2 decimals over 10 classes; raise it for coarser rounding).
+        sum_atol: how far a row of the answer may sum from 1, > 0. ``None`` derives it from the API's rounding:
+            ``max(num_classes * 0.5 * 10**-decimals, 1e-3)`` for a
+            :func:`~mlsec_kit.attacks.inference.inversion.defended_query` with ``decimals`` (or an ``Oracle``
+            with ``output="rounded"``), else 1e-3; pass it for an API that rounds without saying so.
         device: where the query inputs are sent (the victim's device; default the CPU). They are drawn on the
             CPU either way, so the result does not depend on the device.
         generator: CPU ``torch.Generator`` for the query inputs.
@@ -116,13 +121,17 @@ def extract_softmax_regression(query: Query, *, num_features: int, num_classes: 
     check_int("num_features", num_features, minimum=1)
     check_int("num_classes", num_classes, minimum=2)
     check_int("num_queries", num_queries, minimum=1)
-    check_positive("sum_atol", sum_atol)
+    tolerance = sum_tolerance(query, num_classes, sum_atol)
     if not clip_min < clip_max:
         raise ValueError(f"clip_min must be < clip_max, got [{clip_min}, {clip_max}]")
+    if num_queries < num_features + 1:
+        warnings.warn(f"num_queries={num_queries} < num_features + 1 = {num_features + 1}: each class's system of "
+                      "equations is under-determined and the minimum-norm solution is returned, not the model",
+                      UserWarning, stacklevel=2)
     x = torch.rand(num_queries, num_features, generator=generator) * (clip_max - clip_min) + clip_min
     with torch.no_grad():
         answer = query(x.to(device) if device is not None else x)
-    probs = check_probabilities(answer, num_rows=num_queries, num_classes=num_classes, sum_atol=sum_atol)
+    probs = check_probabilities(answer, num_rows=num_queries, num_classes=num_classes, sum_atol=tolerance)
     log_p = probs.detach().to("cpu", torch.float64).clamp_min(0).log()       # 0 -> -inf: no equation
     A = torch.cat([x.double(), torch.ones(num_queries, 1, dtype=torch.float64)], dim=1)
     ref = int(torch.isfinite(log_p).sum(0).argmax())
@@ -142,13 +151,16 @@ def extract_softmax_regression(query: Query, *, num_features: int, num_classes: 
 
 def extract_by_training(query: Query, x_pool: torch.Tensor, *, model: nn.Module, num_queries: int,
                         epochs: int = 200, lr: float = 1e-2, batch_size: int = 64,
-                        generator: Optional[torch.Generator] = None) -> nn.Module:
+                        generator: Optional[torch.Generator] = None,
+                        sum_atol: Optional[float] = None) -> nn.Module:
     """Learning-based extraction: train a substitute on the victim's answers to ``num_queries`` inputs.
 
     Tramèr et al. 2016 (retraining attacks); Papernot et al. 2017 train substitutes the same way. The attacker
     holds unlabelled inputs ``x_pool`` from the task's distribution, picks ``num_queries`` of them at random,
     asks the victim once per input, and fits ``model`` by cross-entropy: against the returned probabilities
-    (soft labels) when the API gives scores, against the returned labels when it gives only labels.
+    (soft labels) when the API gives scores, against the returned labels when it gives only labels. Rounded
+    scores are renormalised to sum to 1; a row rounded entirely to 0 (``decimals=0`` and no class at 0.5 or more)
+    carries no label and contributes nothing to the loss.
 
     Args:
         query: the victim's API: maps inputs ``(N, ...)`` to probabilities ``(N, K)`` or labels ``(N,)``.
@@ -159,6 +171,8 @@ def extract_by_training(query: Query, x_pool: torch.Tensor, *, model: nn.Module,
         lr: Adam's learning rate, > 0.
         batch_size: minibatch size, an int >= 1.
         generator: CPU ``torch.Generator`` for the choice of queries and the minibatch order.
+        sum_atol: how far a row of probabilities may sum from 1, > 0; ``None`` derives it from the API's
+            rounding as :func:`extract_softmax_regression` does.
 
     Returns:
         The trained substitute (a deep copy of ``model``), in eval mode.
@@ -179,6 +193,8 @@ def extract_by_training(query: Query, x_pool: torch.Tensor, *, model: nn.Module,
     check_int("epochs", epochs, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
     check_positive("lr", lr)
+    if sum_atol is not None:
+        sum_tolerance(query, 2, sum_atol)                                 # checks it
     chosen = torch.randperm(len(x_pool), generator=generator)[:num_queries].to(x_pool.device)
     x = x_pool[chosen].clone()
     with torch.no_grad():
@@ -187,11 +203,14 @@ def extract_by_training(query: Query, x_pool: torch.Tensor, *, model: nn.Module,
         raise ValueError(f"query must return probabilities ({num_queries}, K) or labels ({num_queries},), got "
                          f"{tuple(answer.shape) if isinstance(answer, torch.Tensor) else type(answer).__name__}")
     if answer.dim() == 2:
-        target = check_probabilities(answer, num_rows=num_queries, sum_atol=0.5).detach()
+        target = check_probabilities(answer, num_rows=num_queries,
+                                     sum_atol=sum_tolerance(query, answer.shape[1], sum_atol)).detach()
         target = target / target.sum(1, keepdim=True).clamp_min(1e-12)    # rounded answers: renormalise
     else:
         target = answer.detach().long()
     substitute = copy.deepcopy(model).train()
+    param = next(substitute.parameters(), None)
+    target = target.to(x.device, param.dtype if param is not None and target.is_floating_point() else None)
     opt = torch.optim.Adam(substitute.parameters(), lr=lr)
     for _ in range(epochs):
         order = torch.randperm(num_queries, generator=generator).to(x.device)
@@ -203,6 +222,17 @@ def extract_by_training(query: Query, x_pool: torch.Tensor, *, model: nn.Module,
     return substitute.eval()
 
 
+def _ask(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(model, nn.Module):
+        return model(x)
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        return model.eval()(x)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 @torch.no_grad()
 def agreement(first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[torch.Tensor], torch.Tensor],
               x: torch.Tensor) -> float:
@@ -210,6 +240,8 @@ def agreement(first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[t
 
     Each callable may return logits or probabilities ``(N, K)`` (the top-1 label is compared) or labels
     ``(N,)``. Tramèr et al. 2016 report extraction success this way, on test inputs and on uniform inputs.
+    An ``nn.Module`` is asked in eval mode (dropout off, batch norm on its running statistics) and its mode is
+    restored afterwards.
 
     Args:
         first: a model or API.
@@ -225,7 +257,7 @@ def agreement(first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[t
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty batch of inputs (N, ...), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    a, b = labels_of(first(x)), labels_of(second(x))
+    a, b = labels_of(_ask(first, x)), labels_of(_ask(second, x))
     if a.shape != b.shape:
         raise ValueError(f"first and second must label every row of x, got shapes {tuple(a.shape)} and "
                          f"{tuple(b.shape)}")
@@ -235,15 +267,19 @@ def agreement(first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[t
 def agreement_curve(query: Query, x_pool: torch.Tensor, x_eval: torch.Tensor, *, model: nn.Module,
                     budgets: Sequence[int], reference: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
                     epochs: int = 200, lr: float = 1e-2, batch_size: int = 64,
-                    generator: Optional[torch.Generator] = None) -> list[float]:
+                    generator: Optional[torch.Generator] = None,
+                    sum_atol: Optional[float] = None) -> list[float]:
     """Agreement of a learned substitute with the victim, one :func:`extract_by_training` per query budget.
 
-    Every budget starts from the same untrained ``model`` (a fresh copy each time), so the curve differs only
-    in the queries. Agreement is measured on ``x_eval`` against ``reference`` (the victim model itself, so the
+    Every budget starts from the same untrained ``model`` (a fresh copy each time) and from the same state of
+    ``generator``: one permutation of ``x_pool`` is drawn, and budget ``n`` queries its first ``n`` inputs, so
+    the query sets are nested and each point equals :func:`extract_by_training` run alone with the generator in
+    that state, whatever the other budgets and their order. The generator is left as the last budget's run
+    leaves it. Agreement is measured on ``x_eval`` against ``reference`` (the victim model itself, so the
     evaluation spends no queries; default ``query``).
 
     Args:
-        query, x_pool, model, epochs, lr, batch_size, generator: as in :func:`extract_by_training`.
+        query, x_pool, model, epochs, lr, batch_size, generator, sum_atol: as in :func:`extract_by_training`.
         x_eval: inputs on which agreement is measured ``(N, ...)``, disjoint from ``x_pool`` for an honest curve.
         budgets: query budgets, ints in ``[1, len(x_pool)]``.
         reference: the victim's labels or scores on ``x_eval`` come from here (default ``query``).
@@ -260,6 +296,13 @@ def agreement_curve(query: Query, x_pool: torch.Tensor, x_eval: torch.Tensor, *,
     for n in budgets:
         check_int("budgets entries", n, minimum=1)
     reference = query if reference is None else reference
-    return [agreement(reference, extract_by_training(query, x_pool, model=model, num_queries=n, epochs=epochs,
-                                                     lr=lr, batch_size=batch_size, generator=generator), x_eval)
-            for n in budgets]
+    if generator is None:   # a seed from torch's global generator, as an unseeded single run would draw
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2 ** 62, (1,))))
+    start = generator.get_state()
+    curve = []
+    for n in budgets:
+        generator.set_state(start)   # the same permutation of x_pool for every budget: nested query sets
+        stolen = extract_by_training(query, x_pool, model=model, num_queries=n, epochs=epochs, lr=lr,
+                                     batch_size=batch_size, generator=generator, sum_atol=sum_atol)
+        curve.append(agreement(reference, stolen, x_eval))
+    return curve

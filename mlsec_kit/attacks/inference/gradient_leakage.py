@@ -38,6 +38,7 @@ in tests/attacks/inference/test_gradient_leakage.py check the first two claims):
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..evasion._validate import check_int, check_positive
+from ._checks import _check_logits
 
 __all__ = ["sigmoid_lenet", "sigmoid_mlp", "shared_gradients", "gradient_matching_loss", "dlg", "idlg_label",
            "idlg", "noisy_gradients", "prune_gradients", "reconstruction_error", "Reconstruction",
@@ -183,7 +185,8 @@ def shared_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list
     """What a federated-learning client shares: the gradient of the mean cross-entropy on its batch.
 
     Args:
-        model: the shared model; its parameters and their ``.grad`` are left unchanged.
+        model: the shared model, returning logits ``(B, K)`` (``ValueError`` when it returns labels); its
+            parameters and their ``.grad`` are left unchanged.
         x: the private batch ``(B, ...)``.
         y: its integer labels ``(B,)``.
 
@@ -196,7 +199,7 @@ def shared_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list
     if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],) or y.is_floating_point():
         raise ValueError(f"y must be an integer tensor of shape ({x.shape[0]},), got {getattr(y, 'shape', y)}")
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(_check_logits("model", model(x), len(x)), y)
         return [g.detach() for g in torch.autograd.grad(loss, params)]
 
 
@@ -229,15 +232,40 @@ def gradient_matching_loss(model: nn.Module, x_dummy: torch.Tensor, y_dummy: tor
         return sum(((d - t) ** 2).sum() for d, t in zip(dummy, target))
 
 
-def _check_attack_args(input_shape: Sequence[int], steps: int, lr: float, optimizer: str) -> tuple[int, ...]:
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.1}
+
+
+def _check_attack_args(input_shape: Sequence[int], steps: int, lr: Optional[float],
+                       optimizer: str) -> tuple[tuple[int, ...], float]:
+    """The input shape as a tuple and the step size (``None`` → the optimiser's default, ``DEFAULT_LR``)."""
     shape = tuple(input_shape)
     if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
         raise ValueError(f"input_shape must be a non-empty tuple of positive ints, got {input_shape!r}")
     check_int("steps", steps, minimum=1)
-    check_positive("lr", lr)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    return shape
+    if lr is None:
+        lr = DEFAULT_LR[optimizer]
+    check_positive("lr", lr)
+    return shape, float(lr)
+
+
+def _probe(model: nn.Module, shape: tuple[int, ...], batch_size: int, ref: torch.Tensor) -> int:
+    """One forward pass of zeros ``(batch_size, *shape)``: ``ValueError`` naming ``input_shape`` when the model
+    cannot take it, naming ``model`` when it returns labels; returns the model's number of classes. Buffers
+    (batch-norm statistics) are restored, so the probe leaves no trace."""
+    buffers = [b.clone() for b in model.buffers()]
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros((batch_size, *shape), device=ref.device, dtype=ref.dtype))
+    except RuntimeError as e:
+        raise ValueError(f"input_shape {shape} does not fit the model: a forward pass on zeros of shape "
+                         f"{(batch_size, *shape)} failed ({str(e).splitlines()[0][:200]})") from e
+    finally:
+        with torch.no_grad():
+            for b, saved in zip(model.buffers(), buffers):
+                b.copy_(saved)
+    return _check_logits("model", out, batch_size).shape[1]
 
 
 def _match(model: nn.Module, target: list[torch.Tensor], x: torch.Tensor, label_logits: Optional[torch.Tensor],
@@ -273,25 +301,26 @@ def _match(model: nn.Module, target: list[torch.Tensor], x: torch.Tensor, label_
 
 
 def dlg(model: nn.Module, target_grads: Grads, *, input_shape: Sequence[int], num_classes: int,
-        batch_size: int = 1, steps: int = 100, lr: float = 1.0, optimizer: str = "lbfgs",
+        batch_size: int = 1, steps: int = 100, lr: Optional[float] = None, optimizer: str = "lbfgs",
         generator: Optional[torch.Generator] = None) -> Reconstruction:
     """Deep Leakage from Gradients (Zhu, Liu & Han, NeurIPS 2019, Algorithm 1).
 
     Draws a dummy input ``x' ~ N(0, 1)`` and dummy label logits ``y' ~ N(0, 1)``, then runs ``steps`` iterations
     of ``optimizer`` on :func:`gradient_matching_loss` over both (the label enters through ``softmax(y')``, so it
-    is recovered as a soft label). The paper uses L-BFGS (``lr = 1``); Adam (``lr`` about 0.1) is slower but
+    is recovered as a soft label). The paper uses L-BFGS (``lr = 1``); Adam (``lr = 0.1``) is slower but
     never takes a diverging step.
 
     Args:
-        model: the shared model; a smooth one (sigmoid activations, :func:`sigmoid_lenet`). Its parameters,
-            their ``.grad`` and its train/eval mode are left unchanged.
+        model: the shared model, returning logits; a smooth one (sigmoid activations, :func:`sigmoid_lenet`).
+            Its parameters, their ``.grad`` and its train/eval mode are left unchanged. One forward pass on
+            zeros checks ``input_shape`` and that it returns logits (``ValueError`` otherwise).
         target_grads: the shared gradient, one tensor per trainable parameter in ``model.parameters()`` order
             (e.g. from :func:`shared_gradients`, perhaps after a defence).
         input_shape: the shape of one input, e.g. ``(1, 8, 8)``.
         num_classes: the number of classes ``K`` (the model's output width), >= 2.
         batch_size: how many examples the gradient was computed on, >= 1.
         steps: optimiser iterations, >= 1.
-        lr: the optimiser's step size, > 0.
+        lr: the optimiser's step size, > 0; ``None`` takes 1.0 for L-BFGS and 0.1 for Adam.
         optimizer: ``"lbfgs"`` or ``"adam"``.
         generator: the source of the dummies' initialisation (a CPU ``torch.Generator``).
 
@@ -303,16 +332,19 @@ def dlg(model: nn.Module, target_grads: Grads, *, input_shape: Sequence[int], nu
         ``label_probs`` ``(batch_size, num_classes)`` in ``[0, 1]``.
     """
     target = _check_grads(model, target_grads)
-    shape = _check_attack_args(input_shape, steps, lr, optimizer)
+    shape, lr = _check_attack_args(input_shape, steps, lr, optimizer)
     check_int("num_classes", num_classes, minimum=2)
     check_int("batch_size", batch_size, minimum=1)
     ref = target[0]
+    width = _probe(model, shape, batch_size, ref)
+    if width != num_classes:
+        raise ValueError(f"num_classes must be the model's output width, {width}, got {num_classes}")
     x = torch.randn((batch_size, *shape), generator=generator).to(ref.device, ref.dtype).requires_grad_(True)
     logits = torch.randn((batch_size, num_classes), generator=generator).to(ref.device, ref.dtype)
     return _match(model, target, x, logits.requires_grad_(True), None, steps=steps, lr=lr, optimizer=optimizer)
 
 
-def idlg_label(weight_grad: torch.Tensor, *, bias_grad: Optional[torch.Tensor] = None) -> int:
+def idlg_label(weight_grad: torch.Tensor, *, bias_grad: Optional[torch.Tensor] = None, batch_size: int = 1) -> int:
     r"""The label of a batch of one, read off the last layer's gradient (Zhao, Mopuri & Bilen 2020).
 
     Derivation. The last layer computes logits :math:`z = W h + b` from the features :math:`h`; the loss is
@@ -328,15 +360,26 @@ def idlg_label(weight_grad: torch.Tensor, *, bias_grad: Optional[torch.Tensor] =
       other row to a positive one: the label is the ``argmin`` of the row sums.
 
     The rule needs a batch of one (with several examples the rows mix) and the mean or summed cross-entropy.
+    A gradient does not say its batch size, so the caller states it: ``batch_size`` other than 1 raises. Where
+    the gradient itself shows a larger batch, a bias gradient with more than one negative entry (impossible for
+    one example, whose only negative entry is its label's), a ``UserWarning`` says so (a noised gradient can
+    show it too).
 
     Args:
         weight_grad: the gradient of the last linear layer's weight ``(K, H)``; its features must be
             non-negative when it is used alone.
         bias_grad: the gradient of that layer's bias ``(K,)``; when given, the label comes from it.
+        batch_size: how many examples the gradient was computed on; must be 1.
 
     Returns:
         The recovered label, an int in ``[0, K)``.
+
+    Raises:
+        ValueError: ``batch_size`` is not 1, or the gradients have the wrong shapes.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size != 1:
+        raise ValueError(f"batch_size must be 1: the iDLG label rule holds only for the gradient of a batch of "
+                         f"one example (use dlg for larger batches), got {batch_size!r}")
     if not isinstance(weight_grad, torch.Tensor) or weight_grad.dim() != 2:
         raise ValueError(f"weight_grad must be the last layer's weight gradient (K, H), "
                          f"got shape {tuple(getattr(weight_grad, 'shape', ()))}")
@@ -344,6 +387,11 @@ def idlg_label(weight_grad: torch.Tensor, *, bias_grad: Optional[torch.Tensor] =
         if not isinstance(bias_grad, torch.Tensor) or bias_grad.shape != weight_grad.shape[:1]:
             raise ValueError(f"bias_grad must have shape ({weight_grad.shape[0]},) to match weight_grad, "
                              f"got {tuple(getattr(bias_grad, 'shape', ()))}")
+        negative = int((bias_grad < 0).sum())
+        if negative > 1:
+            warnings.warn(f"bias_grad has {negative} negative entries, but the gradient of a batch of one has "
+                          "exactly one (its label's): it probably comes from a larger batch (or was noised), "
+                          "and the label read off it may be wrong", UserWarning, stacklevel=2)
         return int(bias_grad.argmin())
     return int(weight_grad.sum(1).argmin())
 
@@ -355,26 +403,37 @@ def _last_linear(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
-def idlg(model: nn.Module, target_grads: Grads, *, input_shape: Sequence[int], steps: int = 100, lr: float = 1.0,
-         optimizer: str = "lbfgs", generator: Optional[torch.Generator] = None) -> Reconstruction:
+def idlg(model: nn.Module, target_grads: Grads, *, input_shape: Sequence[int], steps: int = 100,
+         lr: Optional[float] = None, optimizer: str = "lbfgs", generator: Optional[torch.Generator] = None,
+         batch_size: int = 1) -> Reconstruction:
     """Improved DLG (Zhao, Mopuri & Bilen 2020): the label by :func:`idlg_label`, then DLG for the input alone.
 
     The label comes from the gradient of the model's last ``nn.Linear`` layer (its bias when it has one, else its
     weight); the dummy input is then optimised as in :func:`dlg` with that label fixed as a one-hot soft label.
 
     Args:
-        model: the shared model, ending in an ``nn.Linear`` layer.
+        model: the shared model, returning logits and ending in an ``nn.Linear`` layer.
         target_grads: the shared gradient of a batch of ONE, one tensor per trainable parameter.
         input_shape, steps, lr, optimizer, generator: as in :func:`dlg`.
+        batch_size: the batch size the gradient was computed on; must be 1 (the label rule's requirement,
+            see :func:`idlg_label`; a gradient does not reveal its batch size, so the caller states it).
 
     Returns:
         A :class:`Reconstruction` with a one-hot ``label_probs``.
 
+    Raises:
+        ValueError: ``batch_size`` other than 1; an ``input_shape`` the model cannot take; a model that returns
+            labels; gradients that do not match the model's parameters.
+
     Shape:
         → ``x`` ``(1, *input_shape)``, ``label_probs`` ``(1, K)``.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size != 1:
+        raise ValueError(f"batch_size must be 1: iDLG reads the label of a batch of one example off the gradient "
+                         f"(use dlg for larger batches), got {batch_size!r}")
     target = _check_grads(model, target_grads)
-    shape = _check_attack_args(input_shape, steps, lr, optimizer)
+    shape, lr = _check_attack_args(input_shape, steps, lr, optimizer)
+    _probe(model, shape, 1, target[0])
     last = _last_linear(model)
     index = {id(p): i for i, p in enumerate(_params(model))}
     if id(last.weight) not in index:

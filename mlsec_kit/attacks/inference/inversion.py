@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..evasion._validate import check_int, check_positive
+from ._checks import _check_logits, sum_tolerance
 from .extraction import check_probabilities
 
 __all__ = ["model_inversion", "model_inversion_black_box", "round_confidences", "noisy_confidences",
@@ -41,13 +42,14 @@ def _check_common(target_class: int, input_shape: Sequence[int], steps: int, lr:
 
 
 def _start(shape: tuple[int, ...], init: Optional[torch.Tensor], clip_min: float, clip_max: float,
-           device: Optional[torch.device | str]) -> torch.Tensor:
-    if init is None:
-        return torch.full((1, *shape), float(clip_min), device=device)   # Fredrikson et al. start from zeros
+           device: Optional[torch.device | str], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The starting input ``(1, *shape)`` in ``dtype`` (the model's, so a float64 model gets float64 inputs)."""
+    if init is None:   # Fredrikson et al. start from zeros
+        return torch.full((1, *shape), float(clip_min), device=device, dtype=dtype)
     if not isinstance(init, torch.Tensor) or tuple(init.shape) not in (shape, (1, *shape)):
         raise ValueError(f"init must be a tensor of shape {shape} (input_shape), got "
                          f"{tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__}")
-    return init.detach().float().reshape(1, *shape).clamp(clip_min, clip_max).to(device or init.device).clone()
+    return init.detach().to(device or init.device, dtype).reshape(1, *shape).clamp(clip_min, clip_max).clone()
 
 
 def model_inversion(model: nn.Module, target_class: int, *, input_shape: Sequence[int], steps: int = 300,
@@ -60,6 +62,7 @@ def model_inversion(model: nn.Module, target_class: int, *, input_shape: Sequenc
 
     Args:
         model: a classifier returning logits ``(N, K)``; used in eval mode (its mode is restored), not modified.
+            A model that returns labels raises ``ValueError`` (the attack differentiates its confidences).
         target_class: the class to reconstruct, an int in ``[0, K)``.
         input_shape: the shape of one input, e.g. ``(1, 8, 8)``.
         steps: gradient steps, an int >= 1.
@@ -70,7 +73,8 @@ def model_inversion(model: nn.Module, target_class: int, *, input_shape: Sequenc
         init: the starting input ``input_shape`` (default: every value ``clip_min``); not modified.
 
     Returns:
-        The reconstruction ``(1, *input_shape)`` in ``[clip_min, clip_max]``, on the model's device.
+        The reconstruction ``(1, *input_shape)`` in ``[clip_min, clip_max]``, on the model's device and in the
+        dtype of its parameters (float32 for a model without parameters).
 
     Shape:
         ``model`` maps ``(N, *input_shape)`` to logits ``(N, K)`` → the reconstruction ``(1, *input_shape)``.
@@ -80,12 +84,13 @@ def model_inversion(model: nn.Module, target_class: int, *, input_shape: Sequenc
                         "model_inversion_black_box for a prediction API")
     shape = _check_common(target_class, input_shape, steps, lr, lam, clip_min, clip_max)
     param = next(model.parameters(), None)
-    x = _start(shape, init, clip_min, clip_max, param.device if param is not None else None)
+    x = _start(shape, init, clip_min, clip_max, param.device if param is not None else None,
+               param.dtype if param is not None and param.is_floating_point() else torch.float32)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            num_classes = model(x).shape[1]
+            num_classes = _check_logits("model", model(x), 1).shape[1]
         if target_class >= num_classes:
             raise ValueError(f"target_class must be in [0, {num_classes}), got {target_class}")
         for _ in range(steps):
@@ -101,7 +106,8 @@ def model_inversion(model: nn.Module, target_class: int, *, input_shape: Sequenc
 def model_inversion_black_box(query: Query, target_class: int, *, input_shape: Sequence[int], steps: int = 300,
                               lr: float = 0.1, lam: float = 0.0, fd_step: float = 1e-2, clip_min: float = 0.0,
                               clip_max: float = 1.0, init: Optional[torch.Tensor] = None,
-                              device: Optional[torch.device | str] = None) -> torch.Tensor:
+                              device: Optional[torch.device | str] = None,
+                              sum_atol: Optional[float] = None) -> torch.Tensor:
     r"""Black-box model inversion: the same descent with the gradient estimated from returned confidences.
 
     Fredrikson et al. 2015 approximate the gradient numerically when only an API is available; here by central
@@ -121,6 +127,10 @@ def model_inversion_black_box(query: Query, target_class: int, *, input_shape: S
         clip_max: largest valid input value, > ``clip_min``.
         init: the starting input (default: every value ``clip_min``); not modified.
         device: where the queries are built and sent (default: ``init``'s device, else the CPU).
+        sum_atol: how far a row of the answer may sum from 1, > 0. ``None`` derives it from the API's rounding:
+            ``max(K * 0.5 * 10**-decimals, 1e-3)`` for a :func:`defended_query` with ``decimals`` (or an
+            ``Oracle`` with ``output="rounded"``), where rounding legitimately breaks the sum (at ``decimals=0``
+            a row may be all zeros), and 1e-3 otherwise, so scaled scores or logits are rejected.
 
     Returns:
         The reconstruction ``(1, *input_shape)`` in ``[clip_min, clip_max]``.
@@ -139,7 +149,9 @@ def model_inversion_black_box(query: Query, target_class: int, *, input_shape: S
     for _ in range(steps):
         probe = torch.cat([x + basis, x - basis]).clamp(clip_min, clip_max)   # queries must stay valid
         with torch.no_grad():
-            probs = check_probabilities(query(probe), num_rows=2 * d, sum_atol=0.5)
+            answer = query(probe)
+        width = answer.shape[-1] if isinstance(answer, torch.Tensor) and answer.dim() == 2 else 2
+        probs = check_probabilities(answer, num_rows=2 * d, sum_atol=sum_tolerance(query, width, sum_atol))
         if target_class >= probs.shape[1]:
             raise ValueError(f"target_class must be in [0, {probs.shape[1]}), got {target_class}")
         p = probs[:, target_class].float()
@@ -154,7 +166,8 @@ def round_confidences(probs: torch.Tensor, *, decimals: int) -> torch.Tensor:
     """The rounding defence: confidences rounded to ``decimals`` decimal places (Fredrikson et al. 2015 §7).
 
     Args:
-        probs: the confidences; not modified.
+        probs: the confidences, rows of probabilities (``ValueError`` for logits or rows not summing to 1 within
+            0.05); not modified.
         decimals: decimal places kept, an int >= 0.
 
     Returns:
@@ -166,6 +179,7 @@ def round_confidences(probs: torch.Tensor, *, decimals: int) -> torch.Tensor:
     if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
         raise TypeError(f"probs must be a floating-point tensor, got {type(probs).__name__}")
     check_int("decimals", decimals, minimum=0)
+    check_probabilities(probs, num_rows=len(probs), name="probs")
     return torch.round(probs, decimals=decimals)
 
 
@@ -175,7 +189,8 @@ def noisy_confidences(probs: torch.Tensor, *, sigma: float,
     ``[0, 1]`` and renormalised so each row is again a probability vector. The noise is drawn on the CPU.
 
     Args:
-        probs: the confidences; not modified.
+        probs: the confidences, rows of probabilities (``ValueError`` for logits or rows not summing to 1 within
+            0.05); not modified.
         sigma: the noise's standard deviation, >= 0.
         generator: CPU ``torch.Generator`` for the noise.
 
@@ -188,6 +203,7 @@ def noisy_confidences(probs: torch.Tensor, *, sigma: float,
     if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
         raise TypeError(f"probs must be a floating-point tensor, got {type(probs).__name__}")
     check_positive("sigma", sigma, allow_zero=True)
+    check_probabilities(probs, num_rows=len(probs), name="probs")
     noise = torch.randn(probs.shape, generator=generator, dtype=probs.dtype).to(probs.device) * sigma
     noisy = (probs + noise).clamp(0, 1)
     total = noisy.sum(-1, keepdim=True)
@@ -198,16 +214,21 @@ def noisy_confidences(probs: torch.Tensor, *, sigma: float,
 def defended_query(model: nn.Module, *, decimals: Optional[int] = None, sigma: float = 0.0,
                    generator: Optional[torch.Generator] = None) -> Query:
     """A prediction API in front of ``model``: softmax confidences, noised by ``sigma`` (if > 0), then rounded
-    to ``decimals`` (if given). The returned function runs the model in eval mode without gradients.
+    to ``decimals`` (if given). The returned function runs the model in eval mode without gradients, and
+    carries ``decimals`` as its attribute ``decimals``, so the attacks that check its answers
+    (:func:`model_inversion_black_box`, :func:`~mlsec_kit.attacks.inference.extraction.extract_by_training`,
+    :func:`~mlsec_kit.attacks.inference.extraction.extract_softmax_regression`) know how far a rounded row may
+    legitimately sum from 1.
 
     Args:
-        model: a classifier returning logits ``(N, K)``.
+        model: a classifier returning logits ``(N, K)`` (one that returns labels makes the API raise
+            ``ValueError``).
         decimals: decimal places kept, an int >= 0, or ``None`` for no rounding.
         sigma: standard deviation of the noise on each confidence, >= 0.
         generator: CPU ``torch.Generator`` for the noise (drawn afresh on every call).
 
     Returns:
-        The API, a function from inputs to confidences.
+        The API, a function from inputs to confidences, with the attribute ``decimals``.
 
     Shape:
         the API maps ``(N, ...)`` to probabilities ``(N, K)``.
@@ -222,7 +243,7 @@ def defended_query(model: nn.Module, *, decimals: Optional[int] = None, sigma: f
     def query(x: torch.Tensor) -> torch.Tensor:
         was_training = model.training
         try:
-            probs = torch.softmax(model.eval()(x), 1)
+            probs = torch.softmax(_check_logits("model", model.eval()(x), len(x)), 1)
         finally:
             model.train(was_training)
         if sigma > 0:
@@ -231,4 +252,5 @@ def defended_query(model: nn.Module, *, decimals: Optional[int] = None, sigma: f
             probs = round_confidences(probs, decimals=decimals)
         return probs
 
+    query.decimals = decimals   # type: ignore[attr-defined]
     return query

@@ -140,6 +140,29 @@ def global_threshold(reference_scores, reference_labels, *, fpr: Optional[float]
     return float(thr[int(np.argmax(t - f))])
 
 
+def _check_reference(target: torch.Tensor, reference: torch.Tensor, mask: Optional[torch.Tensor],
+                     names: tuple[str, str, str]) -> torch.Tensor:
+    """Check a target's per-example values ``(N,)``, reference models' values ``(M, N)`` and the mask ``(M, N)``
+    of which reference model trained on which example (``None``: none did); every error names the argument as
+    the caller calls it (``names``). Returns the mask."""
+    tname, rname, mname = names
+    _check_conf(rname, reference, 2)
+    if isinstance(target, torch.Tensor) and target.device != reference.device:
+        raise ValueError(f"{tname} must be on the same device as {rname}, got {target.device} and "
+                         f"{reference.device}")
+    _check_conf(tname, target, 1)
+    if reference.shape[1] != target.shape[0]:
+        raise ValueError(f"{rname} must have shape (M, {target.shape[0]}) to match {tname}, got "
+                         f"{tuple(reference.shape)}")
+    if mask is None:
+        return torch.zeros(reference.shape, dtype=torch.bool, device=reference.device)
+    _check_mask(mname, mask, tuple(reference.shape))
+    if mask.device != reference.device:
+        raise ValueError(f"{mname} must be on the same device as {rname}, got {mask.device} and "
+                         f"{reference.device}")
+    return mask
+
+
 def _out_mean(values: torch.Tensor, in_mask: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example mean of ``values`` over the models where ``in_mask`` is False, and how many there were."""
     out = ~in_mask
@@ -170,14 +193,8 @@ def calibrated_loss_scores(target_scores: torch.Tensor, reference_scores: torch.
     Shape:
         ``target_scores``: ``(N,)``, ``reference_scores`` and ``reference_in``: ``(R, N)`` → ``(N,)``.
     """
-    _check_conf("target_scores", target_scores, 1)
-    _check_conf("reference_scores", reference_scores, 2)
-    if reference_scores.shape[1] != target_scores.shape[0]:
-        raise ValueError(f"reference_scores must have shape (R, {target_scores.shape[0]}), got "
-                         f"{tuple(reference_scores.shape)}")
-    if reference_in is None:
-        reference_in = torch.zeros(reference_scores.shape, dtype=torch.bool, device=reference_scores.device)
-    _check_mask("reference_in", reference_in, tuple(reference_scores.shape))
+    reference_in = _check_reference(target_scores, reference_scores, reference_in,
+                                    ("target_scores", "reference_scores", "reference_in"))
     mean_out, _ = _out_mean(reference_scores, reference_in, "reference_in")
     return target_scores - mean_out
 
@@ -327,8 +344,11 @@ def train_shadow_models(make_model: Callable[[], nn.Module], x_pool: torch.Tenso
 
     Args:
         make_model: builds one untrained model returning logits ``(N, K)``; called once per model under its own
-            seed. Models with batch norm are not supported (their running statistics cannot be vmapped in
-            training); dropout draws differ between the batched and the loop version.
+            seed. Batch norm is supported: each model's running statistics are its own slice of the stacked
+            buffers and are updated in the batched run as in the loop (tested). A bias right before a batch
+            norm has a gradient that is zero up to rounding, which Adam blows up to full-size steps, so such a
+            bias drifts differently in the two versions: build those layers with ``bias=False``. Dropout draws
+            differ between the batched and the loop version.
         x_pool, y_pool: the attacker's data; each model trains on ``len(x_pool) // 2`` of it.
         num_models: ``M >= 1``.
         epochs: passes over each model's half, >= 1.
@@ -403,25 +423,34 @@ def _train_loop(models, x_pool, y_pool, orders, batch_size, recipe):
 
 
 # ---- LiRA ---------------------------------------------------------------------------------------------------
-def _check_lira(target_conf, shadow_conf, shadow_in) -> torch.Tensor:
-    _check_conf("target_conf", target_conf, 1)
-    _check_conf("shadow_conf", shadow_conf, 2)
-    if shadow_conf.shape[1] != target_conf.shape[0]:
-        raise ValueError(f"shadow_conf must have shape (M, {target_conf.shape[0]}) to match target_conf, got "
-                         f"{tuple(shadow_conf.shape)}")
-    if shadow_in is None:
-        shadow_in = torch.zeros(shadow_conf.shape, dtype=torch.bool, device=shadow_conf.device)
-    return _check_mask("shadow_in", shadow_in, tuple(shadow_conf.shape))
+#: Below this many IN (or OUT) shadow models for some example, LiRA's default uses one pooled standard deviation
+#: per side: a per-example one from a handful of values is too noisy (Carlini et al. 2022 fix the variance
+#: when they have few shadow models).
+FIXED_VARIANCE_BELOW = 32
 
 
-def _gaussian(conf: torch.Tensor, mask: torch.Tensor, fixed_variance: bool, which: str):
-    """Per-example mean and standard deviation of ``conf`` over the models selected by ``mask``. The standard
-    deviation is pooled over all examples when ``fixed_variance`` is set, and for examples with fewer than two
-    models (a single value has no spread)."""
+def _use_fixed(fixed_variance: Optional[bool], *counts: torch.Tensor) -> bool:
+    if fixed_variance is None:
+        return min(int(c.min()) for c in counts) < FIXED_VARIANCE_BELOW
+    if not isinstance(fixed_variance, bool):
+        raise TypeError(f"fixed_variance must be True, False or None (auto), got {fixed_variance!r}")
+    return fixed_variance
+
+
+def _counts(mask: torch.Tensor, which: str) -> torch.Tensor:
     count = mask.sum(0)
     if (count == 0).any():
         raise ValueError(f"shadow_in leaves {(count == 0).sum().item()} example(s) without any {which} model; "
                          f"every example needs at least one")
+    return count
+
+
+def _gaussian(conf: torch.Tensor, mask: torch.Tensor, fixed_variance: bool):
+    """Per-example mean and standard deviation of ``conf`` over the models selected by ``mask``. The standard
+    deviation is pooled over all examples (the root mean square of every entry's deviation from its own
+    example's mean) when ``fixed_variance`` is set, and for examples with fewer than two models (a single value
+    has no spread)."""
+    count = mask.sum(0)
     conf = conf.double()
     mean = (conf * mask).sum(0) / count
     sq = ((conf - mean) ** 2 * mask)
@@ -436,7 +465,7 @@ def _normal_logpdf(v: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
 
 
 def lira_online(target_conf: torch.Tensor, shadow_conf: torch.Tensor, shadow_in: torch.Tensor, *,
-                fixed_variance: bool = False) -> torch.Tensor:
+                fixed_variance: Optional[bool] = None) -> torch.Tensor:
     """The online likelihood-ratio attack, LiRA (Carlini et al. 2022).
 
     For each example, fit one Gaussian to the scaled confidences of the shadow models that trained on it (IN) and
@@ -448,26 +477,37 @@ def lira_online(target_conf: torch.Tensor, shadow_conf: torch.Tensor, shadow_in:
         target_conf: the target model's :func:`scaled_confidence` on the examples.
         shadow_conf: the shadow models' scaled confidences on the same examples (``ShadowModels.confidences``).
         shadow_in: ``True`` where the shadow model trained on the example; each example needs at least one IN
-            and one OUT model.
-        fixed_variance: use one standard deviation pooled over all examples (per side), more stable with few
-            shadow models (the paper does so below 64 models); examples with a single IN or OUT model use it
-            anyway.
+            and one OUT model. On the same device as ``shadow_conf``.
+        fixed_variance: ``True``: one standard deviation per side, pooled over all examples; ``False``: each
+            example's own (examples with a single IN or OUT model use the pooled one anyway); ``None`` (default):
+            pooled when some example has fewer than :data:`FIXED_VARIANCE_BELOW` (32) IN or OUT models, as the
+            paper recommends for few shadow models: a standard deviation from a handful of values is so noisy
+            that the ratio of two such Gaussians gives wild scores at low false-positive rates.
 
     Returns:
         Log likelihood ratios, higher = more likely a member.
 
     Shape:
         ``target_conf``: ``(N,)``, ``shadow_conf`` and ``shadow_in``: ``(M, N)`` → ``(N,)`` float64.
+
+    Notes:
+        Differences from the authors' reference code (``research/mi_lira_2021/plot.py`` in TensorFlow
+        Privacy): it takes the *median* of the IN and OUT values as the means, where this takes the mean; its
+        fixed variance is ``np.std`` over *all* entries, deviations from one global mean, so the spread between
+        the examples' means counts as noise, where this pools each entry's deviation from its own example's
+        mean; it truncates every example to the smallest IN/OUT count and averages over several augmented
+        queries, where this uses every model and one query.
     """
-    shadow_in = _check_lira(target_conf, shadow_conf, shadow_in)
-    mu_in, sd_in = _gaussian(shadow_conf, shadow_in, fixed_variance, "IN")
-    mu_out, sd_out = _gaussian(shadow_conf, ~shadow_in, fixed_variance, "OUT")
+    shadow_in = _check_reference(target_conf, shadow_conf, shadow_in, ("target_conf", "shadow_conf", "shadow_in"))
+    fixed = _use_fixed(fixed_variance, _counts(shadow_in, "IN"), _counts(~shadow_in, "OUT"))
+    mu_in, sd_in = _gaussian(shadow_conf, shadow_in, fixed)
+    mu_out, sd_out = _gaussian(shadow_conf, ~shadow_in, fixed)
     phi = target_conf.double()
     return _normal_logpdf(phi, mu_in, sd_in) - _normal_logpdf(phi, mu_out, sd_out)
 
 
 def lira_offline(target_conf: torch.Tensor, shadow_conf: torch.Tensor, shadow_in: Optional[torch.Tensor] = None, *,
-                 fixed_variance: bool = False) -> torch.Tensor:
+                 fixed_variance: Optional[bool] = None) -> torch.Tensor:
     """The offline LiRA (Carlini et al. 2022): only OUT shadow models, so they can be trained before the
     examples to attack are known.
 
@@ -479,17 +519,24 @@ def lira_offline(target_conf: torch.Tensor, shadow_conf: torch.Tensor, shadow_in
         target_conf: the target model's :func:`scaled_confidence` on the examples.
         shadow_conf: the shadow models' scaled confidences on the same examples.
         shadow_in: ``True`` where a shadow model trained on the example (those entries are ignored); ``None``:
-            none did.
-        fixed_variance: one standard deviation pooled over all examples.
+            none did. On the same device as ``shadow_conf``.
+        fixed_variance: ``True``: one standard deviation pooled over all examples; ``False``: each example's
+            own; ``None`` (default): pooled when some example has fewer than :data:`FIXED_VARIANCE_BELOW` (32)
+            OUT models.
 
     Returns:
         Scores in ``(-inf, 0]``, higher = more likely a member.
 
     Shape:
         ``target_conf``: ``(N,)``, ``shadow_conf`` and ``shadow_in``: ``(M, N)`` → ``(N,)`` float64.
+
+    Notes:
+        The differences from the reference code listed under :func:`lira_online` apply here too; in addition
+        its offline score is the OUT log density, not the one-sided tail used here and in the paper.
     """
-    shadow_in = _check_lira(target_conf, shadow_conf, shadow_in)
-    mu_out, sd_out = _gaussian(shadow_conf, ~shadow_in, fixed_variance, "OUT")
+    shadow_in = _check_reference(target_conf, shadow_conf, shadow_in, ("target_conf", "shadow_conf", "shadow_in"))
+    fixed = _use_fixed(fixed_variance, _counts(~shadow_in, "OUT"))
+    mu_out, sd_out = _gaussian(shadow_conf, ~shadow_in, fixed)
     return torch.special.log_ndtr((target_conf.double() - mu_out) / sd_out)
 
 
@@ -515,7 +562,8 @@ def shadow_attack(shadow_probs: torch.Tensor, shadow_y: torch.Tensor, shadow_in:
         shadow_probs: shadow models' softmax outputs on the pool, e.g. ``ShadowModels.logits(x).softmax(-1)``.
         shadow_y: the pool's true labels.
         shadow_in: ``True`` where the shadow model trained on the example.
-        target_probs: the target model's softmax outputs on the examples to attack.
+        target_probs: the target model's softmax outputs on the examples to attack; if its dtype differs from
+            ``shadow_probs``', both are cast to the wider one.
         target_y: their true labels.
         hidden: width of the attack classifiers' hidden layer, >= 1.
         steps: full-batch Adam steps per attack classifier, >= 1.
@@ -546,6 +594,8 @@ def shadow_attack(shadow_probs: torch.Tensor, shadow_y: torch.Tensor, shadow_in:
     _check_int("steps", steps)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
+    dtype = torch.promote_types(shadow_probs.dtype, target_probs.dtype)   # e.g. float32 shadows, float64 target
+    shadow_probs, target_probs = shadow_probs.to(dtype), target_probs.to(dtype)
     feats = shadow_probs.clamp_min(1e-12).log().flatten(0, 1)           # (M * n, K)
     labels = shadow_y.to(torch.int64).repeat(m)
     member = shadow_in.flatten().float()

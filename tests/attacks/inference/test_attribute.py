@@ -193,6 +193,71 @@ def test_an_oracle_with_scores_gives_the_same_scores_and_is_charged_per_value():
                             attribute=0, values=values)
 
 
+def _confusion(k, seed):
+    """A random row-stochastic (k, k) matrix with no zero entry."""
+    c = torch.rand(k, k, generator=torch.Generator().manual_seed(seed)) + 0.05
+    return c / c.sum(1, keepdim=True)
+
+
+def test_confusion_method_is_fredriksons_map_estimator_from_top1_labels():
+    """method="confusion" scores value v by log prior(v) + log C[y, argmax f(x_v)] (Fredrikson et al. 2014),
+    computed here independently, record by record and value by value."""
+    g = torch.Generator().manual_seed(8)
+    x, weight = torch.randn(12, 4, generator=g), torch.randn(4, 3, generator=g)
+    y = torch.randint(0, 3, (12,), generator=g)
+    values, prior, confusion = torch.tensor([-1.0, 0.0, 2.0]), torch.tensor([0.2, 0.5, 0.3]), _confusion(3, 0)
+    scores = attribute_inference(_Linear(weight), x, y, attribute=2, values=values, prior=prior,
+                                 method="confusion", confusion=confusion)
+    expected = torch.empty(12, 3)
+    for i in range(12):
+        for j, v in enumerate(values):
+            xv = x[i].clone()
+            xv[2] = v
+            said = int((xv @ weight).argmax())
+            expected[i, j] = torch.log(prior[j]) + torch.log(confusion[y[i], said])
+    assert torch.allclose(scores, expected, atol=1e-6)
+    # without a prior: the confusion term alone (a uniform prior)
+    plain = attribute_inference(_Linear(weight), x, y, attribute=2, values=values, method="confusion",
+                                confusion=confusion)
+    assert torch.allclose(plain, expected - prior.log(), atol=1e-6)
+    # only the top-1 label counts: sharpening the model's confidences (same argmax) changes the confidence
+    # method's scores but not these
+    sharp = attribute_inference(_Linear(weight * 5), x, y, attribute=2, values=values, prior=prior,
+                                method="confusion", confusion=confusion)
+    assert torch.equal(sharp, scores)
+    assert not torch.allclose(attribute_inference(_Linear(weight * 5), x, y, attribute=2, values=values),
+                              attribute_inference(_Linear(weight), x, y, attribute=2, values=values))
+    # ... which is why a label-only Oracle suffices for it, charged one query per record and value
+    oracle = Oracle(_Linear(weight), output="label", clip_min=-10.0, clip_max=10.0)
+    by_labels = attribute_inference(oracle, x, y, attribute=2, values=values, prior=prior, method="confusion",
+                                    confusion=confusion)
+    assert torch.allclose(by_labels, scores) and oracle.queries.tolist() == [3] * 12
+
+
+def test_confusion_method_bad_input():
+    x, y, weight = torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 1]), torch.randn(3, 2)
+    base = dict(model=_Linear(weight), x_known=x, y=y, attribute=1, values=torch.tensor([0.0, 1.0]))
+    for kw, name in [(dict(method="map"), "method"), (dict(method="confusion"), "confusion"),
+                     (dict(confusion=_confusion(2, 1)), "confusion"),          # given to method="confidence"
+                     (dict(method="confusion", confusion=torch.rand(2, 3)), "confusion"),
+                     (dict(method="confusion", confusion=torch.tensor([[0.5, 0.6], [0.5, 0.5]])), "confusion"),
+                     (dict(method="confusion", confusion=torch.tensor([[1.5, -0.5], [0.5, 0.5]])), "confusion"),
+                     (dict(method="confusion", confusion=torch.eye(1)), "confusion"),
+                     (dict(method="confusion", confusion=_confusion(3, 1)[:, :2].contiguous()), "confusion")]:
+        with pytest.raises(ValueError, match=name):
+            attribute_inference(**{**base, **kw})
+    with pytest.raises(TypeError, match="confusion"):
+        attribute_inference(**base, method="confusion", confusion=torch.eye(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="y must"):   # a label outside the confusion matrix
+        attribute_inference(**{**base, "y": torch.tensor([0, 1, 2, 1, 1])}, method="confusion",
+                            confusion=_confusion(2, 2))
+    says_2 = nn.Linear(3, 3)   # a 3-class model that always says class 2
+    with torch.no_grad():
+        says_2.weight.zero_(), says_2.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="confusion must be"):   # the model has more classes than the matrix
+        attribute_inference(**{**base, "model": says_2}, method="confusion", confusion=_confusion(2, 2))
+
+
 def test_baseline_agrees_with_scikit_learn_logistic_regression():
     g = torch.Generator().manual_seed(6)
     x = torch.randn(150, 5, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5, 3.0, 1.0],
@@ -201,7 +266,6 @@ def test_baseline_agrees_with_scikit_learn_logistic_regression():
     query = torch.randn(40, 5, generator=g, dtype=torch.float64)
     l2 = 0.05
     log_p = attribute_baseline(x, attr, query, l2=l2)
-    assert torch.allclose(log_p.exp().sum(1), torch.ones(40, dtype=torch.float64))
     mean, std = x.mean(0), x.std(0, unbiased=False)
     # The same model: the baseline's softmax has one weight vector per value, w0 and w1, penalised by
     # l2 (|w0|^2 + |w1|^2) / 2; at the optimum w1 = -w0 = w / 2, so it is the binary logistic regression on

@@ -4,6 +4,7 @@ The victims are untrained models with smooth activations, as in Zhu et al. (2019
 sigmoid MLP with 64 hidden units; the shared gradient is that of one digit (a batch of one) unless a test says so.
 """
 import math
+import warnings
 
 import pytest
 import torch
@@ -91,7 +92,7 @@ def test_idlg_recovers_label_and_digit(digits, net):
     x, y = one(digits, 5)
     rec = idlg(net, shared_gradients(net, x, y), input_shape=SHAPE, steps=100, generator=gen(0))
     err = reconstruction_error(x, y, rec)
-    assert err.label_accuracy == 1.0 and rec.label_probs.sum() == 1.0
+    assert err.label_accuracy == 1.0 and torch.equal(rec.label_probs, nn.functional.one_hot(y, 10).float())
     assert err.mse < 1e-6, err  # measured ~1e-14
 
 
@@ -108,6 +109,66 @@ def test_idlg_needs_fewer_loss_evaluations_than_dlg(digits, net):
         counts["idlg"] += len(a.loss)
         counts["dlg"] += len(b.loss)
     assert counts["idlg"] < 0.7 * counts["dlg"], counts
+
+
+def test_idlg_is_for_a_batch_of_one(digits, net):
+    """The label rule holds for one example only; a gradient does not say its batch size, so the caller states it
+    (anything but 1 raises), and a bias gradient with several negative entries, which one example cannot produce,
+    warns."""
+    x, y = one(digits, 0)
+    single = shared_gradients(net, x, y)
+    with pytest.raises(ValueError, match="batch_size"):
+        idlg(net, single, input_shape=SHAPE, steps=1, batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        idlg_label(single[-2], bias_grad=single[-1], batch_size=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # a batch of one: exactly one negative entry, no warning
+        assert idlg_label(single[-2], bias_grad=single[-1]) == int(y)
+    xb, yb = digits.X_train[:2], torch.tensor([3, 7])
+    pair = shared_gradients(net, xb, yb)
+    assert int((pair[-1] < 0).sum()) == 2      # both labels' entries are negative
+    with pytest.warns(UserWarning, match="batch"):
+        label = idlg_label(pair[-2], bias_grad=pair[-1])
+    assert label in (3, 7)
+
+
+def test_lr_none_is_one_for_lbfgs_and_a_tenth_for_adam(digits, net):
+    x, y = one(digits, 1)
+    grads = shared_gradients(net, x, y)
+    run = lambda **kw: dlg(net, grads, input_shape=SHAPE, num_classes=10, steps=5,   # noqa: E731
+                           generator=gen(0), **kw).x
+    assert torch.equal(run(optimizer="adam"), run(optimizer="adam", lr=0.1))
+    assert not torch.equal(run(optimizer="adam"), run(optimizer="adam", lr=1.0))
+    assert torch.equal(run(), run(lr=1.0))
+    assert not torch.equal(run(), run(lr=0.1))
+    idlg_run = lambda **kw: idlg(net, grads, input_shape=SHAPE, steps=5, generator=gen(0), **kw).x  # noqa: E731
+    assert torch.equal(idlg_run(optimizer="adam"), idlg_run(optimizer="adam", lr=0.1))
+
+
+def test_an_input_shape_or_width_the_model_cannot_take_names_the_argument(digits, net, lenet):
+    x, y = one(digits, 0)
+    grads = shared_gradients(net, x, y)
+    for shape in ((1, 7, 7), (64, 2)):
+        with pytest.raises(ValueError, match="input_shape"):
+            dlg(net, grads, input_shape=shape, num_classes=10, steps=1)
+        with pytest.raises(ValueError, match="input_shape"):
+            idlg(net, grads, input_shape=shape, steps=1)
+    with pytest.raises(ValueError, match="input_shape"):   # a convolution needs (C, H, W)
+        dlg(lenet, shared_gradients(lenet, x, y), input_shape=(64,), num_classes=10, steps=1)
+    with pytest.raises(ValueError, match="num_classes"):
+        dlg(net, grads, input_shape=SHAPE, num_classes=9, steps=1)
+    dlg(net, grads, input_shape=(64,), num_classes=10, steps=1)   # the MLP flattens: a flat shape fits
+
+
+def test_the_input_shape_probe_leaves_batch_norm_statistics_alone(digits):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Sigmoid(), nn.Linear(16, 10))
+    model.train()
+    x, y = digits.X_train[:4], digits.y_train[:4]
+    grads = shared_gradients(model, x, y)
+    before = [b.clone() for b in model.buffers()]
+    with pytest.raises(ValueError, match="num_classes"):   # fails right after the probe, before any matching
+        dlg(model, grads, input_shape=SHAPE, num_classes=5, batch_size=4, steps=1)
+    assert all(torch.equal(a, b) for a, b in zip(model.buffers(), before))
 
 
 # --- DLG --------------------------------------------------------------------------------------------------------

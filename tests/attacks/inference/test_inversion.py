@@ -1,6 +1,8 @@
 """Model inversion (Fredrikson et al. 2015) on the digits: the reconstruction of a class is classified as the
 class with high confidence and lies nearer that class's mean image than any other class's; rounding or
 noising the API's confidences starves the black-box attack's gradient estimate."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -107,6 +109,47 @@ def test_round_and_noise_defences():
     assert torch.equal(probs, before)                      # inputs are not modified
 
 
+def test_the_sum_check_follows_the_rounding_of_a_defended_api(digits_mlp):
+    """Rounding to 0 decimals legitimately gives all-zero rows (no class at 0.5 or more): a defended_query says
+    how it rounds, so the black-box attack accepts its answers; an API whose rows sum to 1.4 is rejected."""
+    for decimals in (0, 1, 2):
+        api = defended_query(digits_mlp, decimals=decimals)
+        assert api.decimals == decimals
+        x = model_inversion_black_box(api, 3, input_shape=SHAPE, steps=2, lr=1.0)
+        assert x.shape == (1, *SHAPE) and x.min() >= 0 and x.max() <= 1
+    assert defended_query(digits_mlp).decimals is None
+    with torch.no_grad():
+        answers = defended_query(digits_mlp, decimals=0)(torch.rand(200, *SHAPE, generator=torch.Generator()
+                                                                    .manual_seed(0)))
+    assert (answers.sum(1) == 0).any()                    # the rows the old fixed check rejected exist
+    scaled = lambda x: 1.4 * torch.softmax(digits_mlp(x), 1)    # noqa: E731  (every value still <= 1)
+    with pytest.raises(ValueError, match="sum to 1"):
+        model_inversion_black_box(scaled, 0, input_shape=SHAPE, steps=1)
+    model_inversion_black_box(scaled, 0, input_shape=SHAPE, steps=1, sum_atol=0.5)   # explicitly tolerated
+    with pytest.raises(ValueError, match="sum_atol"):
+        model_inversion_black_box(defended_query(digits_mlp), 0, input_shape=SHAPE, steps=1, sum_atol=-1.0)
+
+
+def test_a_float64_model_is_inverted_in_float64(digits_mlp):
+    model64 = copy.deepcopy(digits_mlp).double()
+    x = model_inversion(model64, 4, input_shape=SHAPE, steps=20, lr=1.0)
+    assert x.dtype == torch.float64
+    x32 = model_inversion(digits_mlp, 4, input_shape=SHAPE, steps=20, lr=1.0)
+    assert (x - x32.double()).abs().max() < 1e-3          # the same descent, in more precision
+    init = torch.full(SHAPE, 0.5)                         # a float32 init follows the model's dtype too
+    assert model_inversion(model64, 4, input_shape=SHAPE, steps=2, init=init).dtype == torch.float64
+
+
+def test_the_defences_reject_logits():
+    logits = torch.randn(5, 10, generator=torch.Generator().manual_seed(0)) * 3
+    with pytest.raises(ValueError, match="probs"):
+        round_confidences(logits, decimals=2)
+    with pytest.raises(ValueError, match="probs"):
+        noisy_confidences(logits, sigma=0.1)
+    with pytest.raises(ValueError, match="probs"):
+        noisy_confidences(logits.softmax(1) * 2, sigma=0.1)      # in [0, 1] but rows summing to 2
+
+
 def test_inputs_are_not_modified(digits_mlp):
     init = torch.full(SHAPE, 0.5)
     before = init.clone()
@@ -144,6 +187,6 @@ def test_bad_input_names_the_argument(digits_mlp):
     with pytest.raises(ValueError, match="fd_step"):
         model_inversion_black_box(defended_query(digits_mlp), 0, input_shape=SHAPE, fd_step=0.0)
     with pytest.raises(ValueError, match="decimals"):
-        round_confidences(torch.rand(2, 3), decimals=-1)
+        round_confidences(torch.full((2, 3), 1 / 3), decimals=-1)
     with pytest.raises(ValueError, match="sigma"):
-        noisy_confidences(torch.rand(2, 3), sigma=-0.1)
+        noisy_confidences(torch.full((2, 3), 1 / 3), sigma=-0.1)

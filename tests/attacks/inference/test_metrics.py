@@ -1,6 +1,8 @@
 """ROC helpers of the membership attacks: against scikit-learn and brute force, and on bad input."""
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -8,8 +10,9 @@ import torch
 from scipy import stats
 from sklearn import metrics as skm
 
-from mlsec_kit.attacks.inference.metrics import (auc, auc_chance_interval, balanced_accuracy, clopper_pearson,
-                                                 plot_roc, roc, tpr_at_fpr)
+from mlsec_kit.attacks.inference import best_balanced_accuracy as exported_best
+from mlsec_kit.attacks.inference.metrics import (auc, auc_chance_interval, balanced_accuracy, best_balanced_accuracy,
+                                                 clopper_pearson, plot_roc, roc, tpr_at_fpr)
 
 SEEDS = range(20)
 
@@ -43,7 +46,28 @@ def test_balanced_accuracy_matches_sklearn_and_brute_force(seed):
     assert balanced_accuracy(s, lab, threshold=t) == pytest.approx(
         skm.balanced_accuracy_score(lab.numpy(), (s >= t).numpy()))
     best = max(skm.balanced_accuracy_score(lab.numpy(), (s >= c).numpy()) for c in np.unique(s.numpy()))
-    assert balanced_accuracy(s, lab) == pytest.approx(best)
+    assert best_balanced_accuracy(s, lab) == pytest.approx(best)
+
+
+def test_balanced_accuracy_needs_a_threshold_and_the_oracle_is_optimistic():
+    s, lab = draw(0)
+    with pytest.raises(TypeError, match="threshold"):
+        balanced_accuracy(s, lab)
+    with pytest.raises(TypeError, match="best_balanced_accuracy"):
+        balanced_accuracy(s, lab, threshold=None)
+    assert exported_best is best_balanced_accuracy
+    # a threshold fitted on half of the data and applied to the other half scores below the oracle cut that
+    # the evaluation half itself would pick, on every seed: the oracle is an upper bound, not an attack's result
+    gaps = []
+    for seed in SEEDS:
+        s, lab = draw(seed, n=400)
+        fit, ev = slice(0, 200), slice(200, 400)
+        f, t, thr = (x.numpy() for x in roc(s[fit], lab[fit]))
+        cut = float(thr[np.argmax(t - f)])
+        honest, oracle = balanced_accuracy(s[ev], lab[ev], threshold=cut), best_balanced_accuracy(s[ev], lab[ev])
+        assert honest <= oracle + 1e-12
+        gaps.append(oracle - honest)
+    assert np.mean(gaps) > 0.01
 
 
 def brute_tpr_at_fpr(s: np.ndarray, lab: np.ndarray, fpr: float) -> float:
@@ -58,14 +82,74 @@ def brute_tpr_at_fpr(s: np.ndarray, lab: np.ndarray, fpr: float) -> float:
 @pytest.mark.parametrize("target", [0.0, 0.001, 0.01, 0.1, 0.5])
 def test_tpr_at_fpr_is_the_best_tpr_within_the_fpr_budget(seed, target):
     s, lab = draw(seed, ties=seed % 2 == 0)
-    r = tpr_at_fpr(s, lab, fpr=target)
     sn, ln = s.numpy(), lab.numpy()
+    achievable = target * (~ln).sum() >= 1        # about 180 non-members: 0 and 0.1% allow no false positive
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = tpr_at_fpr(s, lab, fpr=target)
+    assert r.achievable == achievable
+    assert len(caught) == (0 if achievable else 1)
     assert r.tpr == pytest.approx(brute_tpr_at_fpr(sn, ln, target))
     # the threshold is what it claims: the rates are those of "score >= threshold"
     assert r.fpr == pytest.approx((sn[~ln] >= r.threshold).mean()) and r.fpr <= target
     assert r.tpr == pytest.approx((sn[ln] >= r.threshold).mean())
     assert r.ci_low <= r.tpr <= r.ci_high
     assert (r.num_members, r.num_non_members) == (int(ln.sum()), int((~ln).sum()))
+
+
+def test_tpr_at_fpr_warns_when_the_budget_is_below_one_non_member():
+    rng = np.random.default_rng(0)
+    s = torch.from_numpy(np.r_[rng.normal(size=100) + 2, rng.normal(size=100)])
+    lab = torch.cat([torch.ones(100), torch.zeros(100)]).bool()
+    with pytest.warns(UserWarning, match=r"100 non-members.*at least 1000 non-members"):
+        r = tpr_at_fpr(s, lab, fpr=1e-3)
+    assert not r.achievable and r.fpr == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # 1% of 100 is exactly one false positive: no warning
+        r = tpr_at_fpr(s, lab, fpr=0.01)
+    assert r.achievable and r.fpr == pytest.approx(0.01)
+
+
+def test_bootstrap_interval_covers_the_true_tpr_where_clopper_pearson_does_not():
+    """At 1% FPR the threshold rests on the ten highest of 1,000 non-members, and its sampling error dominates.
+    Members ~ N(2, 1), non-members ~ N(0, 1): the true TPR at 1% FPR is 1 - Phi(Phi^-1(0.99) - 2). The
+    Clopper-Pearson interval (threshold held fixed) covers it far less often than its nominal 95%; the
+    bootstrap that resamples both groups and re-picks the threshold comes close to 95%."""
+    n, fpr, shift, reps = 1000, 0.01, 2.0, 100
+    truth = 1 - stats.norm.cdf(stats.norm.ppf(1 - fpr) - shift)
+    rng = np.random.default_rng(0)
+    lab = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+    covered = {"clopper-pearson": 0, "bootstrap": 0}
+    for r in range(reps):
+        s = np.r_[rng.normal(size=n) + shift, rng.normal(size=n)]
+        for ci in covered:
+            res = tpr_at_fpr(s, lab, fpr=fpr, ci=ci, num_bootstrap=200, generator=torch.Generator().manual_seed(r))
+            covered[ci] += res.ci_low <= truth <= res.ci_high
+    print(covered)
+    assert covered["bootstrap"] >= 0.88 * reps
+    assert covered["clopper-pearson"] <= 0.75 * reps
+
+
+def test_bootstrap_is_seeded_and_degenerates_correctly():
+    s, lab = draw(3)
+    a = tpr_at_fpr(s, lab, fpr=0.05, ci="bootstrap", num_bootstrap=300, generator=torch.Generator().manual_seed(1))
+    b = tpr_at_fpr(s, lab, fpr=0.05, ci="bootstrap", num_bootstrap=300, generator=torch.Generator().manual_seed(1))
+    c = tpr_at_fpr(s, lab, fpr=0.05, ci="bootstrap", num_bootstrap=300, generator=torch.Generator().manual_seed(2))
+    assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high) != (c.ci_low, c.ci_high)
+    d, e = (tpr_at_fpr(s, lab, fpr=0.05, ci="bootstrap", num_bootstrap=300) for _ in range(2))
+    assert (d.ci_low, d.ci_high) == (e.ci_low, e.ci_high)   # generator=None is seeded too
+    # the point estimate and every field but the interval are those of the default
+    cp = tpr_at_fpr(s, lab, fpr=0.05)
+    assert (a.tpr, a.fpr, a.threshold, a.achievable) == (cp.tpr, cp.fpr, cp.threshold, cp.achievable)
+    assert a.ci_low < a.tpr < a.ci_high
+    # perfectly separated groups: every resample finds every member above its own threshold
+    sep = torch.cat([torch.arange(10.0, 20.0), torch.arange(10.0)])
+    lab2 = torch.cat([torch.ones(10), torch.zeros(10)]).bool()
+    r = tpr_at_fpr(sep, lab2, fpr=0.1, ci="bootstrap", num_bootstrap=50)
+    assert (r.ci_low, r.ci_high) == (1.0, 1.0)
+    # fpr = 1: every non-member may pass, so every member does
+    r = tpr_at_fpr(s, lab, fpr=1.0, ci="bootstrap", num_bootstrap=20)
+    assert (r.tpr, r.ci_low, r.ci_high) == (1.0, 1.0, 1.0)
 
 
 def test_tpr_at_fpr_never_overshoots_the_budget():
@@ -100,9 +184,21 @@ def test_auc_chance_interval_covers_uninformed_attacks():
 def test_inputs_are_left_unchanged_and_numpy_works():
     s, lab = draw(0)
     s0, lab0 = s.clone(), lab.clone()
-    roc(s, lab), tpr_at_fpr(s, lab, fpr=0.01), balanced_accuracy(s, lab)
+    roc(s, lab), tpr_at_fpr(s, lab, fpr=0.01, ci="bootstrap", num_bootstrap=20)
+    balanced_accuracy(s, lab, threshold=0.0), best_balanced_accuracy(s, lab)
     assert torch.equal(s, s0) and torch.equal(lab, lab0)
     assert auc(s.numpy(), lab.numpy().astype(int)) == auc(s, lab)
+
+
+def test_float_labels_that_are_exactly_0_or_1_are_accepted():
+    s, lab = draw(4)
+    for as_float in (lab.double(), lab.float(), lab.numpy().astype(np.float32)):
+        assert auc(s, as_float) == auc(s, lab)
+        assert tpr_at_fpr(s, as_float, fpr=0.1) == tpr_at_fpr(s, lab, fpr=0.1)
+    with pytest.raises(ValueError, match="float64 value 0.5"):
+        roc(s, torch.where(lab, 1.0, 0.5).double())
+    with pytest.raises(ValueError, match="complex"):
+        roc(s, lab.numpy().astype(np.complex64))
 
 
 def test_plot_roc_uses_loglog_axes_and_labels_the_auc():
@@ -124,6 +220,10 @@ def test_plot_roc_uses_loglog_axes_and_labels_the_auc():
     (lambda: tpr_at_fpr(torch.zeros(2), torch.tensor([0, 1]), fpr=1.5), r"fpr must be a number in \[0, 1\]"),
     (lambda: tpr_at_fpr(torch.zeros(2), torch.tensor([0, 1]), fpr=0.1, confidence=1.0), "confidence"),
     (lambda: balanced_accuracy(torch.zeros(2), torch.tensor([0, 1]), threshold="a"), "threshold"),
+    (lambda: balanced_accuracy(torch.zeros(2), torch.tensor([0, 1]), threshold=float("nan")), "threshold"),
+    (lambda: tpr_at_fpr(torch.zeros(2), torch.tensor([0, 1]), fpr=0.5, ci="wald"), "ci must be"),
+    (lambda: tpr_at_fpr(torch.zeros(2), torch.tensor([0, 1]), fpr=0.5, ci="bootstrap", num_bootstrap=0),
+     "num_bootstrap"),
     (lambda: auc_chance_interval(0, 5), "num_members"),
 ])
 def test_bad_input_names_the_argument(call, match):
@@ -134,3 +234,5 @@ def test_bad_input_names_the_argument(call, match):
 def test_non_tensor_input_is_a_type_error():
     with pytest.raises(TypeError, match="scores"):
         roc([0.1, 0.2], torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="generator"):
+        tpr_at_fpr(torch.zeros(2), torch.tensor([0, 1]), fpr=0.5, ci="bootstrap", generator=np.random.default_rng(0))
