@@ -31,13 +31,13 @@ How the instances make each typical mistake fail on every seed:
   on 200 seeds (measured, not a bound: the margin over the 1e-6 tolerance is 480-fold).
 - The gradients of ``label_from_gradient`` come from a real cross-entropy backward pass of one example through
   a linear layer on non-negative (ReLU or sigmoid) features. The row of the true class is the only one with a
-  negative factor, so the argmax of the row sums is wrong on every instance. Every property's instances
-  include one with fewer features than classes and a label ``>= H`` (a sum over the wrong axis returns an index
-  ``< H``), one with ``H >= 2K`` and a label ``>= 1`` (a flat argmin divided by ``K`` instead of ``H`` is off),
-  and, behind ReLUs, one whose first and last features are dead (zero), with a label other than 0 (reading one
-  column's sign returns 0 there). Every instance is checked (in the tests, on 2000 seeds) to have exactly one
-  negative row sum, at the true label: the logits stay moderate, so the true class's probability never rounds
-  to 1.
+  negative factor, so the argmax of the row sums is wrong on every instance. The instances of every property
+  that reads a label include one with fewer features than classes and a label ``>= H`` (a sum over the wrong
+  axis returns an index ``< H``), one with ``H >= 2K`` and a label ``>= 1`` (a flat argmin divided by ``K``
+  instead of ``H`` is off), and, behind ReLUs, one whose first and last features are dead (zero), with a label
+  other than 0 (reading one column's sign returns 0 there). Every instance is checked (in the tests, on 1000
+  seeds) to have exactly one negative row sum, at the true label: the logits stay moderate, so the true class's
+  probability never rounds to 1.
 - An answer to the statements that names none or all of them fails every property (it is not an answer).
 - The module's own reference helpers are forbidden with the kit's functions, since a submission can import them.
 """
