@@ -24,6 +24,10 @@ from .discrete import (bernoulli_exp, discrete_gaussian, discrete_gaussian_pmf, 
 from .quantiles import private_quantile, quantile_interval_probabilities
 from .renyi import (amplify_by_subsampling, gaussian_rdp, gaussian_zcdp, laplace_rdp, rdp_to_dp,
                     subsampled_gaussian_rdp, zcdp_to_dp)
+from .accounting import (RDPAccountant, noise_multiplier_for, prv_epsilon, rdp_curve, rdp_epsilon,
+                         rdp_epsilon_with_order)
+from .pate import (gnmax_log_q, gnmax_rdp, lnmax_log_q, lnmax_rdp, noisy_argmax, partition, pate_epsilon,
+                   pate_laplace_epsilon, teacher_votes, train_student, train_teachers)
 
 __all__ = [
     "randomized_response", "randomized_response_keep_probability", "randomized_response_estimate", "laplace",
@@ -40,4 +44,7 @@ __all__ = [
     "gaussian_rdp", "laplace_rdp", "gaussian_zcdp", "rdp_to_dp", "zcdp_to_dp", "subsampled_gaussian_rdp",
     "amplify_by_subsampling",
     "bernoulli_exp", "discrete_laplace", "discrete_gaussian", "discrete_laplace_pmf", "discrete_gaussian_pmf",
+    "rdp_curve", "rdp_epsilon", "rdp_epsilon_with_order", "noise_multiplier_for", "prv_epsilon", "RDPAccountant",
+    "partition", "train_teachers", "teacher_votes", "noisy_argmax", "gnmax_log_q", "gnmax_rdp", "lnmax_log_q",
+    "lnmax_rdp", "pate_epsilon", "pate_laplace_epsilon", "train_student",
 ]

@@ -9,7 +9,8 @@ about ``√k`` times one, with no (e^ε - 1) penalty term as in advanced composi
 * :func:`gaussian_rdp`, :func:`laplace_rdp`: the RDP curves of the two noise mechanisms (closed forms);
 * :func:`gaussian_zcdp`: the zCDP parameter ``ρ = Δ² / (2σ²)``;
 * :func:`rdp_to_dp` and :func:`zcdp_to_dp`: conversions to (ε, δ)-DP;
-* :func:`subsampled_gaussian_rdp`: the Poisson-subsampled Gaussian (the step of DP-SGD) at integer orders;
+* :func:`subsampled_gaussian_rdp`: the Poisson-subsampled Gaussian (the step of DP-SGD), at integer and
+  fractional orders;
 * :func:`amplify_by_subsampling`: privacy amplification by Poisson subsampling for (ε, δ)-DP.
 
 The neighbouring relation is the one under which the sensitivity was computed; the subsampling results
@@ -22,7 +23,7 @@ import math
 from typing import Sequence, Union
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln, log_ndtr, logsumexp
 
 from ._validate import check_delta, check_epsilon, check_sensitivity
 
@@ -139,24 +140,80 @@ def rdp_to_dp(*, orders: Orders, rdp: Orders, delta: float, method: str = "balle
     return max(float(eps[i]), 0.0), float(a[i])
 
 
+def _log_a_fractional(q: float, sigma: float, alpha: float, *, threshold: float = -36.0,
+                      max_terms: int = 10_000_000) -> float:
+    """``log A_α`` of the Poisson-subsampled Gaussian at a fractional order α (Mironov, Talwar and Zhang 2019,
+    Sec. 3.3).
+
+    ``A_α = E_{z~N(0,σ²)}[((1-q) + q e^{(2z-1)/(2σ²)})^α]``. The integral is split at
+    ``z₀ = σ² ln(1/q - 1) + 1/2``, where the two summands are equal; on each side the binomial series in the
+    smaller summand converges, which gives ``A_α = Σ_{i>=0} C(α, i) (s0_i + s1_i)`` with ``j = α - i``,
+    ``s0_i = q^i (1-q)^j e^{(i²-i)/(2σ²)} Φ((z₀-i)/σ)`` and ``s1_i = q^j (1-q)^i e^{(j²-j)/(2σ²)} Φ((j-z₀)/σ)``
+    (``Φ(x) = erfc(-x/√2)/2``). The generalised binomial coefficients ``C(α, i)`` alternate in sign once
+    ``i > α``; terms decay polynomially, so they are summed in growing chunks (signed log-sum-exp) until a whole
+    chunk is below ``e^threshold``.
+    """
+    z0 = sigma ** 2 * math.log(1 / q - 1) + 0.5
+    log_q, log_1q = math.log(q), math.log1p(-q)
+    fl = float(math.floor(alpha))
+    frac = alpha - fl                                   # exact in floating point, in (0, 1)
+    log_pi_over_sin = math.log(math.pi) - math.log(math.sin(math.pi * min(frac, 1 - frac)))  # accurate near 0, 1
+    logs: list[np.ndarray] = []
+    signs: list[np.ndarray] = []
+    start, size = 0, 512
+    while True:
+        i = np.arange(start, start + size, dtype=np.float64)
+        j = alpha - i
+        # log |C(alpha, i)| = log Γ(α+1) - log Γ(i+1) - log |Γ(j+1)|, with j + 1 = frac + m written as an exact
+        # fraction plus an exact integer m: for m <= 0 the reflection Γ(x)Γ(1-x) = π / sin(πx) gives
+        # log |Γ(x)| = log π - log sin(π frac) - log Γ(1 - x) and sign (-1)^m, without evaluating Γ near its poles
+        # (α - i rounds to an integer once i is large, which would make gammaln infinite)
+        m = fl + 1 - i
+        x = frac + m
+        neg = m <= 0
+        log_abs_gamma = np.where(neg, log_pi_over_sin - gammaln(np.where(neg, 1 - x, 1.0)),
+                                 gammaln(np.maximum(x, frac)))
+        sign = np.where(neg & (np.mod(-m, 2) == 1), -1.0, 1.0)                # sign of C(alpha, i)
+        log_coef = gammaln(alpha + 1) - gammaln(i + 1) - log_abs_gamma
+        log_s0 = log_coef + i * log_q + j * log_1q + (i * i - i) / (2 * sigma ** 2) + log_ndtr((z0 - i) / sigma)
+        log_s1 = log_coef + j * log_q + i * log_1q + (j * j - j) / (2 * sigma ** 2) + log_ndtr((j - z0) / sigma)
+        logs += [log_s0, log_s1]
+        signs += [sign, sign]
+        start += size
+        if max(log_s0.max(), log_s1.max()) < threshold:
+            break
+        if start >= max_terms:
+            raise RuntimeError(f"the series for A_alpha did not converge in {max_terms} terms "
+                               f"(q={q}, sigma={sigma}, alpha={alpha})")
+        size *= 2
+    value, sgn = logsumexp(np.concatenate(logs), b=np.concatenate(signs), return_sign=True)
+    if sgn <= 0:
+        raise RuntimeError(f"A_alpha came out non-positive (q={q}, sigma={sigma}, alpha={alpha}): rounding")
+    return float(value)
+
+
 def subsampled_gaussian_rdp(*, q: float, sigma: float, orders: Orders) -> np.ndarray:
-    """RDP of the Poisson-subsampled Gaussian mechanism (sensitivity 1, add/remove neighbours) at integer
-    orders: ``ρ_α = log A_α / (α - 1)`` with
-    ``A_α = Σ_k C(α, k) (1-q)^{α-k} q^k exp((k² - k) / (2σ²))`` (Mironov, Talwar and Zhang 2019, Sec. 3.3).
+    """RDP of the Poisson-subsampled Gaussian mechanism (sensitivity 1, add/remove neighbours) at any orders
+    α > 1: ``ρ_α = log A_α / (α - 1)`` with ``A_α = E_{z~N(0,σ²)}[((1-q) + q e^{(2z-1)/(2σ²)})^α]``
+    (Mironov, Talwar and Zhang 2019, Sec. 3.3).
+
+    At an integer order the binomial expansion is finite:
+    ``A_α = Σ_{k=0}^{α} C(α, k) (1-q)^{α-k} q^k exp((k² - k) / (2σ²))``. At a fractional order it is an infinite
+    series of Gaussian tail terms (see :func:`_log_a_fractional`), summed until its terms fall below ``e^-36``;
+    these are the values Opacus's and TF Privacy's RDP accountants compute (tested against Opacus's
+    ``compute_rdp``).
 
     Each record joins the batch independently with probability ``q``; one step of DP-SGD is this mechanism.
 
     Args:
         q: sampling rate in [0, 1].
         sigma: noise multiplier (noise std / sensitivity), > 0.
-        orders: integer orders α >= 2.
+        orders: the orders α, each > 1 (integers or not).
 
     Returns:
         float64 array, one RDP value per order.
     """
     a, s = _orders(orders), _sigma(sigma)
-    if not np.all(a == np.round(a)):
-        raise ValueError(f"orders must be integers >= 2 here, got {orders!r}")
     if isinstance(q, bool) or not isinstance(q, (int, float, np.floating)) or not 0 <= q <= 1:
         raise ValueError(f"q must be a sampling rate in [0, 1], got {q!r}")
     q = float(q)
@@ -165,7 +222,11 @@ def subsampled_gaussian_rdp(*, q: float, sigma: float, orders: Orders) -> np.nda
     if q == 1:
         return a / (2 * s ** 2)
     out = np.empty_like(a)
-    for j, alpha in enumerate(a.astype(int)):
+    for j, alpha in enumerate(a):
+        if alpha != round(alpha):
+            out[j] = _log_a_fractional(q, s, float(alpha)) / (alpha - 1)
+            continue
+        alpha = int(alpha)
         k = np.arange(alpha + 1, dtype=np.float64)
         log_binom = gammaln(alpha + 1) - gammaln(k + 1) - gammaln(alpha - k + 1)
         log_terms = log_binom + (alpha - k) * math.log1p(-q) + k * math.log(q) + (k * k - k) / (2 * s ** 2)

@@ -70,7 +70,9 @@ def test_bad_input_is_refused(kwargs):
         renyi.gaussian_rdp(**kwargs)
     with pytest.raises(ValueError, match="q must be"):
         renyi.amplify_by_subsampling(epsilon=1.0, delta=0.0, q=1.5)
-    with pytest.raises(ValueError, match="integers"):
-        renyi.subsampled_gaussian_rdp(q=0.1, sigma=1.0, orders=[2.5])
+    with pytest.raises(ValueError, match="orders"):
+        renyi.subsampled_gaussian_rdp(q=0.1, sigma=1.0, orders=[1.0])   # fractional orders > 1 are fine now
+    with pytest.raises(ValueError, match="q must be"):
+        renyi.subsampled_gaussian_rdp(q=1.5, sigma=1.0, orders=[2.5])
     with pytest.raises(ValueError, match="method"):
         renyi.rdp_to_dp(orders=[2], rdp=[0.1], delta=1e-5, method="x")
