@@ -159,11 +159,14 @@ def test_the_check_compares_up_to_a_common_row_and_no_more():
     assert [p.passed for p in scaled_result.properties] == [True, True, True, False, False, True]
 
 
-def test_a_float32_solve_cast_back_to_float64_is_told_why_it_fails():
-    """A float32 answer fails on every seed (listed below); one solved in float32 and cast to float64 is off by 1e-7
-    to 1e-2 of the scale, so it fails on most seeds, with a message that names float32 rounding."""
+def test_float32_answers_are_told_what_went_wrong():
+    """A float32 solve cast back to float64 is off by 1e-7 to 1e-2 of the scale, far more than float64 rounding: it
+    fails on most seeds (a well-conditioned draw can land within 1e-6), and the message says that something
+    (float32, an epsilon) changed the equations, without blaming float32 alone.
+    A float64 solve cast to float32 at the end loses only the dtype point; a float32 solve is told "float32
+    rounding"."""
     code = """
-    def extract_softmax(query, num_features, num_classes, budget, generator):
+    def cast_back(query, num_features, num_classes, budget, generator):
         d = num_features
         if budget < d + 1:
             raise ValueError("budget too small")
@@ -172,14 +175,29 @@ def test_a_float32_solve_cast_back_to_float64_is_told_why_it_fails():
         p = query(x).float()
         theta = torch.linalg.lstsq(A, p.log() - p[:, :1].log()).solution.double()
         return theta[:-1].T.contiguous(), theta[-1].contiguous()
+
+    def cast_at_the_end(query, num_features, num_classes, budget, generator):
+        d = num_features
+        if budget < d + 1:
+            raise ValueError("budget too small")
+        x = torch.rand(d + 1, d, generator=generator, dtype=torch.float64)
+        A = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+        log_p = query(x).log()
+        theta = torch.linalg.lstsq(A, log_p - log_p[:, :1]).solution
+        return theta[:-1].T.float(), theta[-1].float()
     """
     namespace = {"torch": torch}
     exec(textwrap.dedent(code), namespace)
     question = EXERCISE.questions["extract_softmax"]
-    reports = [run_question(question, namespace["extract_softmax"], seed=seed) for seed in range(900, 925)]
-    failed = [r for r in reports if not r.passed]
-    assert len(failed) >= 20 and all("float64" in r.report() for r in failed)
-    assert any("float32 rounding" in r.report() for r in failed)
+    reports = [run_question(question, namespace["cast_back"], seed=seed).report() for seed in range(900, 925)]
+    failed = [r for r in reports if "[FAIL] W and b equal" in r]
+    assert len(failed) >= 20 and all("float32 queries, log or solve" in r for r in failed)
+    for seed in range(900, 925):
+        result = run_question(question, namespace["cast_at_the_end"], seed=seed)
+        assert [p.passed for p in result.properties] == [False, True, True, True, True, True], result.report()
+        assert "expected float64 tensors" in result.report()
+    float32_solve = run_question(question, lambda *a: tuple(t.float() for t in namespace["cast_back"](*a)), seed=3)
+    assert "float32 rounding" in float32_solve.report()
 
 
 def test_the_whole_set_runs_in_seconds(solutions):
@@ -188,13 +206,23 @@ def test_the_whole_set_runs_in_seconds(solutions):
 
 def test_the_instances_keep_their_promises():
     """The generators behind the every-seed guarantees: more features than classes, a budget in [d + 2, 2d + 1]
-    with K >= 3, row means and biases spaced >= 0.4 apart, a common row of norm >= 3; gradients whose true row is
-    the only negative one, with the special cases present."""
+    (or exactly d + 1) with K >= 4, a rare class (an epsilon inside the log changes the equations), agreement inputs
+    with at least 3 of the victim's labels, row means and biases spaced >= 0.4 apart, a common row of norm >= 3;
+    gradients whose true row is the only negative one, with the special cases present."""
     for seed in range(1000):
         rng = torch.Generator().manual_seed(seed)
         W, b, budget = ch09._victim(rng)
         k, d = W.shape
-        assert 3 <= k <= 6 and k < d <= 12 and d + 2 <= budget <= 2 * d + 1
+        assert 4 <= k <= 6 and k < d <= 12 and d + 2 <= budget <= 2 * d + 1
+        W1, b1, budget1 = ch09._victim(torch.Generator().manual_seed(seed), minimal_budget=True)
+        assert torch.equal(W1, W) and torch.equal(b1, b) and budget1 == d + 1  # the smallest budget that suffices
+        if seed < 200:  # the rare class: some probability below exp(-RARE_GAP) at every input of [-1, 1]^d
+            x = 2 * torch.rand(4000, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) - 1
+            corners = (torch.rand(64, d, generator=torch.Generator().manual_seed(seed)) < 0.5).double() * 2 - 1
+            probs = torch.softmax(torch.cat([x, corners]) @ W.T + b, 1)
+            assert float(probs.min(1).values.max()) < 1e-13
+            labels = (ch09._agreement_inputs(torch.Generator().manual_seed(seed), W, b) @ W.T + b).argmax(1)
+            assert len(labels.unique()) >= 3  # the agreement check sees the victim's labels vary
         assert k * (d + 1) > budget and 2 * (d + 1) > budget and budget < 100 and budget // k < d + 1
         means = W.mean(1).sort().values
         assert (means[1:] - means[:-1]).min() >= 0.4 - 1e-12
@@ -332,7 +360,50 @@ MISTAKES = [
             x = torch.rand(budget, d, generator=generator)
             A = torch.cat([x, torch.ones(len(x), 1)], 1)
             p = query(x).float()
-            Y = p.log() - p[:, :1].log()""" + _SOLVE, ["returns (W, b)", *_WRONG], "float64"),
+            Y = p.log() - p[:, :1].log()""" + _SOLVE, ["returns (W, b)", "W and b equal"], "float64"),
+    ("extract_softmax", "a budget of exactly d + 1 rejected (budget <= d + 1)", """
+        def extract_softmax(query, num_features, num_classes, budget, generator):
+            d = num_features
+            if budget <= d + 1:
+                raise ValueError("budget must exceed num_features + 1")""" + _QUERY + """
+            Y = p.log() - p[:, :1].log()""" + _SOLVE, ["asks the API", "W and b equal"], "raised ValueError"),
+    ("extract_softmax", "always d + 2 queries, even when the budget is d + 1", _EX + """
+            x = torch.rand(d + 2, d, generator=generator, dtype=torch.float64)
+            A = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+            p = query(x)
+            Y = p.log() - p[:, :1].log()""" + _SOLVE, ["asks the API"], "asked"),
+    ("extract_softmax", "a 'safe' log: log(p + 1e-12)", _ex(_QUERY, """
+            Y = (p + 1e-12).log() - (p[:, :1] + 1e-12).log()""", _SOLVE), ["W and b equal"], "epsilon"),
+    ("extract_softmax", "a clamped log: p.clamp(1e-6, 1 - 1e-6).log()", _ex(_QUERY, """
+            q = p.clamp(1e-6, 1 - 1e-6)
+            Y = q.log() - q[:, :1].log()""", _SOLVE), None, "epsilon"),
+    ("extract_softmax", "the parameters times 1.001", _ex(_QUERY, """
+            Y = p.log() - p[:, :1].log()
+            theta = torch.linalg.lstsq(A, Y).solution * 1.001
+            return theta[:-1].T.contiguous(), theta[-1].contiguous()"""), None, "times 1.001"),
+    ("extract_softmax", "each class fitted on its own random d + 1 of the queries", _EX + """
+            x = torch.rand(budget, d, generator=generator, dtype=torch.float64)
+            A = torch.cat([x, torch.ones(budget, 1, dtype=torch.float64)], 1)
+            log_p = query(x).log()
+            rows = []
+            for k in range(num_classes):
+                idx = torch.randperm(budget, generator=generator)[:d + 1]
+                rows.append(torch.linalg.lstsq(A[idx], log_p[idx, k:k + 1]).solution[:, 0])
+            theta = torch.stack(rows)
+            return theta[:, :-1].contiguous(), theta[:, -1].contiguous()""", _WRONG, "same queries for every class"),
+    ("extract_softmax", "log_softmax of the probabilities (not their log)", _ex(_QUERY, """
+            Y = torch.log_softmax(p, 1)""", _SOLVE), _WRONG, "same queries for every class"),
+    ("extract_softmax", "the basis queries 0, e_1, ..., e_d plus 2d 'validation' queries", _EX + """
+            b = query(torch.zeros(1, d, dtype=torch.float64)).log()[0]
+            W = (query(torch.eye(d, dtype=torch.float64)).log() - b).T.contiguous()
+            query(torch.rand(2 * d, d, generator=generator, dtype=torch.float64))
+            return W, b""", ["asks the API"], "asked"),
+    ("extract_softmax", "a budget check that demands K(d + 1) queries", """
+        def extract_softmax(query, num_features, num_classes, budget, generator):
+            d = num_features
+            if budget < num_classes * (d + 1):
+                raise ValueError(f"budget must be at least {num_classes * (d + 1)}")""" + _QUERY + """
+            Y = p.log() - p[:, :1].log()""" + _SOLVE, None, "raised ValueError"),
     ("extract_softmax", "no check of the budget", """
         def extract_softmax(query, num_features, num_classes, budget, generator):
             d = num_features
@@ -390,6 +461,22 @@ def _namespace() -> dict:
 @pytest.mark.parametrize("name, label, code, failing, message", MISTAKES, ids=[m[1] for m in MISTAKES])
 def test_each_mistake_fails_its_property(name, label, code, failing, message):
     assert_mistake_fails(EXERCISE.questions[name], code, name, _namespace(), failing, message)
+
+
+_DISAGREE = [m for m in MISTAKES if m[3] is not None and "labels fresh" in m[3]]
+
+
+@pytest.mark.parametrize("name, label, code, failing, message", _DISAGREE, ids=[m[1] for m in _DISAGREE])
+def test_each_mistake_said_to_disagree_fails_the_agreement_check_on_every_seed(name, label, code, failing, message):
+    """Issue 14: the mistakes that ignore the shift invariance fail the agreement test itself, not only the
+    parameter check, on every seed (the agreement inputs cover [-1, 1]^d and straddle the decision boundaries)."""
+    namespace = _namespace()
+    exec(textwrap.dedent(code), namespace)
+    question = EXERCISE.questions[name]
+    prop = next(p for p in question.properties if p.description.startswith("labels fresh"))
+    for seed in SEEDS:
+        result = run_question(question, namespace[name], seed=seed)
+        assert not next(p for p in result.properties if p.description == prop.description).passed, (label, seed)
 
 
 @pytest.mark.parametrize("name, label, code, failing, message", MISTAKES, ids=[m[1] for m in MISTAKES])

@@ -16,19 +16,27 @@ How the instances make each typical mistake fail on every seed:
   normaliser ``log Z(x)`` is the same for every class, so with the same queries for every class its
   least-squares fit shifts every row by the same vector (the tests pass it as a correct answer).
 - The check that matters compares ``W_student - W_true`` and ``b_student - b_true`` with a common row (identical
-  rows, identical entries) to 1e-6 of the victim's scale; the probabilities on fresh inputs must match too.
-  Float64 solving is exact to ~1e-11. A float32 solve is off by 1e-7 to 1e-2 and would pass or fail by chance
-  (half of the seeds with an overdetermined solve), so every property asks for float64 tensors: a float32
-  answer fails on every seed, with a message that says why.
+  rows, identical entries) to 1e-6 of the victim's scale (its largest centred weight); the probabilities on fresh
+  inputs must match too. Float64 solving is exact to ~1e-11. A float32 solve is off by 1e-7 to 1e-2 and passes or
+  fails by chance, so one property asks for float64 tensors (a float32 answer fails it on every seed); the value
+  properties accept a float32 answer within the rounding of casting a float64 solution to float32, and say
+  "float32 rounding" beyond it. A float64 answer that is only close is told that something changed the equations
+  (an epsilon, a clamp, float32 somewhere), not blamed on float32.
   Answers that only agree in argmax (a logarithm in base 10 or 2, a normalisation to unit norm, a substitute
   fitted to the labels) therefore fail although their agreement is 100% (or close).
+- One class of every victim is *rare*: its logit lies at least ``RARE_GAP`` = 30 below another class's on the
+  whole cube ``[-1, 1]^d``, so at every query there some probability is below 1e-13, and a "safe" log
+  ``log(p + 1e-12)`` (or a clamp) changes that class's equations by far more than the tolerance on every seed.
+- Agreement is measured on ``[-1, 1]^d`` (on ``[0, 1]^d`` the class with the largest row mean wins almost
+  everywhere, and a constant label would agree on a fifth of the seeds) and on pairs of points 1e-4 of a segment
+  either side of the victim's decision boundaries; the victim predicts at least 3 labels there (tested).
 - ``num_features > num_classes`` always, so a transposed ``W`` has the wrong shape; the budget is drawn in
-  ``[d + 2, 2d + 1]`` with ``K >= 3`` classes, so fresh ``d + 1`` queries per class (``K(d + 1) >= 3d + 3``),
+  ``[d + 2, 2d + 1]`` with ``K >= 4`` classes, so fresh ``d + 1`` queries per class (``K(d + 1) >= 4d + 4``),
   twice the minimum (``2d + 2``) or a fixed 100 (``2d + 1 <= 25``) exceed it, and a budget split among the
-  classes leaves each class fewer than ``d + 1`` equations (``(2d + 1) / 3 < d + 1``); and since the budget
+  classes leaves each class fewer than ``d + 1`` equations (``(2d + 1) / 4 < d + 1``); and since the budget
   exceeds ``d + 1``, windows of ``d + 1`` queries that differ between classes are possible; each class's fit
-  then absorbs a different affine approximation of the nonlinear ``log Z``, off by at least 4.8e-4 of the scale
-  on 200 seeds (measured, not a bound: the margin over the 1e-6 tolerance is 480-fold).
+  then absorbs a different affine approximation of the nonlinear ``log Z``. The second instance of the budget
+  and parameter properties has a budget of exactly ``d + 1``, so rejecting it, or always asking ``d + 2``, fails.
 - The gradients of ``label_from_gradient`` come from a real cross-entropy backward pass of one example through
   a linear layer on non-negative (ReLU or sigmoid) features. The row of the true class is the only one with a
   negative factor, so the argmax of the row sums is wrong on every instance. The instances of every property
@@ -57,6 +65,7 @@ SET = ExerciseSet("09_model_attacks", "Exercises: model inversion, extraction an
 
 _INFERENCE = "mlsec_kit.attacks.inference"
 _CHECKER = "mlsec_kit.grading.sets.ch09"  # this module's reference helpers answer questions too
+RARE_GAP = 30.0  # the rare class sits this far below another in logit: p < 1e-13 at every query in [-1, 1]^d
 TOLERANCE = 1e-6  # of the victim's scale: float64 equation solving is exact to ~1e-11 (float32 to only ~1e-2)
 
 
@@ -121,24 +130,34 @@ def _spaced(rng: torch.Generator, k: int, gap: float, jitter: float) -> torch.Te
     return values[torch.randperm(k, generator=rng)]
 
 
-def _victim(rng: torch.Generator):
-    """A softmax regression ``(W, b)`` with ``3 <= K <= 6`` classes and ``K < d <= 12`` features, in float64,
-    and a query budget in ``[d + 2, 2d + 1]``. Row means and biases are spaced >= 0.4 apart; every row carries
-    the same offset of norm 3-6."""
-    k = randint(rng, 3, 6)
+def _victim(rng: torch.Generator, *, minimal_budget: bool = False):
+    """A softmax regression ``(W, b)`` with ``4 <= K <= 6`` classes and ``K < d <= 12`` features, in float64,
+    and a query budget in ``[d + 2, 2d + 1]`` (exactly ``d + 1`` with ``minimal_budget``). Row means and biases
+    are spaced >= 0.4 apart; every row carries the same offset of norm 3-6. One class (the last row before the
+    shuffle) is *rare*: its logit is at least ``RARE_GAP`` below another class's on the whole cube ``[-1, 1]^d``,
+    so some probability is below ``exp(-RARE_GAP)`` at every query there, and an epsilon added inside the log
+    changes the equations."""
+    k = randint(rng, 4, 6)
     d = randint(rng, max(k + 1, 5), 12)
     raw = torch.randn(k, d, generator=rng, dtype=torch.float64) * _uniform(rng, 0.8, 1.5)
-    W = raw - raw.mean(1, keepdim=True) + _spaced(rng, k, 0.4, 0.4).unsqueeze(1)
+    means = _spaced(rng, k, 0.4, 0.4).sort().values  # the rare class takes the largest mean
+    W = raw - raw.mean(1, keepdim=True) + means.unsqueeze(1)
+    b = _spaced(rng, k - 1, 0.4, 0.6)
+    top = int(b.argmax())
+    W[-1] = W[top] - W[top].mean() + means[-1] + 0.3 * (raw[-1] - raw[-1].mean())  # near a common class's row
+    b = torch.cat([b, (b[top] - RARE_GAP - (W[-1] - W[top]).abs().sum()).reshape(1)])
+    order = torch.randperm(k, generator=rng)
+    W, b = W[order], b[order]
     common = torch.randn(d, generator=rng, dtype=torch.float64)
     W = W + common / common.norm() * _uniform(rng, 3.0, 6.0)
-    b = _spaced(rng, k, 0.4, 0.6)
-    budget = randint(rng, d + 2, 2 * d + 1)
+    budget = d + 1 if minimal_budget else randint(rng, d + 2, 2 * d + 1)
     return W, b, budget
 
 
 def _scale(W: torch.Tensor, b: torch.Tensor) -> float:
-    """The victim's scale: its largest identifiable (centred) parameter."""
-    return max(float((W - W.mean(0)).abs().max()), float((b - b.mean()).abs().max()), 1.0)
+    """The victim's scale: its largest identifiable (centred) weight. Not its biases: the rare class's bias lies
+    ``RARE_GAP`` and more below the others, and a tolerance relative to it would let float32 solves through."""
+    return max(float((W - W.mean(0)).abs().max()), 1.0)
 
 
 def _common_row_error(W_hat, b_hat, W, b) -> tuple[float, float]:
@@ -176,10 +195,6 @@ def _extracted(fn, rng, W, b, budget) -> tuple[torch.Tensor, torch.Tensor, _API,
                     if W_hat.shape[0] == k - 1 else ": split the last column (the intercept) off into b")
         fail(f"{what} returned W {tuple(W_hat.shape)} and b {tuple(b_hat.shape)}; expected W ({k}, {d}) "
              f"(num_classes, num_features) and b ({k},){hint}")
-    if W_hat.dtype != torch.float64 or b_hat.dtype != torch.float64:
-        fail(f"{what} returned W {W_hat.dtype} and b {b_hat.dtype}; expected float64 tensors: equation solving is "
-             "exact only in double precision (float32 is off by up to a few thousandths of the weights), so draw "
-             "the queries, take the log and solve in torch.float64")
     if not (bool(torch.isfinite(W_hat).all()) and bool(torch.isfinite(b_hat).all())):
         fail(f"{what} returned W or b with nan or inf entries (the log of a probability that underflowed to 0?)")
     return W_hat, b_hat, api, what
@@ -188,13 +203,27 @@ def _extracted(fn, rng, W, b, budget) -> tuple[torch.Tensor, torch.Tensor, _API,
 @extract_softmax.prop("returns (W, b): float64 tensors of shapes (num_classes, num_features) and (num_classes,)")
 def _ex_shape(fn, rng):
     W, b, budget = _victim(rng)
-    _extracted(fn, rng, W, b, budget)
+    W_hat, b_hat, _, what = _extracted(fn, rng, W, b, budget)
+    if W_hat.dtype != torch.float64 or b_hat.dtype != torch.float64:
+        fail(f"{what} returned W {W_hat.dtype} and b {b_hat.dtype}; expected float64 tensors (torch.float64): "
+             "equation solving is exact only in double precision, so draw the queries, take the log, solve and "
+             "return in float64")
+
+
+def _allowed(W_hat, b_hat, W, b) -> float:
+    """The largest error the check accepts: 1e-6 of the victim's scale, plus, for a float32 answer, the rounding
+    of casting a float64 solution to float32 (2^-24 of its largest entry, twice: the error is centred)."""
+    allowed = TOLERANCE * _scale(W, b)
+    if W_hat.dtype != torch.float64 or b_hat.dtype != torch.float64:
+        top = max(float(W_hat.double().abs().max()), float(b_hat.double().abs().max()))
+        allowed += 4.0 * 2.0 ** -24 * top
+    return allowed
 
 
 @extract_softmax.prop("asks the API at most budget inputs in all (the rows of every call together)")
 def _ex_budget(fn, rng):
-    for _ in range(2):
-        W, b, budget = _victim(rng)
+    for minimal in (False, True):  # the second budget is exactly d + 1, the fewest queries that suffice
+        W, b, budget = _victim(rng, minimal_budget=minimal)
         k, d = W.shape
         api = _API(W, b)
         call(fn, api, d, k, budget, _seeded(rng), name="extract_softmax")
@@ -223,19 +252,23 @@ def _diagnose(W_hat, b_hat, W, b) -> str:
     """A hint for parameters that are not the victim's up to a common row."""
     scale = _scale(W, b)
     err_W, err_b = _common_row_error(W_hat, b_hat, W, b)
-    if max(err_W, err_b) < 1e-2 * scale:
-        return ("close, but equation solving is exact: errors of this size are float32 rounding; draw the queries, "
-                "take the log and solve in float64 (dtype=torch.float64)")
     Wc, bc = W - W.mean(0), b - b.mean()
     Hc, hc = W_hat.double() - W_hat.double().mean(0), b_hat.double() - b_hat.double().mean()
     theta, theta_hat = torch.cat([Wc, bc[:, None]], 1), torch.cat([Hc, hc[:, None]], 1)
     s = float((theta * theta_hat).sum() / (theta * theta).sum())
-    if s > 0 and float((theta_hat - s * theta).abs().max()) < 1e-3 * scale:
+    if s > 0 and abs(s - 1) > 1e-5 and float((theta_hat - s * theta).abs().max()) < 1e-2 * abs(s - 1) * scale:
         base = {round(1 / math.log(10), 3): " (a logarithm in base 10?)", round(1 / math.log(2), 3):
                 " (a logarithm in base 2?)"}.get(round(s, 3), "")
-        return (f"your parameters are the victim's times {s:.4g}{base}, up to a common row: the argmax agrees "
+        return (f"your parameters are the victim's times {s:.6g}{base}, up to a common row: the argmax agrees "
                 "everywhere, the probabilities do not. Use the natural log (log p_k - log p_r = (w_k - w_r) . x + "
                 "b_k - b_r); only a common row is free, the scale is not")
+    if max(err_W, err_b) < 1e-2 * scale:
+        if W_hat.dtype != torch.float64 or b_hat.dtype != torch.float64:
+            return ("close, but errors of this size are float32 rounding: draw the queries, take the log and solve "
+                    "in float64 (dtype=torch.float64)")
+        return ("close but not exact, and float64 equation solving is exact: something changed the answers between "
+                "the API and the solve (an epsilon or a clamp inside the log, or float32 queries, log or solve); "
+                "take query(x).log() as it comes: the API never returns 0 on moderate inputs")
     if err_W < TOLERANCE * scale:
         return ("W is right up to the common row but b is not: b_student - b_true must be one number for every "
                 "class; read b off the intercept of the same fit (a column of ones), not off one query's log p")
@@ -246,19 +279,22 @@ def _diagnose(W_hat, b_hat, W, b) -> str:
                 "row centred over its features?); the free shift is ONE vector added to every row, so centre over "
                 "the classes (W - W.mean(0)) or leave it")
     return ("fit log p_k - log p_r = (w_k - w_r) . x + (b_k - b_r) with an intercept, on the same queries for "
-            "every class, in float64")
+            "every class, in float64, with query(x).log() as it comes (no epsilon or clamp: some of the API's "
+            "probabilities are below 1e-13, and log(p + eps) is then a different equation)")
 
 
 @extract_softmax.prop("W and b equal the victim's up to one common row: W - W_true has identical rows, "
                       "b - b_true identical entries")
 def _ex_common_row(fn, rng):
-    for _ in range(2):
-        W, b, budget = _victim(rng)
+    for minimal in (False, True):  # a budget in [d + 2, 2d + 1] (room for windows), then exactly d + 1
+        W, b, budget = _victim(rng, minimal_budget=minimal)
         W_hat, b_hat, _, what = _extracted(fn, rng, W, b, budget)
         err_W, err_b = _common_row_error(W_hat, b_hat, W, b)
-        if max(err_W, err_b) > TOLERANCE * _scale(W, b):
-            fail(f"{what}: the rows of W - W_true differ by up to {fmt(err_W)} and the entries of b - b_true by up "
-                 f"to {fmt(err_b)} (allowed {fmt(TOLERANCE * _scale(W, b))}); {_diagnose(W_hat, b_hat, W, b)}")
+        allowed = _allowed(W_hat, b_hat, W, b)
+        if max(err_W, err_b) > allowed:
+            fail(f"{what}: your answer is off by {fmt(max(err_W, err_b))}: the rows of W - W_true differ by up to "
+                 f"{fmt(err_W)} and the entries of b - b_true by up to {fmt(err_b)} (allowed {fmt(allowed)}); "
+                 f"{_diagnose(W_hat, b_hat, W, b)}")
 
 
 def _fresh_logits(fn, rng, n: int, low: float, high: float):
@@ -266,7 +302,29 @@ def _fresh_logits(fn, rng, n: int, low: float, high: float):
     W, b, budget = _victim(rng)
     W_hat, b_hat, _, what = _extracted(fn, rng, W, b, budget)
     x = low + (high - low) * torch.rand(n, W.shape[1], generator=rng, dtype=torch.float64)
-    return x @ W.T + b, x @ W_hat.T + b_hat, what
+    return x @ W.T + b, x @ W_hat.double().T + b_hat.double(), what
+
+
+def _agreement_inputs(rng: torch.Generator, W: torch.Tensor, b: torch.Tensor, n: int = 2000,
+                      pairs: int = 200) -> torch.Tensor:
+    """``n`` inputs uniform in the centred cube ``[-1, 1]^d`` (where the victim's labels vary: on ``[0, 1]^d`` one
+    class wins almost everywhere), then, for ``pairs`` pairs of them with different labels, the two points 1e-4
+    of the segment on either side of the decision boundary between them (found by bisection)."""
+    x = 2 * torch.rand(n, W.shape[1], generator=rng, dtype=torch.float64) - 1
+    labels = (x @ W.T + b).argmax(1)
+    i = torch.randint(0, n, (8 * pairs,), generator=rng)
+    j = torch.randint(0, n, (8 * pairs,), generator=rng)
+    keep = (labels[i] != labels[j]).nonzero()[:pairs, 0]
+    start, end = x[i[keep]], x[j[keep]]
+    lo, hi = torch.zeros(len(keep), dtype=torch.float64), torch.ones(len(keep), dtype=torch.float64)
+    first = labels[i[keep]]
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        same = ((start + mid[:, None] * (end - start)) @ W.T + b).argmax(1) == first
+        lo, hi = torch.where(same, mid, lo), torch.where(same, hi, mid)
+    t = torch.cat([lo - 1e-4, hi + 1e-4]).clamp(0, 1)[:, None]
+    near = torch.cat([start, start]) + t * torch.cat([end - start, end - start])
+    return torch.cat([x, near])
 
 
 @extract_softmax.prop("the extracted model returns the victim's probabilities on fresh inputs")
@@ -280,11 +338,14 @@ def _ex_probabilities(fn, rng):
 
 @extract_softmax.prop("labels fresh inputs as the victim does (agreement >= 99.9%)")
 def _ex_agreement(fn, rng):
-    logits, logits_hat, what = _fresh_logits(fn, rng, 2000, 0.0, 1.0)
-    same = float((logits.argmax(1) == logits_hat.argmax(1)).double().mean())
+    W, b, budget = _victim(rng)
+    W_hat, b_hat, _, what = _extracted(fn, rng, W, b, budget)
+    x = _agreement_inputs(rng, W, b)
+    same = float(((x @ W.T + b).argmax(1) == (x @ W_hat.double().T + b_hat.double()).argmax(1)).double().mean())
     if same < 0.999:
-        fail(f"{what}: your model gives the victim's label on {same:.1%} of 2000 fresh inputs; equation solving "
-             "recovers the model exactly, so it should agree on all of them")
+        fail(f"{what}: your model gives the victim's label on {same:.1%} of {len(x)} fresh inputs (uniform in "
+             "[-1, 1]^d, and pairs just either side of the victim's decision boundaries); equation solving recovers "
+             "the model exactly, so it should agree on all of them")
 
 
 # ---- (b) label_from_gradient ---------------------------------------------------------------------------
@@ -372,8 +433,7 @@ def _lg_check(fn, rng, activation: str) -> None:
     for grad, true in _gradient_cases(rng, activation):
         got, what = _label(fn, grad)
         if got != true:
-            fail(f"{what}: the example's label is {true} (the only row with a negative sum, "
-                 f"{fmt(grad.sum(1)[true])}), you returned {got}; {_lg_hint(grad, got)}")
+            fail(f"{what}: you returned {got}, which is not the example's label; {_lg_hint(grad, got)}")
 
 
 @label_from_gradient.prop("finds the label behind ReLU features, dead ones included")
@@ -413,8 +473,8 @@ STATEMENTS = {
          "examples from the batch's averaged gradient.",
     "g": "Adding Gaussian noise to shared gradients stops gradient leakage without costing the trained model any "
          "accuracy.",
-    "h": "Model inversion needs only the label an API predicts, so rounding the confidences the API returns cannot "
-         "affect it.",
+    "h": "Fredrikson, Jha and Ristenpart's (2015) model inversion needs only the label an API predicts, so rounding "
+         "the confidences the API returns cannot affect it.",
 }
 TRUE_STATEMENTS = frozenset("ace")
 _WHY_NOT = {
