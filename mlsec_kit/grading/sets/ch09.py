@@ -38,14 +38,17 @@ How the instances make each typical mistake fail on every seed:
   then absorbs a different affine approximation of the nonlinear ``log Z``. The second instance of the budget
   and parameter properties has a budget of exactly ``d + 1``, so rejecting it, or always asking ``d + 2``, fails.
 - The gradients of ``label_from_gradient`` come from a real cross-entropy backward pass of one example through
-  a linear layer on non-negative (ReLU or sigmoid) features. The row of the true class is the only one with a
-  negative factor, so the argmax of the row sums is wrong on every instance. The instances of every property
-  that reads a label include one with fewer features than classes and a label ``>= H`` (a sum over the wrong
-  axis returns an index ``< H``), one with ``H >= 2K`` and a label ``>= 1`` (a flat argmin divided by ``K``
-  instead of ``H`` is off), and, behind ReLUs, one whose first and last features are dead (zero), with a label
-  other than 0 (reading one column's sign returns 0 there). Every instance is checked (in the tests, on 1000
-  seeds) to have exactly one negative row sum, at the true label: the logits stay moderate, so the true class's
-  probability never rounds to 1.
+  a linear layer on ReLU, sigmoid or tanh features, with ``K >= 3`` classes. Behind non-negative features the
+  row of the true class is the only one with a negative sum, so the argmax of the row sums is wrong on every
+  instance. Behind tanh features the first instance has a negative feature sum, so the true row's sum is the
+  only positive one and the row-sum argmin (statement e's point, in code) is wrong there; the true row is the
+  largest (``|p_c - 1| = sum of the other p_k``) and the only one whose sign differs from the others'. The
+  instances of every property that reads a label include one with fewer features than classes and a label
+  ``>= H`` (a sum over the wrong axis returns an index ``< H``), one with ``H >= 2K`` and a label ``>= 1`` (a
+  flat argmin divided by ``K`` instead of ``H`` is off), and, behind ReLUs, one whose first and last features
+  are dead (zero), with a label other than 0 (reading one column's sign returns 0 there). Every instance is
+  checked in the tests, on 1000 seeds: the logits stay moderate, so the true class's probability never rounds
+  to 1.
 - An answer to the statements that names none or all of them fails every property (it is not an answer).
 - The module's own reference helpers are forbidden with the kit's functions, since a submission can import them.
 """
@@ -356,13 +359,15 @@ label_from_gradient = SET.question(
 
 
 def _gradient(rng: torch.Generator, k: int, h: int, label: int, *, activation: str = "relu",
-              dead: tuple[int, ...] = ()) -> tuple[torch.Tensor, int]:
+              dead: tuple[int, ...] = (), negative_sum: bool = False) -> tuple[torch.Tensor, int]:
     """The gradient of the cross-entropy of ONE example with ``label`` w.r.t. the weight ``(k, h)`` of a linear
     layer on non-negative features (a ReLU or a sigmoid of random pre-activations; features in ``dead`` are
     0), computed by autograd in float32, and the label. Logits stay moderate (weights of scale ``1 / sqrt(h)``),
     so the true class's probability never rounds to 1."""
     pre = torch.randn(h, generator=rng) * 1.5
-    features = torch.relu(pre) if activation == "relu" else torch.sigmoid(pre)
+    features = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[activation](pre)
+    if activation == "tanh" and negative_sum and float(features.sum()) > 0:
+        features = -features  # tanh is odd: a negative feature sum, and a positive sum in the true row
     features[list(dead)] = 0.0
     if activation == "relu":  # at least one live feature, not a dead one
         live = [i for i in range(h) if i not in dead]
@@ -377,10 +382,10 @@ def _gradient(rng: torch.Generator, k: int, h: int, label: int, *, activation: s
 def _gradient_cases(rng: torch.Generator, activation: str):
     """Four random gradients, then those that catch a wrong axis, a wrong unravel and (behind ReLUs) one column
     read alone."""
-    for _ in range(4):
+    for i in range(4):
         k = randint(rng, 3, 10)
         h = randint(rng, 2, 24)
-        yield _gradient(rng, k, h, randint(rng, 0, k - 1), activation=activation)
+        yield _gradient(rng, k, h, randint(rng, 0, k - 1), activation=activation, negative_sum=i == 0)
     k = randint(rng, 6, 10)
     h = randint(rng, 2, k // 2)
     yield _gradient(rng, k, h, randint(rng, h, k - 1), activation=activation)  # H < K, label >= H
@@ -392,7 +397,8 @@ def _gradient_cases(rng: torch.Generator, activation: str):
 
 
 def _reference_label(weight_grad: torch.Tensor) -> int:
-    return int(weight_grad.sum(1).argmin())
+    column = weight_grad[:, int(weight_grad.abs().sum(0).argmax())]  # the feature of largest magnitude
+    return int((column * column.sign().sum()).argmin())  # the one entry whose sign is not the majority's (K >= 3)
 
 
 def _label(fn, grad: torch.Tensor) -> tuple[int, str]:
@@ -413,7 +419,7 @@ def _lg_type(fn, rng):
             fail(f"{what} returned {got}; a label is a row of weight_grad, an int in [0, {grad.shape[0]})")
 
 
-def _lg_hint(grad: torch.Tensor, got: int) -> str:
+def _lg_hint(grad: torch.Tensor, got: int, activation: str) -> str:
     """Why ``got`` is not the label of the example behind ``grad``."""
     k, h = grad.shape
     dead = [j for j in range(h) if not bool(grad[:, j].any())]
@@ -424,16 +430,20 @@ def _lg_hint(grad: torch.Tensor, got: int) -> str:
     if got < h and got == int(grad.sum(0).argmin()):
         return ("that is the argmin over the other axis; each ROW of weight_grad belongs to a class (the weight is "
                 "(K, H)), so sum over the features, dim=1")
+    if activation == "tanh":
+        return ("the features can be negative here (a tanh), so the true row's sum can be the only POSITIVE one and "
+                "the sign of a row sum says nothing alone; compare the sizes of the rows: |p_c - 1| is the sum of "
+                "the other p_k, larger than each of them when K >= 3")
     if got == int(grad.sum(1).argmax()):
         return "the row with the LARGEST sum is a class the example does not belong to: its factor p_k is positive"
-    return "row k is (p_k - [k = label]) times the (non-negative) features: only the true class's row is negative"
+    return "row k is (p_k - [k = label]) times the same features; what do the signs and sizes of the factors say?"
 
 
 def _lg_check(fn, rng, activation: str) -> None:
     for grad, true in _gradient_cases(rng, activation):
         got, what = _label(fn, grad)
         if got != true:
-            fail(f"{what}: you returned {got}, which is not the example's label; {_lg_hint(grad, got)}")
+            fail(f"{what}: you returned {got}, which is not the example's label; {_lg_hint(grad, got, activation)}")
 
 
 @label_from_gradient.prop("finds the label behind ReLU features, dead ones included")
@@ -444,6 +454,11 @@ def _lg_relu(fn, rng):
 @label_from_gradient.prop("finds the label behind sigmoid features")
 def _lg_sigmoid(fn, rng):
     _lg_check(fn, rng, "sigmoid")
+
+
+@label_from_gradient.prop("finds the label behind tanh features (which can be negative)")
+def _lg_tanh(fn, rng):
+    _lg_check(fn, rng, "tanh")
 
 
 @label_from_gradient.prop("raises a ValueError naming weight_grad when it is not a 2-D (K, H) tensor")
