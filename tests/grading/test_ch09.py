@@ -433,6 +433,8 @@ MISTAKES += [
             return int(weight_grad.sum(1).argmax())""", None, "LARGEST"),
     ("label_from_gradient", "the row with the negative sum (right only for non-negative features)", _LG + """
             return int(weight_grad.sum(1).argmin())""", ["finds the label behind tanh"], "tanh"),
+    ("label_from_gradient", "the row of the most negative entry (right only for non-negative features)", _LG + """
+            return int(weight_grad.argmin()) // weight_grad.shape[1]""", ["finds the label behind tanh"], "tanh"),
     ("label_from_gradient", "sums over the wrong axis (classes instead of features)", _LG + """
             return int(weight_grad.sum(0).argmin())""", None, "dim=1"),
     ("label_from_gradient", "a flat argmin unravelled with K instead of H", _LG + """

@@ -366,8 +366,8 @@ def _gradient(rng: torch.Generator, k: int, h: int, label: int, *, activation: s
     so the true class's probability never rounds to 1."""
     pre = torch.randn(h, generator=rng) * 1.5
     features = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[activation](pre)
-    if activation == "tanh" and negative_sum and float(features.sum()) > 0:
-        features = -features  # tanh is odd: a negative feature sum, and a positive sum in the true row
+    if activation == "tanh" and negative_sum:  # every pre-activation negative: the true row is the only
+        features = -features.abs()  # positive one, so a row-sum argmin or a flat argmin picks another class
     features[list(dead)] = 0.0
     if activation == "relu":  # at least one live feature, not a dead one
         live = [i for i in range(h) if i not in dead]
