@@ -12,6 +12,7 @@ SETS: dict[str, str] = {
     "06_poisoning": "mlsec_kit.grading.sets.ch06",
     "07_backdoors": "mlsec_kit.grading.sets.ch07",
     "08_membership_inference": "mlsec_kit.grading.sets.ch08",
+    "09_model_attacks": "mlsec_kit.grading.sets.ch09",
     "10_differential_privacy": "mlsec_kit.grading.sets.ch10",
     "11_dp_sgd": "mlsec_kit.grading.sets.ch11",
 }
