@@ -28,6 +28,8 @@ from .accounting import (RDPAccountant, noise_multiplier_for, prv_epsilon, rdp_c
                          rdp_epsilon_with_order)
 from .pate import (gnmax_log_q, gnmax_rdp, lnmax_log_q, lnmax_rdp, noisy_argmax, partition, pate_epsilon,
                    pate_laplace_epsilon, teacher_votes, train_student, train_teachers)
+from .dpsgd import (DPHistory, StepInfo, check_dp_model, clip_and_sum, clip_factors, dp_sgd_step,
+                    per_sample_gradients, per_sample_norms, poisson_batches, train_dp_sgd)
 
 __all__ = [
     "randomized_response", "randomized_response_keep_probability", "randomized_response_estimate", "laplace",
@@ -47,4 +49,6 @@ __all__ = [
     "rdp_curve", "rdp_epsilon", "rdp_epsilon_with_order", "noise_multiplier_for", "prv_epsilon", "RDPAccountant",
     "partition", "train_teachers", "teacher_votes", "noisy_argmax", "gnmax_log_q", "gnmax_rdp", "lnmax_log_q",
     "lnmax_rdp", "pate_epsilon", "pate_laplace_epsilon", "train_student",
+    "per_sample_gradients", "per_sample_norms", "clip_factors", "clip_and_sum", "dp_sgd_step", "poisson_batches",
+    "train_dp_sgd", "DPHistory", "StepInfo", "check_dp_model",
 ]

@@ -29,6 +29,7 @@ All functions assume add/remove neighbours (the relation Poisson sampling is ana
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -77,6 +78,15 @@ def _conversion(value: object) -> str:
     return str(value)
 
 
+@functools.lru_cache(maxsize=512)
+def _one_step_rdp(sigma: float, q: float, orders: tuple) -> np.ndarray:
+    """The RDP curve of one step, read-only and cached: a training loop asks for the same curve after every epoch
+    (only the number of steps changes), and the fractional orders' series costs tens of milliseconds."""
+    curve = subsampled_gaussian_rdp(q=q, sigma=sigma, orders=np.array(orders, dtype=np.float64))
+    curve.setflags(write=False)
+    return curve
+
+
 def rdp_curve(*, noise_multiplier: float, sample_rate: float, steps: int,
               orders: Optional[Orders] = None) -> np.ndarray:
     """The RDP curve of ``steps`` steps of the Poisson-subsampled Gaussian: ``steps · ρ_α`` at each order.
@@ -93,7 +103,7 @@ def rdp_curve(*, noise_multiplier: float, sample_rate: float, steps: int,
     sigma, q = _noise_multiplier(noise_multiplier), _sample_rate(sample_rate)
     steps = check_int("steps", steps, minimum=0)
     a = _orders(DEFAULT_ORDERS if orders is None else orders)
-    return steps * subsampled_gaussian_rdp(q=q, sigma=sigma, orders=a)
+    return steps * _one_step_rdp(sigma, q, tuple(a.tolist()))
 
 
 def rdp_epsilon_with_order(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float,

@@ -83,6 +83,24 @@ def test_composition_over_steps_is_linear_in_the_rdp_curve():
     assert accounting.rdp_epsilon(noise_multiplier=1.0, sample_rate=0.01, steps=0, delta=1e-5) == 0.0
 
 
+def test_the_one_step_curve_is_cached_and_the_cache_cannot_be_corrupted():
+    """A training loop asks for epsilon after every epoch: the one-step curve is computed once per (sigma, q,
+    orders), and what callers get is a fresh array that they may modify."""
+    accounting._one_step_rdp.cache_clear()
+    kw = dict(noise_multiplier=1.3, sample_rate=0.02)
+    ten = accounting.rdp_curve(**kw, steps=10)
+    thirty = accounting.rdp_curve(**kw, steps=30)
+    info = accounting._one_step_rdp.cache_info()
+    assert info.misses == 1 and info.hits == 1
+    fresh = renyi.subsampled_gaussian_rdp(q=0.02, sigma=1.3, orders=accounting.DEFAULT_ORDERS)
+    np.testing.assert_allclose(ten, 10 * fresh, rtol=1e-12)
+    np.testing.assert_allclose(thirty, 30 * fresh, rtol=1e-12)
+    ten[:] = -1.0                                       # the caller's copy, not the cache
+    np.testing.assert_allclose(accounting.rdp_curve(**kw, steps=1), fresh, rtol=1e-12)
+    other = accounting.rdp_curve(noise_multiplier=1.3, sample_rate=0.02, steps=1, orders=(2, 3))
+    assert other.shape == (2,) and accounting._one_step_rdp.cache_info().misses == 2
+
+
 @pytest.mark.parametrize("sigma,steps", [(1.0, 1), (2.0, 50), (5.0, 400)])
 def test_full_batch_case_is_the_gaussian_and_never_below_its_exact_epsilon(sigma, steps):
     # q = 1: T Gaussian steps with noise sigma are one Gaussian with noise sigma / sqrt(T) (RDP exactly T a/(2s^2))

@@ -99,7 +99,9 @@ def test_every_solution_passes_every_check_on_many_seeds(solutions, name):
 
 def test_differently_built_correct_answers_pass():
     """Correct answers built another way earn full marks: logsumexp by hand, float32 throughout, the ROC over
-    every distinct score with "flag >=", NumPy, a count of reference scores at or above each example."""
+    every distinct score with "flag >=", NumPy, scikit-learn's full ROC, a 0-d NumPy array, a count of reference
+    scores at or above each example, and the kit's convention for the reference threshold (flag at or above the
+    lowest reference score that at most k of them reach)."""
     import textwrap
 
     code = """
@@ -126,6 +128,26 @@ def test_differently_built_correct_answers_pass():
         k = int(np.floor(target_fpr * len(v) + 1e-9))
         return 1.0 if k >= len(v) else float(np.mean(member_scores.numpy() > v[k]))
 
+    def tpr_sklearn_full(member_scores, non_member_scores, target_fpr):
+        from sklearn.metrics import roc_curve
+        if not 0 <= target_fpr <= 1:
+            raise ValueError("target_fpr must be in [0, 1]")
+        y = np.r_[np.ones(len(member_scores)), np.zeros(len(non_member_scores))]
+        fpr, tpr, _ = roc_curve(y, torch.cat([member_scores, non_member_scores]).numpy(), drop_intermediate=False)
+        return float(tpr[fpr <= target_fpr].max())
+
+    def tpr_0d_array(member_scores, non_member_scores, target_fpr):
+        return np.array(tpr_numpy(member_scores, non_member_scores, target_fpr))
+
+    def attack_at_or_above(reference_scores, target_fpr, member_scores, non_member_scores):
+        # the kit's global_threshold convention: the lowest reference score that at most k of them reach, flag >=
+        if not 0 <= target_fpr <= 1:
+            raise ValueError("target_fpr must be in [0, 1]")
+        k = math.floor(target_fpr * len(reference_scores) + 1e-9)
+        ok = [s for s in reference_scores.unique().tolist() if (reference_scores >= s).sum() <= k]
+        tau = min(ok) if ok else math.inf
+        return (member_scores >= tau).double().mean().item(), (non_member_scores >= tau).double().mean().item()
+
     def attack_counts(reference_scores, target_fpr, member_scores, non_member_scores):
         if not 0 <= target_fpr <= 1:
             raise ValueError("target_fpr must be a rate")
@@ -137,7 +159,9 @@ def test_differently_built_correct_answers_pass():
     namespace = {"torch": torch, "np": np, "math": math}
     exec(textwrap.dedent(code), namespace)
     for name, fn in [("loss_scores", "loss_scores_lse"), ("loss_scores", "loss_scores_f32"),
-                     ("tpr_at_fpr", "tpr_roc"), ("tpr_at_fpr", "tpr_numpy"), ("reference_attack", "attack_counts")]:
+                     ("tpr_at_fpr", "tpr_roc"), ("tpr_at_fpr", "tpr_numpy"), ("tpr_at_fpr", "tpr_sklearn_full"),
+                     ("tpr_at_fpr", "tpr_0d_array"), ("reference_attack", "attack_counts"),
+                     ("reference_attack", "attack_at_or_above")]:
         assert_passes_on_seeds(EXERCISE.questions[name], namespace[fn], range(20))
 
 
@@ -163,24 +187,32 @@ def test_the_instances_keep_their_promises():
             assert k + 1 >= len(v) or float(v[k + 1]) < cut["c"]
             if kind == "tie":
                 assert float(v[k - 1]) == cut["c"] and 0.3 < target * len(n) - k < 0.9
-            if kind == "gap":
-                assert float(v[k - 1]) > cut["c"] and bool(((m > cut["c"]) & (m < v[k - 1])).any())
+            step = cut["step"]
+            if kind == "gap":  # v_k three steps or more above the cut, a member in between
+                assert float(v[k - 1]) >= cut["c"] + 2.5 * step and bool(((m > cut["c"]) & (m < v[k - 1])).any())
                 assert 0.55 < target * len(n) - k < 0.9 and target < target * len(n) - k
-            if kind == "whole":
+            if kind == "whole":  # v_k one step above the cut; one member at each of the two
                 assert target * len(n) == k and float(np.float32(k / len(n))) <= target
-                assert float(v[k - 1]) > cut["c"] and bool((m == v[k - 1]).any())
+                assert float(v[k - 1]) == pytest.approx(cut["c"] + step) and float(v[k - 2]) > float(v[k - 1])
+                assert int((m == cut["c"]).sum()) == 1 and int((m == v[k - 1]).sum()) == 1
             if kind == "zero":
-                assert target == 0 and bool((m > v[0]).any())
+                assert target == 0 and bool((m > v[0]).any()) and bool((m == v[-1]).any())
         for direction in ("down", "up"):
             r, target, m, n, info = ch08._attack_instance(rng, direction)
-            k_e = math.floor(target * len(n))
-            flagged = int((n > info["c_r"]).sum())
+            k_e, k_r, c_r, step = math.floor(target * len(n)), info["k_r"], info["c_r"], info["step"]
+            assert k_r == math.floor(target * len(r)) != k_e and target < target * len(r) - k_r
+            flagged = int((n > c_r).sum())
             assert flagged >= k_e + 2 if direction == "down" else flagged <= k_e - 1
             w = n.sort(descending=True).values
             assert w[k_e - 1] > w[k_e]
             rs = r.sort(descending=True).values
-            assert float(rs[info["k_r"]]) == info["c_r"] and rs[info["k_r"] - 1] > info["c_r"] + 1.5 * info["step"]
-            assert bool((m == info["c_r"]).any()) and bool(((m > info["c_r"]) & (m < rs[info["k_r"] - 1])).any())
+            assert float(rs[k_r]) == c_r and float(rs[k_r + 1]) < c_r
+            tie = direction == "up"  # r_k = r_(k+1): "the k-th highest, flag >=" lets k + 1 through
+            assert (float(rs[k_r - 1]) == c_r) == tie
+            above = float(rs[k_r - 2] if tie else rs[k_r - 1])
+            assert above == info["above"] and above >= c_r + 2.5 * step
+            for value in (c_r, c_r + step, above - step, above):  # members at the cut, one step up, around t
+                assert bool((m - value).abs().lt(1e-9).any())
 
 
 def test_the_reference_answers_agree_with_scikit_learn_and_the_kit():
@@ -301,15 +333,15 @@ MISTAKES = [
             k = math.floor(target_fpr * n)
             if k == 0:
                 return (member_scores > v[0]).double().mean().item()
-            return (member_scores >= v[k - 1]).double().mean().item()""", ["is the largest"], "; that is the "),
+            return (member_scores >= v[k - 1]).double().mean().item()""", ["is the largest"], "flagging scores >= it"),
     ("tpr_at_fpr", "ceil(target * n) false positives", _TF + """
             k = math.ceil(target_fpr * n)
             return 1.0 if k >= n else (member_scores > v[k]).double().mean().item()""",
-     ["is the largest"], "one false positive too many"),
+     ["is the largest"], "ceil or round"),
     ("tpr_at_fpr", "round(target * n) false positives", _TF + """
             k = round(target_fpr * n)
             return 1.0 if k >= n else (member_scores > v[k]).double().mean().item()""",
-     ["is the largest"], "one false positive too many"),
+     ["is the largest"], "ceil or round"),
     ("tpr_at_fpr", "the FPR kept strictly below the target", """
         def tpr_at_fpr(member_scores, non_member_scores, target_fpr):
             if not 0 <= target_fpr <= 1:
@@ -321,10 +353,47 @@ MISTAKES = [
             return best""", None, "strictly below"),
     ("tpr_at_fpr", "torch.quantile(non-members, 1 - target) as threshold, flag >=", _TF + """
             q = torch.quantile(non_member_scores, 1 - target_fpr)
-            return (member_scores >= q).double().mean().item()""", None, "; that is the "),
+            return (member_scores >= q).double().mean().item()""", None, "torch.quantile(non_members"),
     ("tpr_at_fpr", "torch.quantile(non-members, 1 - target) as threshold, flag >", _TF + """
             q = torch.quantile(non_member_scores, 1 - target_fpr)
             return (member_scores > q).double().mean().item()""", None, "expected"),
+    ("tpr_at_fpr", "scikit-learn's roc_curve with its default drop_intermediate=True", """
+        def tpr_at_fpr(member_scores, non_member_scores, target_fpr):
+            from sklearn.metrics import roc_curve
+            if not 0 <= target_fpr <= 1:
+                raise ValueError("target_fpr must be in [0, 1]")
+            y = np.r_[np.ones(len(member_scores)), np.zeros(len(non_member_scores))]
+            fpr, tpr, _ = roc_curve(y, torch.cat([member_scores, non_member_scores]).numpy())
+            return float(tpr[fpr <= target_fpr].max())""", None, "default drop_intermediate=True"),
+    ("tpr_at_fpr", "np.interp on scikit-learn's ROC", """
+        def tpr_at_fpr(member_scores, non_member_scores, target_fpr):
+            from sklearn.metrics import roc_curve
+            if not 0 <= target_fpr <= 1:
+                raise ValueError("target_fpr must be in [0, 1]")
+            y = np.r_[np.ones(len(member_scores)), np.zeros(len(non_member_scores))]
+            fpr, tpr, _ = roc_curve(y, torch.cat([member_scores, non_member_scores]).numpy())
+            return float(np.interp(target_fpr, fpr, tpr))""", None, "np.interp"),
+    ("tpr_at_fpr", "a threshold halfway between v_(k+1) and v_k, flag >", _TF + """
+            k = math.floor(target_fpr * n + 1e-9)
+            if k >= n:
+                return 1.0
+            tau = (v[k] + v[k - 1]) / 2 if k >= 1 else v[0]
+            return (member_scores > tau).double().mean().item()""", ["is the largest"], "halfway"),
+    ("tpr_at_fpr", "thresholds from the observed scores only, flag > (no threshold below every score)", """
+        def tpr_at_fpr(member_scores, non_member_scores, target_fpr):
+            if not 0 <= target_fpr <= 1:
+                raise ValueError("target_fpr must be in [0, 1]")
+            best = 0.0
+            for tau in torch.cat([member_scores, non_member_scores]).unique():
+                if (non_member_scores > tau).double().mean() <= target_fpr:
+                    best = max(best, (member_scores > tau).double().mean().item())
+            return best""", ["handles the extreme"], "observed scores"),
+    ("tpr_at_fpr", "np.quantile(non-members, 1 - target, method='inverted_cdf'), flag >", """
+        def tpr_at_fpr(member_scores, non_member_scores, target_fpr):
+            if not 0 <= target_fpr <= 1:
+                raise ValueError("target_fpr must be in [0, 1]")
+            q = np.quantile(non_member_scores.numpy(), 1 - target_fpr, method="inverted_cdf")
+            return float((member_scores.numpy() > q).mean())""", ["handles the extreme"], "observed scores"),
     ("tpr_at_fpr", "the budget counted over all examples, members included", _TF + """
             k = math.floor(target_fpr * (n + len(member_scores)))
             return 1.0 if k >= n else (member_scores > v[k]).double().mean().item()""", None, "expected"),
@@ -416,7 +485,23 @@ MISTAKES = [
             k = math.floor(target_fpr * len(r))
             tau = r[k - 1].item()
             return (member_scores >= tau).double().mean().item(), (non_member_scores >= tau).double().mean().item()""",
-     ["fits the threshold"], "k-th highest"),
+     ["fits the threshold"], "which ties with the"),
+    ("reference_attack", "the k-th highest reference score, flag >", _RA + """
+            k = math.floor(target_fpr * len(r))
+            tau = r[k - 1].item()""" + _RATES, ["fits the threshold"],
+     "highest reference score as threshold, flagging scores strictly above it"),
+    ("reference_attack", "k counted from len(non_member_scores)", _RA + """
+            k = math.floor(target_fpr * len(non_member_scores) + 1e-9)
+            tau = r[k].item() if k < len(r) else -math.inf""" + _RATES, ["fits the threshold"],
+     "len(non_member_scores)"),
+    ("reference_attack", "a threshold halfway between r_(k+1) and r_k, flag >=", _RA + """
+            k = math.floor(target_fpr * len(r) + 1e-9)
+            tau = ((r[k] + r[k - 1]) / 2).item()
+            return (member_scores >= tau).double().mean().item(), (non_member_scores >= tau).double().mean().item()""",
+     ["fits the threshold"], "halfway"),
+    ("reference_attack", "a threshold halfway between r_(k+1) and r_k, flag >", _RA + """
+            k = math.floor(target_fpr * len(r) + 1e-9)
+            tau = ((r[k] + r[k - 1]) / 2).item()""" + _RATES, ["fits the threshold"], "expected"),
     ("reference_attack", "ceil(target * n_ref) reference scores above the threshold", _RA + """
             k = math.ceil(target_fpr * len(r))
             tau = r[k].item() if k < len(r) else -math.inf""" + _RATES, ["fits the threshold"], "expected"),
@@ -442,20 +527,22 @@ MISTAKES = [
 ]
 _EXACT, _EVERY, _NO_FALSE = "names exactly", "names every true", "names no false"
 for letters, failing, message in [("ac", [_EXACT, _EVERY], "missing"),
+                                  ("ace", [_EXACT, _EVERY], "missing"),
                                   ("", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
-                                  ("aceb", [_EXACT, _NO_FALSE], "50.5%"),
-                                  ("aced", [_EXACT, _NO_FALSE], "oracle"),
-                                  ("acef", [_EXACT, _NO_FALSE], "do not depend"),
-                                  ("aceg", [_EXACT, _NO_FALSE], "black-box"),
-                                  ("bdfg", [_EXACT, _EVERY, _NO_FALSE], "50.5%"),
-                                  ("abcdefg", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
-                                  ("a, b, c, d, e, f, g", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
-                                  ("acefg", [_EXACT, _NO_FALSE], "do not depend"),
-                                  ("acez", [_EXACT, _EVERY, _NO_FALSE], "'z'")]:
+                                  ("aceh b", [_EXACT, _NO_FALSE], "50.5%"),
+                                  ("acehd", [_EXACT, _NO_FALSE], "oracle"),
+                                  ("acehf", [_EXACT, _NO_FALSE], "do not depend"),
+                                  ("acehg", [_EXACT, _NO_FALSE], "black-box"),
+                                  ("acehi", [_EXACT, _NO_FALSE], "zero on average"),
+                                  ("bdfgi", [_EXACT, _EVERY, _NO_FALSE], "50.5%"),
+                                  ("abcdefghi", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
+                                  ("a, b, c, d, e, f, g, h, i", [_EXACT, _EVERY, _NO_FALSE], "not an answer"),
+                                  ("acefgh", [_EXACT, _NO_FALSE], "do not depend"),
+                                  ("acehz", [_EXACT, _EVERY, _NO_FALSE], "'z'")]:
     MISTAKES.append(("membership_statements", repr(letters),
                      f"def membership_statements():\n    return {letters!r}", failing, message))
 MISTAKES.append(("membership_statements", "a list of letters",
-                 "def membership_statements():\n    return ['a', 'c', 'e']", None, "expected a string"))
+                 "def membership_statements():\n    return ['a', 'c', 'e', 'h']", None, "expected a string"))
 
 
 def _namespace() -> dict:

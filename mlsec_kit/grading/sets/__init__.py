@@ -14,4 +14,5 @@ SETS: dict[str, str] = {
     "08_membership_inference": "mlsec_kit.grading.sets.ch08",
     "09_model_attacks": "mlsec_kit.grading.sets.ch09",
     "10_differential_privacy": "mlsec_kit.grading.sets.ch10",
+    "11_dp_sgd": "mlsec_kit.grading.sets.ch11",
 }
