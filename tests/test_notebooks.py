@@ -3,6 +3,7 @@ import ast
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -41,9 +42,11 @@ def test_chapter_structure(path):
     # the Colab guard: install mlsec-kit (with the extra the chapter needs) only when something is missing,
     # from the book's own repository at the release tag (mlsec_kit/_release.py), never a bare name
     assert first.startswith("# Colab: install the companion package")
-    pip = re.search(r'%pip install -q "mlsec-kit(?:\[(\w+)\])? @ (\S+)"\n', first)
+    pip = re.search(r'%pip install -q "mlsec-kit(?:\[([\w,]+)\])? @ (\S+)"\n', first)
     assert "mlsec_kit" in first and pip, first
-    extras = [pip.group(1)] if pip.group(1) else []
+    extras = pip.group(1).split(",") if pip.group(1) else []
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(extras) <= set(declared), f"{path.name}: extras {extras} not all in pyproject's {sorted(declared)}"
     assert pip.group(0) == f'%pip install -q "{install_requirement(extras)}"\n'
     assert re.search(r"^\s+%pip", first, re.M), "the install must sit inside the guard (a no-op when installed)"
     assert sum("parameters" in c.get("metadata", {}).get("tags", []) for c in code) == 1
