@@ -123,3 +123,27 @@ def assert_mistake_fails(question, code: str, name: str, namespace: dict, failin
         assert {p.description for p in failed} == expected, result.report()
     assert any(message in p.message for p in failed), result.report()
     assert all("\n" not in p.message for p in result.properties)
+
+
+def assert_forbidden_names_resolve(exercise) -> None:
+    """Every name a question forbids resolves to a callable (a typo or a rename would silently block nothing)."""
+    from mlsec_kit.grading.runner import _resolve
+
+    for question in exercise.questions.values():
+        for name in question.forbid:
+            assert callable(_resolve(name)), name
+
+
+def run_blocked(question, fn, *, seed: int = 1):
+    """``question`` graded on ``fn`` with the question's forbidden names blocked, as the grader does in the
+    submission's process; the blocked names' report says "implement this yourself"."""
+    from mlsec_kit.grading import run_question
+    from mlsec_kit.grading.runner import _block
+
+    undo = _block(list(question.forbid))
+    try:
+        result = run_question(question, fn, seed=seed)
+    finally:
+        undo()
+    assert "implement this yourself" in result.report()
+    return result

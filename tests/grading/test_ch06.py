@@ -5,8 +5,8 @@ implementation fails the property written for it, on every one of many seeds."""
 import pytest
 import torch
 
-from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_mistake_fails, assert_passes_on_seeds,
-                             assert_set_runs_quickly, solution_functions)
+from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_forbidden_names_resolve, assert_mistake_fails,
+                             assert_passes_on_seeds, assert_set_runs_quickly, run_blocked, solution_functions)
 from mlsec_kit.grading import get_exercise, run_question
 
 EXERCISE = get_exercise("06_poisoning")
@@ -35,11 +35,7 @@ def test_the_set_declares_the_chapter_questions():
 
 def test_the_forbidden_kit_functions_exist():
     """Each name the set forbids resolves to a kit function (a renamed one would silently stop being blocked)."""
-    from mlsec_kit.grading.runner import _resolve
-
-    for question in EXERCISE.questions.values():
-        for name in question.forbid:
-            assert _resolve(name) is not None, name
+    assert_forbidden_names_resolve(EXERCISE)
 
 
 def test_the_kit_itself_passes_the_checks():
@@ -68,7 +64,6 @@ def test_the_kit_and_the_checks_own_helpers_are_blocked_while_grading():
     """The kit's attacks and this module's reference helpers answer the questions; imported under any name,
     they earn nothing while graded (the grader blocks them in the submission's process)."""
     from mlsec_kit.attacks.poisoning import random_label_flip as kit_flip
-    from mlsec_kit.grading.runner import _block
     from mlsec_kit.grading.sets import ch06
 
     def flip(x, y, *, rate, num_classes, generator):
@@ -91,12 +86,7 @@ def test_the_kit_and_the_checks_own_helpers_are_blocked_while_grading():
                      ("confident_label_flip", confident), ("flips_to_overturn", overturn)):
         question = EXERCISE.questions[name]
         assert run_question(question, fn, seed=1).passed  # a correct answer ...
-        undo = _block(list(question.forbid))
-        try:
-            result = run_question(question, fn, seed=1)
-        finally:
-            undo()
-        assert result.score == 0 and "implement this yourself" in result.report()  # ... that earns nothing
+        assert run_blocked(question, fn).score == 0  # ... that earns nothing
     assert run_question(EXERCISE.questions["flips_to_overturn"], overturn, seed=1).passed  # unblocked again
 
 

@@ -5,8 +5,8 @@ implementation fails the property written for it, on every one of many seeds."""
 import pytest
 import torch
 
-from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_mistake_fails, assert_passes_on_seeds,
-                             assert_set_runs_quickly, solution_functions)
+from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_forbidden_names_resolve, assert_mistake_fails,
+                             assert_passes_on_seeds, assert_set_runs_quickly, run_blocked, solution_functions)
 from mlsec_kit.grading import get_exercise, run_question
 from mlsec_kit.grading.sets import ch07
 
@@ -40,11 +40,8 @@ def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
     """The names resolve (a typo would block nothing), and the kit's own answers score zero."""
     from mlsec_kit.attacks.poisoning import badnets, patch_trigger
     from mlsec_kit.defenses import spectral_signatures
-    from mlsec_kit.grading.runner import _block, _resolve
 
-    for q in EXERCISE.questions.values():
-        for name in q.forbid:
-            assert callable(_resolve(name)), name
+    assert_forbidden_names_resolve(EXERCISE)
     kit = {
         "apply_patch": lambda x, size, value, corner: patch_trigger(x.shape[1:], size=size, value=value,
                                                                     corner=corner).apply(x),
@@ -67,12 +64,7 @@ def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
     for name, fn in [*kit.items(), *own]:
         question = EXERCISE.questions[name]
         assert run_question(question, fn, seed=1).passed  # the kit itself is a correct answer ...
-        undo = _block(list(question.forbid))
-        try:
-            result = run_question(question, fn, seed=1)
-        finally:
-            undo()
-        assert "implement this yourself" in result.report()  # ... that earns nothing (but the validation
+        result = run_blocked(question, fn)  # ... that earns nothing (but the validation
         assert result.score == (1 if fn is reference_patch else 0)  # written around the helper)
 
 

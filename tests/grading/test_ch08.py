@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_mistake_fails, assert_passes_on_seeds,
-                             assert_set_runs_quickly, solution_functions)
+from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_forbidden_names_resolve, assert_mistake_fails,
+                             assert_passes_on_seeds, assert_set_runs_quickly, run_blocked, solution_functions)
 from mlsec_kit.grading import get_exercise, run_question
 from mlsec_kit.grading.sets import ch08
 
@@ -66,11 +66,8 @@ def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
     from torch import nn
 
     from mlsec_kit.attacks.inference import loss_threshold_scores
-    from mlsec_kit.grading.runner import _block, _resolve
 
-    for q in EXERCISE.questions.values():
-        for name in q.forbid:
-            assert callable(_resolve(name)), name
+    assert_forbidden_names_resolve(EXERCISE)
     answers = [
         ("loss_scores", lambda logits, labels: loss_threshold_scores(nn.Identity(), logits, labels)),
         ("loss_scores", ch08._reference_loss_scores),
@@ -82,12 +79,7 @@ def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the kit warns about budgets below one non-member (target 0)
             assert run_question(question, fn, seed=1).passed, run_question(question, fn, seed=1).report()
-            undo = _block(list(question.forbid))
-            try:
-                result = run_question(question, fn, seed=1)
-            finally:
-                undo()
-        assert "implement this yourself" in result.report()
+            result = run_blocked(question, fn)
         # the checks of validation and form that never reach the kit still pass; the values are never earned
         assert result.score < question.max_score - 1
 

@@ -9,8 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_mistake_fails, assert_passes_on_seeds,
-                             assert_set_runs_quickly, solution_functions)
+from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_forbidden_names_resolve, assert_mistake_fails,
+                             assert_passes_on_seeds, assert_set_runs_quickly, run_blocked, solution_functions)
 from mlsec_kit.grading import get_exercise, run_question
 from mlsec_kit.grading.sets import ch09
 
@@ -56,11 +56,8 @@ def _kit_label(weight_grad):
 def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
     """The names resolve (a typo would block nothing), and the kit's own answers score nothing but the
     validation written around them."""
-    from mlsec_kit.grading.runner import _block, _resolve
 
-    for q in EXERCISE.questions.values():
-        for name in q.forbid:
-            assert callable(_resolve(name)), name
+    assert_forbidden_names_resolve(EXERCISE)
     cases = [("extract_softmax", _kit_extract, 1), ("label_from_gradient", _kit_label, 1),
              ("extract_softmax", ch09._reference_extract, 0),
              ("label_from_gradient", lambda g: ch09._reference_label(g), 0)]
@@ -71,12 +68,7 @@ def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
             failed = [p.description for p in run_question(question, fn, seed=1).properties if not p.passed]
             assert failed == ([] if name == "extract_softmax" else
                               ["finds the label behind tanh features (which can be negative)"])
-        undo = _block(list(question.forbid))
-        try:
-            result = run_question(question, fn, seed=1)
-        finally:
-            undo()
-        assert "implement this yourself" in result.report()  # ... that earns nothing (but its validation)
+        result = run_blocked(question, fn)  # ... that earns nothing (but its validation)
         assert result.score == left
 
 

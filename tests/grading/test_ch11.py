@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_mistake_fails, assert_passes_on_seeds,
-                             assert_set_runs_quickly, solution_functions)
+from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_forbidden_names_resolve, assert_mistake_fails,
+                             assert_passes_on_seeds, assert_set_runs_quickly, run_blocked, solution_functions)
 from mlsec_kit import dp
 from mlsec_kit.grading import get_exercise, run_question
 from mlsec_kit.grading.sets import ch11
@@ -94,21 +94,13 @@ def _checker_clip(grads, max_grad_norm):
 
 def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
     """The names resolve (a typo would block nothing), and the kit's own answers lose the value checks."""
-    from mlsec_kit.grading.runner import _block, _resolve
 
-    for q in EXERCISE.questions.values():
-        for name in q.forbid:
-            assert callable(_resolve(name)), name
+    assert_forbidden_names_resolve(EXERCISE)
     for name, fn in [("clip_gradients", _kit_clip), ("noisy_gradient", _kit_noisy), ("gaussian_rdp", _kit_rdp),
                      ("rdp_to_dp", _kit_conversion), ("clip_gradients", _checker_clip)]:
         question = EXERCISE.questions[name]
         assert run_question(question, fn, seed=1).passed, run_question(question, fn, seed=1).report()
-        undo = _block(list(question.forbid))
-        try:
-            result = run_question(question, fn, seed=1)
-        finally:
-            undo()
-        assert "implement this yourself" in result.report()
+        result = run_blocked(question, fn)
         # only the checks of bad input, which never reach the kit, may still pass
         assert result.score <= 1, result.report()
 
