@@ -21,11 +21,9 @@ import copy
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -35,6 +33,9 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _report  # noqa: E402
 
 from mlsec_kit.dp import dp_sgd_step  # noqa: E402
 from mlsec_kit.models import num_parameters, small_cnn  # noqa: E402
@@ -196,9 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     load_end = os.getloadavg()
 
     import mlsec_kit
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    commit, when = _report.commit(), _report.now()
     lines = ["# One DP-SGD step vs one non-private step", "",
              "Same model, same batch, one step each (forward, backward(s), per-example clipping to C = 1, Gaussian "
              "noise with σ = 1, division by the batch size, `SGD.step()`); ratio = DP step time / non-private step "
@@ -211,9 +210,7 @@ def main(argv: list[str] | None = None) -> int:
              "as Opacus's hooks (1e-4 relative) before timing. "
              f"One run of `benchmarks/dpsgd_step.py` at {when}: median of {args.repeats} rounds after a warm-up, the "
              "versions taking turns within each round.", "",
-             f"Machine load average (1, 5, 15 min) {load_start[0]:.2f}, {load_start[1]:.2f}, {load_start[2]:.2f} at "
-             f"the start and {load_end[0]:.2f}, {load_end[1]:.2f}, {load_end[2]:.2f} at the end, on "
-             f"{os.cpu_count()} cores."]
+             _report.load_sentence(load_start, load_end)]
     lines += ["", WHY]
     if args.note:
         lines += ["", args.note]
@@ -222,9 +219,7 @@ def main(argv: list[str] | None = None) -> int:
               "| --- | --- | ---: | --- | ---: | ---: | ---: |", *rows, "",
               f"Versions: python {platform.python_version()}, torch {metadata.version('torch')}, "
               f"opacus {metadata.version('opacus')}, mlsec_kit {mlsec_kit.__version__} (commit {commit})."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    _report.write(args.out, lines)
     return 0
 
 

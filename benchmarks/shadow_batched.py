@@ -18,10 +18,8 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -29,6 +27,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _report  # noqa: E402
 
 from mlsec_kit.attacks.inference.membership import train_shadow_models  # noqa: E402
 from mlsec_kit.data import load_dataset  # noqa: E402
@@ -115,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     load_end = os.getloadavg()
 
     import mlsec_kit
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    commit, when = _report.commit(), _report.now()
     lines = ["# Shadow models: batched across models vs one after another", "",
              "`train_shadow_models(..., batched=True)` stacks the models' weights and runs one `vmap` of "
              "`functional_call` per step; `batched=False` trains the same models one after another (same halves of "
@@ -127,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
              "Adam carries the difference along, so it grows with training). "
              f"One run of `benchmarks/shadow_batched.py` at {when}: median of {args.repeats} interleaved runs per "
              "version after a warm-up; ratio = loop time / batched time (above 1: batching is faster).", "",
-             f"Machine load average (1, 5, 15 min) {load_start[0]:.2f}, {load_start[1]:.2f}, {load_start[2]:.2f} at "
-             f"the start and {load_end[0]:.2f}, {load_end[1]:.2f}, {load_end[2]:.2f} at the end, on "
-             f"{os.cpu_count()} cores.", ""]
+             _report.load_sentence(load_start, load_end), ""]
     lines += [WHY, ""]
     if args.note:
         lines += [args.note, ""]
@@ -138,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
               "| --- | --- | ---: | ---: | ---: | ---: | ---: |", *rows, "",
               f"Versions: python {platform.python_version()}, torch {metadata.version('torch')}, "
               f"mlsec_kit {mlsec_kit.__version__} (commit {commit})."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    _report.write(args.out, lines)
     return 0
 
 
