@@ -6,7 +6,7 @@ property's input and says what was expected and what came back, e.g.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +14,8 @@ import torch
 from .core import CheckFailure
 from .limits import TimeLimitExceeded
 
-__all__ = ["fail", "call", "describe", "fmt", "expect_float", "to_float", "expect_tensor", "expect_pair", "expect_letters"]
+__all__ = ["fail", "call", "describe", "fmt", "expect_float", "to_float", "expect_tensor", "expect_pair", "expect_letters",
+           "statement_checks"]
 
 
 def fail(message: str) -> NoReturn:
@@ -114,3 +115,41 @@ def expect_letters(fn: Callable[[], Any], name: str, statements: Sequence[str]) 
         fail(f"{name}() returned {out!r}, which names {'no' if not letters else 'every'} statement: "
              "that is not an answer; decide for each statement and return the letters of the true ones")
     return letters
+
+
+def statement_checks(question, name: str, statements: Mapping[str, str], true: set[str],
+                     why_not: Mapping[str, str], *, hint: str, exact: bool = True) -> None:
+    """Register the three properties of a statements question on ``question``: (when ``exact``) the answer names
+    exactly the true statements; it names every true one (failing with ``hint``); it names no false one (failing
+    with the first false letter's reason in ``why_not``). With ``exact=False`` the first property checks only
+    the answer's form. An answer naming none or all of ``statements`` fails all three (:func:`expect_letters`)."""
+    if set(why_not) != set(statements) - set(true):
+        raise ValueError("why_not must give a reason for each false statement and for no true one")
+    span = f"{min(statements)}-{max(statements)}"
+
+    def letters(fn) -> set[str]:
+        return expect_letters(fn, name, statements)
+
+    if exact:
+        @question.prop(f"names exactly the true statements, as a string of the letters {span}")
+        def _exact(fn, rng):
+            got = letters(fn)
+            if got != true:
+                fail(f"{len(true - got)} true statement(s) missing and {len(got - true)} false one(s) named; "
+                     "the other two checks say which")
+    else:
+        @question.prop(f"returns a string made of the letters {span}")
+        def _form(fn, rng):
+            letters(fn)
+
+    @question.prop("names every true statement")
+    def _complete(fn, rng):
+        missing = true - letters(fn)
+        if missing:
+            fail(f"{len(missing)} true statement(s) missing; {hint}")
+
+    @question.prop("names no false statement")
+    def _sound(fn, rng):
+        wrong = sorted(letters(fn) - true)
+        if wrong:
+            fail(f"statement {wrong[0]!r} is false: {why_not[wrong[0]]}")

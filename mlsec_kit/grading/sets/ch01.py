@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..core import CheckFailure, ExerciseSet
-from ..expect import call, describe, expect_letters, expect_tensor, fail
+from ..expect import call, describe, expect_tensor, fail, statement_checks
 from ..instances import randint
 from ..limits import TimeLimitExceeded
 
@@ -214,25 +214,6 @@ _WHY_NOT = {
 }
 
 
-def _letters(fn) -> set[str]:
-    return expect_letters(fn, "defence_statements", STATEMENTS)
-
-
-@defence_statements.prop("returns a string made of the letters a-e")
-def _ds_form(fn, rng):
-    _letters(fn)
-
-
-@defence_statements.prop("names every true statement")
-def _ds_complete(fn, rng):
-    missing = TRUE_STATEMENTS - _letters(fn)
-    if missing:
-        fail(f"{len(missing)} true statement(s) missing; reread the chapter's table of threats and defences "
-             "and its paragraph on adaptive attackers")
-
-
-@defence_statements.prop("names no false statement")
-def _ds_sound(fn, rng):
-    wrong = sorted(_letters(fn) - TRUE_STATEMENTS)
-    if wrong:
-        fail(f"statement {wrong[0]!r} is false: {_WHY_NOT[wrong[0]]}")
+statement_checks(defence_statements, "defence_statements", STATEMENTS, TRUE_STATEMENTS, _WHY_NOT, exact=False,
+                 hint="reread the chapter's table of threats and defences "
+                 "and its paragraph on adaptive attackers")

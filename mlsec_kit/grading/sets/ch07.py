@@ -31,7 +31,7 @@ import math
 import torch
 
 from ..core import CheckFailure, ExerciseSet
-from ..expect import call, describe, expect_letters, expect_tensor, fail, fmt
+from ..expect import call, describe, expect_tensor, fail, fmt, statement_checks
 from ..instances import randint
 from ..limits import TimeLimitExceeded
 
@@ -523,28 +523,6 @@ _WHY_NOT = {
 }
 
 
-def _letters(fn) -> set[str]:
-    return expect_letters(fn, "backdoor_statements", STATEMENTS)
-
-
-@backdoor_statements.prop("names exactly the true statements, as a string of the letters a-g")
-def _bs_exact(fn, rng):
-    letters = _letters(fn)
-    if letters != TRUE_STATEMENTS:
-        fail(f"{len(TRUE_STATEMENTS - letters)} true statement(s) missing and {len(letters - TRUE_STATEMENTS)} false "
-             "one(s) named; the other two checks say which")
-
-
-@backdoor_statements.prop("names every true statement")
-def _bs_complete(fn, rng):
-    missing = TRUE_STATEMENTS - _letters(fn)
-    if missing:
-        fail(f"{len(missing)} true statement(s) missing; think about what a backdoored model does on clean inputs, "
-             "what a trigger does to a blend, and where the relabelled poisons end up")
-
-
-@backdoor_statements.prop("names no false statement")
-def _bs_sound(fn, rng):
-    wrong = sorted(_letters(fn) - TRUE_STATEMENTS)
-    if wrong:
-        fail(f"statement {wrong[0]!r} is false: {_WHY_NOT[wrong[0]]}")
+statement_checks(backdoor_statements, "backdoor_statements", STATEMENTS, TRUE_STATEMENTS, _WHY_NOT, exact=True,
+                 hint="think about what a backdoored model does on clean inputs, "
+                 "what a trigger does to a blend, and where the relabelled poisons end up")

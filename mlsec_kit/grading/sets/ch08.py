@@ -71,7 +71,7 @@ import numpy as np
 import torch
 
 from ..core import CheckFailure, ExerciseSet
-from ..expect import call, describe, expect_letters, expect_pair, expect_tensor, fail, fmt, to_float
+from ..expect import call, describe, expect_pair, expect_tensor, fail, fmt, to_float, statement_checks
 from ..instances import randint
 from ..limits import TimeLimitExceeded
 
@@ -662,29 +662,7 @@ _WHY_NOT = {
 }
 
 
-def _letters(fn) -> set[str]:
-    return expect_letters(fn, "membership_statements", STATEMENTS)
-
-
-@membership_statements.prop("names exactly the true statements, as a string of the letters a-i")
-def _ms_exact(fn, rng):
-    letters = _letters(fn)
-    if letters != TRUE_STATEMENTS:
-        fail(f"{len(TRUE_STATEMENTS - letters)} true statement(s) missing and {len(letters - TRUE_STATEMENTS)} false "
-             "one(s) named; the other two checks say which")
-
-
-@membership_statements.prop("names every true statement")
-def _ms_complete(fn, rng):
-    missing = TRUE_STATEMENTS - _letters(fn)
-    if missing:
-        fail(f"{len(missing)} true statement(s) missing; think about what the AUC averages over, how many "
-             "non-members a false-positive rate needs, what chance looks like at a fixed FPR, and what a "
-             "per-example reference changes")
-
-
-@membership_statements.prop("names no false statement")
-def _ms_sound(fn, rng):
-    wrong = sorted(_letters(fn) - TRUE_STATEMENTS)
-    if wrong:
-        fail(f"statement {wrong[0]!r} is false: {_WHY_NOT[wrong[0]]}")
+statement_checks(membership_statements, "membership_statements", STATEMENTS, TRUE_STATEMENTS, _WHY_NOT, exact=True,
+                 hint="think about what the AUC averages over, how many "
+                 "non-members a false-positive rate needs, what chance looks like at a fixed FPR, and what a "
+                 "per-example reference changes")

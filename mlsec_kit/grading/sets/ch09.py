@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import CheckFailure, ExerciseSet
-from ..expect import call, describe, expect_letters, expect_pair, expect_tensor, fail, fmt
+from ..expect import call, describe, expect_pair, expect_tensor, fail, fmt, statement_checks
 from ..instances import randint
 from ..limits import TimeLimitExceeded
 
@@ -507,28 +507,6 @@ _WHY_NOT = {
 }
 
 
-def _letters(fn) -> set[str]:
-    return expect_letters(fn, "attack_statements", STATEMENTS)
-
-
-@attack_statements.prop("names exactly the true statements, as a string of the letters a-h")
-def _as_exact(fn, rng):
-    letters = _letters(fn)
-    if letters != TRUE_STATEMENTS:
-        fail(f"{len(TRUE_STATEMENTS - letters)} true statement(s) missing and {len(letters - TRUE_STATEMENTS)} false "
-             "one(s) named; the other two checks say which")
-
-
-@attack_statements.prop("names every true statement")
-def _as_complete(fn, rng):
-    missing = TRUE_STATEMENTS - _letters(fn)
-    if missing:
-        fail(f"{len(missing)} true statement(s) missing; think about what the softmax cannot see, what rounding "
-             "costs and whom, and what one example's bias gradient p - onehot(label) holds")
-
-
-@attack_statements.prop("names no false statement")
-def _as_sound(fn, rng):
-    wrong = sorted(_letters(fn) - TRUE_STATEMENTS)
-    if wrong:
-        fail(f"statement {wrong[0]!r} is false: {_WHY_NOT[wrong[0]]}")
+statement_checks(attack_statements, "attack_statements", STATEMENTS, TRUE_STATEMENTS, _WHY_NOT, exact=True,
+                 hint="think about what the softmax cannot see, what rounding "
+                 "costs and whom, and what one example's bias gradient p - onehot(label) holds")

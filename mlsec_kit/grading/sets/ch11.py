@@ -77,7 +77,7 @@ import torch
 from scipy import stats
 
 from ..core import CheckFailure, ExerciseSet
-from ..expect import call, describe, expect_float, expect_letters, expect_pair, expect_tensor, fail, fmt, to_float
+from ..expect import call, describe, expect_float, expect_pair, expect_tensor, fail, fmt, to_float, statement_checks
 from ..instances import randint
 from ..limits import TimeLimitExceeded
 
@@ -678,28 +678,6 @@ _WHY_NOT = {
 }
 
 
-def _letters(fn) -> set[str]:
-    return expect_letters(fn, "dp_sgd_statements", STATEMENTS)
-
-
-@dp_sgd_statements.prop("names exactly the true statements, as a string of the letters a-g")
-def _ds_exact(fn, rng):
-    letters = _letters(fn)
-    if letters != TRUE_STATEMENTS:
-        fail(f"{len(TRUE_STATEMENTS - letters)} true statement(s) missing and {len(letters - TRUE_STATEMENTS)} false "
-             "one(s) named; the other two checks say which")
-
-
-@dp_sgd_statements.prop("names every true statement")
-def _ds_complete(fn, rng):
-    missing = TRUE_STATEMENTS - _letters(fn)
-    if missing:
-        fail(f"{len(missing)} true statement(s) missing; think about what clipping bounds, what the accountant "
-             "analyses, and what the two published numbers for one setting have in common")
-
-
-@dp_sgd_statements.prop("names no false statement")
-def _ds_sound(fn, rng):
-    wrong = sorted(_letters(fn) - TRUE_STATEMENTS)
-    if wrong:
-        fail(f"statement {wrong[0]!r} is false: {_WHY_NOT[wrong[0]]}")
+statement_checks(dp_sgd_statements, "dp_sgd_statements", STATEMENTS, TRUE_STATEMENTS, _WHY_NOT, exact=True,
+                 hint="think about what clipping bounds, what the accountant "
+                 "analyses, and what the two published numbers for one setting have in common")
