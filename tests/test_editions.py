@@ -13,7 +13,7 @@ from markdown_it import MarkdownIt
 
 from mlsec_kit import _release
 from mlsec_kit import editions as E
-from mlsec_kit.notebook import execute_notebook, glued_values, is_timing
+from mlsec_kit.notebook import execute_notebook, glued_values, is_unseeded
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = E.sources(ROOT)
@@ -251,7 +251,7 @@ def test_edition_values_match_a_fresh_run(executed_chapter, source):
     shown = [m.groups() for c in original.cells if c.cell_type == "markdown"
              for m in re.finditer(r"\{glue(?::\w*)?\}`(?:[^`]*::)?([^`:]+):?([^`]*)`", c.source)]
     stale = [(k, E.format_glue_text(stored[k], f), E.format_glue_text(fresh[k], f)) for k, f in shown
-             if k not in fresh or (not is_timing(k)   # wall-clock values: present, not equal
+             if k not in fresh or (not is_unseeded(k)   # wall-clock and CKKS values: present, not equal
                                    and E.format_glue_text(stored[k], f) != E.format_glue_text(fresh[k], f))]
     assert not stale, f"{source.name}: (key, edition, fresh run) {stale}: run `python -m mlsec_kit.editions build`"
 
