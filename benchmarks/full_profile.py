@@ -12,8 +12,8 @@ where the chapter cites one (``LITERATURE`` below, from /work/shared/LITERATURE_
 tiny sizes: small synthetic files in the datasets' real formats (gzip IDX for MNIST and Fashion-MNIST, the
 CIFAR-10 pickle archive, Adult's CSV files) are written into a fresh data folder and registered in
 ``mlsec_kit.data.full.RESOURCES`` by a cell inserted before the chapter's own; a cell after the
-``parameters`` cell divides every numeric ``mk.by_profile(small=..., full=...)`` size by ``--smoke-scale``
-(starting from the small value). The test suite runs it, so the full path cannot rot between GPU sessions.
+``parameters`` cell divides every integer ``mk.by_profile(small=..., full=...)`` size by ``--smoke-scale``
+(starting from the small value; a value the same in both profiles, such as a number of shadow models, is kept). The test suite runs it, so the full path cannot rot between GPU sessions.
 """
 from __future__ import annotations
 
@@ -166,14 +166,18 @@ def write_synthetic(folder: Path, seed: int = 0, n_train: int = 1200, n_test: in
 # --- running a chapter ----------------------------------------------------------------------------------------
 
 def _override_cell(params_source: str, scale: int) -> str:
-    """Assignments that shrink every numeric ``NAME = mk.by_profile(small=S, full=F)`` to ``S // scale``."""
+    """Assignments that shrink every integer ``NAME = mk.by_profile(small=S, full=F)`` with ``S != F`` to
+    ``S // scale`` (at least 1)."""
     lines = []
     for node in ast.parse(params_source).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1
                 and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call)
                 and getattr(node.value.func, "attr", "") == "by_profile"):
             continue
-        small = {k.arg: k.value for k in node.value.keywords}.get("small")
+        given = {k.arg: k.value for k in node.value.keywords}
+        small, full = given.get("small"), given.get("full")
+        if isinstance(full, ast.Constant) and isinstance(small, ast.Constant) and full.value == small.value:
+            continue  # the same in both profiles: a count the method needs (e.g. shadow models), not a size
         if isinstance(small, ast.Constant) and isinstance(small.value, int) and not isinstance(small.value, bool):
             lines.append(f"{node.targets[0].id} = {max(1, small.value // scale)}")
     return "# smoke run: tiny sizes on the full path\n" + "\n".join(lines)

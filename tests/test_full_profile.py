@@ -43,9 +43,11 @@ def test_synthetic_files_load_through_the_full_loaders(tmp_path, monkeypatch):
 
 def test_override_cell_shrinks_every_numeric_profile_size():
     params = ('SEED = 0\nDATASET = mk.by_profile(small="digits", full="mnist")\n'
-              "N_EVAL = mk.by_profile(small=300, full=1000)\nSTEPS = mk.by_profile(small=2, full=40)\nEPS = 0.3\n")
+              "N_EVAL = mk.by_profile(small=300, full=1000)\nSTEPS = mk.by_profile(small=2, full=40)\nEPS = 0.3\n"
+              "NUM_SHADOWS = mk.by_profile(small=16, full=16)\n")
     cell = fp._override_cell(params, 4)
-    assert cell.splitlines()[1:] == ["N_EVAL = 75", "STEPS = 1"]   # strings and constants untouched
+    # strings and constants untouched; a count the same in both profiles (shadow models come in pairs) kept
+    assert cell.splitlines()[1:] == ["N_EVAL = 75", "STEPS = 1"]
 
 
 def test_bad_arguments_are_refused():
@@ -80,7 +82,7 @@ def test_smoke_runs_the_chapters_that_load_full_datasets_through_the_full_path(t
     out = tmp_path / "full_profile.md"
     chapters = _full_path_chapters()
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "full_profile.py"), "--smoke",
-                           "--smoke-scale", "4", "--jobs", "2", "--out", str(out), "--chapters", *chapters],
+                           "--smoke-scale", "8", "--jobs", "2", "--out", str(out), "--chapters", *chapters],
                           capture_output=True, text=True, timeout=1800)
     results = json.loads(out.with_suffix(".json").read_text())
     assert proc.returncode == 0, {k: v["status"] for k, v in results.items()}
