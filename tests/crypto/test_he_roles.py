@@ -179,3 +179,23 @@ def test_bfv_roles_exact():
         client.encrypt([he.plain_modulus])
     with pytest.raises(TypeError, match="CKKS"):
         depth_left(ct)
+
+
+def test_bfv_noise_budget_is_spent_and_decides_correctness():
+    client = Client(bfv_context(plain_modulus_bits=20, poly_modulus_degree=4096))
+    ct = client.encrypt([5, -6, 7])
+    fresh = client.noise_budget(ct)
+    once = client.noise_budget(ct * ct)
+    assert fresh > once > 0
+    assert client.decrypt(ct * ct).tolist() == [25, 36, 49]
+    # N = 2048: 54 bits allowed in all; a 20-bit t leaves a fresh ciphertext nothing (measured, refused) ...
+    with pytest.raises(ValueError, match="noise budget"):
+        bfv_context(plain_modulus_bits=20, poly_modulus_degree=2048)
+    # ... a 16-bit t leaves a few bits, and one product exhausts them and decrypts to garbage
+    tiny = Client(bfv_context(plain_modulus_bits=16, poly_modulus_degree=2048))
+    ct2 = tiny.encrypt([5, -6, 7])
+    assert tiny.noise_budget(ct2) > 0 and tiny.decrypt(ct2).tolist() == [5, -6, 7]
+    assert tiny.noise_budget(ct2 * ct2) == 0
+    assert tiny.decrypt(ct2 * ct2).tolist() != [25, 36, 49]
+    with pytest.raises(TypeError, match="BFV"):
+        client.noise_budget(Client(ckks_context(depth=1, scale_bits=20, galois=False)).encrypt([1.0]))

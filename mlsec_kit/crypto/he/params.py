@@ -307,7 +307,13 @@ def bfv_context(*, plain_modulus_bits: int, poly_modulus_degree: int, security: 
         relin: generate relinearisation keys.
 
     Returns:
-        An :class:`HEContext` holding the secret key.
+        An :class:`HEContext` holding the secret key. At ``N = 2048`` the standard leaves so few bits that a
+        ciphertext-ciphertext product exhausts the noise budget (see ``Client.noise_budget``); use ``N >= 4096``
+        for multiplications.
+
+    Raises:
+        ValueError: an insecure chain, ``plain_modulus_bits`` out of range, no batching prime of that size, or a
+            fresh ciphertext with no noise budget (measured).
     """
     import tenseal as ts
     from tenseal import sealapi
@@ -320,8 +326,18 @@ def bfv_context(*, plain_modulus_bits: int, poly_modulus_degree: int, security: 
     if plain_modulus_bits >= min(chain):
         raise ValueError(f"plain_modulus_bits {plain_modulus_bits} must be below the smallest prime of the chain "
                          f"({min(chain)} bits), or no noise budget is left")
-    t = int(sealapi.PlainModulus.Batching(n, plain_modulus_bits).value())
+    try:
+        t = int(sealapi.PlainModulus.Batching(n, plain_modulus_bits).value())
+    except Exception as e:
+        raise ValueError(f"plain_modulus_bits {plain_modulus_bits}: no {plain_modulus_bits}-bit prime t = 1 mod "
+                         f"{2 * n} exists; use more bits") from e
     ctx = ts.context(ts.SCHEME_TYPE.BFV, poly_modulus_degree=n, plain_modulus=t, coeff_mod_bit_sizes=chain)
+    # a fresh ciphertext must have some noise budget, or nothing decrypts reliably: measure it
+    fresh = sealapi.Decryptor(ctx.seal_context().data, ctx.secret_key().data).invariant_noise_budget(
+        ts.bfv_vector(ctx, [0]).ciphertext()[0])
+    if fresh <= 0:
+        raise ValueError(f"plain_modulus_bits {plain_modulus_bits} leaves a fresh ciphertext no noise budget with "
+                         f"coeff_mod_bit_sizes {chain} at N = {n}; use fewer plain_modulus_bits or a larger N")
     if galois:
         ctx.generate_galois_keys()
     if relin:

@@ -230,6 +230,20 @@ class Client:
         _check_ciphertext("ct", ct)
         return torch.tensor(ct.decrypt(self.he.context.secret_key()), dtype=dtype)
 
+    def noise_budget(self, ct: Any) -> int:
+        """BFV only: bits of invariant noise budget left in ``ct`` (SEAL's ``invariant_noise_budget``).
+
+        Each operation spends some; at 0 the ciphertext no longer decrypts correctly (a multiplication spends
+        roughly ``log2 t`` plus a few bits). Needs the secret key, so only the client can read it.
+        """
+        import tenseal as ts
+        from tenseal import sealapi
+        if not isinstance(ct, ts.BFVVector):
+            raise TypeError(f"noise_budget applies to BFV ciphertexts (tenseal.BFVVector), got {type(ct).__name__}; "
+                            f"for CKKS use depth_left")
+        decryptor = sealapi.Decryptor(self.he.context.seal_context().data, self.he.context.secret_key().data)
+        return int(min(decryptor.invariant_noise_budget(c) for c in ct.ciphertext()))
+
     def send(self, ct: Any) -> Union[bytes, List[bytes]]:
         """Serialise ciphertext(s) for the server, counting the bytes."""
         data = _serialize(ct)
