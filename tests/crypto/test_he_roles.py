@@ -56,6 +56,8 @@ def test_vector_longer_than_slots_refused(small):
         client.encrypt([1.0, 2.0], layout="rows")
     with pytest.raises(TypeError, match="x"):
         client.encrypt(["a", "b"])
+    with pytest.raises(ValueError, match="finite"):
+        client.encrypt([1.0, float("nan")])
 
 
 def test_server_holds_no_secret_key(small):

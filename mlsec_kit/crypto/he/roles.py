@@ -198,6 +198,8 @@ class Client:
                              f"(poly_modulus_degree {self.he.poly_modulus_degree}); split it or use a larger N")
         if length == 0:
             raise ValueError("x is empty")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("x must be finite (no NaN or infinity)")
         if self.he.scheme == "ckks":
             cts = [ts.ckks_vector(self.he.context, r.astype(np.float64).tolist()) for r in rows]
         else:
