@@ -1,0 +1,1 @@
+"""Cryptographic defences: homomorphic encryption (``he``, TenSEAL-backed)."""

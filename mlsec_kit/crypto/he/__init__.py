@@ -1,0 +1,3 @@
+"""Homomorphic encryption for machine learning, backed by TenSEAL (CKKS)."""
+from mlsec_kit.crypto.he.inference import (EncryptedLogReg, EncryptedMLP, EncryptedPrediction, PolyFit,
+                                           encrypted_predict, poly_sigmoid)
