@@ -494,6 +494,8 @@ def encrypted_predict(model, x: torch.Tensor, *, client, server, strategy: str =
     if xs.shape[1] != net.in_features:
         raise ValueError(f"x must have {net.in_features} features per row, got {xs.shape[1]}")
     eng = _Engine(cctx)
+    if strategy == "diagonal":
+        _diagonal_plan(net, eng.slots)
     levels = eng.sc.first_context_data().chain_index()
     if net.depth > levels:
         raise ValueError(f"the model needs depth {net.depth} but the context has depth {levels} "
@@ -529,7 +531,6 @@ def encrypted_predict(model, x: torch.Tensor, *, client, server, strategy: str =
             t["compute"] += t2 - t1
             t["decrypt"] += t3 - t2
     elif strategy == "diagonal":
-        _diagonal_plan(net, eng.slots)
         period = _pow2(net.layers[-1][0].shape[1]) if len(net.layers) == 2 else _pow2(net.in_features)
         for i in range(B):
             t0 = time.perf_counter()
