@@ -102,6 +102,7 @@ class _EncryptedNet:
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], output_poly: Optional[PolyFit]):
         self.layers = layers
         self.output_poly = output_poly
+        self._plain_cache: dict = {}  # encoded weight plaintexts, by (name, level, scale)
         if output_poly is not None and not 1 <= _effective_poly(output_poly)[1] <= 3:
             raise ValueError(f"output polynomial degree must be in [1, 3] for encrypted evaluation, "
                              f"got coefficients {output_poly.coefficients}")
@@ -202,8 +203,12 @@ def _client_context(client) -> ts.Context:
     return ctx
 
 
+_TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
 def _ct_to_bytes(ct) -> bytes:
-    fd, path = tempfile.mkstemp(suffix=".ct")
+    """SEAL ciphertext -> bytes (sealapi saves to a file only: a memory-backed one where there is /dev/shm)."""
+    fd, path = tempfile.mkstemp(suffix=".ct", dir=_TMP)
     os.close(fd)
     try:
         ct.save(path)
@@ -214,7 +219,7 @@ def _ct_to_bytes(ct) -> bytes:
 
 
 def _ct_from_bytes(sc, data: bytes):
-    fd, path = tempfile.mkstemp(suffix=".ct")
+    fd, path = tempfile.mkstemp(suffix=".ct", dir=_TMP)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -244,7 +249,14 @@ class _Engine:
     def _q_last(self, ct) -> int:
         return self.sc.get_context_data(ct.parms_id()).parms().coeff_modulus()[-1].value()
 
-    def plain(self, value, ct, scale: float):
+    def plain(self, value, ct, scale: float, *, cache: Optional[dict] = None, key=None):
+        """Encode ``value`` at ``ct``'s level and ``scale``; with ``cache`` and ``key``, encode once (the server's
+        model weights are the same for every query)."""
+        if cache is not None:
+            k = (key, tuple(ct.parms_id()), scale)
+            if k not in cache:
+                cache[k] = self.plain(value() if callable(value) else value, ct, scale)
+            return cache[k]
         p = seal.Plaintext()
         self.encoder.encode(value, ct.parms_id(), scale, p)
         return p
@@ -253,17 +265,17 @@ class _Engine:
         """Encoding scale of a plaintext factor so that the rescaled product lands on the global scale."""
         return self.scale * self._q_last(ct) / ct.scale
 
-    def mul_plain(self, ct, value, scale: float):
+    def mul_plain(self, ct, value, scale: float, **cache):
         out = seal.Ciphertext()
-        self.ev.multiply_plain(ct, self.plain(value, ct, scale), out)
+        self.ev.multiply_plain(ct, self.plain(value, ct, scale, **cache), out)
         return out
 
     def rescale(self, ct):
         self.ev.rescale_to_next_inplace(ct)
         return ct
 
-    def add_plain(self, ct, value):
-        self.ev.add_plain_inplace(ct, self.plain(value, ct, ct.scale))
+    def add_plain(self, ct, value, **cache):
+        self.ev.add_plain_inplace(ct, self.plain(value, ct, ct.scale, **cache))
         return ct
 
     def square(self, ct, *, inplace: bool = True):
@@ -383,42 +395,57 @@ def _diagonal_input_layout(net: _EncryptedNet, x: np.ndarray, slots: int) -> np.
     return np.tile(xp, slots // xp.size)
 
 
-def _block_sum_layer(eng: _Engine, ct, w: np.ndarray, b: np.ndarray, period: int):
+def _block_sum_layer(eng: _Engine, ct, w: np.ndarray, b: np.ndarray, period: int, cache: dict, key: str):
     """Input tiled with period `period`; slot r*period ends up holding (w x + b)_r."""
     m, k = w.shape
-    pattern = np.zeros(eng.slots)
-    for r in range(m):
-        pattern[r * period: r * period + k] = w[r]
-    acc = eng.rescale(eng.mul_plain(ct, pattern.tolist(), eng.product_scale(ct)))
+
+    def pattern():
+        out = np.zeros(eng.slots)
+        for r in range(m):
+            out[r * period: r * period + k] = w[r]
+        return out.tolist()
+
+    def bias():
+        out = np.zeros(eng.slots)
+        out[np.arange(m) * period] = b
+        return out.tolist()
+
+    acc = eng.rescale(eng.mul_plain(ct, pattern, eng.product_scale(ct), cache=cache, key=key + "w"))
     eng.rotate_sum(acc, [1 << t for t in range(period.bit_length() - 1)])
-    bias = np.zeros(eng.slots)
-    bias[np.arange(m) * period] = b
-    return eng.add_plain(acc, bias.tolist())
+    return eng.add_plain(acc, bias, cache=cache, key=key + "b")
 
 
 def _server_diagonal(net: _EncryptedNet, server, image: bytes) -> bytes:
-    """Server: one packed image in, one ciphertext out whose slots r * period hold the outputs."""
+    """Server: one packed image in, one ciphertext out whose slots r * period hold the outputs.
+    The weight and bias plaintexts are encoded on the first query and kept with the model."""
     ctx = _server_context(server)
     eng = _Engine(ctx)
     if eng.gk is None:
         raise ValueError("strategy='diagonal' needs Galois keys in the server's public context")
     ct = ts.ckks_vector_from(ctx, image).ciphertext()[0]
     n = _pow2(net.in_features)
+    cache = net._plain_cache
     if len(net.layers) == 1:
         w, b = net.layers[0]
-        ct = _block_sum_layer(eng, ct, w, b, n)
+        ct = _block_sum_layer(eng, ct, w, b, n, cache, "out")
     else:
         (w1, b1), (w2, b2) = net.layers
         h = _pow2(w1.shape[0])
-        pattern = np.zeros((n, h))  # slot j*h + k holds W1[k, j]
-        pattern[: w1.shape[1], : w1.shape[0]] = w1.T
-        pattern = np.tile(pattern.ravel(), eng.slots // (n * h))
-        ct = eng.rescale(eng.mul_plain(ct, pattern.tolist(), eng.product_scale(ct)))
+
+        def pattern():  # slot j*h + k holds W1[k, j]
+            out = np.zeros((n, h))
+            out[: w1.shape[1], : w1.shape[0]] = w1.T
+            return np.tile(out.ravel(), eng.slots // (n * h)).tolist()
+
+        def bias():
+            out = np.zeros(h)
+            out[: b1.size] = b1
+            return np.tile(out, eng.slots // h).tolist()
+
+        ct = eng.rescale(eng.mul_plain(ct, pattern, eng.product_scale(ct), cache=cache, key="w1"))
         eng.rotate_sum(ct, [h << t for t in range(n.bit_length() - 1)])  # every slot s holds h_{s mod h}
-        bias = np.zeros(h)
-        bias[: b1.size] = b1
-        ct = eng.square(eng.add_plain(ct, np.tile(bias, eng.slots // h).tolist()))
-        ct = _block_sum_layer(eng, ct, w2, b2, h)
+        ct = eng.square(eng.add_plain(ct, bias, cache=cache, key="b1"))
+        ct = _block_sum_layer(eng, ct, w2, b2, h, cache, "out")
     if net.output_poly is not None:
         ct = eng.output_poly(ct, net.output_poly)
     return _ct_to_bytes(ct)
