@@ -168,3 +168,27 @@ def test_depth_beyond_context_is_refused(square_mlp, digits):
     server = ts.context_from(small.serialize(save_secret_key=False))
     with pytest.raises(ValueError, match="depth 3 but the context has depth 1"):
         encrypted_predict(square_mlp, digits.X_test[:1], client=small, server=server)
+
+
+def test_server_side_sees_only_bytes_and_public_context(square_mlp, digits, keys):
+    """The server functions take serialised ciphertexts and a public context, refuse a private one, and their
+    reply decrypts (with the client's key) to the plaintext logits."""
+    from mlsec_kit.crypto.he.inference import (_ct_from_bytes, _diagonal_input_layout, _Engine,
+                                               _server_diagonal, _server_simd)
+    client, server = keys
+    net = EncryptedMLP(square_mlp)
+    x = digits.X_test[:1].reshape(1, -1).double().numpy()
+    eng = _Engine(client)
+    msg = ts.ckks_vector(client, _diagonal_input_layout(net, x[0], eng.slots).tolist()).serialize()
+    assert isinstance(msg, bytes)
+    with pytest.raises(ValueError, match="server must hold only the public context"):
+        _server_diagonal(net, client, msg)
+    with pytest.raises(ValueError, match="server must hold only the public context"):
+        _server_simd(net, client, [msg] * 64)
+    reply = _server_diagonal(net, server, msg)
+    assert isinstance(reply, bytes)
+    dec = ts.sealapi.Decryptor(eng.sc, client.secret_key().data)
+    p = ts.sealapi.Plaintext()
+    dec.decrypt(_ct_from_bytes(eng.sc, reply), p)
+    logits = np.asarray(eng.encoder.decode_double(p))[np.arange(10) * 32]
+    assert np.abs(logits - net.plain(x)[0]).max() < 0.05
