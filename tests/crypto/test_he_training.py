@@ -1,7 +1,6 @@
 """Encrypted logistic-regression training matches the same polynomial model trained in plaintext."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import tenseal as ts
 import torch
