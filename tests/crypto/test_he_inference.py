@@ -101,11 +101,10 @@ def test_per_image_agrees(square_mlp, digits, keys):
     with torch.no_grad():
         ref = square_mlp(x).double().numpy()
     pred = encrypted_predict(EncryptedMLP(square_mlp), x, client=client, server=server, strategy="per_image")
-    # TenSEAL's own vector-matrix product at scale 2^30 is less precise than the two packed strategies
-    # (measured: max error about 3% of the logit range), so only the predicted class and a 5% bound are checked
-    logits = pred.logits.numpy()
-    assert np.array_equal(logits.argmax(1), ref.argmax(1))
-    assert np.abs(logits - ref).max() <= 0.05 * (ref.max() - ref.min())
+    # the hidden bias is tiled like TenSEAL tiles the vector (Server.add); TenSEAL's own `mm(W) + list` put it in the
+    # first copy only and the second mm read the others: 1.9% of the logit range at any scale (3% on 2 images)
+    err = _check_agreement(pred, ref)
+    assert err <= 0.005 * (ref.max() - ref.min())
     assert pred.depth_used == 3
 
 
@@ -182,6 +181,12 @@ def test_mismatched_or_bfv_parties_refused(square_mlp, digits, keys):
     bfv = Client(bfv_context(plain_modulus_bits=20, poly_modulus_degree=4096))
     with pytest.raises(ValueError, match="CKKS"):
         encrypted_predict(square_mlp, x, client=bfv, server=Server(bfv.public_context()))
+
+
+def test_relin_false_context_refused_for_squares(square_mlp, digits):
+    client = Client(ckks_context(depth=3, scale_bits=30, galois=False, relin=False))
+    with pytest.raises(ValueError, match="relinearisation"):
+        encrypted_predict(square_mlp, digits.X_test[:1], client=client, server=Server(client.public_context()))
 
 
 def test_depth_beyond_context_is_refused(square_mlp, digits):

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tenseal.sealapi as seal
 
-__all__ = ["Engine", "engine_for", "ct_to_bytes", "ct_from_bytes", "effective_poly", "pow2"]
+__all__ = ["Engine", "engine_for", "ct_to_bytes", "ct_from_bytes", "ckks_vector_bytes", "effective_poly", "pow2"]
 
 _TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
@@ -41,6 +41,30 @@ def ct_from_bytes(sc, data: bytes):
         return ct
     finally:
         os.remove(path)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def ckks_vector_bytes(ct, size: int, scale: float) -> bytes:
+    """A SEAL ciphertext as a serialised ``tenseal.CKKSVector`` of ``size`` values (TenSEAL's ``CKKSVectorProto``:
+    field 1 the packed sizes, field 2 the SEAL ciphertext, field 3 the vector's initial scale as a double), so that
+    :func:`tenseal.ckks_vector_from` can load a ciphertext computed with SEAL directly (TenSEAL builds a vector from
+    a SEAL ciphertext in C++ only)."""
+    import struct
+    data = ct if isinstance(ct, (bytes, bytearray)) else ct_to_bytes(ct)
+    sizes = _varint(int(size))
+    return (b"\x0a" + _varint(len(sizes)) + sizes + b"\x12" + _varint(len(data)) + bytes(data)
+            + b"\x19" + struct.pack("<d", float(scale)))
 
 
 class Engine:

@@ -151,6 +151,9 @@ def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client: Client, se
     need = 2 + (2 if deg == 3 else 1)
     if need > levels:
         raise ValueError(f"one epoch needs depth {need} but the context has depth {levels} (multiplicative levels)")
+    if not server.he.context.has_relin_keys():
+        raise ValueError("server's public context needs relinearisation keys (the scores multiply two ciphertexts); "
+                         "build the context with relin=True")
     if not server.he.context.has_galois_keys():
         raise ValueError("server's public context needs Galois keys (rotations sum the gradient)")
     n, d = xn.shape
