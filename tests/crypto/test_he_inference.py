@@ -142,6 +142,18 @@ def test_logreg_poly_sigmoid_all_strategies(degree, digits, keys):
         assert pred.depth_used == net.depth
 
 
+def test_per_image_output_polynomial_uses_the_depth_it_was_given(digits):
+    """poly_sigmoid(2) on a symmetric interval has x^2 coefficient 1e-17: net.depth counts it as degree 1 and the
+    server must evaluate the same polynomial (TenSEAL's polyval of the full list needed a level more)."""
+    mk.seed_everything(5)
+    net = EncryptedLogReg(logistic_regression(digits.input_shape, 2), sigmoid=poly_sigmoid(2))
+    assert net.depth == 2
+    client = Client(ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 30, 30, 40]))
+    x = digits.X_test[:1]
+    pred = encrypted_predict(net, x, client=client, server=Server(client.public_context()), strategy="per_image")
+    assert np.abs(pred.logits.numpy() - net.plain(x.reshape(1, -1).double().numpy())).max() < 2e-3
+
+
 def test_parties_and_bad_input_refused(square_mlp, digits, keys):
     client, server = keys
     x = digits.X_test[:2]
