@@ -249,3 +249,39 @@ def test_shared_wire_counts_each_message_once(digits):
     assert wire.to_client == pred.bytes_received
     kinds = [w for _, w, _ in wire.log]
     assert kinds.count("public context") == 1 and kinds.count("ciphertext") == 2  # one message each way
+
+
+def test_replies_mask_every_slot_but_the_outputs(square_mlp, digits, keys):
+    """The client decrypts all slots. A packed reply's non-output slots held the rotate-and-sum windows (W2 up to a
+    scale per column); now two replies for the same image agree on the outputs and differ by the fresh mask
+    everywhere else, and per_image's reply likewise beyond its out_features slots."""
+    from mlsec_kit.crypto.he._seal import ct_from_bytes, engine_for
+    from mlsec_kit.crypto.he.inference import (_packed_input_layout, _packed_output_slots, _server_packed,
+                                               _server_per_image)
+    client, server = keys
+    net = EncryptedMLP(square_mlp)
+    x = digits.X_test[:1].reshape(1, -1).double().numpy()[0]
+    eng = engine_for(client)
+    dec = ts.sealapi.Decryptor(eng.sc, client.he.context.secret_key().data)
+
+    def slots(reply: bytes) -> np.ndarray:
+        p = ts.sealapi.Plaintext()
+        dec.decrypt(ct_from_bytes(eng.sc, reply), p)
+        return np.asarray(eng.encoder.decode_double(p))
+
+    msg = client.send(client.encrypt(_packed_input_layout(net, x, eng.slots)))
+    a, b = slots(_server_packed(net, server, msg)), slots(_server_packed(net, server, msg))
+    out = _packed_output_slots(net)
+    rest = np.setdiff1d(np.arange(eng.slots), out)
+    assert np.abs(a[out] - net.plain(x[None])[0]).max() < 0.05 and np.abs(a[out] - b[out]).max() < 0.05
+    assert np.median(np.abs(a[rest] - b[rest])) > 10.0  # unmasked, they agreed to CKKS noise (about 1e-3)
+    one = client.send(client.encrypt(x))
+    r1 = client.decrypt(client.receive(_server_per_image(net, server, one))).numpy()
+    v1 = client.receive(_server_per_image(net, server, one))
+    v2 = client.receive(_server_per_image(net, server, one))
+    p1, p2 = ts.sealapi.Plaintext(), ts.sealapi.Plaintext()
+    dec.decrypt(v1.ciphertext()[0], p1)
+    dec.decrypt(v2.ciphertext()[0], p2)
+    f1, f2 = np.asarray(eng.encoder.decode_double(p1)), np.asarray(eng.encoder.decode_double(p2))
+    assert np.abs(f1[:10] - f2[:10]).max() < 0.05 and np.abs(r1 - net.plain(x[None])[0]).max() < 0.05
+    assert np.median(np.abs(f1[10:] - f2[10:])) > 10.0

@@ -7,6 +7,7 @@ once. :class:`Engine` does that with ``tenseal.sealapi`` (Microsoft SEAL's Pytho
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from typing import Optional, Sequence
@@ -124,6 +125,24 @@ class Engine:
             self.ev.mod_switch_to_inplace(out, target.parms_id())
         out.scale = target.scale  # equal up to the last bit of the double
         return out
+
+    def mask_slots(self, ct, keep, *, first_prime_bits: int):
+        """Add fresh uniform noise to every slot of ``ct`` except ``keep`` (no level used), so that a client who
+        decrypts all the slots learns the outputs and not the server's intermediate sums.
+
+        Without it, a packed reply's other slots hold window sums of ``W2[r, k] * h_k`` from which the client reads
+        W2 up to a per-column scale with one query (review finding 2). The noise is uniform in ``+-2^(headroom - 2)``
+        where ``headroom = first_prime_bits - log2(scale)`` bits is what the last level can hold, drawn from a
+        generator seeded by ``os.urandom`` on every call (the client must not predict it). This hides the values
+        statistically, not perfectly (a slot's value is small beside the noise), and it is not circuit privacy:
+        the ciphertext noise of the reply still depends on the weights (SEAL has no noise flooding).
+        """
+        bits = max(int(first_prime_bits) - math.log2(ct.scale) - 2.0, 0.0)
+        rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
+        noise = rng.uniform(-(2.0 ** bits), 2.0 ** bits, self.slots)
+        noise[np.asarray(keep, dtype=int)] = 0.0
+        self.ev.add_plain_inplace(ct, self.plain(noise.tolist(), ct, ct.scale))
+        return ct
 
     def rescale(self, ct):
         self.ev.rescale_to_next_inplace(ct)
