@@ -190,6 +190,9 @@ def test_mismatched_or_bfv_parties_refused(square_mlp, digits, keys):
     other = Client(ckks_context(poly_modulus_degree=4096, coeff_mod_bit_sizes=[40, 20, 40], galois=False))
     with pytest.raises(ValueError, match="does not match the client"):
         encrypted_predict(square_mlp, x, client=client, server=Server(other.public_context()))
+    stranger = Client(ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 30, 30, 30, 40], galois=False))
+    with pytest.raises(ValueError, match="another key pair"):  # same parameters, another key: garbage otherwise
+        encrypted_predict(square_mlp, x, client=client, server=Server(stranger.public_context()))
     bfv = Client(bfv_context(plain_modulus_bits=20, poly_modulus_degree=4096))
     with pytest.raises(ValueError, match="CKKS"):
         encrypted_predict(square_mlp, x, client=bfv, server=Server(bfv.public_context()))

@@ -255,3 +255,21 @@ def test_relin_false_means_no_ciphertext_products():
     assert torch.allclose(client.decrypt(server.multiply(ct, 3.0)), torch.tensor([3.0, 6.0], dtype=torch.float64),
                           atol=1e-2)
     assert ckks_context(depth=1, scale_bits=20, galois=False).context.has_relin_keys()
+
+
+def test_mixed_levels_refused_where_the_primes_drift():
+    """At 20-bit primes (N = 4096: 7% from 2^20) TenSEAL declares a level-1 and a fresh ciphertext's scales equal:
+    add was off by 3%, multiply by 9% (review). The server refuses; at the same level it computes."""
+    he = ckks_context(poly_modulus_degree=4096, coeff_mod_bit_sizes=[30, 20, 20, 30], galois=False)
+    assert he.scale_drift > 1e-4
+    client, server = pair(he)
+    a = server.receive(client.send(client.encrypt([1.0, 2.0])))
+    sq = server.multiply(a, a)
+    with pytest.raises(ValueError, match="different levels"):
+        server.add(sq, a)
+    with pytest.raises(ValueError, match="different levels"):
+        server.multiply(sq, a)
+    assert torch.allclose(client.decrypt(server.add(sq, sq)), torch.tensor([2.0, 8.0], dtype=torch.float64),
+                          rtol=0.1)
+    with pytest.raises(ValueError, match="degree >= 1"):
+        server.polyval(a, [0.5])

@@ -196,6 +196,9 @@ def _check_parties(client, server) -> tuple[Client, Server]:
     if mine != theirs:
         raise ValueError(f"server: its public context (N, chain) = {theirs} does not match the client's {mine}; "
                          f"build it as Server(client.public_context())")
+    if client.he.key_id != server.he.key_id:
+        raise ValueError("server: its public context holds another key pair than the client's (same parameters, "
+                         "different public key); build it as Server(client.public_context())")
     return client, server
 
 

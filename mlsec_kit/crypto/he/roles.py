@@ -168,9 +168,14 @@ class Client:
     def slots(self) -> int:
         return self.he.slots
 
-    def public_context(self) -> bytes:
-        """Serialised public context (public, relinearisation and Galois keys, no secret key), counted on the wire."""
-        data = self.he.public_bytes()
+    def public_context(self, *, galois: bool = True) -> bytes:
+        """Serialised public context (public, relinearisation and Galois keys, no secret key), counted on the wire.
+
+        Args:
+            galois: send the Galois (rotation) keys; ``galois=False`` sends a context a tenth the size, enough for
+                ``"simd"`` inference and everything without rotations.
+        """
+        data = self.he.public_bytes(galois=galois)
         self.wire.record("to_server", "public context", len(data))
         return data
 
@@ -208,6 +213,11 @@ class Client:
         if not np.all(np.isfinite(arr)):
             raise ValueError("x must be finite (no NaN or infinity)")
         if self.he.scheme == "ckks":
+            bound = 2.0 ** (self.he.integer_bits - 1)
+            if np.abs(arr).max() >= bound:
+                raise ValueError(f"x: |values| must stay below 2^(integer_bits - 1) = {bound:g} (first prime "
+                                 f"{self.he.coeff_mod_bit_sizes[0]} bits, scale 2^{self.he.scale_bits}), got "
+                                 f"max |x| = {np.abs(arr).max():g}; an overflow in one slot corrupts all of them")
             cts = [ts.ckks_vector(self.he.context, r.astype(np.float64).tolist()) for r in rows]
         else:
             if not np.issubdtype(arr.dtype, np.integer):
@@ -336,10 +346,23 @@ class Server:
             ct = eng.rescale(eng.mul_plain(ct, tiled, float(self.he.context.global_scale)))
         return self.receive(ckks_vector_bytes(ct, a.size(), self.he.context.global_scale))
 
+    def _same_level(self, a: Any, b: Any, operation: str) -> None:
+        """Refuse two CKKS ciphertexts at different levels when the primes drift from the scale: TenSEAL then
+        mod-switches one and declares the scales equal, which is off by the primes' drift (review finding 5)."""
+        import tenseal as ts
+        if isinstance(a, ts.CKKSVector) and isinstance(b, ts.CKKSVector) and depth_left(a) != depth_left(b) \
+                and self.he.scale_drift > 1e-4:
+            raise ValueError(f"{operation}: operands at different levels ({depth_left(a)} and {depth_left(b)} left) "
+                             f"while this context's rescale primes drift by {100 * self.he.scale_drift:.2g}% from "
+                             f"2^{self.he.scale_bits}; TenSEAL would declare their scales equal and be off by that "
+                             f"much. Bring both to the same level (the same number of multiplications) or use a "
+                             f"larger scale (30 bits or more)")
+
     def add(self, a: Any, b: Any) -> Any:
         """``a + b`` for a ciphertext ``a`` and a ciphertext, vector or scalar ``b`` (no level used)."""
         _check_ciphertext("a", a)
         b = self._operand("b", b, a.size())
+        self._same_level(a, b, "add")
         if isinstance(b, list) and self.he.scheme == "ckks":
             return self._tiled(a, b, "add")
         return a + b
@@ -351,6 +374,7 @@ class Server:
         check_depth(a, 1, operation="multiply")
         if _is_ciphertext(b):
             check_depth(b, 1, operation="multiply")
+            self._same_level(a, b, "multiply")
             if not self.he.context.has_relin_keys():
                 raise ValueError("multiply of two ciphertexts needs relinearisation keys in the public context; "
                                  "build it with ckks_context(..., relin=True)")
@@ -387,8 +411,9 @@ class Server:
         """``sum_i c_i a^i`` elementwise (coefficients lowest degree first): ``ceil(log2(degree + 1))`` levels."""
         _check_ciphertext("a", a)
         coeffs = _as_array("coefficients", coefficients)
-        if coeffs.ndim != 1 or coeffs.size == 0:
-            raise ValueError(f"coefficients must be a non-empty 1-D list, got shape {tuple(coeffs.shape)}")
+        if coeffs.ndim != 1 or coeffs.size < 2:
+            raise ValueError(f"coefficients must be a 1-D list of at least 2 (degree >= 1; for a constant add it), "
+                             f"got shape {tuple(coeffs.shape)}")
         check_depth(a, polyval_depth(coeffs.size - 1), operation=f"polyval of degree {coeffs.size - 1}")
         return a.polyval(coeffs.astype(np.float64).tolist())
 
