@@ -120,6 +120,9 @@ def test_poly_sigmoid_fit():
         errs.append(f.max_error)
     assert errs[0] > errs[1] > errs[2]
     assert poly_sigmoid(3, (-4, 4)).max_error < poly_sigmoid(3, (-8, 8)).max_error
+    lo, hi = poly_sigmoid(3).monotone_interval  # the cubic peaks near |x| = 5.6 (1.06) and then falls
+    assert 5.0 < hi < 6.0 and -6.0 < lo < -5.0 and poly_sigmoid(3)(hi) > 1.0 > poly_sigmoid(3)(8.0)
+    assert poly_sigmoid(1).monotone_interval == (-8.0, 8.0)
     with pytest.raises(ValueError, match="degree"):
         poly_sigmoid(0)
     with pytest.raises(ValueError, match="interval"):

@@ -59,6 +59,26 @@ class PolyFit:
     def degree(self) -> int:
         return len(self.coefficients) - 1
 
+    @property
+    def monotone_interval(self) -> tuple[float, float]:
+        """The widest interval around 0 inside ``interval`` where the polynomial increases (the sigmoid does
+        everywhere). The least-squares cubic on [-8, 8] peaks at 1.06 near |x| = 5.6 and falls to 0.89 at 8, so
+        for scores in (5.6, 8) a larger score gives a smaller "probability"; outside ``interval`` it diverges
+        (x = 12 -> -0.45, x = 16 -> -3.6)."""
+        a, b = self.interval
+        x = np.linspace(a, b, 8001)
+        slope = np.polynomial.polynomial.polyval(x, np.polynomial.polynomial.polyder(self.coefficients)) > 0
+        mid = int(np.argmin(np.abs(x)))
+        if not slope[mid]:
+            return (0.0, 0.0)
+        lo = mid
+        while lo > 0 and slope[lo - 1]:
+            lo -= 1
+        hi = mid
+        while hi < len(x) - 1 and slope[hi + 1]:
+            hi += 1
+        return (float(x[lo]), float(x[hi]))
+
     def __call__(self, x):
         if isinstance(x, torch.Tensor):
             out = torch.zeros_like(x)

@@ -15,6 +15,7 @@ remove the round trip but is not available in TenSEAL.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -41,6 +42,9 @@ class EncryptedTraining:
         seconds: ``{"encrypt", "compute", "refresh"}`` wall-clock seconds.
         bytes_sent: client -> server bytes (data, labels and refreshed weights).
         bytes_received: server -> client bytes (weights to refresh).
+        max_score: the largest ``|x w + b|`` over the data at each refresh (the client computes it from the weights
+            it sees and its own data); above the polynomial's interval the sigmoid's stand-in diverges and a
+            ``UserWarning`` is issued.
     """
     weight: torch.Tensor
     bias: float
@@ -48,6 +52,7 @@ class EncryptedTraining:
     seconds: dict = field(default_factory=dict)
     bytes_sent: int = 0
     bytes_received: int = 0
+    max_score: list = field(default_factory=list)
 
 
 def _check_data(x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> tuple[np.ndarray, np.ndarray]:
@@ -175,6 +180,7 @@ def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client: Client, se
     labels = client.send(client.encrypt(tiled(-lr / n * yn)))
     w = np.zeros(d + 1)
     history = []
+    scores: list = []
     dec = seal.Decryptor(eng.sc, cctx.secret_key().data)
 
     def encrypt_weights(values: np.ndarray) -> list[bytes]:
@@ -193,9 +199,14 @@ def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client: Client, se
             dec.decrypt(ct_from_bytes(eng.sc, b), p)
             w[j] = float(np.mean(eng.encoder.decode_double(p)[:period]))
         history.append(w.copy())
+        scores.append(float(np.abs(xa @ w).max()))
+        if scores[-1] > max(abs(poly.interval[0]), abs(poly.interval[1])):
+            warnings.warn(f"epoch {epoch}: scores |x w + b| reach {scores[-1]:.3g}, outside the polynomial "
+                          f"sigmoid's interval {poly.interval}, where it diverges from the sigmoid; lower lr, scale "
+                          f"the features, or fit the polynomial on a wider interval", UserWarning, stacklevel=2)
         if epoch < epochs - 1:
             weights = encrypt_weights(w)
         t["compute"] += t2 - t1
         t["refresh"] += time.perf_counter() - t2
     return EncryptedTraining(torch.from_numpy(w[:-1].copy()), float(w[-1]), torch.from_numpy(np.array(history)),
-                             t, client.wire.to_server - sent0, server.wire.to_client - received0)
+                             t, client.wire.to_server - sent0, server.wire.to_client - received0, scores)
