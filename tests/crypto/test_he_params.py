@@ -203,3 +203,9 @@ def test_public_context_without_galois_keys_is_small_and_the_key_id_identifies_t
     assert Server(slim).he.key_id == Server(full).he.key_id == he.key_id
     assert ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 30, 30, 40], galois=False).key_id \
         != he.key_id
+
+
+def test_too_few_primes_named_before_seals_runtime_error():
+    # SEAL has 20-bit primes = 1 mod 2N for depth 5 at N = 8192 but not for depth 6 (review e9)
+    with pytest.raises(ValueError, match="too few primes"):
+        ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40] + [20] * 6 + [40], galois=False)

@@ -342,7 +342,11 @@ def ckks_context(*, depth: Optional[int] = None, scale_bits: Optional[int] = Non
                          f"as large as every other prime (largest {max(chain[:-1])} bits): SEAL's key switching "
                          f"(relinearisation, rotations) multiplies its noise by about 2^(largest - special); "
                          f"measured: a sum by rotations off by about 3 on values of about 1 with [60, 40, 40, 38]")
-    ctx = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=n, coeff_mod_bit_sizes=chain)
+    try:
+        ctx = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=n, coeff_mod_bit_sizes=chain)
+    except RuntimeError as e:  # SEAL: "failed to find enough qualifying primes"
+        raise ValueError(f"coeff_mod_bit_sizes {chain}: SEAL found too few primes = 1 mod 2N = {2 * n} of these "
+                         f"sizes for N = {n} ({e}); use larger primes (scale_bits >= 25) or a smaller N") from e
     ctx.global_scale = 2.0 ** scale_bits
     if not relin:
         ctx = _without_relin_keys(ctx, 2.0 ** scale_bits)

@@ -9,7 +9,14 @@ TenSEAL (Benaissa et al. 2021).
 CKKS levels: a fresh ciphertext can afford :attr:`HEContext.depth` multiplications in sequence; each
 multiplication (by a ciphertext or a plaintext) is followed by a rescale that drops one prime. :func:`depth_left`
 reads what is left from the ciphertext, and :func:`check_depth` refuses an operation that needs more, before SEAL
-fails with "scale out of bounds".
+fails with "scale out of bounds". Levels are not the only budget: every value must also stay below
+``2^(integer_bits - 1)`` (:attr:`HEContext.integer_bits`) at every step, and an overflow in one slot corrupts all.
+
+Security. The server holds no secret key and sees ciphertexts (IND-CPA under RLWE), the public context and the
+vector sizes TenSEAL serialises in the clear. CKKS is not IND-CPA^D (Li & Micciancio 2021): a decryption carries
+the ciphertext's noise, and decryptions of server-computed ciphertexts handed back to the server can reveal the
+secret key; round them or add noise before they leave the client. SEAL/TenSEAL give no circuit privacy (the
+noise of a result depends on what the server computed).
 """
 from __future__ import annotations
 

@@ -10,7 +10,9 @@ The refresh is honest "bootstrapping by decryption": one epoch uses the whole mo
 scores, 1 or 2 for the polynomial, 1 for the gradient), so after each epoch the server sends the encrypted
 weights to the client, who decrypts and re-encrypts them at the top level. The client therefore sees the
 weights after every epoch (they are its model); the server sees only ciphertexts. CKKS bootstrapping would
-remove the round trip but is not available in TenSEAL.
+remove the round trip but is not available in TenSEAL. The decrypted weights stay with the client, which sends
+fresh encryptions back: raw decryptions of server-computed ciphertexts must not return to the server (CKKS is not
+IND-CPA^D, Li & Micciancio 2021).
 """
 from __future__ import annotations
 
