@@ -261,7 +261,7 @@ def test_mixed_levels_refused_where_the_primes_drift():
     """At 20-bit primes (N = 4096: 7% from 2^20) TenSEAL declares a level-1 and a fresh ciphertext's scales equal:
     add was off by 3%, multiply by 9% (review). The server refuses; at the same level it computes."""
     he = ckks_context(poly_modulus_degree=4096, coeff_mod_bit_sizes=[30, 20, 20, 30], galois=False)
-    assert he.scale_drift > 1e-4
+    assert he.scale_drift > 1e-3
     client, server = pair(he)
     a = server.receive(client.send(client.encrypt([1.0, 2.0])))
     sq = server.multiply(a, a)
