@@ -87,9 +87,10 @@ def test_packed_single_images_agree(square_mlp, digits, keys):
     pred = encrypted_predict(square_mlp, x, client=client, server=server, strategy="packed")
     _check_agreement(pred, ref)
     assert pred.depth_used == 3
-    # one ciphertext each way per image, and what the prediction reports is what crossed each party's wire
+    # one ciphertext each way per image, and what the prediction reports is what crossed each party's wire; the
+    # client encrypts with its secret key and SEAL sends the random half as a seed: half a public-key ciphertext
     one = client.he.ciphertext_bytes()
-    assert 0.5 * one * 12 < pred.bytes_sent < 2 * one * 12
+    assert 0.4 * one * 12 < pred.bytes_sent < 0.6 * one * 12
     assert client.wire.to_server - sent0 == pred.bytes_sent
     assert server.wire.to_client - received0 == pred.bytes_received
     assert 0 < pred.bytes_received < pred.bytes_sent  # the reply has fewer primes left

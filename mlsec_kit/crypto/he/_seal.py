@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 import numpy as np
 import tenseal.sealapi as seal
 
-__all__ = ["Engine", "engine_for", "ct_to_bytes", "ct_from_bytes", "ckks_vector_bytes", "effective_poly", "pow2"]
+__all__ = ["Engine", "engine_for", "ct_to_bytes", "ct_from_bytes", "ckks_vector_bytes", "seeded_symmetric_bytes",
+           "effective_poly", "pow2"]
 
 _TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
@@ -66,6 +67,21 @@ def ckks_vector_bytes(ct, size: int, scale: float) -> bytes:
     sizes = _varint(int(size))
     return (b"\x0a" + _varint(len(sizes)) + sizes + b"\x12" + _varint(len(data)) + bytes(data)
             + b"\x19" + struct.pack("<d", float(scale)))
+
+
+def seeded_symmetric_bytes(eng, encryptor, values, scale: float) -> bytes:
+    """Encode ``values`` (a full slot vector) at ``scale``, encrypt with the secret key, and save SEAL's seeded
+    form (the uniformly random half replaced by its seed: half the bytes)."""
+    p = seal.Plaintext()
+    eng.encoder.encode(values, scale, p)
+    fd, path = tempfile.mkstemp(suffix=".ct", dir=_TMP)
+    os.close(fd)
+    try:
+        encryptor.encrypt_symmetric(p).save(path)
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        os.remove(path)
 
 
 class Engine:

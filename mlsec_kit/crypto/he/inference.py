@@ -481,7 +481,7 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
         for start in range(0, B, eng.slots):
             chunk = xs[start: start + eng.slots]
             t0 = time.perf_counter()
-            msgs = client.send(client.encrypt(chunk, layout="columns"))
+            msgs = client.send_encrypted(chunk, layout="columns")
             t1 = time.perf_counter()
             replies = _server_simd(net, server, msgs)
             t2 = time.perf_counter()
@@ -496,7 +496,7 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
         where = _packed_output_slots(net)
         for i in range(B):
             t0 = time.perf_counter()
-            msg = client.send(client.encrypt(_packed_input_layout(net, xs[i], eng.slots)))
+            msg = client.send_encrypted(_packed_input_layout(net, xs[i], eng.slots))
             t1 = time.perf_counter()
             reply = _server_packed(net, server, msg)
             t2 = time.perf_counter()
@@ -510,7 +510,7 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
     else:
         for i in range(B):
             t0 = time.perf_counter()
-            msg = client.send(client.encrypt(xs[i]))
+            msg = client.send_encrypted(xs[i])
             t1 = time.perf_counter()
             reply = _server_per_image(net, server, msg)
             t2 = time.perf_counter()

@@ -186,22 +186,8 @@ class Client:
         self.wire.record("to_server", "public context", len(data))
         return data
 
-    def encrypt(self, x: Any, *, layout: str = "vector") -> Any:
-        """Encrypt a vector, or a matrix row by row or column by column.
-
-        Args:
-            x: numbers, a 1-D tensor/array (``layout="vector"``) or a 2-D one (``"rows"``: one ciphertext per row,
-                e.g. per image; ``"columns"``: one per column, e.g. one feature of many images, SIMD batching).
-                Not modified. Integers for BFV.
-            layout: ``"vector"``, ``"rows"`` or ``"columns"``.
-
-        Returns:
-            A ciphertext (``"vector"``) or a list of ciphertexts.
-
-        Shape:
-            ``x``: ``(n,)`` with ``n <= slots`` or ``(m, n)``; each encrypted vector must fit ``slots``.
-        """
-        import tenseal as ts
+    def _rows(self, x: Any, layout: str) -> tuple:
+        """``x`` checked (layout, shape, slots, finiteness, magnitude) and split into the vectors to encrypt."""
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         arr = _as_array("x", x)
@@ -225,15 +211,64 @@ class Client:
                 raise ValueError(f"x: |values| must stay below 2^(integer_bits - 1) = {bound:g} (first prime "
                                  f"{self.he.coeff_mod_bit_sizes[0]} bits, scale 2^{self.he.scale_bits}), got "
                                  f"max |x| = {np.abs(arr).max():g}; an overflow in one slot corrupts all of them")
-            cts = [ts.ckks_vector(self.he.context, r.astype(np.float64).tolist()) for r in rows]
         else:
             if not np.issubdtype(arr.dtype, np.integer):
                 raise TypeError(f"x must hold integers for a BFV context, got dtype {arr.dtype}")
             t = self.he.plain_modulus
             if arr.size and (arr.min() < -(t // 2) or arr.max() > t // 2):
                 raise ValueError(f"x: BFV values must lie in [-{t // 2}, {t // 2}] (plain modulus {t})")
+        return arr, rows
+
+    def encrypt(self, x: Any, *, layout: str = "vector") -> Any:
+        """Encrypt a vector, or a matrix row by row or column by column.
+
+        Args:
+            x: numbers, a 1-D tensor/array (``layout="vector"``) or a 2-D one (``"rows"``: one ciphertext per row,
+                e.g. per image; ``"columns"``: one per column, e.g. one feature of many images, SIMD batching).
+                Not modified. Integers for BFV.
+            layout: ``"vector"``, ``"rows"`` or ``"columns"``.
+
+        Returns:
+            A ciphertext (``"vector"``) or a list of ciphertexts.
+
+        Shape:
+            ``x``: ``(n,)`` with ``n <= slots`` or ``(m, n)``; each encrypted vector must fit ``slots``.
+        """
+        import tenseal as ts
+        arr, rows = self._rows(x, layout)
+        if self.he.scheme == "ckks":
+            cts = [ts.ckks_vector(self.he.context, r.astype(np.float64).tolist()) for r in rows]
+        else:
             cts = [ts.bfv_vector(self.he.context, r.astype(np.int64).tolist()) for r in rows]
         return cts[0] if layout == "vector" else cts
+
+    def send_encrypted(self, x: Any, *, layout: str = "vector") -> Union[bytes, List[bytes]]:
+        """Encrypt and serialise for the server in one step, counting the bytes: what :meth:`encrypt` then
+        :meth:`send` give, at half the size for CKKS.
+
+        The client holds the secret key, so it can encrypt symmetrically, and SEAL then stores the uniformly random
+        half of each ciphertext as the seed that generates it: measured at N = 8192 with four primes, 159 KB
+        instead of 322 KB and 6 instead of 11 CPU ms per ciphertext. The server loads it as an ordinary
+        ciphertext (:meth:`Server.receive`). Symmetric RLWE encryption is IND-CPA like the public-key one. BFV
+        falls back to :meth:`encrypt` + :meth:`send`.
+
+        Args and Shape: as :meth:`encrypt`.
+        """
+        if self.he.scheme != "ckks":
+            return self.send(self.encrypt(x, layout=layout))
+        from ._seal import ckks_vector_bytes, engine_for, seeded_symmetric_bytes
+        _, rows = self._rows(x, layout)
+        eng = engine_for(self)
+        if getattr(self, "_symmetric", None) is None:
+            from tenseal import sealapi
+            self._symmetric = sealapi.Encryptor(eng.sc, self.he.context.secret_key().data)
+        scale = float(self.he.context.global_scale)
+        out = []
+        for r in rows:  # tiled over the slots as TenSEAL lays out a vector of this size
+            tiled = np.resize(r.astype(np.float64), eng.slots).tolist()
+            out.append(ckks_vector_bytes(seeded_symmetric_bytes(eng, self._symmetric, tiled, scale), r.size, scale))
+        self.wire.record("to_server", "ciphertext", sum(map(len, out)))
+        return out[0] if layout == "vector" else out
 
     def decrypt(self, ct: Any, *, layout: str = "vector") -> torch.Tensor:
         """Decrypt a ciphertext or a list of them.

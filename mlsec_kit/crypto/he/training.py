@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-import tenseal as ts
 import tenseal.sealapi as seal
 import torch
 
-from ._seal import ct_from_bytes, ct_to_bytes, effective_poly, engine_for, pow2
+from ._seal import ct_from_bytes, effective_poly, engine_for, pow2, seeded_symmetric_bytes
 from .inference import PolyFit, _check_parties, _check_server, _reply, poly_sigmoid
 from .roles import Client, Server
 
@@ -178,15 +177,16 @@ def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client: Client, se
     t = {"encrypt": 0.0, "compute": 0.0, "refresh": 0.0}
     t0 = time.perf_counter()
     sent0, received0 = client.wire.to_server, server.wire.to_client
-    features = client.send([client.encrypt(tiled(xa[:, j])) for j in range(d + 1)])
-    labels = client.send(client.encrypt(tiled(-lr / n * yn)))
+    features = client.send_encrypted(np.stack([tiled(xa[:, j]) for j in range(d + 1)]), layout="rows")
+    labels = client.send_encrypted(np.asarray(tiled(-lr / n * yn)))
     w = np.zeros(d + 1)
     history = []
     scores: list = []
     dec = seal.Decryptor(eng.sc, cctx.secret_key().data)
+    encryptor = seal.Encryptor(eng.sc, cctx.secret_key().data)  # symmetric, seeded: half the bytes
 
     def encrypt_weights(values: np.ndarray) -> list[bytes]:
-        out = [ct_to_bytes(ts.ckks_vector(cctx, [float(v)] * eng.slots).ciphertext()[0]) for v in values]
+        out = [seeded_symmetric_bytes(eng, encryptor, [float(v)] * eng.slots, eng.scale) for v in values]
         client.wire.record("to_server", "ciphertext", sum(map(len, out)))
         return out
 
