@@ -180,6 +180,15 @@ class Engine:
         self.ev.relinearize_inplace(ct, self.rk)
         return self.rescale(ct)
 
+    def rotate(self, ct, steps: int, *, inplace: bool = False):
+        """Left rotation of all the slots by ``steps`` (negative: right), with the Galois keys."""
+        if inplace:
+            self.ev.rotate_vector_inplace(ct, steps, self.gk)
+            return ct
+        out = seal.Ciphertext()
+        self.ev.rotate_vector(ct, steps, self.gk, out)
+        return out
+
     def rotate_sum(self, ct, steps: Sequence[int]):
         """ct + rot(ct, s1), then the same with s2, ... (left rotations)."""
         for s in steps:
