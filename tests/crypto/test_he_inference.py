@@ -310,3 +310,8 @@ def test_replies_mask_every_slot_but_the_outputs(square_mlp, digits, keys):
     f1, f2 = np.asarray(eng.encoder.decode_double(p1)), np.asarray(eng.encoder.decode_double(p2))
     assert np.abs(f1[:10] - f2[:10]).max() < 0.05 and np.abs(r1 - net.plain(x[None])[0]).max() < 0.05
     assert np.median(np.abs(f1[10:] - f2[10:])) > 10.0
+    from mlsec_kit.crypto.he.inference import _diagonal_input_layout, _server_diagonal
+    msg = client.send_encrypted(_diagonal_input_layout(net, x, eng.slots))
+    a, b = slots(_server_diagonal(net, server, msg)), slots(_server_diagonal(net, server, msg))
+    assert np.abs(a[:10] - net.plain(x[None])[0]).max() < 0.05 and np.abs(a[:10] - b[:10]).max() < 0.05
+    assert np.median(np.abs(a[10:] - b[10:])) > 10.0
