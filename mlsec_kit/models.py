@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["logistic_regression", "mlp", "small_cnn", "model_for", "num_parameters"]
+__all__ = ["Square", "logistic_regression", "mlp", "small_cnn", "model_for", "num_parameters"]
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -29,6 +29,14 @@ def _in_features(input_shape: Sequence[int]) -> int:
     return n
 
 
+class Square(nn.Module):
+    """Elementwise square activation, ``x -> x * x``: the lowest-degree polynomial non-linearity, so an MLP
+    built with it can be evaluated under CKKS homomorphic encryption (CryptoNets, Gilad-Bachrach et al. 2016)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+
 def logistic_regression(input_shape: Sequence[int], num_classes: int) -> nn.Sequential:
     """Multinomial logistic regression: one linear layer on the flattened input.
 
@@ -40,14 +48,15 @@ def logistic_regression(input_shape: Sequence[int], num_classes: int) -> nn.Sequ
 
 
 def mlp(input_shape: Sequence[int], num_classes: int, *, hidden: Sequence[int] = (64,),
-        dropout: float = 0.0) -> nn.Sequential:
-    """A ReLU multi-layer perceptron on the flattened input.
+        dropout: float = 0.0, activation: str = "relu") -> nn.Sequential:
+    """A multi-layer perceptron on the flattened input (ReLU, or square for encrypted inference).
 
     Args:
         input_shape: shape of one input, e.g. ``(30,)`` or ``(1, 8, 8)``.
         num_classes: number of output logits, at least 1.
         hidden: widths of the hidden layers (empty gives logistic regression).
         dropout: dropout probability after each hidden layer, in ``[0, 1)``.
+        activation: ``"relu"`` or ``"square"`` (:class:`Square`, evaluable under homomorphic encryption).
 
     Shape:
         input ``(N, *input_shape)`` → logits ``(N, num_classes)``.
@@ -55,11 +64,13 @@ def mlp(input_shape: Sequence[int], num_classes: int, *, hidden: Sequence[int] =
     _check_positive("num_classes", num_classes)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if activation not in ("relu", "square"):
+        raise ValueError(f"activation must be 'relu' or 'square', got {activation!r}")
     layers: list[nn.Module] = [nn.Flatten()]
     width = _in_features(input_shape)
     for h in hidden:
         _check_positive("hidden widths", h)
-        layers += [nn.Linear(width, h), nn.ReLU()]
+        layers += [nn.Linear(width, h), nn.ReLU() if activation == "relu" else Square()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = h
