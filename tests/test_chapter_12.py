@@ -143,7 +143,7 @@ def test_prose_links_citations_and_exercises(executed):
     text = prose(executed)
     for key in ("paillier1999public", "cheon2017homomorphic", "albrecht2018homomorphic", "gilad2016cryptonets",
                 "halevi2014algorithms", "benaissa2021tenseal", "kim2018logistic", "gentry2009fully",
-                "fan2012somewhat", "brakerski2012fully"):
+                "fan2012somewhat", "brakerski2012fully", "li2021security"):
         assert key in text
     assert "{ref}`ch-model-attacks`" in text and "{prf:ref}`def-homomorphic`" in text
     assert "(ch-homomorphic-encryption)=" in text and "Chapter 13" in text
