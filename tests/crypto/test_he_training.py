@@ -34,8 +34,9 @@ def test_encrypted_training_matches_plaintext(data, keys):
     assert torch.equal(x, x_before)
     w, b = poly_logreg_fit(x, y, epochs=4, lr=2.0)
     scale = float(w.abs().max())
-    assert float((res.weight - w).abs().max()) < 0.02 * scale
-    assert abs(res.bias - b) < 0.02 * scale
+    # 0.1%: overwriting the fresh labels' and weights' scales instead of matching them (Engine.match) gave 0.20%
+    assert float((res.weight - w).abs().max()) < 0.001 * scale
+    assert abs(res.bias - b) < 0.001 * scale
     assert res.weights_per_epoch.shape == (4, 17)
     steps = res.weights_per_epoch.diff(dim=0).abs().max(dim=1).values
     assert bool((steps > 0.05 * scale).all())  # every epoch moved the weights
@@ -68,3 +69,14 @@ def test_training_refuses_bad_input(data, keys):
     shallow = Client(ckks_context(poly_modulus_degree=4096, coeff_mod_bit_sizes=[30, 20, 20, 30], galois=False))
     with pytest.raises(ValueError, match="depth 4 but the context has depth 2"):
         encrypted_logreg_fit(x, y, client=shallow, server=Server(shallow.public_context()))
+
+
+def test_training_exact_at_a_chain_whose_primes_drift(data):
+    """At 25-bit primes (N = 8192) SEAL's primes are a few percent from 2^25; the server matches scales exactly
+    (Engine.match), so the weights stay within 2% (declaring the scales equal gave 8.5%)."""
+    x, y = data
+    client = Client(ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 25, 25, 25, 25, 40]))
+    assert client.he.scale_drift > 1e-3
+    res = encrypted_logreg_fit(x, y, client=client, server=Server(client.public_context()), epochs=4, lr=2.0)
+    w, b = poly_logreg_fit(x, y, epochs=4, lr=2.0)
+    assert float((res.weight - w).abs().max()) < 0.02 * float(w.abs().max())

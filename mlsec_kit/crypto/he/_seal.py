@@ -7,6 +7,7 @@ once. :class:`Engine` does that with ``tenseal.sealapi`` (Microsoft SEAL's Pytho
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from typing import Optional, Sequence
@@ -14,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tenseal.sealapi as seal
 
-__all__ = ["Engine", "engine_for", "ct_to_bytes", "ct_from_bytes", "effective_poly", "pow2"]
+__all__ = ["Engine", "engine_for", "ct_to_bytes", "ct_from_bytes", "ckks_vector_bytes", "effective_poly", "pow2"]
 
 _TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
@@ -41,6 +42,30 @@ def ct_from_bytes(sc, data: bytes):
         return ct
     finally:
         os.remove(path)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def ckks_vector_bytes(ct, size: int, scale: float) -> bytes:
+    """A SEAL ciphertext as a serialised ``tenseal.CKKSVector`` of ``size`` values (TenSEAL's ``CKKSVectorProto``:
+    field 1 the packed sizes, field 2 the SEAL ciphertext, field 3 the vector's initial scale as a double), so that
+    :func:`tenseal.ckks_vector_from` can load a ciphertext computed with SEAL directly (TenSEAL builds a vector from
+    a SEAL ciphertext in C++ only)."""
+    import struct
+    data = ct if isinstance(ct, (bytes, bytearray)) else ct_to_bytes(ct)
+    sizes = _varint(int(size))
+    return (b"\x0a" + _varint(len(sizes)) + sizes + b"\x12" + _varint(len(data)) + bytes(data)
+            + b"\x19" + struct.pack("<d", float(scale)))
 
 
 class Engine:
@@ -83,6 +108,41 @@ class Engine:
         out = seal.Ciphertext()
         self.ev.multiply_plain(ct, self.plain(value, ct, scale, **cache), out)
         return out
+
+    def match(self, ct, target):
+        """``ct`` brought to ``target``'s level with exactly ``target``'s scale, by one plaintext product by 1.0
+        encoded at the scale that makes the rescaled product land on ``target.scale`` (then a modulus switch).
+
+        Overwriting ``ct.scale = target.scale`` instead is wrong by the relative gap between the scales, which is
+        set by how far SEAL's primes (1 mod 2N) are from ``2^scale_bits``: 6e-4 at 30 bits, 3e-2 at 25 bits,
+        a factor 2.7 at 20 bits (N = 8192). ``ct`` must have at least one level more than ``target``.
+        """
+        if self.level(ct) <= self.level(target):
+            raise ValueError(f"match needs a ciphertext with more levels left ({self.level(ct)}) than the target "
+                             f"({self.level(target)})")
+        out = self.rescale(self.mul_plain(ct, 1.0, target.scale * self._q_last(ct) / ct.scale))
+        if self.level(out) > self.level(target):
+            self.ev.mod_switch_to_inplace(out, target.parms_id())
+        out.scale = target.scale  # equal up to the last bit of the double
+        return out
+
+    def mask_slots(self, ct, keep, *, first_prime_bits: int):
+        """Add fresh uniform noise to every slot of ``ct`` except ``keep`` (no level used), so that a client who
+        decrypts all the slots learns the outputs and not the server's intermediate sums.
+
+        Without it, a packed reply's other slots hold window sums of ``W2[r, k] * h_k`` from which the client reads
+        W2 up to a per-column scale with one query (review finding 2). The noise is uniform in ``+-2^(headroom - 2)``
+        where ``headroom = first_prime_bits - log2(scale)`` bits is what the last level can hold, drawn from a
+        generator seeded by ``os.urandom`` on every call (the client must not predict it). This hides the values
+        statistically, not perfectly (a slot's value is small beside the noise), and it is not circuit privacy:
+        the ciphertext noise of the reply still depends on the weights (SEAL has no noise flooding).
+        """
+        bits = max(int(first_prime_bits) - math.log2(ct.scale) - 2.0, 0.0)
+        rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
+        noise = rng.uniform(-(2.0 ** bits), 2.0 ** bits, self.slots)
+        noise[np.asarray(keep, dtype=int)] = 0.0
+        self.ev.add_plain_inplace(ct, self.plain(noise.tolist(), ct, ct.scale))
+        return ct
 
     def rescale(self, ct):
         self.ev.rescale_to_next_inplace(ct)

@@ -16,6 +16,14 @@ The parties are the roles of :mod:`mlsec_kit.crypto.he.roles`: a :class:`~mlsec_
 the secret key and a :class:`~mlsec_kit.crypto.he.Server` built from the client's public context bytes. The
 server-side functions receive only serialised ciphertexts and that server; what each party sends is counted on
 its :class:`~mlsec_kit.crypto.he.Wire`. The SEAL-level evaluation lives in :mod:`mlsec_kit.crypto.he._seal`.
+
+What each party learns. The server sees ciphertexts, the public context and the vector sizes TenSEAL serialises
+in the clear (the batch size for ``"simd"``). The client decrypts every slot of a reply, not only the outputs:
+``"packed"`` and ``"per_image"`` therefore add fresh uniform noise to the slots that are not outputs (without it
+one packed reply revealed W2 up to a scale per column). The client still learns the outputs (model extraction by
+queries, chapter 9), and there is no circuit privacy: the reply's CKKS noise depends on the weights and SEAL does
+not flood it. CKKS is not IND-CPA^D (Li & Micciancio 2021): decrypted values carry the noise, so raw decryptions
+of server-computed ciphertexts must not go back to the server (round them or add noise first).
 """
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ from torch import nn
 
 from mlsec_kit.models import Square
 
-from ._seal import Engine, ct_from_bytes, ct_to_bytes, effective_poly, engine_for, pow2
+from ._seal import Engine, ckks_vector_bytes, ct_from_bytes, ct_to_bytes, effective_poly, engine_for, pow2
 from .roles import Client, Server
 
 __all__ = ["PolyFit", "poly_sigmoid", "EncryptedLogReg", "EncryptedMLP", "EncryptedPrediction",
@@ -325,6 +333,8 @@ def _server_packed(net: _EncryptedNet, server: Server, image: bytes) -> bytes:
         ct = _block_sum_layer(eng, ct, w2, b2, h, cache, "out")
     if net.output_poly is not None:
         ct = eng.output_poly(ct, net.output_poly)
+    # the other slots hold the rotate-and-sum windows (W2 up to a scale per column): mask them before replying
+    eng.mask_slots(ct, _packed_output_slots(net), first_prime_bits=server.he.coeff_mod_bit_sizes[0])
     return _reply(server, [ct])[0]
 
 
@@ -336,12 +346,19 @@ def _server_per_image(net: _EncryptedNet, server: Server, image: bytes) -> bytes
                          "(ckks_context(..., galois=True))")
     v = server.receive(image)
     for i, (w, b) in enumerate(net.layers):
-        v = v.mm(w.T.tolist()) + b.tolist()
+        # Server.add tiles the bias like TenSEAL tiles v (v.mm(W) + list would add it to the first copy only, and
+        # the next layer's mm, which reads the copies, was off by 1.9% of the logit range)
+        v = server.add(v.mm(w.T.tolist()), b)
         if i < len(net.layers) - 1:
             v = v.square()
     if net.output_poly is not None:
-        v = v.polyval(list(net.output_poly.coefficients))
-    return server.send(v)
+        c, deg = effective_poly(net.output_poly)  # the terms net.depth counts (a 1e-17 x^2 would cost a level)
+        v = v.polyval(c[: deg + 1])
+    # only the first out slots are the answer; the rest (TenSEAL's copies and the mm's partial sums) are masked
+    eng = engine_for(server)
+    ct = eng.mask_slots(v.ciphertext()[0], np.arange(net.out_features),
+                        first_prime_bits=server.he.coeff_mod_bit_sizes[0])
+    return server.send(server.receive(ckks_vector_bytes(ct, v.size(), server.he.context.global_scale)))
 
 
 # --------------------------------------------------------------------------------------------- the protocol
@@ -363,6 +380,11 @@ class EncryptedPrediction:
     bytes_sent: int
     bytes_received: int
     depth_used: int
+
+
+def _needs_relin(net: _EncryptedNet) -> bool:
+    """Whether evaluating ``net`` multiplies two ciphertexts (a square, or x^2 / x^3 in the output polynomial)."""
+    return len(net.layers) > 1 or (net.output_poly is not None and effective_poly(net.output_poly)[1] >= 2)
 
 
 def _as_net(model) -> _EncryptedNet:
@@ -410,6 +432,9 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
         raise ValueError(f"x must have {net.in_features} features per row, got {xs.shape[1]}")
     if not np.all(np.isfinite(xs)):
         raise ValueError("x must be finite (no NaN or infinity)")
+    if _needs_relin(net) and not server.he.context.has_relin_keys():
+        raise ValueError("server: the model squares ciphertexts (square activation or an output polynomial of "
+                         "degree >= 2), which needs relinearisation keys; build the context with relin=True")
     eng = engine_for(client)
     if strategy == "packed":
         _packed_plan(net, eng.slots)

@@ -101,9 +101,7 @@ def _server_epoch(server: Server, features: list[bytes], labels: bytes, weights:
     eng.ev.relinearize_inplace(z, eng.rk)
     eng.rescale(z)
     r = eng.output_poly(z, poly)  # lr/n * poly(z), lr folded into the coefficients
-    eng.ev.mod_switch_to_inplace(ys, r.parms_id())
-    ys.scale = r.scale  # both are close to the global scale; the relative difference is below 1e-4
-    eng.ev.add_inplace(r, ys)  # residual lr/n * (poly(z) - y)
+    eng.ev.add_inplace(r, eng.match(ys, r))  # residual lr/n * (poly(z) - y), at r's exact scale
     period = pow2(n)
     out = []
     for w, x in zip(ws, xs):
@@ -113,8 +111,7 @@ def _server_epoch(server: Server, features: list[bytes], labels: bytes, weights:
         eng.ev.relinearize_inplace(g, eng.rk)
         eng.rescale(g)
         eng.rotate_sum(g, [1 << t for t in range(period.bit_length() - 1)])  # the sum over samples, every slot
-        eng.ev.mod_switch_to_inplace(w, g.parms_id())
-        w.scale = g.scale
+        w = eng.match(w, g)  # the fresh weights at g's level and exact scale (one plaintext product by 1.0)
         eng.ev.sub_inplace(w, g)
         out.append(w)
     return _reply(server, out)
@@ -151,6 +148,9 @@ def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client: Client, se
     need = 2 + (2 if deg == 3 else 1)
     if need > levels:
         raise ValueError(f"one epoch needs depth {need} but the context has depth {levels} (multiplicative levels)")
+    if not server.he.context.has_relin_keys():
+        raise ValueError("server's public context needs relinearisation keys (the scores multiply two ciphertexts); "
+                         "build the context with relin=True")
     if not server.he.context.has_galois_keys():
         raise ValueError("server's public context needs Galois keys (rotations sum the gradient)")
     n, d = xn.shape
