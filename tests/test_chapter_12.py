@@ -109,9 +109,10 @@ def test_the_three_strategies(executed, v):
     assert v["ch12_simd_images"] == v["ch12_n_test"] and v["ch12_per_image_images"] < v["ch12_packed_images"]
     # "their costs differ by orders of magnitude"
     assert v["ch12_per_image_ms"] > 5 * v["ch12_packed_ms"] > 5 * v["ch12_simd_ms"]
-    assert v["ch12_simd_vs_per_image_time_ratio"] >= 100
+    assert v["ch12_simd_vs_per_image_time_ratio"] >= 50
     assert v["ch12_packed_vs_per_image_time_ratio"] == pytest.approx(v["ch12_per_image_ms"] / v["ch12_packed_ms"])
     assert v["ch12_simd_vs_plain_time_ratio"] > 100
+    assert v["ch12_batch_fill"] == pytest.approx(100 * v["ch12_n_test"] / v["ch12_slots"]) and v["ch12_batch_fill"] < 100
     # all within the target, and the naive one (TenSEAL's own products) the least precise: read from the table
     assert v["ch12_within_target"] == 3 and v["ch12_err_target_pct"] <= 1
     table = next(t for t in tables(executed) if "agreement with plaintext" in t)
