@@ -87,12 +87,33 @@ def test_packed_single_images_agree(square_mlp, digits, keys):
     pred = encrypted_predict(square_mlp, x, client=client, server=server, strategy="packed")
     _check_agreement(pred, ref)
     assert pred.depth_used == 3
-    # one ciphertext each way per image, and what the prediction reports is what crossed each party's wire
+    # one ciphertext each way per image, and what the prediction reports is what crossed each party's wire; the
+    # client encrypts with its secret key and SEAL sends the random half as a seed: half a public-key ciphertext
     one = client.he.ciphertext_bytes()
-    assert 0.5 * one * 12 < pred.bytes_sent < 2 * one * 12
+    assert 0.4 * one * 12 < pred.bytes_sent < 0.6 * one * 12
     assert client.wire.to_server - sent0 == pred.bytes_sent
     assert server.wire.to_client - received0 == pred.bytes_received
     assert 0 < pred.bytes_received < pred.bytes_sent  # the reply has fewer primes left
+
+
+def test_diagonal_halevi_shoup_agrees(square_mlp, digits, keys):
+    """The textbook diagonal method with baby-step/giant-step gives the same logits as packed (its own layout:
+    outputs in the first slots), with the same depth and one ciphertext each way per image."""
+    from mlsec_kit.crypto.he.inference import _bsgs
+    assert _bsgs(64) == (8, 8) and _bsgs(32) == (8, 4) and _bsgs(2) == (2, 1)
+    client, server = keys
+    x = digits.X_test[:4]
+    with torch.no_grad():
+        ref = square_mlp(x).double().numpy()
+    diag = encrypted_predict(square_mlp, x, client=client, server=server, strategy="diagonal")
+    packed = encrypted_predict(square_mlp, x, client=client, server=server, strategy="packed")
+    _check_agreement(diag, ref)
+    assert np.abs(diag.logits.numpy() - packed.logits.numpy()).max() < 0.01 * (ref.max() - ref.min())
+    assert diag.depth_used == packed.depth_used == 3
+    assert 0.8 < diag.bytes_sent / packed.bytes_sent < 1.25
+    deep = mlp(digits.input_shape, 10, hidden=(8, 8), activation="square")
+    with pytest.raises(ValueError, match="at most 2 linear layers"):
+        encrypted_predict(deep, x, client=client, server=server, strategy="diagonal")
 
 
 def test_per_image_agrees(square_mlp, digits, keys):
@@ -120,6 +141,9 @@ def test_poly_sigmoid_fit():
         errs.append(f.max_error)
     assert errs[0] > errs[1] > errs[2]
     assert poly_sigmoid(3, (-4, 4)).max_error < poly_sigmoid(3, (-8, 8)).max_error
+    lo, hi = poly_sigmoid(3).monotone_interval  # the cubic peaks near |x| = 5.6 (1.06) and then falls
+    assert 5.0 < hi < 6.0 and -6.0 < lo < -5.0 and poly_sigmoid(3)(hi) > 1.0 > poly_sigmoid(3)(8.0)
+    assert poly_sigmoid(1).monotone_interval == (-8.0, 8.0)
     with pytest.raises(ValueError, match="degree"):
         poly_sigmoid(0)
     with pytest.raises(ValueError, match="interval"):
@@ -136,7 +160,7 @@ def test_logreg_poly_sigmoid_all_strategies(degree, digits, keys):
     ref = net.plain(x.reshape(2, -1).double().numpy())
     with torch.no_grad():  # the polynomial applied to the torch model's logits
         assert np.allclose(ref, poly_sigmoid(degree)(model(x).double()).numpy(), atol=1e-5)
-    for strategy in ("simd", "packed", "per_image"):
+    for strategy in ("simd", "packed", "diagonal", "per_image"):
         pred = encrypted_predict(net, x, client=client, server=server, strategy=strategy)
         assert np.abs(pred.logits.numpy() - ref).max() < 2e-3, strategy
         assert pred.depth_used == net.depth
@@ -163,8 +187,6 @@ def test_parties_and_bad_input_refused(square_mlp, digits, keys):
         encrypted_predict(square_mlp, x, client=server, server=server)
     with pytest.raises(TypeError, match="client"):  # a raw TenSEAL context is not a party
         encrypted_predict(square_mlp, x, client=client.he.context, server=server)
-    with pytest.raises(ValueError, match="strategy.*'diagonal' is now called 'packed'"):
-        encrypted_predict(square_mlp, x, client=client, server=server, strategy="diagonal")
     with pytest.raises(ValueError, match="strategy"):
         encrypted_predict(square_mlp, x, client=client, server=server, strategy="fast")
     with pytest.raises(ValueError, match="64 features"):
@@ -190,6 +212,9 @@ def test_mismatched_or_bfv_parties_refused(square_mlp, digits, keys):
     other = Client(ckks_context(poly_modulus_degree=4096, coeff_mod_bit_sizes=[40, 20, 40], galois=False))
     with pytest.raises(ValueError, match="does not match the client"):
         encrypted_predict(square_mlp, x, client=client, server=Server(other.public_context()))
+    stranger = Client(ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 30, 30, 30, 40], galois=False))
+    with pytest.raises(ValueError, match="another key pair"):  # same parameters, another key: garbage otherwise
+        encrypted_predict(square_mlp, x, client=client, server=Server(stranger.public_context()))
     bfv = Client(bfv_context(plain_modulus_bits=20, poly_modulus_degree=4096))
     with pytest.raises(ValueError, match="CKKS"):
         encrypted_predict(square_mlp, x, client=bfv, server=Server(bfv.public_context()))

@@ -47,6 +47,7 @@ def test_encrypted_training_matches_plaintext(data, keys):
     w_lin, _ = poly_logreg_fit(x, y, epochs=4, lr=2.0, sigmoid=poly_sigmoid(1))
     assert float((w_lin - w).abs().max()) > float((res.weight - w).abs().max())
     assert res.bytes_sent > res.bytes_received > 0
+    assert len(res.max_score) == 4 and all(0 < s < 8 for s in res.max_score)
     assert client.wire.to_server - sent0 == res.bytes_sent  # counted on the parties' wires too
     assert server.wire.to_client - received0 == res.bytes_received
 
@@ -80,3 +81,12 @@ def test_training_exact_at_a_chain_whose_primes_drift(data):
     res = encrypted_logreg_fit(x, y, client=client, server=Server(client.public_context()), epochs=4, lr=2.0)
     w, b = poly_logreg_fit(x, y, epochs=4, lr=2.0)
     assert float((res.weight - w).abs().max()) < 0.02 * float(w.abs().max())
+
+
+def test_scores_outside_the_polynomials_interval_warn(data, keys):
+    x, y = data
+    client, server = keys
+    with pytest.warns(UserWarning, match="outside the polynomial"):
+        res = encrypted_logreg_fit(x * 6, y, client=client, server=server, epochs=2, lr=2.0,
+                                   sigmoid=poly_sigmoid(3, (-2.0, 2.0)))
+    assert max(res.max_score) > 2.0
