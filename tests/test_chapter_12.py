@@ -14,7 +14,7 @@ pytestmark = pytest.mark.notebooks
 
 STEM = "12_homomorphic_encryption"
 SCALES = [20, 25, 30, 35, 40, 45, 50]        # SLIDER_SCALES of the parameters cell
-STRATEGIES = ("per_image", "packed", "simd")
+STRATEGIES = ("per_image", "diagonal", "packed", "simd")
 
 
 @pytest.fixture(scope="module")
@@ -114,18 +114,21 @@ def test_the_three_strategies(executed, v):
     assert v["ch12_simd_vs_plain_time_ratio"] > 100
     assert v["ch12_batch_fill"] == pytest.approx(100 * v["ch12_n_test"] / v["ch12_slots"]) and v["ch12_batch_fill"] < 100
     # all within the target, and the naive one (TenSEAL's own products) the least precise: read from the table
-    assert v["ch12_within_target"] == 3 and v["ch12_err_target_pct"] <= 1
+    assert v["ch12_within_target"] == v["ch12_n_strategies"] == len(STRATEGIES) and v["ch12_err_target_pct"] <= 1
     table = next(t for t in tables(executed) if "agreement with plaintext" in t)
     err = {line.split("|")[1].strip(): float(line.rstrip(" |").split("|")[-1].strip().rstrip("%"))
            for line in table.splitlines()[2:]}
-    per_image, packed, simd = (err[k] for k in ("per image (TenSEAL mm)", "packed (one image, rotations)",
-                                                  "SIMD (feature-major batch)"))
-    assert max(per_image, packed, simd) < v["ch12_err_target_pct"] and per_image > packed and per_image > simd
+    per_image, diagonal, packed, simd = (err[k] for k in (
+        "per image (TenSEAL mm)", "diagonal (Halevi-Shoup, one image)", "packed (one image, rotations)",
+        "SIMD (feature-major batch)"))
+    assert max(per_image, diagonal, packed, simd) < v["ch12_err_target_pct"]
+    assert per_image > max(diagonal, packed, simd)
+    # the diagonal method is slower than the packed one on the same images ("costs more")
+    assert v["ch12_diagonal_vs_packed_time_ratio"] == pytest.approx(v["ch12_diagonal_ms"] / v["ch12_packed_ms"])
+    assert v["ch12_diagonal_vs_packed_time_ratio"] > 1 and v["ch12_diagonal_images"] == v["ch12_packed_images"]
     assert v["ch12_simd_cts_sent"] == v["ch12_n_features"] == 64 and v["ch12_simd_cts_received"] == 10
-    assert v["ch12_simd_batch_mb"] == pytest.approx(64 * v["ch12_ct_kb"] / 1000, rel=0.1)
-    table = next(t for t in tables(executed) if "agreement with plaintext" in t)
-    for name in ("per image (TenSEAL mm)", "packed (one image, rotations)", "SIMD (feature-major batch)"):
-        assert f"| {name} |" in table
+    assert v["ch12_simd_batch_mb"] == pytest.approx(64 * v["ch12_ct_seeded_kb"] / 1000, rel=0.15)
+    assert v["ch12_ct_seeded_kb"] < 0.6 * v["ch12_ct_kb"]                  # the seed halves a ciphertext
     assert (v["ch12_lit_tenseal_enc_acc"], v["ch12_lit_tenseal_plain_acc"]) == (97.48, 97.77)
     assert v["ch12_lit_tenseal_gap"] == pytest.approx(97.77 - 97.48)
 
@@ -141,7 +144,7 @@ def test_encrypted_training(v):
     # the weights re-sent each epoch are the larger part of what the client sent
     assert v["ch12_train_weight_cts"] > v["ch12_train_data_cts"]
     per_ct_mb = v["ch12_train_sent_mb"] / (v["ch12_train_data_cts"] + v["ch12_train_weight_cts"])
-    assert 0.2 < per_ct_mb < 0.8
+    assert 0.1 < per_ct_mb < 0.8
     assert v["ch12_train_acc_ref"] >= v["ch12_train_acc_plain"] - 5
     assert (v["ch12_lit_train_epoch_seconds"], v["ch12_lit_train_records"]) == (160, 334)
 
