@@ -143,8 +143,9 @@ def main() -> None:
         f"on digits (plaintext test accuracy {plain_acc:.3f}; logit range on the test set {span:.1f}). CKKS: "
         f"N = {N}, coefficient moduli {CHAIN}, scale 2^{SCALE_BITS}, depth 3; the server holds only the public "
         f"context, sent once before the first query and not in the per-image bytes below: {len(public):,} bytes with "
-        f"relinearisation and Galois keys (packed, per_image), {len(slim):,} bytes without the Galois keys (enough "
-        f"for simd). One thread.",
+        f"relinearisation and Galois keys (packed, diagonal, per_image), {len(slim):,} bytes without the Galois keys (enough "
+        f"for simd). One thread, except TenSEAL's own `mm` in per_image, which uses TenSEAL's thread pool (its CPU "
+        f"time can exceed its wall time).",
         "",
         f"Machine load average (1, 5, 15 min) {load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f} at the start and "
         f"{load1[0]:.2f}, {load1[1]:.2f}, {load1[2]:.2f} at the end, on {os.cpu_count()} cores shared with other "
@@ -163,13 +164,17 @@ def main() -> None:
                      f"{100 * agree:.1f}% | {err:.2e} | {100 * rel:.2f}% |")
     lines += [
         "",
-        "How each works. simd: the client sends 64 ciphertexts, feature j of every image in the slots; the server "
+        "The client encrypts with its secret key (symmetric RLWE encryption) and SEAL sends the uniformly random "
+        "half of each fresh ciphertext as its seed, so a query ciphertext is half the size of a reply at the same "
+        "level. How each works. simd: the client sends 64 ciphertexts, feature j of every image in the slots; the server "
         "forms each hidden unit as a sum of 64 ciphertext-times-scalar products and rescales once per unit (32 + 10 "
         "rescalings in all), squares 32 ciphertexts and returns 10. packed: the client sends one ciphertext in "
         "which feature j is repeated 32 times (slots 32j .. 32j + 31, the block repeated to fill the slots); one "
         "plaintext product with W1 laid out the same way and log2(64) = 6 rotate-and-add steps leave hidden unit "
         "k in every slot congruent to k mod 32; after the bias and the square, one plaintext product with W2's rows "
-        "in blocks of 32 and log2(32) = 5 rotate-and-add steps leave logit r in slot 32 r: 11 rotations in all "
+        "in blocks of 32 leaves logit r as the sum of slots 32 r .. 32 r + 31; the server masks those shares with "
+        "fresh noise that sums to zero over each block, and the client adds each block up after decrypting, "
+        "instead of 5 more rotate-and-add steps on the server: 6 rotations in all "
         "(a replicated rotate-and-sum packing, not Halevi-Shoup's diagonal method, which needs about "
         "2 sqrt(64) + 2 sqrt(32) rotations with baby-step/giant-step). diagonal: that method, each layer padded to "
         "a square of side d (64, then 32), y = sum_i diag_i(W) * rot(x, i) regrouped into 7 baby rotations of the "
@@ -178,7 +183,7 @@ def main() -> None:
         "per_image: "
         "TenSEAL's `CKKSVector.mm` per layer, with each bias tiled over TenSEAL's copies of the vector (added to the "
         "first copy only, as `mm(W) + list` does, it made the second layer wrong by 1.9% of the logit range). "
-        "packed and per_image replies carry fresh uniform noise in every slot that is not an output (about 1 ms), "
+        "packed, diagonal and per_image replies carry fresh uniform noise in every slot that is not an output (about 1 ms), "
         "so that the client, who can decode all the slots, learns the outputs and not the partial sums.",
         "",
         f"Versions: python {platform.python_version()}, tenseal {metadata.version('tenseal')}, "
