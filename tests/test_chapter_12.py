@@ -133,6 +133,15 @@ def test_the_three_strategies(executed, v):
     assert v["ch12_lit_tenseal_gap"] == pytest.approx(97.77 - 97.48)
 
 
+def test_the_benchmark_numbers(v):
+    # read from benchmarks/results/he_inference.md: a full SIMD batch meets the batch target, and the strategies
+    # keep the order of this page's run
+    assert v["ch12_bench_simd_images"] == v["ch12_slots"]
+    assert v["ch12_bench_simd_ms"] < v["ch12_target_batch_ms"] == 0.5 and v["ch12_target_one_ms"] == 30
+    assert v["ch12_bench_simd_ms"] < v["ch12_bench_packed_ms"] < v["ch12_bench_diagonal_ms"] < v["ch12_bench_per_image_ms"]
+    assert v["ch12_bench_packed_images"] >= 100 and v["ch12_bench_load"] < 2
+
+
 def test_encrypted_training(v):
     assert v["ch12_train_features"] == v["ch12_train_side"] ** 2 and v["ch12_train_epochs"] == 3
     assert v["ch12_train_acc_enc"] == v["ch12_train_acc_plain"] > 85
