@@ -1,5 +1,6 @@
 """HE parameter selection and checks against the Homomorphic Encryption Standard (and SEAL's own refusal)."""
 import pytest
+import torch
 
 ts = pytest.importorskip("tenseal")
 
@@ -134,3 +135,32 @@ def test_bfv_context_exact_integers_and_checks():
         bfv_context(plain_modulus_bits=10, poly_modulus_degree=4096)
     with pytest.raises(ValueError, match="109"):
         bfv_context(plain_modulus_bits=20, poly_modulus_degree=4096, coeff_mod_bit_sizes=[60, 60])
+
+
+def test_special_prime_smaller_than_a_data_prime_refused():
+    """SEAL's key switching multiplies its noise by about 2^(largest prime - special prime): with [60, 40, 40, 38]
+    a TenSEAL sum by rotations is off by about 3 on values of about 1, so the kit refuses such a chain."""
+    with pytest.raises(ValueError, match="special prime"):
+        ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[60, 40, 40, 38], galois=False)
+    ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[60, 40, 40, 60], galois=False)  # equal: fine
+
+
+def test_scale_drift_is_the_rescale_primes_distance_and_decides_precision():
+    """The rescale primes are 1 mod 2N, so at 20 bits and N = 8192 they sit far below 2^20; TenSEAL pretends the
+    scale is 2^20 after each rescale, and a product is off by that relative amount."""
+    coarse = ckks_context(depth=2, scale_bits=20, galois=False)
+    fine = ckks_context(depth=2, scale_bits=40, galois=False)
+    for he in (coarse, fine):
+        assert len(he.rescale_primes) == 2 and all(q % (2 * he.poly_modulus_degree) == 1 for q in he.rescale_primes)
+    assert coarse.scale_drift > 0.1 > 1e-4 > fine.scale_drift
+    assert coarse.summary()["scale_drift"] == coarse.scale_drift
+    for he, tol in ((coarse, None), (fine, 1e-3)):
+        client = Client(he)
+        ct = client.encrypt([1.0, 2.0])
+        sq = ct * ct
+        x4 = client.decrypt(sq * sq)
+        rel = float(((x4 - torch.tensor([1.0, 16.0], dtype=torch.float64)).abs() / torch.tensor([1.0, 16.0])).max())
+        if tol is None:
+            assert rel > 0.1  # the drift shows up as a gross error
+        else:
+            assert rel < tol

@@ -201,3 +201,57 @@ def test_bfv_noise_budget_is_spent_and_decides_correctness():
     assert tiny.decrypt(ct2 * ct2).tolist() != [25, 36, 49]
     with pytest.raises(TypeError, match="BFV"):
         client.noise_budget(Client(ckks_context(depth=1, scale_bits=20, galois=False)).encrypt([1.0]))
+
+
+def test_plain_vectors_keep_tenseal_layout_for_later_rotations():
+    """TenSEAL tiles a vector of size n over the slots and its sum/dot/matmul read the copies; adding or multiplying
+    by a plain vector must tile it too (TenSEAL's own ``ct + list`` fills the first copy only, and a later matmul,
+    whose rotations reach into the copies, was off by about 1 on values of about 1). Scale 2^40 so that the
+    rotations' key-switching noise stays far below the tolerance (at 2^20-2^25 a TenSEAL sum is off by 0.03-0.06)."""
+    client, server = pair(ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[60, 40, 40, 60]))
+    g = torch.Generator().manual_seed(3)
+    for n in (8, 10):
+        x, b = torch.randn(n, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64)
+        w = torch.randn(n, 3, generator=g, dtype=torch.float64)
+        ct = server.receive(client.send(client.encrypt(x)))
+        added, scaled = server.add(ct, b), server.multiply(ct, b)
+        assert depth_left(added) == depth_left(ct) and depth_left(scaled) == depth_left(ct) - 1
+        assert torch.allclose(client.decrypt(server.matmul(added, w)), (x + b) @ w, atol=1e-3)
+        assert torch.allclose(client.decrypt(server.sum(added)), (x + b).sum().reshape(1), atol=1e-3)
+        assert torch.allclose(client.decrypt(server.dot(added, b)), ((x + b) @ b).reshape(1), atol=1e-3)
+        assert torch.allclose(client.decrypt(server.matmul(scaled, w)), (x * b) @ w, atol=1e-3)
+        assert torch.allclose(client.decrypt(server.sum(scaled)), (x * b).sum().reshape(1), atol=1e-3)
+
+
+def test_rotate_is_cyclic_on_the_vector(small, deep):
+    client, server = pair(small)
+    g = torch.Generator().manual_seed(4)
+    for n in (8, 10):
+        x = torch.randn(n, generator=g, dtype=torch.float64)
+        ct = server.receive(client.send(client.encrypt(x)))
+        for k in (1, 3, -2, n - 1):
+            r = server.rotate(ct, k)
+            assert torch.allclose(client.decrypt(r), torch.roll(x, -k), atol=3e-2), (n, k)
+            assert depth_left(r) == depth_left(ct)
+            # the rotated vector keeps TenSEAL's layout: a later sum by rotations is still the sum
+            assert torch.allclose(client.decrypt(server.sum(r)), x.sum().reshape(1), atol=3e-2)
+        assert torch.allclose(client.decrypt(server.rotate(ct, 0)), x, atol=1e-2)
+    for bad in (n, -n, 2.5, True):
+        with pytest.raises(ValueError, match="steps"):
+            server.rotate(ct, bad)
+    c2, s2 = pair(deep)
+    with pytest.raises(ValueError, match="Galois"):
+        s2.rotate(s2.receive(c2.send(c2.encrypt(np.ones(4)))), 1)
+
+
+def test_relin_false_means_no_ciphertext_products():
+    he = ckks_context(depth=1, scale_bits=30, galois=False, relin=False)
+    assert not he.context.has_relin_keys()
+    client, server = pair(he)
+    assert not server.he.context.has_relin_keys()
+    ct = server.receive(client.send(client.encrypt([1.0, 2.0])))
+    with pytest.raises(ValueError, match="relinearisation"):
+        server.multiply(ct, ct)
+    assert torch.allclose(client.decrypt(server.multiply(ct, 3.0)), torch.tensor([3.0, 6.0], dtype=torch.float64),
+                          atol=1e-2)
+    assert ckks_context(depth=1, scale_bits=20, galois=False).context.has_relin_keys()

@@ -7,35 +7,36 @@ Three strategies for the same network (:func:`encrypted_predict`):
 - ``"simd"``: feature-major batching, one ciphertext per *feature* holding that feature of up to N/2 images;
   a linear layer is a sum of ciphertext-times-plaintext-scalar products, rescaled once per output unit
   (CryptoNets, Gilad-Bachrach et al. 2016). Best throughput.
-- ``"diagonal"``: one image, packed with replication so that a whole matrix-vector product costs one
-  plaintext multiplication and log2(width) rotations with Galois keys (rotate-and-sum; the packing generalises
-  the diagonal method of Halevi & Shoup 2014, which needs about 2*sqrt(width) rotations with baby-step/giant-step).
-  Best latency.
+- ``"packed"``: one image, packed with replication so that a whole matrix-vector product costs one
+  plaintext multiplication and log2(width) rotations with Galois keys (a replicated rotate-and-sum packing; it is
+  not the diagonal method of Halevi & Shoup 2014, which needs about 2*sqrt(width) rotations with
+  baby-step/giant-step). Best latency.
 
-The server-side functions receive only serialised ciphertexts and a context without the secret key; they refuse
-a context that holds one. The adapters ``_ts_context`` accept a ``tenseal.Context`` or any object that holds one
-as ``.context`` / ``.tenseal_context`` (the roles of :mod:`mlsec_kit.crypto.he`), so they can be swapped.
+The parties are the roles of :mod:`mlsec_kit.crypto.he.roles`: a :class:`~mlsec_kit.crypto.he.Client` that holds
+the secret key and a :class:`~mlsec_kit.crypto.he.Server` built from the client's public context bytes. The
+server-side functions receive only serialised ciphertexts and that server; what each party sends is counted on
+its :class:`~mlsec_kit.crypto.he.Wire`. The SEAL-level evaluation lives in :mod:`mlsec_kit.crypto.he._seal`.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
-import tenseal as ts
 import tenseal.sealapi as seal
 import torch
 from torch import nn
 
 from mlsec_kit.models import Square
 
+from ._seal import Engine, ct_from_bytes, ct_to_bytes, effective_poly, engine_for, pow2
+from .roles import Client, Server
+
 __all__ = ["PolyFit", "poly_sigmoid", "EncryptedLogReg", "EncryptedMLP", "EncryptedPrediction",
            "encrypted_predict", "STRATEGIES"]
 
-STRATEGIES = ("per_image", "simd", "diagonal")
+STRATEGIES = ("per_image", "simd", "packed")
 
 
 # ----------------------------------------------------------------------------------------- polynomial sigmoid
@@ -103,7 +104,7 @@ class _EncryptedNet:
         self.layers = layers
         self.output_poly = output_poly
         self._plain_cache: dict = {}  # encoded weight plaintexts, by (name, level, scale)
-        if output_poly is not None and not 1 <= _effective_poly(output_poly)[1] <= 3:
+        if output_poly is not None and not 1 <= effective_poly(output_poly)[1] <= 3:
             raise ValueError(f"output polynomial degree must be in [1, 3] for encrypted evaluation, "
                              f"got coefficients {output_poly.coefficients}")
 
@@ -120,7 +121,7 @@ class _EncryptedNet:
         """Multiplicative depth: one level per linear layer and per square, plus the output polynomial's."""
         d = 2 * len(self.layers) - 1
         if self.output_poly is not None:
-            d += 2 if _effective_poly(self.output_poly)[1] == 3 else 1
+            d += 2 if effective_poly(self.output_poly)[1] == 3 else 1
         return d
 
     def plain(self, x: np.ndarray) -> np.ndarray:
@@ -173,179 +174,49 @@ class EncryptedLogReg(_EncryptedNet):
         super().__init__([_linear_params(mods[0])], sigmoid)
 
 
-# ---------------------------------------------------------------------------------- adapters over TenSEAL
-def _ts_context(party, name: str) -> ts.Context:
-    """The tenseal context a party holds (a ``tenseal.Context`` or an object with ``.context``)."""
-    obj = party
-    for _ in range(4):
-        if isinstance(obj, ts.Context):
-            return obj
-        nxt = next((getattr(obj, a) for a in ("tenseal_context", "context", "ctx") if hasattr(obj, a)), None)
-        if nxt is None:
-            break
-        obj = nxt() if callable(nxt) and not isinstance(nxt, ts.Context) else nxt
-    raise TypeError(f"{name} must be a tenseal.Context or an object holding one as .context, "
-                    f"got {type(party).__name__}")
+# --------------------------------------------------------------------------------------------- the parties
+def _check_parties(client, server) -> tuple[Client, Server]:
+    """The roles' objects, CKKS, built from the same parameters; raw TenSEAL contexts are refused with a hint."""
+    if not isinstance(client, Client):
+        raise TypeError(f"client must be a mlsec_kit.crypto.he.Client (Client(ckks_context(...))), got "
+                        f"{type(client).__name__}")
+    _check_server(server)
+    if client.he.scheme != "ckks":
+        raise ValueError(f"client: encrypted inference and training need a CKKS context, got {client.he.scheme!r}")
+    mine = (client.he.poly_modulus_degree, tuple(client.he.coeff_mod_bit_sizes))
+    theirs = (server.he.poly_modulus_degree, tuple(server.he.coeff_mod_bit_sizes))
+    if mine != theirs:
+        raise ValueError(f"server: its public context (N, chain) = {theirs} does not match the client's {mine}; "
+                         f"build it as Server(client.public_context())")
+    return client, server
 
 
-def _server_context(server) -> ts.Context:
-    ctx = _ts_context(server, "server")
-    if ctx.is_private():
-        raise ValueError("server must hold only the public context (no secret key): build it from the client's "
-                         "public bytes, e.g. tenseal.context_from(ctx.serialize(save_secret_key=False))")
-    return ctx
+def _check_server(server) -> Server:
+    if not isinstance(server, Server):
+        raise TypeError(f"server must be a mlsec_kit.crypto.he.Server (Server(client.public_context())), got "
+                        f"{type(server).__name__}")
+    if server.he.context.is_private():
+        raise ValueError("server must hold only the public context (no secret key): build it as "
+                         "Server(client.public_context())")
+    if server.he.scheme != "ckks":
+        raise ValueError(f"server: encrypted inference and training need a CKKS context, got {server.he.scheme!r}")
+    return server
 
 
-def _client_context(client) -> ts.Context:
-    ctx = _ts_context(client, "client")
-    if not ctx.is_private():
-        raise ValueError("client must hold the secret key (a private context)")
-    return ctx
-
-
-_TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-
-
-def _ct_to_bytes(ct) -> bytes:
-    """SEAL ciphertext -> bytes (sealapi saves to a file only: a memory-backed one where there is /dev/shm)."""
-    fd, path = tempfile.mkstemp(suffix=".ct", dir=_TMP)
-    os.close(fd)
-    try:
-        ct.save(path)
-        with open(path, "rb") as f:
-            return f.read()
-    finally:
-        os.remove(path)
-
-
-def _ct_from_bytes(sc, data: bytes):
-    fd, path = tempfile.mkstemp(suffix=".ct", dir=_TMP)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        ct = seal.Ciphertext()
-        ct.load(sc, path)
-        return ct
-    finally:
-        os.remove(path)
-
-
-class _Engine:
-    """SEAL-level evaluator over a (public) tenseal context, with explicit rescaling so that sums of
-    ciphertext-plaintext products are rescaled once."""
-
-    def __init__(self, ctx: ts.Context):
-        self.sc = ctx.seal_context().data
-        self.ev = seal.Evaluator(self.sc)
-        self.encoder = seal.CKKSEncoder(self.sc)
-        self.slots = self.encoder.slot_count()
-        self.scale = float(ctx.global_scale)
-        self.rk = ctx.relin_keys().data if ctx.has_relin_keys() else None
-        self.gk = ctx.galois_keys().data if ctx.has_galois_keys() else None
-
-    def level(self, ct) -> int:
-        return self.sc.get_context_data(ct.parms_id()).chain_index()
-
-    def _q_last(self, ct) -> int:
-        return self.sc.get_context_data(ct.parms_id()).parms().coeff_modulus()[-1].value()
-
-    def plain(self, value, ct, scale: float, *, cache: Optional[dict] = None, key=None):
-        """Encode ``value`` at ``ct``'s level and ``scale``; with ``cache`` and ``key``, encode once (the server's
-        model weights are the same for every query)."""
-        if cache is not None:
-            k = (key, tuple(ct.parms_id()), scale)
-            if k not in cache:
-                cache[k] = self.plain(value() if callable(value) else value, ct, scale)
-            return cache[k]
-        p = seal.Plaintext()
-        self.encoder.encode(value, ct.parms_id(), scale, p)
-        return p
-
-    def product_scale(self, ct) -> float:
-        """Encoding scale of a plaintext factor so that the rescaled product lands on the global scale."""
-        return self.scale * self._q_last(ct) / ct.scale
-
-    def mul_plain(self, ct, value, scale: float, **cache):
-        out = seal.Ciphertext()
-        self.ev.multiply_plain(ct, self.plain(value, ct, scale, **cache), out)
-        return out
-
-    def rescale(self, ct):
-        self.ev.rescale_to_next_inplace(ct)
-        return ct
-
-    def add_plain(self, ct, value, **cache):
-        self.ev.add_plain_inplace(ct, self.plain(value, ct, ct.scale, **cache))
-        return ct
-
-    def square(self, ct, *, inplace: bool = True):
-        if inplace:
-            self.ev.square_inplace(ct)
-        else:
-            out = seal.Ciphertext()
-            self.ev.square(ct, out)
-            ct = out
-        self.ev.relinearize_inplace(ct, self.rk)
-        return self.rescale(ct)
-
-    def rotate_sum(self, ct, steps: Sequence[int]):
-        """ct + rot(ct, s1), then the same with s2, ... (left rotations)."""
-        for s in steps:
-            r = seal.Ciphertext()
-            self.ev.rotate_vector(ct, s, self.gk, r)
-            self.ev.add_inplace(ct, r)
-        return ct
-
-    def output_poly(self, ct, poly: PolyFit):
-        """c0 + c1 x + c2 x^2 + c3 x^3 with every term brought to the same level and scale (depth 1 or 2).
-        Terms negligible on the fit's interval are dropped (SEAL refuses a product with a zero plaintext)."""
-        c, deg = _effective_poly(poly)
-        x2 = self.square(ct, inplace=False) if deg >= 2 else None
-        if deg == 3:
-            # c3 x, one level down, encoded so that its scale equals x^2's (both then lose the same prime)
-            t = self.rescale(self.mul_plain(ct, c[3], x2.scale * self._q_last(ct) / ct.scale))
-            t.scale = x2.scale  # equal up to the last bit of the double
-            acc = seal.Ciphertext()
-            self.ev.multiply(x2, t, acc)
-            self.ev.relinearize_inplace(acc, self.rk)
-            self.rescale(acc)
-            if c[2] != 0.0:
-                term = self.rescale(self.mul_plain(x2, c[2], acc.scale * self._q_last(x2) / x2.scale))
-                term.scale = acc.scale
-                self.ev.add_inplace(acc, term)
-        elif deg == 2:
-            acc = self.rescale(self.mul_plain(x2, c[2], self.product_scale(x2)))
-        else:
-            return self.add_plain(self.rescale(self.mul_plain(ct, c[1], self.product_scale(ct))), c[0])
-        if c[1] != 0.0:
-            lin = self.rescale(self.mul_plain(ct, c[1], acc.scale * self._q_last(ct) / ct.scale))
-            self.ev.mod_switch_to_inplace(lin, acc.parms_id())
-            lin.scale = acc.scale
-            self.ev.add_inplace(acc, lin)
-        return self.add_plain(acc, c[0])
-
-
-def _effective_poly(poly: PolyFit) -> tuple[list[float], int]:
-    """Coefficients (padded to 4) with the terms below 1e-9 on the interval set to 0, and the degree left."""
-    r = max(abs(poly.interval[0]), abs(poly.interval[1]), 1.0)
-    c = [v if abs(v) * r ** k >= 1e-9 else 0.0 for k, v in enumerate(poly.coefficients)]
-    c += [0.0] * (4 - len(c))
-    deg = max((k for k in range(len(c)) if c[k] != 0.0 and k > 0), default=0)
-    return c, deg
-
-
-def _pow2(n: int) -> int:
-    return 1 << (int(n) - 1).bit_length()
+def _reply(server: Server, cts: list) -> list[bytes]:
+    """The server's answer as SEAL ciphertext bytes, counted on its wire."""
+    out = [ct_to_bytes(c) for c in cts]
+    server.wire.record("to_client", "ciphertext", sum(map(len, out)))
+    return out
 
 
 # --------------------------------------------------------------------------------------------- server side
-def _server_simd(net: _EncryptedNet, server, features: list[bytes]) -> list[bytes]:
+def _server_simd(net: _EncryptedNet, server: Server, features: list[bytes]) -> list[bytes]:
     """Server: feature-major ciphertexts in, one ciphertext per output unit out."""
-    ctx = _server_context(server)
-    eng = _Engine(ctx)
+    eng = engine_for(_check_server(server))
     if len(features) != net.in_features:
         raise ValueError(f"features must hold {net.in_features} ciphertexts, got {len(features)}")
-    cts = [ts.ckks_vector_from(ctx, b).ciphertext()[0] for b in features]
+    cts = [v.ciphertext()[0] for v in server.receive(list(features))]
     for li, (w, b) in enumerate(net.layers):
         e = eng.product_scale(cts[0])
         out = []
@@ -365,37 +236,43 @@ def _server_simd(net: _EncryptedNet, server, features: list[bytes]) -> list[byte
         cts = out if li == len(net.layers) - 1 else [eng.square(c) for c in out]
     if net.output_poly is not None:
         cts = [eng.output_poly(c, net.output_poly) for c in cts]
-    return [_ct_to_bytes(c) for c in cts]
+    return _reply(server, cts)
 
 
-def _diagonal_plan(net: _EncryptedNet, slots: int):
+def _packed_plan(net: _EncryptedNet, slots: int):
     if len(net.layers) > 2:
-        raise ValueError(f"strategy='diagonal' supports at most 2 linear layers, got {len(net.layers)}")
-    n = _pow2(net.in_features)
+        raise ValueError(f"strategy='packed' supports at most 2 linear layers, got {len(net.layers)}")
+    n = pow2(net.in_features)
     if len(net.layers) == 1:
-        m = _pow2(net.out_features)
+        m = pow2(net.out_features)
         need = m * n
     else:
-        h = _pow2(net.layers[0][0].shape[0])
+        h = pow2(net.layers[0][0].shape[0])
         need = max(n * h, net.out_features * h)
     if need > slots:
-        raise ValueError(f"strategy='diagonal' needs {need} slots for this model, the context has slots={slots}")
+        raise ValueError(f"strategy='packed' needs {need} slots for this model, the context has slots={slots}")
     return n
 
 
-def _diagonal_input_layout(net: _EncryptedNet, x: np.ndarray, slots: int) -> np.ndarray:
+def _packed_input_layout(net: _EncryptedNet, x: np.ndarray, slots: int) -> np.ndarray:
     """The client's packing of one image: tiled with period n (one layer), or input-major with each feature
     repeated h times (two layers), repeated to fill the slots."""
-    n = _pow2(net.in_features)
+    n = pow2(net.in_features)
     xp = np.zeros(n)
     xp[: x.size] = x
     if len(net.layers) == 2:
-        h = _pow2(net.layers[0][0].shape[0])
+        h = pow2(net.layers[0][0].shape[0])
         xp = np.repeat(xp, h)
     return np.tile(xp, slots // xp.size)
 
 
-def _block_sum_layer(eng: _Engine, ct, w: np.ndarray, b: np.ndarray, period: int, cache: dict, key: str):
+def _packed_output_slots(net: _EncryptedNet) -> np.ndarray:
+    """Slots of the packed result that hold the outputs: r * period."""
+    period = pow2(net.layers[-1][0].shape[1]) if len(net.layers) == 2 else pow2(net.in_features)
+    return np.arange(net.out_features) * period
+
+
+def _block_sum_layer(eng: Engine, ct, w: np.ndarray, b: np.ndarray, period: int, cache: dict, key: str):
     """Input tiled with period `period`; slot r*period ends up holding (w x + b)_r."""
     m, k = w.shape
 
@@ -415,22 +292,22 @@ def _block_sum_layer(eng: _Engine, ct, w: np.ndarray, b: np.ndarray, period: int
     return eng.add_plain(acc, bias, cache=cache, key=key + "b")
 
 
-def _server_diagonal(net: _EncryptedNet, server, image: bytes) -> bytes:
+def _server_packed(net: _EncryptedNet, server: Server, image: bytes) -> bytes:
     """Server: one packed image in, one ciphertext out whose slots r * period hold the outputs.
     The weight and bias plaintexts are encoded on the first query and kept with the model."""
-    ctx = _server_context(server)
-    eng = _Engine(ctx)
+    eng = engine_for(_check_server(server))
     if eng.gk is None:
-        raise ValueError("strategy='diagonal' needs Galois keys in the server's public context")
-    ct = ts.ckks_vector_from(ctx, image).ciphertext()[0]
-    n = _pow2(net.in_features)
+        raise ValueError("strategy='packed' needs Galois keys in the server's public context "
+                         "(ckks_context(..., galois=True))")
+    ct = server.receive(image).ciphertext()[0]
+    n = pow2(net.in_features)
     cache = net._plain_cache
     if len(net.layers) == 1:
         w, b = net.layers[0]
         ct = _block_sum_layer(eng, ct, w, b, n, cache, "out")
     else:
         (w1, b1), (w2, b2) = net.layers
-        h = _pow2(w1.shape[0])
+        h = pow2(w1.shape[0])
 
         def pattern():  # slot j*h + k holds W1[k, j]
             out = np.zeros((n, h))
@@ -448,20 +325,25 @@ def _server_diagonal(net: _EncryptedNet, server, image: bytes) -> bytes:
         ct = _block_sum_layer(eng, ct, w2, b2, h, cache, "out")
     if net.output_poly is not None:
         ct = eng.output_poly(ct, net.output_poly)
-    return _ct_to_bytes(ct)
+    return _reply(server, [ct])[0]
 
 
-def _server_per_image(net: _EncryptedNet, server, image: bytes) -> bytes:
+def _server_per_image(net: _EncryptedNet, server: Server, image: bytes) -> bytes:
     """Server: one image's ciphertext in, TenSEAL vector-matrix products, the output vector's ciphertext out."""
-    ctx = _server_context(server)
-    v = ts.ckks_vector_from(ctx, image)
+    _check_server(server)
+    if not server.he.context.has_galois_keys():
+        raise ValueError("strategy='per_image' needs Galois keys in the server's public context "
+                         "(ckks_context(..., galois=True))")
+    v = server.receive(image)
     for i, (w, b) in enumerate(net.layers):
-        v = v.mm(w.T.tolist()) + b.tolist()
+        # Server.add tiles the bias like TenSEAL tiles v (v.mm(W) + list would add it to the first copy only, and
+        # the next layer's mm, which reads the copies, was off by 1.9% of the logit range)
+        v = server.add(v.mm(w.T.tolist()), b)
         if i < len(net.layers) - 1:
             v = v.square()
     if net.output_poly is not None:
         v = v.polyval(list(net.output_poly.coefficients))
-    return v.serialize()
+    return server.send(v)
 
 
 # --------------------------------------------------------------------------------------------- the protocol
@@ -471,9 +353,11 @@ class EncryptedPrediction:
 
     Attributes:
         logits: ``(B, out)`` float64 tensor (probabilities when the model has an output polynomial).
-        seconds: ``{"encrypt", "compute", "decrypt"}`` wall-clock seconds for the whole batch.
-        bytes_sent: bytes of ciphertexts the client sent to the server.
-        bytes_received: bytes of ciphertexts the server sent back.
+        seconds: ``{"encrypt", "compute", "decrypt"}`` wall-clock seconds for the whole batch (encrypt includes the
+            client's serialisation, decrypt the client's deserialisation).
+        bytes_sent: bytes of ciphertexts the client sent to the server in this call (also on ``client.wire``).
+        bytes_received: bytes of ciphertexts the server sent back in this call (also on ``server.wire``). The public
+            context is sent once, by :meth:`Client.public_context`, and is counted on the wire, not here.
         depth_used: levels consumed (rescalings) between the fresh and the result ciphertexts.
     """
     logits: torch.Tensor
@@ -481,6 +365,11 @@ class EncryptedPrediction:
     bytes_sent: int
     bytes_received: int
     depth_used: int
+
+
+def _needs_relin(net: _EncryptedNet) -> bool:
+    """Whether evaluating ``net`` multiplies two ciphertexts (a square, or x^2 / x^3 in the output polynomial)."""
+    return len(net.layers) > 1 or (net.output_poly is not None and effective_poly(net.output_poly)[1] >= 2)
 
 
 def _as_net(model) -> _EncryptedNet:
@@ -492,15 +381,18 @@ def _as_net(model) -> _EncryptedNet:
     raise TypeError(f"model must be an EncryptedMLP, EncryptedLogReg or a torch model, got {type(model).__name__}")
 
 
-def encrypted_predict(model, x: torch.Tensor, *, client, server, strategy: str = "simd") -> EncryptedPrediction:
+def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
+                      strategy: str = "simd") -> EncryptedPrediction:
     """Encrypt ``x`` on the client, evaluate ``model`` on the server (public context only), decrypt.
 
     Args:
         model: :class:`EncryptedMLP`, :class:`EncryptedLogReg`, or a torch model either can be built from.
-        x: ``(B, *input_shape)`` inputs (flattened to ``(B, in_features)``); not modified.
-        client: a private ``tenseal.Context`` (CKKS, with the secret key) or an object holding one.
-        server: the matching public context (no secret key; Galois keys for ``"diagonal"`` and ``"per_image"``).
-        strategy: one of ``"per_image"``, ``"simd"``, ``"diagonal"`` (see the module docstring).
+        x: ``(B, *input_shape)`` finite inputs (flattened to ``(B, in_features)``); not modified.
+        client: the :class:`~mlsec_kit.crypto.he.Client` (CKKS, holds the secret key); its ``wire`` counts the
+            ciphertext bytes it sends.
+        server: ``Server(client.public_context())`` (no secret key; Galois keys for ``"packed"`` and
+            ``"per_image"``); its ``wire`` counts the bytes it sends back.
+        strategy: one of ``"per_image"``, ``"simd"``, ``"packed"`` (see the module docstring).
 
     Returns:
         :class:`EncryptedPrediction`.
@@ -509,30 +401,37 @@ def encrypted_predict(model, x: torch.Tensor, *, client, server, strategy: str =
         ``x`` ``(B, ...)`` with ``prod(...) == in_features`` -> ``logits`` ``(B, out_features)``.
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        hint = " ('diagonal' is now called 'packed')" if strategy == "diagonal" else ""
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}{hint}")
     net = _as_net(model)
-    cctx = _client_context(client)
-    sctx = _server_context(server)
+    client, server = _check_parties(client, server)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 1 or x.shape[0] < 1:
         raise ValueError(f"x must have shape (B, ...) with B >= 1, got {tuple(x.shape)}")
+    if x.is_complex() or not (x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32,
+                                                                   torch.int64, torch.uint8)):
+        raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
     xs = x.detach().cpu().double().reshape(x.shape[0], -1).numpy()
     if xs.shape[1] != net.in_features:
         raise ValueError(f"x must have {net.in_features} features per row, got {xs.shape[1]}")
-    eng = _Engine(cctx)
-    if strategy == "diagonal":
-        _diagonal_plan(net, eng.slots)
+    if not np.all(np.isfinite(xs)):
+        raise ValueError("x must be finite (no NaN or infinity)")
+    if _needs_relin(net) and not server.he.context.has_relin_keys():
+        raise ValueError("server: the model squares ciphertexts (square activation or an output polynomial of "
+                         "degree >= 2), which needs relinearisation keys; build the context with relin=True")
+    eng = engine_for(client)
+    if strategy == "packed":
+        _packed_plan(net, eng.slots)
     levels = eng.sc.first_context_data().chain_index()
     if net.depth > levels:
         raise ValueError(f"the model needs depth {net.depth} but the context has depth {levels} "
                          f"(multiplicative levels); use a longer coefficient modulus chain")
-    sk = cctx.secret_key().data
-    dec = seal.Decryptor(eng.sc, sk)
+    dec = seal.Decryptor(eng.sc, client.he.context.secret_key().data)
     B, out = xs.shape[0], net.out_features
     result = np.zeros((B, out))
     t = {"encrypt": 0.0, "compute": 0.0, "decrypt": 0.0}
-    sent = received = 0
+    sent0, received0 = client.wire.to_server, server.wire.to_client
     depth_used = 0
 
     def decrypt(ct) -> np.ndarray:
@@ -544,32 +443,28 @@ def encrypted_predict(model, x: torch.Tensor, *, client, server, strategy: str =
         for start in range(0, B, eng.slots):
             chunk = xs[start: start + eng.slots]
             t0 = time.perf_counter()
-            msgs = [ts.ckks_vector(cctx, chunk[:, j].tolist()).serialize() for j in range(net.in_features)]
+            msgs = client.send(client.encrypt(chunk, layout="columns"))
             t1 = time.perf_counter()
-            replies = _server_simd(net, sctx, msgs)
+            replies = _server_simd(net, server, msgs)
             t2 = time.perf_counter()
-            cts = [_ct_from_bytes(eng.sc, r) for r in replies]
+            cts = [ct_from_bytes(eng.sc, r) for r in replies]
             result[start: start + len(chunk)] = np.stack([decrypt(c)[: len(chunk)] for c in cts], axis=1)
             t3 = time.perf_counter()
-            sent += sum(map(len, msgs))
-            received += sum(map(len, replies))
             depth_used = levels - eng.level(cts[0])
             t["encrypt"] += t1 - t0
             t["compute"] += t2 - t1
             t["decrypt"] += t3 - t2
-    elif strategy == "diagonal":
-        period = _pow2(net.layers[-1][0].shape[1]) if len(net.layers) == 2 else _pow2(net.in_features)
+    elif strategy == "packed":
+        where = _packed_output_slots(net)
         for i in range(B):
             t0 = time.perf_counter()
-            msg = ts.ckks_vector(cctx, _diagonal_input_layout(net, xs[i], eng.slots).tolist()).serialize()
+            msg = client.send(client.encrypt(_packed_input_layout(net, xs[i], eng.slots)))
             t1 = time.perf_counter()
-            reply = _server_diagonal(net, sctx, msg)
+            reply = _server_packed(net, server, msg)
             t2 = time.perf_counter()
-            ct = _ct_from_bytes(eng.sc, reply)
-            result[i] = decrypt(ct)[np.arange(out) * period]
+            ct = ct_from_bytes(eng.sc, reply)
+            result[i] = decrypt(ct)[where]
             t3 = time.perf_counter()
-            sent += len(msg)
-            received += len(reply)
             depth_used = levels - eng.level(ct)
             t["encrypt"] += t1 - t0
             t["compute"] += t2 - t1
@@ -577,17 +472,17 @@ def encrypted_predict(model, x: torch.Tensor, *, client, server, strategy: str =
     else:
         for i in range(B):
             t0 = time.perf_counter()
-            msg = ts.ckks_vector(cctx, xs[i].tolist()).serialize()
+            msg = client.send(client.encrypt(xs[i]))
             t1 = time.perf_counter()
-            reply = _server_per_image(net, sctx, msg)
+            reply = _server_per_image(net, server, msg)
             t2 = time.perf_counter()
-            v = ts.ckks_vector_from(cctx, reply)
-            result[i] = np.asarray(v.decrypt())[:out]
+            v = client.receive(reply)
+            result[i] = client.decrypt(v).numpy()[:out]
             t3 = time.perf_counter()
-            sent += len(msg)
-            received += len(reply)
             depth_used = levels - eng.level(v.ciphertext()[0])
             t["encrypt"] += t1 - t0
             t["compute"] += t2 - t1
             t["decrypt"] += t3 - t2
+    sent = client.wire.to_server - sent0
+    received = server.wire.to_client - received0
     return EncryptedPrediction(torch.from_numpy(result), t, sent, received, depth_used)

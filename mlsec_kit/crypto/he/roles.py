@@ -136,6 +136,13 @@ def _deserialize(he: HEContext, data: Any) -> Any:
     return ts.bfv_vector_from(he.context, bytes(data))
 
 
+def _seal_rotate(eng: Any, ct: Any, steps: int) -> Any:
+    from tenseal import sealapi
+    out = sealapi.Ciphertext()
+    eng.ev.rotate_vector(ct, steps, eng.gk, out)
+    return out
+
+
 def _nbytes(data: Any) -> int:
     return sum(len(d) for d in data) if isinstance(data, list) else len(data)
 
@@ -311,10 +318,31 @@ class Server:
             raise ValueError(f"{name} must be a scalar or have shape ({size},), got {tuple(arr.shape)}")
         return arr.tolist()
 
+    def _tiled(self, a: Any, values: list, operation: str) -> Any:
+        """``a + values`` or ``a * values`` (CKKS) with the plaintext tiled the way TenSEAL lays out ``a``.
+
+        TenSEAL stores a vector of size n repeated with period n over all N/2 slots and its rotation-based operations
+        (``sum``, ``dot``, ``matmul``) read the copies; its own ``a + list`` / ``a * list`` encode the list in the
+        first copy only, so a later sum, dot or matmul came out wrong (e.g. add a vector, then matmul: errors of
+        order 1 on values of order 1). Here the plaintext is encoded with the same tiling and applied with SEAL.
+        """
+        from ._seal import ckks_vector_bytes, engine_for
+        eng = engine_for(self)
+        ct = a.ciphertext()[0]
+        tiled = np.resize(np.asarray(values, dtype=np.float64), eng.slots).tolist()
+        if operation == "add":
+            eng.add_plain(ct, tiled)
+        else:  # multiply by a plaintext at the vector's scale, then rescale (as TenSEAL's auto-rescale does)
+            ct = eng.rescale(eng.mul_plain(ct, tiled, float(self.he.context.global_scale)))
+        return self.receive(ckks_vector_bytes(ct, a.size(), self.he.context.global_scale))
+
     def add(self, a: Any, b: Any) -> Any:
         """``a + b`` for a ciphertext ``a`` and a ciphertext, vector or scalar ``b`` (no level used)."""
         _check_ciphertext("a", a)
-        return a + self._operand("b", b, a.size())
+        b = self._operand("b", b, a.size())
+        if isinstance(b, list) and self.he.scheme == "ckks":
+            return self._tiled(a, b, "add")
+        return a + b
 
     def multiply(self, a: Any, b: Any) -> Any:
         """``a * b`` elementwise, ``b`` a ciphertext, vector or scalar: one level (CKKS)."""
@@ -323,6 +351,11 @@ class Server:
         check_depth(a, 1, operation="multiply")
         if _is_ciphertext(b):
             check_depth(b, 1, operation="multiply")
+            if not self.he.context.has_relin_keys():
+                raise ValueError("multiply of two ciphertexts needs relinearisation keys in the public context; "
+                                 "build it with ckks_context(..., relin=True)")
+        elif isinstance(b, list) and self.he.scheme == "ckks":
+            return self._tiled(a, b, "multiply")
         return a * b
 
     def dot(self, a: Any, b: Any) -> Any:
@@ -358,6 +391,34 @@ class Server:
             raise ValueError(f"coefficients must be a non-empty 1-D list, got shape {tuple(coeffs.shape)}")
         check_depth(a, polyval_depth(coeffs.size - 1), operation=f"polyval of degree {coeffs.size - 1}")
         return a.polyval(coeffs.astype(np.float64).tolist())
+
+    def rotate(self, a: Any, steps: int) -> Any:
+        """Cyclic rotation of an encrypted CKKS vector: ``out[i] = a[(i + steps) mod n]`` (left for ``steps > 0``), with
+        Galois keys and no level used.
+
+        TenSEAL keeps a vector of size ``n`` repeated with period ``n`` over the N/2 slots, so one SEAL slot rotation
+        by ``steps mod n`` rotates every copy; SEAL composes it from the power-of-two rotations whose Galois keys
+        the context holds (at most about log2(N/2) key switchings, each adding a little noise).
+
+        Args:
+            a: a CKKS ciphertext of size ``n``.
+            steps: an int with ``-n < steps < n``.
+        """
+        from ._seal import ckks_vector_bytes, engine_for
+        import tenseal as ts
+        _check_ciphertext("a", a)
+        if not isinstance(a, ts.CKKSVector):
+            raise TypeError(f"rotate applies to CKKS ciphertexts (tenseal.CKKSVector), got {type(a).__name__}")
+        n = a.size()
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not -n < steps < n:
+            raise ValueError(f"steps must be an int with {-n} < steps < {n} (the vector's size), got {steps!r}")
+        self._galois("rotate")
+        k = int(steps) % n
+        if k == 0:
+            return a.copy()
+        eng = engine_for(self)
+        out = _seal_rotate(eng, a.ciphertext()[0], k)
+        return self.receive(ckks_vector_bytes(out, n, self.he.context.global_scale))
 
     def sum(self, a: Any) -> Any:
         """Sum of the slots (rotations, no level)."""

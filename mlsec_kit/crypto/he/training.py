@@ -23,8 +23,9 @@ import tenseal as ts
 import tenseal.sealapi as seal
 import torch
 
-from mlsec_kit.crypto.he.inference import (PolyFit, _client_context, _ct_from_bytes, _ct_to_bytes, _effective_poly,
-                                           _Engine, _pow2, _server_context, poly_sigmoid)
+from ._seal import ct_from_bytes, ct_to_bytes, effective_poly, engine_for, pow2
+from .inference import PolyFit, _check_parties, _check_server, _reply, poly_sigmoid
+from .roles import Client, Server
 
 __all__ = ["EncryptedTraining", "encrypted_logreg_fit", "poly_logreg_fit"]
 
@@ -81,14 +82,13 @@ def poly_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, epochs: int = 3, lr: fl
     return torch.from_numpy(w[:-1].copy()), float(w[-1])
 
 
-def _server_epoch(server, features: list[bytes], labels: bytes, weights: list[bytes], poly: PolyFit,
+def _server_epoch(server: Server, features: list[bytes], labels: bytes, weights: list[bytes], poly: PolyFit,
                   n: int) -> list[bytes]:
     """Server: one epoch of gradient descent on ciphertexts; returns the updated encrypted weights."""
-    ctx = _server_context(server)
-    eng = _Engine(ctx)
-    xs = [ts.ckks_vector_from(ctx, b).ciphertext()[0] for b in features]
-    ws = [_ct_from_bytes(eng.sc, b) for b in weights]
-    ys = ts.ckks_vector_from(ctx, labels).ciphertext()[0]  # holds -lr/n * y
+    eng = engine_for(_check_server(server))
+    xs = [v.ciphertext()[0] for v in server.receive(list(features))]
+    ws = [ct_from_bytes(eng.sc, b) for b in weights]
+    ys = server.receive(labels).ciphertext()[0]  # holds -lr/n * y
     # scores z = sum_j w_j x_j (one level)
     z = None
     for w, x in zip(ws, xs):
@@ -104,7 +104,7 @@ def _server_epoch(server, features: list[bytes], labels: bytes, weights: list[by
     eng.ev.mod_switch_to_inplace(ys, r.parms_id())
     ys.scale = r.scale  # both are close to the global scale; the relative difference is below 1e-4
     eng.ev.add_inplace(r, ys)  # residual lr/n * (poly(z) - y)
-    period = _pow2(n)
+    period = pow2(n)
     out = []
     for w, x in zip(ws, xs):
         eng.ev.mod_switch_to_inplace(x, r.parms_id())
@@ -116,20 +116,20 @@ def _server_epoch(server, features: list[bytes], labels: bytes, weights: list[by
         eng.ev.mod_switch_to_inplace(w, g.parms_id())
         w.scale = g.scale
         eng.ev.sub_inplace(w, g)
-        out.append(_ct_to_bytes(w))
-    return out
+        out.append(w)
+    return _reply(server, out)
 
 
-def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client, server, epochs: int = 3, lr: float = 1.0,
+def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client: Client, server: Server, epochs: int = 3, lr: float = 1.0,
                          sigmoid: Optional[PolyFit] = None) -> EncryptedTraining:
     """Train a binary logistic regression on encrypted data (full-batch gradient descent, polynomial sigmoid).
 
     Args:
         x: ``(n, d)`` features, n <= the context's slots; keep ``|x w + b|`` inside the polynomial's interval.
         y: ``(n,)`` labels in {0, 1}.
-        client: private CKKS ``tenseal.Context`` (or an object holding one), with depth >= 4 for a cubic
-            sigmoid (3 for a linear one).
-        server: the matching public context, with Galois keys.
+        client: the :class:`~mlsec_kit.crypto.he.Client` (CKKS, secret key), depth >= 4 for a cubic sigmoid
+            (3 for a linear one); its ``wire`` counts what it sends (data, labels, refreshed weights).
+        server: ``Server(client.public_context())`` with Galois keys; its ``wire`` counts the weights it returns.
         epochs: number of epochs (one refresh each), >= 1.
         lr: learning rate, > 0.
         sigmoid: the polynomial sigmoid, default ``poly_sigmoid(3)``; degree at most 3.
@@ -141,20 +141,25 @@ def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client, server, ep
     poly = sigmoid or poly_sigmoid(3)
     if not isinstance(poly, PolyFit):
         raise TypeError(f"sigmoid must be a PolyFit from poly_sigmoid() or None, got {type(poly).__name__}")
-    c, deg = _effective_poly(poly)
+    c, deg = effective_poly(poly)
     if not 1 <= deg <= 3:
         raise ValueError(f"sigmoid degree must be in [1, 3] for encrypted training, got {poly.degree}")
-    cctx = _client_context(client)
-    sctx = _server_context(server)
-    eng = _Engine(cctx)
+    client, server = _check_parties(client, server)
+    cctx = client.he.context
+    eng = engine_for(client)
     levels = eng.sc.first_context_data().chain_index()
     need = 2 + (2 if deg == 3 else 1)
     if need > levels:
         raise ValueError(f"one epoch needs depth {need} but the context has depth {levels} (multiplicative levels)")
-    if not sctx.has_galois_keys():
+    if not server.he.context.has_relin_keys():
+        raise ValueError("server's public context needs relinearisation keys (the scores multiply two ciphertexts); "
+                         "build the context with relin=True")
+    if not server.he.context.has_galois_keys():
         raise ValueError("server's public context needs Galois keys (rotations sum the gradient)")
     n, d = xn.shape
-    period = _pow2(n)
+    if not np.all(np.isfinite(xn)):
+        raise ValueError("x must be finite (no NaN or infinity)")
+    period = pow2(n)
     if period > eng.slots:
         raise ValueError(f"x must have at most slots={eng.slots} rows, got {n}")
     scaled = PolyFit(tuple(v * lr / n for v in c[: deg + 1]), poly.interval, poly.max_error)
@@ -168,34 +173,32 @@ def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client, server, ep
 
     t = {"encrypt": 0.0, "compute": 0.0, "refresh": 0.0}
     t0 = time.perf_counter()
-    features = [ts.ckks_vector(cctx, tiled(xa[:, j])).serialize() for j in range(d + 1)]
-    labels = ts.ckks_vector(cctx, tiled(-lr / n * yn)).serialize()
-    sent = sum(map(len, features)) + len(labels)
-    received = 0
+    sent0, received0 = client.wire.to_server, server.wire.to_client
+    features = client.send([client.encrypt(tiled(xa[:, j])) for j in range(d + 1)])
+    labels = client.send(client.encrypt(tiled(-lr / n * yn)))
     w = np.zeros(d + 1)
     history = []
     dec = seal.Decryptor(eng.sc, cctx.secret_key().data)
 
     def encrypt_weights(values: np.ndarray) -> list[bytes]:
-        return [_ct_to_bytes(ts.ckks_vector(cctx, [float(v)] * eng.slots).ciphertext()[0]) for v in values]
+        out = [ct_to_bytes(ts.ckks_vector(cctx, [float(v)] * eng.slots).ciphertext()[0]) for v in values]
+        client.wire.record("to_server", "ciphertext", sum(map(len, out)))
+        return out
 
     weights = encrypt_weights(w)
-    sent += sum(map(len, weights))
     t["encrypt"] += time.perf_counter() - t0
     for epoch in range(epochs):
         t1 = time.perf_counter()
-        replies = _server_epoch(sctx, features, labels, weights, scaled, n)
+        replies = _server_epoch(server, features, labels, weights, scaled, n)
         t2 = time.perf_counter()
-        received += sum(map(len, replies))
         for j, b in enumerate(replies):  # client: decrypt, read, re-encrypt at the top level
             p = seal.Plaintext()
-            dec.decrypt(_ct_from_bytes(eng.sc, b), p)
+            dec.decrypt(ct_from_bytes(eng.sc, b), p)
             w[j] = float(np.mean(eng.encoder.decode_double(p)[:period]))
         history.append(w.copy())
         if epoch < epochs - 1:
             weights = encrypt_weights(w)
-            sent += sum(map(len, weights))
         t["compute"] += t2 - t1
         t["refresh"] += time.perf_counter() - t2
     return EncryptedTraining(torch.from_numpy(w[:-1].copy()), float(w[-1]), torch.from_numpy(np.array(history)),
-                             t, sent, received)
+                             t, client.wire.to_server - sent0, server.wire.to_client - received0)
