@@ -72,7 +72,9 @@ How the instances make each typical mistake fail on every seed:
 - forbidden, since a submission can import them: the kit's ``ckks_chain`` and ``ckks_context`` (they choose the
   chain and the degree) for ``choose_parameters``; the server role's ``Server.matmul`` and ``Server.dot`` for
   ``server_linear`` and ``Server.polyval`` and ``Server.multiply`` for ``server_poly`` (each computes the answer
-  from the public context); and this module's reference helpers. ``Server.receive``/``send`` (deserialising and
+  from the public context), with the kit's inference internals that evaluate a layer or a polynomial on a
+  server's ciphertext bytes (``inference._server_per_image``, ``_server_packed``, ``_server_simd``,
+  ``_seal.Engine.output_poly`` and ``Engine.square``); and this module's reference helpers. ``Server.receive``/``send`` (deserialising and
   serialising), ``depth_left``, ``polyval_depth``, ``check_parameters``, ``max_total_bits`` and
   ``HE_STANDARD_MAX_LOGQ`` stay allowed: they are the tools the questions ask the student to use, not answers.
 
@@ -202,7 +204,8 @@ def _expect_value_error(fn, args: tuple, what: str, why: str, argument: str) -> 
 server_linear = SET.question(
     "server_linear", "server_linear(public_context, x_ct, weight, bias) -> bytes",
     forbid=(f"{_HE}.Server.matmul", f"{_HE}.Server.dot", f"{_HE}.roles.Server.matmul", f"{_HE}.roles.Server.dot",
-            f"{_CHECKER}._reference_linear"))
+            f"{_HE}.inference._server_per_image", f"{_HE}.inference._server_packed",
+            f"{_HE}.inference._server_simd", f"{_CHECKER}._reference_linear"))
 
 
 def _linear_instance(rng: torch.Generator, *, n: int | None = None, m: int | None = None) -> dict:
@@ -295,7 +298,8 @@ def _sl_bad(fn, rng):
 server_poly = SET.question(
     "server_poly", "server_poly(public_context, x_ct, coeffs) -> bytes",
     forbid=(f"{_HE}.Server.polyval", f"{_HE}.Server.multiply", f"{_HE}.roles.Server.polyval",
-            f"{_HE}.roles.Server.multiply", f"{_CHECKER}._reference_poly"))
+            f"{_HE}.roles.Server.multiply", f"{_HE}._seal.Engine.output_poly", f"{_HE}._seal.Engine.square",
+            f"{_CHECKER}._reference_poly"))
 
 
 def _reference_poly(coeffs: list, x: torch.Tensor) -> torch.Tensor:
