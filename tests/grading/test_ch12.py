@@ -117,7 +117,7 @@ def _kit_poly(public_context, x_ct, coeffs):
 def _kit_parameters(depth, scale_bits):
     if depth < 1:
         raise ValueError("depth must be >= 1")
-    if not 20 <= scale_bits <= 50:
+    if not 25 <= scale_bits <= 50:
         raise ValueError("scale_bits out of range")
     chain = [scale_bits + 10] + he.ckks_chain(depth=depth, scale_bits=scale_bits)[1:-1] + [scale_bits + 10]
     for n, bound in sorted(he.HE_STANDARD_MAX_LOGQ[128].items()):
@@ -129,7 +129,7 @@ def _kit_parameters(depth, scale_bits):
 def _checker_parameters(depth, scale_bits):
     if depth < 1 or ch12._smallest_degree(depth, scale_bits) is None:
         raise ValueError("depth out of range")
-    if not 20 <= scale_bits <= 50:
+    if not 25 <= scale_bits <= 50:
         raise ValueError("scale_bits out of range")
     return ch12._reference_parameters(depth, scale_bits)
 
@@ -215,8 +215,8 @@ def poly_balanced(public_context, x_ct, coeffs):
 def parameters_loop(depth, scale_bits):
     if depth < 1:
         raise ValueError("depth must be >= 1")
-    if scale_bits < 20 or scale_bits > 50:
-        raise ValueError("scale_bits must be in [20, 50]")
+    if scale_bits < 25 or scale_bits > 50:
+        raise ValueError("scale_bits must be in [25, 50]")
     need = (depth + 2) * scale_bits + 20
     for n in (1024, 2048, 4096, 8192, 16384, 32768):
         if need <= he.HE_STANDARD_MAX_LOGQ[128][n]:
@@ -229,8 +229,8 @@ def parameters_wide_special(depth, scale_bits):
     # a larger special prime and first prime are fine while the same N stays secure
     if depth < 1:
         raise ValueError("depth must be >= 1")
-    if not 20 <= scale_bits <= 50:
-        raise ValueError("scale_bits must be in [20, 50]")
+    if not 25 <= scale_bits <= 50:
+        raise ValueError("scale_bits must be in [25, 50]")
     need = (depth + 2) * scale_bits + 20
     n = next((n for n, b in sorted(he.HE_STANDARD_MAX_LOGQ[128].items()) if need <= b), None)
     if n is None:
@@ -322,7 +322,7 @@ _PARAM_HEAD = """
         s = scale_bits
         if depth < 1 or (depth + 2) * s + 20 > 881:
             raise ValueError(f"depth {depth} out of range")
-        if not 20 <= s <= 50:
+        if not 25 <= s <= 50:
             raise ValueError(f"scale_bits {s} out of range")
         minimal = [s + 10] + [s] * depth + [s + 10]
         def smallest(chain, table=he.HE_STANDARD_MAX_LOGQ[128]):
@@ -464,7 +464,7 @@ def test_the_fast_verdict_is_run_questions(solutions):
 def test_a_chain_with_an_extra_first_level_passes():
     """A spare level at the front (not dropped by the depth rescales) is allowed while the same N stays secure."""
     code = _param("""
-    if depth < 1 or not 20 <= s <= 50:
+    if depth < 1 or not 25 <= s <= 50:
         raise ValueError("depth or scale_bits out of range")
     n = smallest(minimal) if (depth + 2) * s + 20 <= 881 else None
     if n is None:
@@ -479,13 +479,15 @@ def test_a_chain_with_an_extra_first_level_passes():
                                 SEEDS, "an s + 10 prime among the rescale primes")
 
 
-@pytest.mark.parametrize("answer", ["", "abcdefgh", "bd", "bdf", "bdfh", "a", "xyz"])
+@pytest.mark.parametrize("answer", ["", "abcdefghi", "bd", "bdf", "bdfh", "bdfi", "a", "xyz"])
 def test_statements_earn_full_marks_only_when_exact(answer):
     result = run_question(EXERCISE.questions["he_statements"], lambda: answer, seed=0)
     assert result.passed == (answer == "bdf"), result.report()
     if answer == "bdfh":  # complete but not sound: the message says why h is false
         assert [p.passed for p in result.properties] == [False, True, False]
         assert "integrity" in result.properties[2].message
+    if answer == "bdfi":
+        assert "circuit privacy" in result.properties[2].message
 
 
 # ---- the instances keep the promises the every-seed guarantees rest on ----------------------------------------
