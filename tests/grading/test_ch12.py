@@ -60,6 +60,7 @@ def _namespace() -> dict:
 def test_the_set_declares_the_chapter_questions():
     assert tuple(EXERCISE.questions) == QUESTIONS
     assert EXERCISE.title == "Exercises: homomorphic encryption" and EXERCISE.chapter == 12
+    assert EXERCISE.extras == ("tenseal",)  # the Gradescope setup installs mlsec-kit[tenseal]
     assert all(3 <= q.max_score <= 7 for q in EXERCISE.questions.values())
     forbid = {name: set(q.forbid) for name, q in EXERCISE.questions.items()}
     assert {"mlsec_kit.crypto.he.Server.matmul", "mlsec_kit.crypto.he.Server.dot"} <= forbid["server_linear"]
@@ -245,8 +246,8 @@ def statements_spaced():
 
 
 def test_differently_built_correct_answers_pass():
-    """The bias encrypted with the public key, matmul with add_ and a bytearray, a hand-made depth-2 polynomial, a tuple chain,
-    wider outer primes that still fit, letters with separators: all earn full marks."""
+    """The bias encrypted with the public key, matmul with add_ and a bytearray, a hand-made depth-2 polynomial,
+    a tuple chain, wider outer primes that still fit, letters with separators: all earn full marks."""
     namespace = _namespace()
     exec(textwrap.dedent(CORRECT_VARIANTS), namespace)
     for name, fn in [("server_linear", "linear_matmul"), ("server_linear", "linear_encrypted_bias"),

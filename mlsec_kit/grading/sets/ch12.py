@@ -35,8 +35,8 @@ the graded run does not share a process.
 
 ``choose_parameters``'s requirements (the question states them): ``depth >= 1`` rescales at scale ``2^s``,
 ``25 <= s <= 50`` (below 25 bits SEAL's primes, which must be 1 modulo 2N, sit far from ``2^s`` and TenSEAL's
-reset of the scale after each rescale makes every product off by that much, and there may be too few of them); the chain ``[q_0, q_1, ..., q_L, special]`` has at least ``depth + 2`` primes, each of 20 to 60
-bits; the ``depth`` primes the rescales drop (the ones just before the special prime; SEAL drops the last prime of
+reset of the scale after each rescale makes every product off by that much, and there may be too few of them);
+the chain ``[q_0, q_1, ..., q_L, special]`` has at least ``depth + 2`` primes, each of 20 to 60 bits; the ``depth`` primes the rescales drop (the ones just before the special prime; SEAL drops the last prime of
 the data chain first) have exactly ``s`` bits, so each rescale brings the scale back to about ``2^s``; the first
 prime has at least ``s + 10`` bits (room for the integer part of the decrypted values, up to about ``2^10``); the
 special prime is at least as large as every other prime (SEAL's recommendation for key switching); the total is
@@ -82,8 +82,8 @@ How the instances make each typical mistake fail on every seed:
   ``server_linear`` and ``Server.polyval`` and ``Server.multiply`` for ``server_poly`` (each computes the answer
   from the public context), with the kit's inference internals that evaluate a layer or a polynomial on a
   server's ciphertext bytes (``inference._server_per_image``, ``_server_packed``, ``_server_simd``,
-  ``_seal.Engine.output_poly`` and ``Engine.square``); and this module's reference helpers. ``Server.receive``/``send`` (deserialising and
-  serialising), ``depth_left``, ``polyval_depth``, ``check_parameters``, ``max_total_bits`` and
+  ``_seal.Engine.output_poly`` and ``Engine.square``); and this module's reference helpers.
+  ``Server.receive``/``send`` (deserialising and serialising), ``depth_left``, ``polyval_depth``, ``check_parameters``, ``max_total_bits`` and
   ``HE_STANDARD_MAX_LOGQ`` stay allowed: they are the tools the questions ask the student to use, not answers.
 
 The grader's contexts are built with TenSEAL directly (not through ``ckks_context``, which is blocked while
@@ -101,7 +101,7 @@ from ..core import ExerciseSet
 from ..expect import call, describe, expect_letters, fail, fmt
 from ..instances import randint
 
-SET = ExerciseSet("12_homomorphic_encryption", "Exercises: homomorphic encryption", chapter=12)
+SET = ExerciseSet("12_homomorphic_encryption", "Exercises: homomorphic encryption", chapter=12, extras=("tenseal",))
 
 _HE = "mlsec_kit.crypto.he"
 _CHECKER = "mlsec_kit.grading.sets.ch12"  # this module's reference helpers answer questions too
