@@ -36,16 +36,17 @@ the graded run does not share a process.
 ``choose_parameters``'s requirements (the question states them): ``depth >= 1`` rescales at scale ``2^s``,
 ``25 <= s <= 50`` (below 25 bits SEAL's primes, which must be 1 modulo 2N, sit far from ``2^s`` and TenSEAL's
 reset of the scale after each rescale makes every product off by that much, and there may be too few of them);
-the chain ``[q_0, q_1, ..., q_L, special]`` has at least ``depth + 2`` primes, each of 20 to 60 bits; the ``depth`` primes the rescales drop (the ones just before the special prime; SEAL drops the last prime of
-the data chain first) have exactly ``s`` bits, so each rescale brings the scale back to about ``2^s``; the first
+the chain ``[q_0, q_1, ..., q_L, special]`` has at least ``depth + 2`` primes, each of 20 to 60 bits; the
+``depth`` primes the rescales drop (the ones just before the special prime; SEAL drops the last prime of the
+data chain first) have exactly ``s`` bits, so each rescale brings the scale back to about ``2^s``; the first
 prime has at least ``s + 10`` bits (room for the integer part of the decrypted values, up to about ``2^10``); the
 special prime is at least as large as every other prime (SEAL's recommendation for key switching); the total is
-within the HE Standard's 128-bit bound for ``N`` (:data:`~mlsec_kit.crypto.he.HE_STANDARD_MAX_LOGQ`, inclusive, as
-SEAL's own check); and ``N`` is the smallest degree of the standard's table at which *some* chain meeting the
-requirements is secure: the cheapest chain is ``[s + 10, s, ..., s, s + 10]``, so ``N`` is the smallest degree whose
-bound is at least ``(depth + 2) s + 20``. The grader builds the student's context (when it is secure and ``N <=
-8192``) and runs ``depth`` ciphertext-ciphertext multiplications on it. (Very deep chains of small primes at
-``N = 32768`` can exceed the primes SEAL finds that are 1 modulo 2N; the checks never build beyond 8192.)
+within the HE Standard's 128-bit bound for ``N`` (:data:`~mlsec_kit.crypto.he.HE_STANDARD_MAX_LOGQ`, inclusive,
+as SEAL's own check); and ``N`` is the smallest degree of the standard's table at which *some* chain meeting the
+requirements is secure: the cheapest chain is ``[s + 10, s, ..., s, s + 10]``, so ``N`` is the smallest degree
+whose bound is at least ``(depth + 2) s + 20``. The grader builds the student's context (when it is secure and
+``N <= 8192``) and runs ``depth`` ciphertext-ciphertext multiplications on it. (Very deep chains of small primes
+at ``N = 32768`` can need more primes that are 1 modulo 2N than SEAL finds; the checks never build beyond 8192.)
 
 How the instances make each typical mistake fail on every seed:
 
@@ -83,8 +84,8 @@ How the instances make each typical mistake fail on every seed:
   from the public context), with the kit's inference internals that evaluate a layer or a polynomial on a
   server's ciphertext bytes (``inference._server_per_image``, ``_server_packed``, ``_server_simd``,
   ``_seal.Engine.output_poly`` and ``Engine.square``); and this module's reference helpers.
-  ``Server.receive``/``send`` (deserialising and serialising), ``depth_left``, ``polyval_depth``, ``check_parameters``, ``max_total_bits`` and
-  ``HE_STANDARD_MAX_LOGQ`` stay allowed: they are the tools the questions ask the student to use, not answers.
+  ``Server.receive``/``send`` (deserialising and serialising), ``depth_left``, ``polyval_depth``,
+  ``check_parameters``, ``max_total_bits`` and ``HE_STANDARD_MAX_LOGQ`` stay allowed: they are the tools the questions ask the student to use, not answers.
 
 The grader's contexts are built with TenSEAL directly (not through ``ckks_context``, which is blocked while
 ``choose_parameters`` is graded) and cached per parameter set; SEAL draws keys and encryption noise from its own
