@@ -85,7 +85,8 @@ How the instances make each typical mistake fail on every seed:
   server's ciphertext bytes (``inference._server_per_image``, ``_server_packed``, ``_server_simd``,
   ``_seal.Engine.output_poly`` and ``Engine.square``); and this module's reference helpers.
   ``Server.receive``/``send`` (deserialising and serialising), ``depth_left``, ``polyval_depth``,
-  ``check_parameters``, ``max_total_bits`` and ``HE_STANDARD_MAX_LOGQ`` stay allowed: they are the tools the questions ask the student to use, not answers.
+  ``check_parameters``, ``max_total_bits`` and ``HE_STANDARD_MAX_LOGQ`` stay allowed: they are the tools the
+  questions ask the student to use, not answers.
 
 The grader's contexts are built with TenSEAL directly (not through ``ckks_context``, which is blocked while
 ``choose_parameters`` is graded) and cached per parameter set; SEAL draws keys and encryption noise from its own
