@@ -5,10 +5,11 @@ importing this package does not load TenSEAL.
 """
 from . import toy
 from .toy import (PaillierPrivateKey, PaillierPublicKey, is_probable_prime, paillier_add, paillier_decrypt,
-                  paillier_encrypt, paillier_keygen, paillier_mul_scalar, random_bits, random_prime)
+                  paillier_encrypt, paillier_keygen, paillier_mul_scalar, paillier_rerandomize, random_bits,
+                  random_prime)
 
 __all__ = [
     "toy",
     "PaillierPublicKey", "PaillierPrivateKey", "paillier_keygen", "paillier_encrypt", "paillier_decrypt",
-    "paillier_add", "paillier_mul_scalar", "random_prime", "random_bits", "is_probable_prime",
+    "paillier_add", "paillier_mul_scalar", "paillier_rerandomize", "random_prime", "random_bits", "is_probable_prime",
 ]

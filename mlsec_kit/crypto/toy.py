@@ -171,7 +171,9 @@ def paillier_encrypt(public: PaillierPublicKey, m: int, *, generator: Optional[t
 
     Args:
         public: the public key.
-        m: the message, an int in ``[-(n // 2), n)``; negatives are encoded as ``n + m``.
+        m: the message, an int in ``[-(n // 2), n)``; negatives are encoded as ``n + m``, so with the default
+            ``signed=True`` decryption a message in ``(n // 2, n)`` reads back as ``m - n`` (keep messages in
+            ``[-(n // 2), n // 2]`` for an exact round trip).
         generator: draws ``r`` uniformly from the units mod ``n`` (needed unless ``r`` is given).
         r: an explicit randomiser in ``[1, n)`` coprime to ``n`` (for teaching and tests).
 
@@ -180,6 +182,13 @@ def paillier_encrypt(public: PaillierPublicKey, m: int, *, generator: Optional[t
     """
     n, n2 = public.n, public.n_square
     m = _check_message(public, m)
+    r = _randomiser(public, generator, r)
+    return (1 + m * n) % n2 * pow(r, n, n2) % n2
+
+
+def _randomiser(public: PaillierPublicKey, generator: Optional[torch.Generator], r: Optional[int]) -> int:
+    """``r`` checked, or drawn uniformly from the units mod ``n``."""
+    n = public.n
     if r is None:
         if generator is None:
             raise ValueError("give generator= (a seeded torch.Generator) or an explicit r=")
@@ -187,10 +196,30 @@ def paillier_encrypt(public: PaillierPublicKey, m: int, *, generator: Optional[t
         while True:
             r = 1 + _random_below(n - 1, generator=generator)
             if math.gcd(r, n) == 1:
-                break
-    elif isinstance(r, bool) or not isinstance(r, int) or not 1 <= r < n or math.gcd(r, n) != 1:
+                return r
+    if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r < n or math.gcd(r, n) != 1:
         raise ValueError("r must be an int in [1, n) coprime to n")
-    return (1 + m * n) % n2 * pow(r, n, n2) % n2
+    return r
+
+
+def paillier_rerandomize(public: PaillierPublicKey, c: int, *, generator: Optional[torch.Generator] = None,
+                         r: Optional[int] = None) -> int:
+    """``c r^n mod n^2`` for a fresh unit ``r``: an encryption of the same message with fresh randomness.
+
+    A server that computes ``prod c_i^{w_i}`` on a client's ciphertexts and sends it back unchanged leaks its
+    weights through the randomness ``prod r_i^{n w_i}`` (the client knows its ``r_i``); re-randomising the
+    result before replying removes that (the circuit privacy of Paillier).
+
+    Args:
+        public: the public key.
+        c: a ciphertext in ``(0, n^2)``.
+        generator: draws ``r`` uniformly from the units mod ``n`` (needed unless ``r`` is given); the server's
+            own generator, which the client must not know.
+        r: an explicit randomiser in ``[1, n)`` coprime to ``n`` (for teaching and tests).
+    """
+    c = _check_ciphertext(public, c)
+    r = _randomiser(public, generator, r)
+    return c * pow(r, public.n, public.n_square) % public.n_square
 
 
 def _check_ciphertext(public: PaillierPublicKey, c: int, name: str = "c") -> int:

@@ -87,9 +87,10 @@ def test_packed_single_images_agree(square_mlp, digits, keys):
     pred = encrypted_predict(square_mlp, x, client=client, server=server, strategy="packed")
     _check_agreement(pred, ref)
     assert pred.depth_used == 3
-    # one ciphertext each way per image, and what the prediction reports is what crossed each party's wire
+    # one ciphertext each way per image, and what the prediction reports is what crossed each party's wire; the
+    # client encrypts with its secret key and SEAL sends the random half as a seed: half a public-key ciphertext
     one = client.he.ciphertext_bytes()
-    assert 0.5 * one * 12 < pred.bytes_sent < 2 * one * 12
+    assert 0.4 * one * 12 < pred.bytes_sent < 0.6 * one * 12
     assert client.wire.to_server - sent0 == pred.bytes_sent
     assert server.wire.to_client - received0 == pred.bytes_received
     assert 0 < pred.bytes_received < pred.bytes_sent  # the reply has fewer primes left
@@ -120,6 +121,9 @@ def test_poly_sigmoid_fit():
         errs.append(f.max_error)
     assert errs[0] > errs[1] > errs[2]
     assert poly_sigmoid(3, (-4, 4)).max_error < poly_sigmoid(3, (-8, 8)).max_error
+    lo, hi = poly_sigmoid(3).monotone_interval  # the cubic peaks near |x| = 5.6 (1.06) and then falls
+    assert 5.0 < hi < 6.0 and -6.0 < lo < -5.0 and poly_sigmoid(3)(hi) > 1.0 > poly_sigmoid(3)(8.0)
+    assert poly_sigmoid(1).monotone_interval == (-8.0, 8.0)
     with pytest.raises(ValueError, match="degree"):
         poly_sigmoid(0)
     with pytest.raises(ValueError, match="interval"):
@@ -140,6 +144,18 @@ def test_logreg_poly_sigmoid_all_strategies(degree, digits, keys):
         pred = encrypted_predict(net, x, client=client, server=server, strategy=strategy)
         assert np.abs(pred.logits.numpy() - ref).max() < 2e-3, strategy
         assert pred.depth_used == net.depth
+
+
+def test_per_image_output_polynomial_uses_the_depth_it_was_given(digits):
+    """poly_sigmoid(2) on a symmetric interval has x^2 coefficient 1e-17: net.depth counts it as degree 1 and the
+    server must evaluate the same polynomial (TenSEAL's polyval of the full list needed a level more)."""
+    mk.seed_everything(5)
+    net = EncryptedLogReg(logistic_regression(digits.input_shape, 2), sigmoid=poly_sigmoid(2))
+    assert net.depth == 2
+    client = Client(ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 30, 30, 40]))
+    x = digits.X_test[:1]
+    pred = encrypted_predict(net, x, client=client, server=Server(client.public_context()), strategy="per_image")
+    assert np.abs(pred.logits.numpy() - net.plain(x.reshape(1, -1).double().numpy())).max() < 2e-3
 
 
 def test_parties_and_bad_input_refused(square_mlp, digits, keys):
@@ -178,6 +194,9 @@ def test_mismatched_or_bfv_parties_refused(square_mlp, digits, keys):
     other = Client(ckks_context(poly_modulus_degree=4096, coeff_mod_bit_sizes=[40, 20, 40], galois=False))
     with pytest.raises(ValueError, match="does not match the client"):
         encrypted_predict(square_mlp, x, client=client, server=Server(other.public_context()))
+    stranger = Client(ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 30, 30, 30, 40], galois=False))
+    with pytest.raises(ValueError, match="another key pair"):  # same parameters, another key: garbage otherwise
+        encrypted_predict(square_mlp, x, client=client, server=Server(stranger.public_context()))
     bfv = Client(bfv_context(plain_modulus_bits=20, poly_modulus_degree=4096))
     with pytest.raises(ValueError, match="CKKS"):
         encrypted_predict(square_mlp, x, client=bfv, server=Server(bfv.public_context()))
@@ -237,3 +256,39 @@ def test_shared_wire_counts_each_message_once(digits):
     assert wire.to_client == pred.bytes_received
     kinds = [w for _, w, _ in wire.log]
     assert kinds.count("public context") == 1 and kinds.count("ciphertext") == 2  # one message each way
+
+
+def test_replies_mask_every_slot_but_the_outputs(square_mlp, digits, keys):
+    """The client decrypts all slots. A packed reply's non-output slots held the rotate-and-sum windows (W2 up to a
+    scale per column); now two replies for the same image agree on the outputs and differ by the fresh mask
+    everywhere else, and per_image's reply likewise beyond its out_features slots."""
+    from mlsec_kit.crypto.he._seal import ct_from_bytes, engine_for
+    from mlsec_kit.crypto.he.inference import (_packed_input_layout, _packed_output_slots, _server_packed,
+                                               _server_per_image)
+    client, server = keys
+    net = EncryptedMLP(square_mlp)
+    x = digits.X_test[:1].reshape(1, -1).double().numpy()[0]
+    eng = engine_for(client)
+    dec = ts.sealapi.Decryptor(eng.sc, client.he.context.secret_key().data)
+
+    def slots(reply: bytes) -> np.ndarray:
+        p = ts.sealapi.Plaintext()
+        dec.decrypt(ct_from_bytes(eng.sc, reply), p)
+        return np.asarray(eng.encoder.decode_double(p))
+
+    msg = client.send(client.encrypt(_packed_input_layout(net, x, eng.slots)))
+    a, b = slots(_server_packed(net, server, msg)), slots(_server_packed(net, server, msg))
+    out = _packed_output_slots(net)
+    rest = np.setdiff1d(np.arange(eng.slots), out)
+    assert np.abs(a[out] - net.plain(x[None])[0]).max() < 0.05 and np.abs(a[out] - b[out]).max() < 0.05
+    assert np.median(np.abs(a[rest] - b[rest])) > 10.0  # unmasked, they agreed to CKKS noise (about 1e-3)
+    one = client.send(client.encrypt(x))
+    r1 = client.decrypt(client.receive(_server_per_image(net, server, one))).numpy()
+    v1 = client.receive(_server_per_image(net, server, one))
+    v2 = client.receive(_server_per_image(net, server, one))
+    p1, p2 = ts.sealapi.Plaintext(), ts.sealapi.Plaintext()
+    dec.decrypt(v1.ciphertext()[0], p1)
+    dec.decrypt(v2.ciphertext()[0], p2)
+    f1, f2 = np.asarray(eng.encoder.decode_double(p1)), np.asarray(eng.encoder.decode_double(p2))
+    assert np.abs(f1[:10] - f2[:10]).max() < 0.05 and np.abs(r1 - net.plain(x[None])[0]).max() < 0.05
+    assert np.median(np.abs(f1[10:] - f2[10:])) > 10.0

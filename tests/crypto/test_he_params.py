@@ -95,7 +95,7 @@ def test_context_depth_is_what_a_ciphertext_gets_and_the_kit_refuses_one_more():
     (dict(depth=1, security=100), "security"),
     (dict(depth=1, poly_modulus_degree=3000), "poly_modulus_degree"),
     (dict(depth=1, poly_modulus_degree=1024), "insecure"),
-    (dict(depth=30, scale_bits=60), "no poly_modulus_degree fits"),
+    (dict(depth=30, scale_bits=50), "no poly_modulus_degree fits"),
     (dict(depth=1, min_slots=0), "min_slots"),
     (dict(poly_modulus_degree=8192, coeff_mod_bit_sizes=[30, 40, 30], scale_bits=40), "first prime"),
 ])
@@ -164,3 +164,48 @@ def test_scale_drift_is_the_rescale_primes_distance_and_decides_precision():
             assert rel > 0.1  # the drift shows up as a gross error
         else:
             assert rel < tol
+
+
+def test_standard_table_equals_seals_own_bounds():
+    """Every entry of HE_STANDARD_MAX_LOGQ (HE Standard Table 1, ternary secret) equals SEAL's MaxBitCount."""
+    from tenseal import sealapi
+    levels = {128: sealapi.SEC_LEVEL_TYPE.TC128, 192: sealapi.SEC_LEVEL_TYPE.TC192, 256: sealapi.SEC_LEVEL_TYPE.TC256}
+    for sec, row in HE_STANDARD_MAX_LOGQ.items():
+        for n, bound in row.items():
+            assert sealapi.CoeffModulus.MaxBitCount(n, levels[sec]) == bound, (sec, n)
+
+
+def test_integer_headroom_is_kept_and_reported():
+    assert ckks_chain(depth=1, scale_bits=50) == [60, 50, 60]
+    with pytest.raises(ValueError, match="scale_bits"):  # 2 integer bits: a product decrypts to garbage
+        ckks_chain(depth=1, scale_bits=58)
+    with pytest.raises(ValueError, match="scale_bits"):
+        ckks_context(depth=1, scale_bits=60, galois=False)
+    with pytest.raises(ValueError, match="below the first prime"):
+        ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 40, 40], scale_bits=40, galois=False)
+    he = ckks_context(depth=1, scale_bits=40, galois=False)
+    assert he.integer_bits == 20 and he.summary()["integer_bits"] == 20
+    client = Client(he)
+    with pytest.raises(ValueError, match="integer_bits"):
+        client.encrypt([1.0, 2.0 ** 19])
+    ok = 2.0 ** 19 - 1
+    assert abs(float(client.decrypt(client.encrypt([ok]) * 1.0)[0]) - ok) < 1e-3 * ok  # just below the bound
+
+
+def test_public_context_without_galois_keys_is_small_and_the_key_id_identifies_the_pair():
+    from mlsec_kit.crypto.he import Server
+    he = ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 30, 30, 40])
+    client = Client(he)
+    full, slim = client.public_context(), client.public_context(galois=False)
+    assert len(slim) * 5 < len(full)
+    assert client.wire.to_server == len(full) + len(slim)
+    assert not Server(slim).he.context.has_galois_keys() and Server(full).he.context.has_galois_keys()
+    assert Server(slim).he.key_id == Server(full).he.key_id == he.key_id
+    assert ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 30, 30, 40], galois=False).key_id \
+        != he.key_id
+
+
+def test_too_few_primes_named_before_seals_runtime_error():
+    # SEAL has 20-bit primes = 1 mod 2N for depth 5 at N = 8192 but not for depth 6 (review e9)
+    with pytest.raises(ValueError, match="too few primes"):
+        ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40] + [20] * 6 + [40], galois=False)

@@ -224,17 +224,17 @@ def test_plain_vectors_keep_tenseal_layout_for_later_rotations():
 
 
 def test_rotate_is_cyclic_on_the_vector(small, deep):
-    client, server = pair(small)
+    client, server = pair(small)  # scale 2^25: a rotation's key-switching noise reaches about 1e-2 (random)
     g = torch.Generator().manual_seed(4)
     for n in (8, 10):
         x = torch.randn(n, generator=g, dtype=torch.float64)
         ct = server.receive(client.send(client.encrypt(x)))
         for k in (1, 3, -2, n - 1):
             r = server.rotate(ct, k)
-            assert torch.allclose(client.decrypt(r), torch.roll(x, -k), atol=3e-2), (n, k)
+            assert torch.allclose(client.decrypt(r), torch.roll(x, -k), atol=0.1), (n, k)
             assert depth_left(r) == depth_left(ct)
             # the rotated vector keeps TenSEAL's layout: a later sum by rotations is still the sum
-            assert torch.allclose(client.decrypt(server.sum(r)), x.sum().reshape(1), atol=3e-2)
+            assert torch.allclose(client.decrypt(server.sum(r)), x.sum().reshape(1), atol=0.1)
         assert torch.allclose(client.decrypt(server.rotate(ct, 0)), x, atol=1e-2)
     for bad in (n, -n, 2.5, True):
         with pytest.raises(ValueError, match="steps"):
@@ -255,3 +255,41 @@ def test_relin_false_means_no_ciphertext_products():
     assert torch.allclose(client.decrypt(server.multiply(ct, 3.0)), torch.tensor([3.0, 6.0], dtype=torch.float64),
                           atol=1e-2)
     assert ckks_context(depth=1, scale_bits=20, galois=False).context.has_relin_keys()
+
+
+def test_mixed_levels_refused_where_the_primes_drift():
+    """At 20-bit primes (N = 4096: 7% from 2^20) TenSEAL declares a level-1 and a fresh ciphertext's scales equal:
+    add was off by 3%, multiply by 9% (review). The server refuses; at the same level it computes."""
+    he = ckks_context(poly_modulus_degree=4096, coeff_mod_bit_sizes=[30, 20, 20, 30], galois=False)
+    assert he.scale_drift > 1e-3
+    client, server = pair(he)
+    a = server.receive(client.send(client.encrypt([1.0, 2.0])))
+    sq = server.multiply(a, a)
+    with pytest.raises(ValueError, match="different levels"):
+        server.add(sq, a)
+    with pytest.raises(ValueError, match="different levels"):
+        server.multiply(sq, a)
+    assert torch.allclose(client.decrypt(server.add(sq, sq)), torch.tensor([2.0, 8.0], dtype=torch.float64),
+                          rtol=0.1)
+    with pytest.raises(ValueError, match="degree >= 1"):
+        server.polyval(a, [0.5])
+
+
+def test_send_encrypted_is_half_the_bytes_and_the_same_vector(small):
+    client, server = pair(small)
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(4, 10, generator=g, dtype=torch.float64)
+    before = client.wire.to_server
+    seeded = client.send_encrypted(x, layout="rows")
+    plain = client.send(client.encrypt(x, layout="rows"))
+    assert client.wire.to_server - before == sum(map(len, seeded)) + sum(map(len, plain))
+    assert all(0.4 * len(p) < len(s) < 0.6 * len(p) for s, p in zip(seeded, plain))
+    cts = server.receive(seeded)
+    assert [c.size() for c in cts] == [10] * 4
+    assert torch.allclose(client.decrypt(cts), x, atol=1e-3)
+    # laid out like TenSEAL's own vectors: rotations (sum, matmul) read the copies correctly
+    w = torch.randn(10, 3, generator=g, dtype=torch.float64)
+    assert torch.allclose(client.decrypt(server.matmul(cts[0], w)), x[0] @ w, atol=0.1)
+    assert torch.allclose(client.decrypt(server.sum(cts[1])), x[1].sum().reshape(1), atol=0.1)
+    with pytest.raises(ValueError, match="finite"):
+        client.send_encrypted([1.0, float("nan")])

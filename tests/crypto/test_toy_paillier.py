@@ -7,8 +7,8 @@ import sympy
 import torch
 
 from mlsec_kit.crypto.toy import (is_probable_prime, paillier_add, paillier_decrypt,
-                                  paillier_encrypt, paillier_keygen, paillier_mul_scalar, random_bits,
-                                  random_prime)
+                                  paillier_encrypt, paillier_keygen, paillier_mul_scalar, paillier_rerandomize,
+                                  random_bits, random_prime)
 
 
 def keys(seed, bits=256):
@@ -121,3 +121,37 @@ def test_agrees_with_phe(key):
         e = phe_pub.encrypt(m1) + phe_pub.encrypt(m2) * k
         assert e.exponent == 0
         assert paillier_decrypt(priv, e.ciphertext(be_secure=False)) == m1 + k * m2
+
+
+def test_rerandomize_hides_the_servers_weights_in_the_randomness():
+    """A weighted sum prod c_i^{w_i} carries randomness prod r_i^{n w_i}, which the client (knowing its r_i) can
+    match against candidate weights; after re-randomisation no candidate, the true weights included, matches."""
+    public, private = keys(1, bits=128)
+    n, n2 = public.n, public.n_square
+    g = torch.Generator().manual_seed(2)
+    x, w = [3, 1, 4], [7, -12, 5]
+    rs = [1 + random_bits(100, generator=g) % (n - 1) for _ in x]
+    rs = [r if math.gcd(r, n) == 1 else 1 for r in rs]
+    cts = [paillier_encrypt(public, xi, r=ri) for xi, ri in zip(x, rs)]
+    reply = 1
+    for c, wi in zip(cts, w):
+        reply = paillier_add(public, reply, paillier_mul_scalar(public, c, wi)) if reply != 1 else \
+            paillier_mul_scalar(public, c, wi)
+    assert paillier_decrypt(private, reply) == sum(a * b for a, b in zip(x, w))
+
+    def explained_by(c, cand):  # the client's check: is c = Enc(<cand, x>; prod r_i^cand_i) ?
+        r = 1
+        for ri, wi in zip(rs, cand):
+            r = r * pow(ri, wi % n, n) % n
+        return c == paillier_encrypt(public, sum(a * b for a, b in zip(x, cand)), r=r)
+
+    assert explained_by(reply, w)  # without re-randomisation the weights are confirmed from the ciphertext
+    fresh = paillier_rerandomize(public, reply, generator=torch.Generator().manual_seed(3))
+    assert fresh != reply and paillier_decrypt(private, fresh) == paillier_decrypt(private, reply)
+    assert not explained_by(fresh, w)
+    assert fresh != paillier_rerandomize(public, reply, generator=torch.Generator().manual_seed(4))
+    assert paillier_rerandomize(public, reply, r=1) == reply
+    with pytest.raises(ValueError, match="generator"):
+        paillier_rerandomize(public, reply)
+    with pytest.raises(ValueError, match="coprime"):
+        paillier_rerandomize(public, reply, r=n)

@@ -7,6 +7,7 @@ once. :class:`Engine` does that with ``tenseal.sealapi`` (Microsoft SEAL's Pytho
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from typing import Optional, Sequence
@@ -14,7 +15,8 @@ from typing import Optional, Sequence
 import numpy as np
 import tenseal.sealapi as seal
 
-__all__ = ["Engine", "engine_for", "ct_to_bytes", "ct_from_bytes", "ckks_vector_bytes", "effective_poly", "pow2"]
+__all__ = ["Engine", "engine_for", "ct_to_bytes", "ct_from_bytes", "ckks_vector_bytes", "seeded_symmetric_bytes",
+           "effective_poly", "pow2"]
 
 _TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
@@ -67,6 +69,21 @@ def ckks_vector_bytes(ct, size: int, scale: float) -> bytes:
             + b"\x19" + struct.pack("<d", float(scale)))
 
 
+def seeded_symmetric_bytes(eng, encryptor, values, scale: float) -> bytes:
+    """Encode ``values`` (a full slot vector) at ``scale``, encrypt with the secret key, and save SEAL's seeded
+    form (the uniformly random half replaced by its seed: half the bytes)."""
+    p = seal.Plaintext()
+    eng.encoder.encode(values, scale, p)
+    fd, path = tempfile.mkstemp(suffix=".ct", dir=_TMP)
+    os.close(fd)
+    try:
+        encryptor.encrypt_symmetric(p).save(path)
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        os.remove(path)
+
+
 class Engine:
     """SEAL-level evaluator over a (public) tenseal context, with explicit rescaling so that sums of
     ciphertext-plaintext products are rescaled once."""
@@ -107,6 +124,41 @@ class Engine:
         out = seal.Ciphertext()
         self.ev.multiply_plain(ct, self.plain(value, ct, scale, **cache), out)
         return out
+
+    def match(self, ct, target):
+        """``ct`` brought to ``target``'s level with exactly ``target``'s scale, by one plaintext product by 1.0
+        encoded at the scale that makes the rescaled product land on ``target.scale`` (then a modulus switch).
+
+        Overwriting ``ct.scale = target.scale`` instead is wrong by the relative gap between the scales, which is
+        set by how far SEAL's primes (1 mod 2N) are from ``2^scale_bits``: 6e-4 at 30 bits, 3e-2 at 25 bits,
+        a factor 2.7 at 20 bits (N = 8192). ``ct`` must have at least one level more than ``target``.
+        """
+        if self.level(ct) <= self.level(target):
+            raise ValueError(f"match needs a ciphertext with more levels left ({self.level(ct)}) than the target "
+                             f"({self.level(target)})")
+        out = self.rescale(self.mul_plain(ct, 1.0, target.scale * self._q_last(ct) / ct.scale))
+        if self.level(out) > self.level(target):
+            self.ev.mod_switch_to_inplace(out, target.parms_id())
+        out.scale = target.scale  # equal up to the last bit of the double
+        return out
+
+    def mask_slots(self, ct, keep, *, first_prime_bits: int):
+        """Add fresh uniform noise to every slot of ``ct`` except ``keep`` (no level used), so that a client who
+        decrypts all the slots learns the outputs and not the server's intermediate sums.
+
+        Without it, a packed reply's other slots hold window sums of ``W2[r, k] * h_k`` from which the client reads
+        W2 up to a per-column scale with one query (review finding 2). The noise is uniform in ``+-2^(headroom - 2)``
+        where ``headroom = first_prime_bits - log2(scale)`` bits is what the last level can hold, drawn from a
+        generator seeded by ``os.urandom`` on every call (the client must not predict it). This hides the values
+        statistically, not perfectly (a slot's value is small beside the noise), and it is not circuit privacy:
+        the ciphertext noise of the reply still depends on the weights (SEAL has no noise flooding).
+        """
+        bits = max(int(first_prime_bits) - math.log2(ct.scale) - 2.0, 0.0)
+        rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
+        noise = rng.uniform(-(2.0 ** bits), 2.0 ** bits, self.slots)
+        noise[np.asarray(keep, dtype=int)] = 0.0
+        self.ev.add_plain_inplace(ct, self.plain(noise.tolist(), ct, ct.scale))
+        return ct
 
     def rescale(self, ct):
         self.ev.rescale_to_next_inplace(ct)

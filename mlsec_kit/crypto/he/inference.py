@@ -16,6 +16,14 @@ The parties are the roles of :mod:`mlsec_kit.crypto.he.roles`: a :class:`~mlsec_
 the secret key and a :class:`~mlsec_kit.crypto.he.Server` built from the client's public context bytes. The
 server-side functions receive only serialised ciphertexts and that server; what each party sends is counted on
 its :class:`~mlsec_kit.crypto.he.Wire`. The SEAL-level evaluation lives in :mod:`mlsec_kit.crypto.he._seal`.
+
+What each party learns. The server sees ciphertexts, the public context and the vector sizes TenSEAL serialises
+in the clear (the batch size for ``"simd"``). The client decrypts every slot of a reply, not only the outputs:
+``"packed"`` and ``"per_image"`` therefore add fresh uniform noise to the slots that are not outputs (without it
+one packed reply revealed W2 up to a scale per column). The client still learns the outputs (model extraction by
+queries, chapter 9), and there is no circuit privacy: the reply's CKKS noise depends on the weights and SEAL does
+not flood it. CKKS is not IND-CPA^D (Li & Micciancio 2021): decrypted values carry the noise, so raw decryptions
+of server-computed ciphertexts must not go back to the server (round them or add noise first).
 """
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ from torch import nn
 
 from mlsec_kit.models import Square
 
-from ._seal import Engine, ct_from_bytes, ct_to_bytes, effective_poly, engine_for, pow2
+from ._seal import Engine, ckks_vector_bytes, ct_from_bytes, ct_to_bytes, effective_poly, engine_for, pow2
 from .roles import Client, Server
 
 __all__ = ["PolyFit", "poly_sigmoid", "EncryptedLogReg", "EncryptedMLP", "EncryptedPrediction",
@@ -50,6 +58,26 @@ class PolyFit:
     @property
     def degree(self) -> int:
         return len(self.coefficients) - 1
+
+    @property
+    def monotone_interval(self) -> tuple[float, float]:
+        """The widest interval around 0 inside ``interval`` where the polynomial increases (the sigmoid does
+        everywhere). The least-squares cubic on [-8, 8] peaks at 1.06 near |x| = 5.6 and falls to 0.89 at 8, so
+        for scores in (5.6, 8) a larger score gives a smaller "probability"; outside ``interval`` it diverges
+        (x = 12 -> -0.45, x = 16 -> -3.6)."""
+        a, b = self.interval
+        x = np.linspace(a, b, 8001)
+        slope = np.polynomial.polynomial.polyval(x, np.polynomial.polynomial.polyder(self.coefficients)) > 0
+        mid = int(np.argmin(np.abs(x)))
+        if not slope[mid]:
+            return (0.0, 0.0)
+        lo = mid
+        while lo > 0 and slope[lo - 1]:
+            lo -= 1
+        hi = mid
+        while hi < len(x) - 1 and slope[hi + 1]:
+            hi += 1
+        return (float(x[lo]), float(x[hi]))
 
     def __call__(self, x):
         if isinstance(x, torch.Tensor):
@@ -188,6 +216,9 @@ def _check_parties(client, server) -> tuple[Client, Server]:
     if mine != theirs:
         raise ValueError(f"server: its public context (N, chain) = {theirs} does not match the client's {mine}; "
                          f"build it as Server(client.public_context())")
+    if client.he.key_id != server.he.key_id:
+        raise ValueError("server: its public context holds another key pair than the client's (same parameters, "
+                         "different public key); build it as Server(client.public_context())")
     return client, server
 
 
@@ -325,6 +356,8 @@ def _server_packed(net: _EncryptedNet, server: Server, image: bytes) -> bytes:
         ct = _block_sum_layer(eng, ct, w2, b2, h, cache, "out")
     if net.output_poly is not None:
         ct = eng.output_poly(ct, net.output_poly)
+    # the other slots hold the rotate-and-sum windows (W2 up to a scale per column): mask them before replying
+    eng.mask_slots(ct, _packed_output_slots(net), first_prime_bits=server.he.coeff_mod_bit_sizes[0])
     return _reply(server, [ct])[0]
 
 
@@ -342,8 +375,13 @@ def _server_per_image(net: _EncryptedNet, server: Server, image: bytes) -> bytes
         if i < len(net.layers) - 1:
             v = v.square()
     if net.output_poly is not None:
-        v = v.polyval(list(net.output_poly.coefficients))
-    return server.send(v)
+        c, deg = effective_poly(net.output_poly)  # the terms net.depth counts (a 1e-17 x^2 would cost a level)
+        v = v.polyval(c[: deg + 1])
+    # only the first out slots are the answer; the rest (TenSEAL's copies and the mm's partial sums) are masked
+    eng = engine_for(server)
+    ct = eng.mask_slots(v.ciphertext()[0], np.arange(net.out_features),
+                        first_prime_bits=server.he.coeff_mod_bit_sizes[0])
+    return server.send(server.receive(ckks_vector_bytes(ct, v.size(), server.he.context.global_scale)))
 
 
 # --------------------------------------------------------------------------------------------- the protocol
@@ -443,7 +481,7 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
         for start in range(0, B, eng.slots):
             chunk = xs[start: start + eng.slots]
             t0 = time.perf_counter()
-            msgs = client.send(client.encrypt(chunk, layout="columns"))
+            msgs = client.send_encrypted(chunk, layout="columns")
             t1 = time.perf_counter()
             replies = _server_simd(net, server, msgs)
             t2 = time.perf_counter()
@@ -458,7 +496,7 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
         where = _packed_output_slots(net)
         for i in range(B):
             t0 = time.perf_counter()
-            msg = client.send(client.encrypt(_packed_input_layout(net, xs[i], eng.slots)))
+            msg = client.send_encrypted(_packed_input_layout(net, xs[i], eng.slots))
             t1 = time.perf_counter()
             reply = _server_packed(net, server, msg)
             t2 = time.perf_counter()
@@ -472,7 +510,7 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
     else:
         for i in range(B):
             t0 = time.perf_counter()
-            msg = client.send(client.encrypt(xs[i]))
+            msg = client.send_encrypted(xs[i])
             t1 = time.perf_counter()
             reply = _server_per_image(net, server, msg)
             t2 = time.perf_counter()

@@ -33,6 +33,8 @@ POLY_MODULUS_DEGREES: Tuple[int, ...] = (1024, 2048, 4096, 8192, 16384, 32768)
 MAX_PRIME_BITS = 60
 #: smallest prime (and scale) this kit accepts; below it CKKS precision is useless and SEAL may find no primes
 MIN_PRIME_BITS = 20
+#: fewest bits :func:`ckks_chain` leaves between the scale and the first prime (the integer part of values)
+MIN_INTEGER_BITS = 10
 
 
 def _check_security(security: Any) -> int:
@@ -135,6 +137,14 @@ class HEContext:
         return int(sum(self.coeff_mod_bit_sizes))
 
     @property
+    def integer_bits(self) -> Optional[int]:
+        """CKKS: bits between the scale and the first prime; values must stay below ``2^(integer_bits - 1)`` in
+        magnitude at every step (``None`` for BFV)."""
+        if self.scheme != "ckks" or self.scale_bits is None:
+            return None
+        return int(self.coeff_mod_bit_sizes[0]) - int(self.scale_bits)
+
+    @property
     def rescale_primes(self) -> Tuple[int, ...]:
         """The actual primes ``q_1 .. q_L`` that rescalings divide by (CKKS; empty for BFV)."""
         if self.scheme != "ckks":
@@ -151,7 +161,8 @@ class HEContext:
         when ``2N`` is not small beside it; TenSEAL resets a ciphertext's scale to ``2^scale_bits`` after each
         rescale, so every multiplication is off by about this relative amount. Measured: at N = 8192 and 20-bit
         primes the two rescale primes are 0.984 and 0.75 times 2^20, and x^4 of [1, 2] decrypted as [1.38, 21.98];
-        at 30 bits and above the drift is below 1e-4.
+        25-bit primes drift by a few percent; 30-bit ones by 5e-5 to 2.4e-4 at N = 8192 (more primes sit further
+        away), 2.2e-3 at 16384 and 7.7e-3 at 32768; 40-bit ones by less than 1e-5.
         """
         if self.scheme != "ckks" or self.scale_bits is None:
             return 0.0
@@ -162,10 +173,30 @@ class HEContext:
         """The standard's bound for this ``N`` and security level."""
         return max_total_bits(self.poly_modulus_degree, security=self.security)
 
-    def public_bytes(self) -> bytes:
-        """The serialised public context: parameters, public key, relinearisation and Galois keys; no secret key."""
-        return self.context.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=True,
-                                      save_relin_keys=True)
+    def public_bytes(self, *, galois: bool = True) -> bytes:
+        """The serialised public context: parameters, public key, relinearisation and Galois keys; no secret key.
+
+        Args:
+            galois: include the Galois (rotation) keys, most of the size (about 43 MB of 46 MB at N = 8192 with
+                four primes); ``"simd"`` inference needs none, ``"packed"``/``"per_image"`` and training do.
+        """
+        return self.context.serialize(save_public_key=True, save_secret_key=False,
+                                      save_galois_keys=bool(galois) and self.context.has_galois_keys(),
+                                      save_relin_keys=self.context.has_relin_keys())
+
+    @property
+    def key_id(self) -> str:
+        """SHA-256 (hex, 16 digits) of the serialised parameters and public key: equal for a client and a server
+        built from its public context, different for another key pair with the same parameters (whose
+        ciphertexts would decrypt to garbage)."""
+        cached = self.__dict__.get("_key_id")
+        if cached is None:
+            import hashlib
+            data = self.context.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=False,
+                                          save_relin_keys=False)
+            cached = hashlib.sha256(data).hexdigest()[:16]
+            self.__dict__["_key_id"] = cached
+        return cached
 
     def secret_bytes(self) -> bytes:
         """The serialised parameters and secret key alone (what the client must never send)."""
@@ -187,7 +218,7 @@ class HEContext:
                 "coeff_mod_bit_sizes": list(self.coeff_mod_bit_sizes), "total_bits": self.total_bits,
                 "max_total_bits": self.max_total_bits, "security": self.security, "slots": self.slots,
                 "depth": self.depth, "scale_bits": self.scale_bits, "plain_modulus": self.plain_modulus,
-                "scale_drift": self.scale_drift}
+                "scale_drift": self.scale_drift, "integer_bits": self.integer_bits}
 
 
 def _without_relin_keys(ctx: Any, scale: Optional[float] = None) -> Any:
@@ -213,18 +244,21 @@ def ckks_chain(*, depth: int, scale_bits: int = 40) -> list:
     """The modulus chain for ``depth`` rescales at scale ``2^scale_bits``.
 
     ``[first, scale_bits x depth, special]`` with ``first = special = min(scale_bits + 20, 60)``: the first prime
-    leaves 20 bits of headroom for the integer part of decrypted values, each middle prime equals the scale so a
-    rescale brings the scale back to ``2^scale_bits``.
+    leaves ``first - scale_bits`` bits (20 up to ``scale_bits = 40``, then down to :data:`MIN_INTEGER_BITS` at 50)
+    for the integer part of decrypted values, which must stay below ``2^(first - scale_bits - 1)`` in magnitude
+    (an overflow in one slot corrupts all of them); each middle prime is about the scale, so a rescale brings the
+    scale back to about ``2^scale_bits``.
 
     Args:
         depth: multiplicative depth, an int >= 0.
-        scale_bits: ``log2`` of the CKKS scale, in [20, 60].
+        scale_bits: ``log2`` of the CKKS scale, in [20, 50] (above 50 the 60-bit limit on the first prime would
+            leave fewer than 10 integer bits: measured, a product at scale 2^58 decrypts to garbage).
 
     Returns:
         The list of bit sizes.
     """
     _check_int("depth", depth, 0, 10 ** 6)
-    _check_int("scale_bits", scale_bits, MIN_PRIME_BITS, MAX_PRIME_BITS)
+    _check_int("scale_bits", scale_bits, MIN_PRIME_BITS, MAX_PRIME_BITS - MIN_INTEGER_BITS)
     outer = min(scale_bits + 20, MAX_PRIME_BITS)
     return [outer] + [scale_bits] * depth + [outer]
 
@@ -279,9 +313,9 @@ def ckks_context(*, depth: Optional[int] = None, scale_bits: Optional[int] = Non
                              f"primes, special); coeff_mod_bit_sizes {chain} gives depth at most {len(chain) - 2}")
         if scale_bits is None:
             scale_bits = chain[1] if len(chain) > 2 else min(chain[0], 40)
-        if scale_bits > chain[0]:
-            raise ValueError(f"scale_bits {scale_bits} exceeds the first prime ({chain[0]} bits) of "
-                             f"coeff_mod_bit_sizes; decryption would overflow")
+        if scale_bits >= chain[0]:
+            raise ValueError(f"scale_bits {scale_bits} must be below the first prime ({chain[0]} bits) of "
+                             f"coeff_mod_bit_sizes: the bits between them hold the integer part of every value")
         n = int(poly_modulus_degree)
     else:
         if depth is None:
@@ -309,7 +343,11 @@ def ckks_context(*, depth: Optional[int] = None, scale_bits: Optional[int] = Non
                          f"as large as every other prime (largest {max(chain[:-1])} bits): SEAL's key switching "
                          f"(relinearisation, rotations) multiplies its noise by about 2^(largest - special); "
                          f"measured: a sum by rotations off by about 3 on values of about 1 with [60, 40, 40, 38]")
-    ctx = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=n, coeff_mod_bit_sizes=chain)
+    try:
+        ctx = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=n, coeff_mod_bit_sizes=chain)
+    except RuntimeError as e:  # SEAL: "failed to find enough qualifying primes"
+        raise ValueError(f"coeff_mod_bit_sizes {chain}: SEAL found too few primes = 1 mod 2N = {2 * n} of these "
+                         f"sizes for N = {n} ({e}); use larger primes (scale_bits >= 25) or a smaller N") from e
     ctx.global_scale = 2.0 ** scale_bits
     if not relin:
         ctx = _without_relin_keys(ctx, 2.0 ** scale_bits)

@@ -9,7 +9,14 @@ TenSEAL (Benaissa et al. 2021).
 CKKS levels: a fresh ciphertext can afford :attr:`HEContext.depth` multiplications in sequence; each
 multiplication (by a ciphertext or a plaintext) is followed by a rescale that drops one prime. :func:`depth_left`
 reads what is left from the ciphertext, and :func:`check_depth` refuses an operation that needs more, before SEAL
-fails with "scale out of bounds".
+fails with "scale out of bounds". Levels are not the only budget: every value must also stay below
+``2^(integer_bits - 1)`` (:attr:`HEContext.integer_bits`) at every step, and an overflow in one slot corrupts all.
+
+Security. The server holds no secret key and sees ciphertexts (IND-CPA under RLWE), the public context and the
+vector sizes TenSEAL serialises in the clear. CKKS is not IND-CPA^D (Li & Micciancio 2021): a decryption carries
+the ciphertext's noise, and decryptions of server-computed ciphertexts handed back to the server can reveal the
+secret key; round them or add noise before they leave the client. SEAL/TenSEAL give no circuit privacy (the
+noise of a result depends on what the server computed).
 """
 from __future__ import annotations
 
@@ -168,28 +175,19 @@ class Client:
     def slots(self) -> int:
         return self.he.slots
 
-    def public_context(self) -> bytes:
-        """Serialised public context (public, relinearisation and Galois keys, no secret key), counted on the wire."""
-        data = self.he.public_bytes()
+    def public_context(self, *, galois: bool = True) -> bytes:
+        """Serialised public context (public, relinearisation and Galois keys, no secret key), counted on the wire.
+
+        Args:
+            galois: send the Galois (rotation) keys; ``galois=False`` sends a context a tenth the size, enough for
+                ``"simd"`` inference and everything without rotations.
+        """
+        data = self.he.public_bytes(galois=galois)
         self.wire.record("to_server", "public context", len(data))
         return data
 
-    def encrypt(self, x: Any, *, layout: str = "vector") -> Any:
-        """Encrypt a vector, or a matrix row by row or column by column.
-
-        Args:
-            x: numbers, a 1-D tensor/array (``layout="vector"``) or a 2-D one (``"rows"``: one ciphertext per row,
-                e.g. per image; ``"columns"``: one per column, e.g. one feature of many images, SIMD batching).
-                Not modified. Integers for BFV.
-            layout: ``"vector"``, ``"rows"`` or ``"columns"``.
-
-        Returns:
-            A ciphertext (``"vector"``) or a list of ciphertexts.
-
-        Shape:
-            ``x``: ``(n,)`` with ``n <= slots`` or ``(m, n)``; each encrypted vector must fit ``slots``.
-        """
-        import tenseal as ts
+    def _rows(self, x: Any, layout: str) -> tuple:
+        """``x`` checked (layout, shape, slots, finiteness, magnitude) and split into the vectors to encrypt."""
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         arr = _as_array("x", x)
@@ -208,15 +206,69 @@ class Client:
         if not np.all(np.isfinite(arr)):
             raise ValueError("x must be finite (no NaN or infinity)")
         if self.he.scheme == "ckks":
-            cts = [ts.ckks_vector(self.he.context, r.astype(np.float64).tolist()) for r in rows]
+            bound = 2.0 ** (self.he.integer_bits - 1)
+            if np.abs(arr).max() >= bound:
+                raise ValueError(f"x: |values| must stay below 2^(integer_bits - 1) = {bound:g} (first prime "
+                                 f"{self.he.coeff_mod_bit_sizes[0]} bits, scale 2^{self.he.scale_bits}), got "
+                                 f"max |x| = {np.abs(arr).max():g}; an overflow in one slot corrupts all of them")
         else:
             if not np.issubdtype(arr.dtype, np.integer):
                 raise TypeError(f"x must hold integers for a BFV context, got dtype {arr.dtype}")
             t = self.he.plain_modulus
             if arr.size and (arr.min() < -(t // 2) or arr.max() > t // 2):
                 raise ValueError(f"x: BFV values must lie in [-{t // 2}, {t // 2}] (plain modulus {t})")
+        return arr, rows
+
+    def encrypt(self, x: Any, *, layout: str = "vector") -> Any:
+        """Encrypt a vector, or a matrix row by row or column by column.
+
+        Args:
+            x: numbers, a 1-D tensor/array (``layout="vector"``) or a 2-D one (``"rows"``: one ciphertext per row,
+                e.g. per image; ``"columns"``: one per column, e.g. one feature of many images, SIMD batching).
+                Not modified. Integers for BFV.
+            layout: ``"vector"``, ``"rows"`` or ``"columns"``.
+
+        Returns:
+            A ciphertext (``"vector"``) or a list of ciphertexts.
+
+        Shape:
+            ``x``: ``(n,)`` with ``n <= slots`` or ``(m, n)``; each encrypted vector must fit ``slots``.
+        """
+        import tenseal as ts
+        arr, rows = self._rows(x, layout)
+        if self.he.scheme == "ckks":
+            cts = [ts.ckks_vector(self.he.context, r.astype(np.float64).tolist()) for r in rows]
+        else:
             cts = [ts.bfv_vector(self.he.context, r.astype(np.int64).tolist()) for r in rows]
         return cts[0] if layout == "vector" else cts
+
+    def send_encrypted(self, x: Any, *, layout: str = "vector") -> Union[bytes, List[bytes]]:
+        """Encrypt and serialise for the server in one step, counting the bytes: what :meth:`encrypt` then
+        :meth:`send` give, at half the size for CKKS.
+
+        The client holds the secret key, so it can encrypt symmetrically, and SEAL then stores the uniformly random
+        half of each ciphertext as the seed that generates it: measured at N = 8192 with four primes, 159 KB
+        instead of 322 KB and 6 instead of 11 CPU ms per ciphertext. The server loads it as an ordinary
+        ciphertext (:meth:`Server.receive`). Symmetric RLWE encryption is IND-CPA like the public-key one. BFV
+        falls back to :meth:`encrypt` + :meth:`send`.
+
+        Args and Shape: as :meth:`encrypt`.
+        """
+        if self.he.scheme != "ckks":
+            return self.send(self.encrypt(x, layout=layout))
+        from ._seal import ckks_vector_bytes, engine_for, seeded_symmetric_bytes
+        _, rows = self._rows(x, layout)
+        eng = engine_for(self)
+        if getattr(self, "_symmetric", None) is None:
+            from tenseal import sealapi
+            self._symmetric = sealapi.Encryptor(eng.sc, self.he.context.secret_key().data)
+        scale = float(self.he.context.global_scale)
+        out = []
+        for r in rows:  # tiled over the slots as TenSEAL lays out a vector of this size
+            tiled = np.resize(r.astype(np.float64), eng.slots).tolist()
+            out.append(ckks_vector_bytes(seeded_symmetric_bytes(eng, self._symmetric, tiled, scale), r.size, scale))
+        self.wire.record("to_server", "ciphertext", sum(map(len, out)))
+        return out[0] if layout == "vector" else out
 
     def decrypt(self, ct: Any, *, layout: str = "vector") -> torch.Tensor:
         """Decrypt a ciphertext or a list of them.
@@ -336,10 +388,23 @@ class Server:
             ct = eng.rescale(eng.mul_plain(ct, tiled, float(self.he.context.global_scale)))
         return self.receive(ckks_vector_bytes(ct, a.size(), self.he.context.global_scale))
 
+    def _same_level(self, a: Any, b: Any, operation: str) -> None:
+        """Refuse two CKKS ciphertexts at different levels when the primes drift from the scale by more than 0.1%:
+        TenSEAL then mod-switches one and declares the scales equal, which is off by the primes' drift."""
+        import tenseal as ts
+        if isinstance(a, ts.CKKSVector) and isinstance(b, ts.CKKSVector) and depth_left(a) != depth_left(b) \
+                and self.he.scale_drift > 1e-3:
+            raise ValueError(f"{operation}: operands at different levels ({depth_left(a)} and {depth_left(b)} left) "
+                             f"while this context's rescale primes drift by {100 * self.he.scale_drift:.2g}% from "
+                             f"2^{self.he.scale_bits}; TenSEAL would declare their scales equal and be off by that "
+                             f"much. Bring both to the same level (the same number of multiplications) or use a "
+                             f"larger scale (30 bits or more)")
+
     def add(self, a: Any, b: Any) -> Any:
         """``a + b`` for a ciphertext ``a`` and a ciphertext, vector or scalar ``b`` (no level used)."""
         _check_ciphertext("a", a)
         b = self._operand("b", b, a.size())
+        self._same_level(a, b, "add")
         if isinstance(b, list) and self.he.scheme == "ckks":
             return self._tiled(a, b, "add")
         return a + b
@@ -351,6 +416,7 @@ class Server:
         check_depth(a, 1, operation="multiply")
         if _is_ciphertext(b):
             check_depth(b, 1, operation="multiply")
+            self._same_level(a, b, "multiply")
             if not self.he.context.has_relin_keys():
                 raise ValueError("multiply of two ciphertexts needs relinearisation keys in the public context; "
                                  "build it with ckks_context(..., relin=True)")
@@ -387,8 +453,9 @@ class Server:
         """``sum_i c_i a^i`` elementwise (coefficients lowest degree first): ``ceil(log2(degree + 1))`` levels."""
         _check_ciphertext("a", a)
         coeffs = _as_array("coefficients", coefficients)
-        if coeffs.ndim != 1 or coeffs.size == 0:
-            raise ValueError(f"coefficients must be a non-empty 1-D list, got shape {tuple(coeffs.shape)}")
+        if coeffs.ndim != 1 or coeffs.size < 2:
+            raise ValueError(f"coefficients must be a 1-D list of at least 2 (degree >= 1; for a constant add it), "
+                             f"got shape {tuple(coeffs.shape)}")
         check_depth(a, polyval_depth(coeffs.size - 1), operation=f"polyval of degree {coeffs.size - 1}")
         return a.polyval(coeffs.astype(np.float64).tolist())
 

@@ -10,20 +10,22 @@ The refresh is honest "bootstrapping by decryption": one epoch uses the whole mo
 scores, 1 or 2 for the polynomial, 1 for the gradient), so after each epoch the server sends the encrypted
 weights to the client, who decrypts and re-encrypts them at the top level. The client therefore sees the
 weights after every epoch (they are its model); the server sees only ciphertexts. CKKS bootstrapping would
-remove the round trip but is not available in TenSEAL.
+remove the round trip but is not available in TenSEAL. The decrypted weights stay with the client, which sends
+fresh encryptions back: raw decryptions of server-computed ciphertexts must not return to the server (CKKS is not
+IND-CPA^D, Li & Micciancio 2021).
 """
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-import tenseal as ts
 import tenseal.sealapi as seal
 import torch
 
-from ._seal import ct_from_bytes, ct_to_bytes, effective_poly, engine_for, pow2
+from ._seal import ct_from_bytes, effective_poly, engine_for, pow2, seeded_symmetric_bytes
 from .inference import PolyFit, _check_parties, _check_server, _reply, poly_sigmoid
 from .roles import Client, Server
 
@@ -41,6 +43,9 @@ class EncryptedTraining:
         seconds: ``{"encrypt", "compute", "refresh"}`` wall-clock seconds.
         bytes_sent: client -> server bytes (data, labels and refreshed weights).
         bytes_received: server -> client bytes (weights to refresh).
+        max_score: the largest ``|x w + b|`` over the data at each refresh (the client computes it from the weights
+            it sees and its own data); above the polynomial's interval the sigmoid's stand-in diverges and a
+            ``UserWarning`` is issued.
     """
     weight: torch.Tensor
     bias: float
@@ -48,6 +53,7 @@ class EncryptedTraining:
     seconds: dict = field(default_factory=dict)
     bytes_sent: int = 0
     bytes_received: int = 0
+    max_score: list = field(default_factory=list)
 
 
 def _check_data(x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> tuple[np.ndarray, np.ndarray]:
@@ -101,9 +107,7 @@ def _server_epoch(server: Server, features: list[bytes], labels: bytes, weights:
     eng.ev.relinearize_inplace(z, eng.rk)
     eng.rescale(z)
     r = eng.output_poly(z, poly)  # lr/n * poly(z), lr folded into the coefficients
-    eng.ev.mod_switch_to_inplace(ys, r.parms_id())
-    ys.scale = r.scale  # both are close to the global scale; the relative difference is below 1e-4
-    eng.ev.add_inplace(r, ys)  # residual lr/n * (poly(z) - y)
+    eng.ev.add_inplace(r, eng.match(ys, r))  # residual lr/n * (poly(z) - y), at r's exact scale
     period = pow2(n)
     out = []
     for w, x in zip(ws, xs):
@@ -113,8 +117,7 @@ def _server_epoch(server: Server, features: list[bytes], labels: bytes, weights:
         eng.ev.relinearize_inplace(g, eng.rk)
         eng.rescale(g)
         eng.rotate_sum(g, [1 << t for t in range(period.bit_length() - 1)])  # the sum over samples, every slot
-        eng.ev.mod_switch_to_inplace(w, g.parms_id())
-        w.scale = g.scale
+        w = eng.match(w, g)  # the fresh weights at g's level and exact scale (one plaintext product by 1.0)
         eng.ev.sub_inplace(w, g)
         out.append(w)
     return _reply(server, out)
@@ -174,14 +177,16 @@ def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client: Client, se
     t = {"encrypt": 0.0, "compute": 0.0, "refresh": 0.0}
     t0 = time.perf_counter()
     sent0, received0 = client.wire.to_server, server.wire.to_client
-    features = client.send([client.encrypt(tiled(xa[:, j])) for j in range(d + 1)])
-    labels = client.send(client.encrypt(tiled(-lr / n * yn)))
+    features = client.send_encrypted(np.stack([tiled(xa[:, j]) for j in range(d + 1)]), layout="rows")
+    labels = client.send_encrypted(np.asarray(tiled(-lr / n * yn)))
     w = np.zeros(d + 1)
     history = []
+    scores: list = []
     dec = seal.Decryptor(eng.sc, cctx.secret_key().data)
+    encryptor = seal.Encryptor(eng.sc, cctx.secret_key().data)  # symmetric, seeded: half the bytes
 
     def encrypt_weights(values: np.ndarray) -> list[bytes]:
-        out = [ct_to_bytes(ts.ckks_vector(cctx, [float(v)] * eng.slots).ciphertext()[0]) for v in values]
+        out = [seeded_symmetric_bytes(eng, encryptor, [float(v)] * eng.slots, eng.scale) for v in values]
         client.wire.record("to_server", "ciphertext", sum(map(len, out)))
         return out
 
@@ -196,9 +201,14 @@ def encrypted_logreg_fit(x: torch.Tensor, y: torch.Tensor, *, client: Client, se
             dec.decrypt(ct_from_bytes(eng.sc, b), p)
             w[j] = float(np.mean(eng.encoder.decode_double(p)[:period]))
         history.append(w.copy())
+        scores.append(float(np.abs(xa @ w).max()))
+        if scores[-1] > max(abs(poly.interval[0]), abs(poly.interval[1])):
+            warnings.warn(f"epoch {epoch}: scores |x w + b| reach {scores[-1]:.3g}, outside the polynomial "
+                          f"sigmoid's interval {poly.interval}, where it diverges from the sigmoid; lower lr, scale "
+                          f"the features, or fit the polynomial on a wider interval", UserWarning, stacklevel=2)
         if epoch < epochs - 1:
             weights = encrypt_weights(w)
         t["compute"] += t2 - t1
         t["refresh"] += time.perf_counter() - t2
     return EncryptedTraining(torch.from_numpy(w[:-1].copy()), float(w[-1]), torch.from_numpy(np.array(history)),
-                             t, client.wire.to_server - sent0, server.wire.to_client - received0)
+                             t, client.wire.to_server - sent0, server.wire.to_client - received0, scores)
