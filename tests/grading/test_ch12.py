@@ -551,3 +551,20 @@ def test_a_built_context_is_secure_and_holds_no_secret_key_in_its_public_bytes()
         assert sum(params[1]) <= he.HE_STANDARD_MAX_LOGQ[128][params[0]]
     with pytest.raises(ValueError, match="insecure"):
         ch12._client(8192, (60, 40, 40, 40, 60), 40, galois=False)
+
+
+def test_the_notebook_states_the_statements_the_checks_grade():
+    """Each statement's text in the source notebook is the one ``he_statements`` grades (Markdown and math aside)."""
+    import json
+    import re
+
+    cells = [("".join(c["source"]), c["cell_type"]) for c in json.loads(SOURCE.read_text(encoding="utf-8"))["cells"]]
+    markdown = next(source for source, kind in cells if kind == "markdown" and "**a.**" in source)
+
+    def norm(s: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", s.lower())
+
+    bullets = dict(re.findall(r"\* \*\*([a-z])\.\*\* (.*?)(?=\n\* \*\*|\Z)", markdown, re.S))
+    assert set(bullets) == set(ch12.STATEMENTS)
+    for letter, statement in ch12.STATEMENTS.items():
+        assert norm(bullets[letter]) == norm(statement), letter
