@@ -96,6 +96,26 @@ def test_packed_single_images_agree(square_mlp, digits, keys):
     assert 0 < pred.bytes_received < pred.bytes_sent  # the reply has fewer primes left
 
 
+def test_diagonal_halevi_shoup_agrees(square_mlp, digits, keys):
+    """The textbook diagonal method with baby-step/giant-step gives the same logits as packed (its own layout:
+    outputs in the first slots), with the same depth and one ciphertext each way per image."""
+    from mlsec_kit.crypto.he.inference import _bsgs
+    assert _bsgs(64) == (8, 8) and _bsgs(32) == (8, 4) and _bsgs(2) == (2, 1)
+    client, server = keys
+    x = digits.X_test[:4]
+    with torch.no_grad():
+        ref = square_mlp(x).double().numpy()
+    diag = encrypted_predict(square_mlp, x, client=client, server=server, strategy="diagonal")
+    packed = encrypted_predict(square_mlp, x, client=client, server=server, strategy="packed")
+    _check_agreement(diag, ref)
+    assert np.abs(diag.logits.numpy() - packed.logits.numpy()).max() < 0.01 * (ref.max() - ref.min())
+    assert diag.depth_used == packed.depth_used == 3
+    assert 0.8 < diag.bytes_sent / packed.bytes_sent < 1.25
+    deep = mlp(digits.input_shape, 10, hidden=(8, 8), activation="square")
+    with pytest.raises(ValueError, match="at most 2 linear layers"):
+        encrypted_predict(deep, x, client=client, server=server, strategy="diagonal")
+
+
 def test_per_image_agrees(square_mlp, digits, keys):
     client, server = keys
     x = digits.X_test[:2]
@@ -140,7 +160,7 @@ def test_logreg_poly_sigmoid_all_strategies(degree, digits, keys):
     ref = net.plain(x.reshape(2, -1).double().numpy())
     with torch.no_grad():  # the polynomial applied to the torch model's logits
         assert np.allclose(ref, poly_sigmoid(degree)(model(x).double()).numpy(), atol=1e-5)
-    for strategy in ("simd", "packed", "per_image"):
+    for strategy in ("simd", "packed", "diagonal", "per_image"):
         pred = encrypted_predict(net, x, client=client, server=server, strategy=strategy)
         assert np.abs(pred.logits.numpy() - ref).max() < 2e-3, strategy
         assert pred.depth_used == net.depth
@@ -167,8 +187,6 @@ def test_parties_and_bad_input_refused(square_mlp, digits, keys):
         encrypted_predict(square_mlp, x, client=server, server=server)
     with pytest.raises(TypeError, match="client"):  # a raw TenSEAL context is not a party
         encrypted_predict(square_mlp, x, client=client.he.context, server=server)
-    with pytest.raises(ValueError, match="strategy.*'diagonal' is now called 'packed'"):
-        encrypted_predict(square_mlp, x, client=client, server=server, strategy="diagonal")
     with pytest.raises(ValueError, match="strategy"):
         encrypted_predict(square_mlp, x, client=client, server=server, strategy="fast")
     with pytest.raises(ValueError, match="64 features"):
@@ -292,3 +310,8 @@ def test_replies_mask_every_slot_but_the_outputs(square_mlp, digits, keys):
     f1, f2 = np.asarray(eng.encoder.decode_double(p1)), np.asarray(eng.encoder.decode_double(p2))
     assert np.abs(f1[:10] - f2[:10]).max() < 0.05 and np.abs(r1 - net.plain(x[None])[0]).max() < 0.05
     assert np.median(np.abs(f1[10:] - f2[10:])) > 10.0
+    from mlsec_kit.crypto.he.inference import _diagonal_input_layout, _server_diagonal
+    msg = client.send_encrypted(_diagonal_input_layout(net, x, eng.slots))
+    a, b = slots(_server_diagonal(net, server, msg)), slots(_server_diagonal(net, server, msg))
+    assert np.abs(a[:10] - net.plain(x[None])[0]).max() < 0.05 and np.abs(a[:10] - b[:10]).max() < 0.05
+    assert np.median(np.abs(a[10:] - b[10:])) > 10.0

@@ -183,6 +183,8 @@ def test_integer_headroom_is_kept_and_reported():
         ckks_context(depth=1, scale_bits=60, galois=False)
     with pytest.raises(ValueError, match="below the first prime"):
         ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[40, 40, 40], scale_bits=40, galois=False)
+    with pytest.warns(UserWarning, match="2 integer bits"):
+        ckks_context(poly_modulus_degree=8192, coeff_mod_bit_sizes=[60, 58, 60], galois=False)
     he = ckks_context(depth=1, scale_bits=40, galois=False)
     assert he.integer_bits == 20 and he.summary()["integer_bits"] == 20
     client = Client(he)

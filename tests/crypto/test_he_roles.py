@@ -107,12 +107,14 @@ def test_server_computations_agree_with_plaintext(small):
     v = torch.randn(8, generator=g, dtype=torch.float64)
     ct = server.receive(client.send(client.encrypt(x)))
     dec = lambda c: client.decrypt(client.receive(server.send(c)))  # noqa: E731
-    assert torch.allclose(dec(server.matmul(ct, w)), x @ w, atol=2e-2)
-    assert torch.allclose(dec(server.dot(ct, v)), (x @ v).reshape(1), atol=2e-2)
+    # scale 2^25: the rotations' key-switching noise after a product reached 0.029 once in 15 runs (it is random:
+    # SEAL's encryption randomness is not seedable); a wrong result is off by about 1
+    assert torch.allclose(dec(server.matmul(ct, w)), x @ w, atol=0.1)
+    assert torch.allclose(dec(server.dot(ct, v)), (x @ v).reshape(1), atol=0.1)
     assert torch.allclose(dec(server.multiply(ct, v)), x * v, atol=1e-2)
     assert torch.allclose(dec(server.multiply(ct, ct)), x * x, atol=1e-2)
     assert torch.allclose(dec(server.add(ct, v)), x + v, atol=1e-3)
-    assert torch.allclose(dec(server.sum(ct)), x.sum().reshape(1), atol=2e-2)
+    assert torch.allclose(dec(server.sum(ct)), x.sum().reshape(1), atol=0.1)
 
 
 def test_shape_mismatches_named(small):

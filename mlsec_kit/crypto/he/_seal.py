@@ -147,13 +147,15 @@ class Engine:
         decrypts all the slots learns the outputs and not the server's intermediate sums.
 
         Without it, a packed reply's other slots hold window sums of ``W2[r, k] * h_k`` from which the client reads
-        W2 up to a per-column scale with one query (review finding 2). The noise is uniform in ``+-2^(headroom - 2)``
-        where ``headroom = first_prime_bits - log2(scale)`` bits is what the last level can hold, drawn from a
-        generator seeded by ``os.urandom`` on every call (the client must not predict it). This hides the values
-        statistically, not perfectly (a slot's value is small beside the noise), and it is not circuit privacy:
-        the ciphertext noise of the reply still depends on the weights (SEAL has no noise flooding).
+        W2 up to a per-column scale with one query. The noise is uniform in ``+-2^(headroom - 3)`` where
+        ``headroom = first_prime_bits - log2(scale)`` bits is what the last level can hold (values must stay below
+        ``2^(headroom - 1)``, so a masked slot keeps a factor 4 to overflow, which would corrupt every slot), drawn
+        from a generator seeded by ``os.urandom`` on every call (the client must not predict it). This hides the
+        values statistically, not perfectly: a slot's value is small beside the noise, and a client who sends the
+        same input k times can average the masks down to about ``2^(headroom - 3) / sqrt(3 k)``. It is not circuit
+        privacy either: the ciphertext noise of the reply still depends on the weights (SEAL has no noise flooding).
         """
-        bits = max(int(first_prime_bits) - math.log2(ct.scale) - 2.0, 0.0)
+        bits = max(int(first_prime_bits) - math.log2(ct.scale) - 3.0, 0.0)
         rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
         noise = rng.uniform(-(2.0 ** bits), 2.0 ** bits, self.slots)
         noise[np.asarray(keep, dtype=int)] = 0.0
@@ -177,6 +179,15 @@ class Engine:
             ct = out
         self.ev.relinearize_inplace(ct, self.rk)
         return self.rescale(ct)
+
+    def rotate(self, ct, steps: int, *, inplace: bool = False):
+        """Left rotation of all the slots by ``steps`` (negative: right), with the Galois keys."""
+        if inplace:
+            self.ev.rotate_vector_inplace(ct, steps, self.gk)
+            return ct
+        out = seal.Ciphertext()
+        self.ev.rotate_vector(ct, steps, self.gk, out)
+        return out
 
     def rotate_sum(self, ct, steps: Sequence[int]):
         """ct + rot(ct, s1), then the same with s2, ... (left rotations)."""

@@ -11,6 +11,10 @@ Three strategies for the same network (:func:`encrypted_predict`):
   plaintext multiplication and log2(width) rotations with Galois keys (a replicated rotate-and-sum packing; it is
   not the diagonal method of Halevi & Shoup 2014, which needs about 2*sqrt(width) rotations with
   baby-step/giant-step). Best latency.
+- ``"diagonal"``: one image, zero-padded to a power of two ``d`` and tiled; each layer is Halevi & Shoup's diagonal
+  method with baby-step/giant-step, ``y = sum_i diag_i(W) * rot(x, i)`` with about ``2 sqrt(d)`` rotations and
+  ``d`` plaintext products (25 rotations and 96 products for the 64-32-10 MLP, against packed's 11 and 2): the
+  textbook method, for comparison.
 
 The parties are the roles of :mod:`mlsec_kit.crypto.he.roles`: a :class:`~mlsec_kit.crypto.he.Client` that holds
 the secret key and a :class:`~mlsec_kit.crypto.he.Server` built from the client's public context bytes. The
@@ -44,7 +48,7 @@ from .roles import Client, Server
 __all__ = ["PolyFit", "poly_sigmoid", "EncryptedLogReg", "EncryptedMLP", "EncryptedPrediction",
            "encrypted_predict", "STRATEGIES"]
 
-STRATEGIES = ("per_image", "simd", "packed")
+STRATEGIES = ("per_image", "simd", "packed", "diagonal")
 
 
 # ----------------------------------------------------------------------------------------- polynomial sigmoid
@@ -361,6 +365,105 @@ def _server_packed(net: _EncryptedNet, server: Server, image: bytes) -> bytes:
     return _reply(server, [ct])[0]
 
 
+# ------------------------------------------------------------------ Halevi-Shoup diagonals, baby-step/giant-step
+def _diagonal_dims(net: _EncryptedNet, slots: int) -> list[int]:
+    """The square size ``d`` (a power of two) each linear layer is padded to."""
+    if len(net.layers) > 2:
+        raise ValueError(f"strategy='diagonal' supports at most 2 linear layers, got {len(net.layers)}")
+    dims = [pow2(max(w.shape)) for w, _ in net.layers]
+    if len(dims) == 2 and dims[1] > dims[0]:
+        raise ValueError(f"strategy='diagonal' needs the second layer no wider than the first (padded sizes {dims})")
+    if dims[0] > slots:
+        raise ValueError(f"strategy='diagonal' needs {dims[0]} slots for this model, the context has slots={slots}")
+    return dims
+
+
+def _diagonal_input_layout(net: _EncryptedNet, x: np.ndarray, slots: int) -> np.ndarray:
+    """The client's packing of one image: zero-padded to ``d`` and tiled over the slots (period ``d``)."""
+    d = _diagonal_dims(net, slots)[0]
+    xp = np.zeros(d)
+    xp[: x.size] = x
+    return np.resize(xp, slots)
+
+
+def _bsgs(d: int) -> tuple[int, int]:
+    """Baby steps ``b1`` and giant steps ``g1`` with ``b1 * g1 = d``, ``b1 ~ sqrt(d)`` (powers of two)."""
+    b1 = 1 << ((d.bit_length() - 1 + 1) // 2)
+    return b1, d // b1
+
+
+def _diagonal_layer(eng: Engine, ct, w: np.ndarray, b: np.ndarray, d: int, cache: dict, key: str):
+    """``W x + b`` by Halevi & Shoup's diagonal method with baby-step/giant-step (Halevi & Shoup 2014, sec. 4):
+    ``y = sum_i diag_i * rot(x, i)`` with ``diag_i[j] = W[j, (j + i) mod d]``, ``i = g b1 + b``, regrouped as
+    ``sum_g rot(sum_b rot(diag_i, -g b1) * rot(x, b), g b1)``: ``b1 - 1`` baby rotations of the input, ``g1 - 1``
+    giant ones (Horner, one power-of-two step each), ``d`` plaintext products, one rescale per giant step.
+    ``ct`` holds ``x`` zero-padded to ``d`` and tiled with period ``d``; so does the result."""
+    m, n = w.shape
+    wp = np.zeros((d, d))
+    wp[:m, :n] = w
+    b1, g1 = _bsgs(d)
+    rows = np.arange(d)
+
+    def diag(i: int, g: int):
+        def make():  # diag_i rotated right by g * b1, tiled
+            return np.resize(np.roll(wp[rows, (rows + i) % d], g * b1), eng.slots).tolist()
+        return make
+
+    baby = [ct]
+    for _ in range(1, b1):
+        baby.append(eng.rotate(baby[-1], 1))
+    e = eng.product_scale(ct)
+    acc = None
+    for g in reversed(range(g1)):  # Horner over the giant steps: acc = rot(acc, b1) + inner_g
+        if acc is not None:
+            eng.rotate(acc, b1, inplace=True)
+        inner = None
+        for bb in range(b1):
+            i = g * b1 + bb
+            if not wp[rows, (rows + i) % d].any():
+                continue
+            p = eng.mul_plain(baby[bb], diag(i, g), e, cache=cache, key=f"{key}d{i}")
+            if inner is None:
+                inner = p
+            else:
+                eng.ev.add_inplace(inner, p)
+        if inner is not None:
+            eng.rescale(inner)
+            if acc is None:
+                acc = inner
+            else:
+                eng.ev.add_inplace(acc, inner)
+    if acc is None:
+        raise ValueError(f"layer {key} is all zeros; encrypted evaluation needs a nonzero weight")
+    bias = np.zeros(d)
+    bias[:m] = b
+    return eng.add_plain(acc, lambda: np.resize(bias, eng.slots).tolist(), cache=cache, key=key + "b")
+
+
+def _server_diagonal(net: _EncryptedNet, server: Server, image: bytes) -> bytes:
+    """Server: one image in (zero-padded to d and tiled), Halevi-Shoup diagonal products per layer, one
+    ciphertext out whose first ``out_features`` slots are the outputs; the other slots are masked."""
+    eng = engine_for(_check_server(server))
+    if eng.gk is None:
+        raise ValueError("strategy='diagonal' needs Galois keys in the server's public context "
+                         "(ckks_context(..., galois=True))")
+    dims = _diagonal_dims(net, eng.slots)
+    ct = server.receive(image).ciphertext()[0]
+    cache = net._plain_cache
+    for li, ((w, b), d) in enumerate(zip(net.layers, dims)):
+        ct = _diagonal_layer(eng, ct, w, b, d, cache, f"diag{li}")
+        if li < len(net.layers) - 1:
+            step = dims[li + 1]  # re-tile with the next layer's period: the valid outputs sit in [0, step)
+            while step < d:
+                eng.ev.add_inplace(ct, eng.rotate(ct, -step))
+                step *= 2
+            ct = eng.square(ct)
+    if net.output_poly is not None:
+        ct = eng.output_poly(ct, net.output_poly)
+    eng.mask_slots(ct, np.arange(net.out_features), first_prime_bits=server.he.coeff_mod_bit_sizes[0])
+    return _reply(server, [ct])[0]
+
+
 def _server_per_image(net: _EncryptedNet, server: Server, image: bytes) -> bytes:
     """Server: one image's ciphertext in, TenSEAL vector-matrix products, the output vector's ciphertext out."""
     _check_server(server)
@@ -428,9 +531,9 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
         x: ``(B, *input_shape)`` finite inputs (flattened to ``(B, in_features)``); not modified.
         client: the :class:`~mlsec_kit.crypto.he.Client` (CKKS, holds the secret key); its ``wire`` counts the
             ciphertext bytes it sends.
-        server: ``Server(client.public_context())`` (no secret key; Galois keys for ``"packed"`` and
-            ``"per_image"``); its ``wire`` counts the bytes it sends back.
-        strategy: one of ``"per_image"``, ``"simd"``, ``"packed"`` (see the module docstring).
+        server: ``Server(client.public_context())`` (no secret key; Galois keys for ``"packed"``, ``"diagonal"``
+            and ``"per_image"``); its ``wire`` counts the bytes it sends back.
+        strategy: one of ``"per_image"``, ``"simd"``, ``"packed"``, ``"diagonal"`` (see the module docstring).
 
     Returns:
         :class:`EncryptedPrediction`.
@@ -439,7 +542,7 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
         ``x`` ``(B, ...)`` with ``prod(...) == in_features`` -> ``logits`` ``(B, out_features)``.
     """
     if strategy not in STRATEGIES:
-        hint = " ('diagonal' is now called 'packed')" if strategy == "diagonal" else ""
+        hint = ""
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}{hint}")
     net = _as_net(model)
     client, server = _check_parties(client, server)
@@ -461,6 +564,8 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
     eng = engine_for(client)
     if strategy == "packed":
         _packed_plan(net, eng.slots)
+    if strategy == "diagonal":
+        _diagonal_dims(net, eng.slots)
     levels = eng.sc.first_context_data().chain_index()
     if net.depth > levels:
         raise ValueError(f"the model needs depth {net.depth} but the context has depth {levels} "
@@ -492,13 +597,15 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
             t["encrypt"] += t1 - t0
             t["compute"] += t2 - t1
             t["decrypt"] += t3 - t2
-    elif strategy == "packed":
-        where = _packed_output_slots(net)
+    elif strategy in ("packed", "diagonal"):
+        where = _packed_output_slots(net) if strategy == "packed" else np.arange(out)
+        layout, serve = ((_packed_input_layout, _server_packed) if strategy == "packed"
+                         else (_diagonal_input_layout, _server_diagonal))
         for i in range(B):
             t0 = time.perf_counter()
-            msg = client.send_encrypted(_packed_input_layout(net, xs[i], eng.slots))
+            msg = client.send_encrypted(layout(net, xs[i], eng.slots))
             t1 = time.perf_counter()
-            reply = _server_packed(net, server, msg)
+            reply = serve(net, server, msg)
             t2 = time.perf_counter()
             ct = ct_from_bytes(eng.sc, reply)
             result[i] = decrypt(ct)[where]

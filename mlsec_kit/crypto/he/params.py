@@ -316,6 +316,11 @@ def ckks_context(*, depth: Optional[int] = None, scale_bits: Optional[int] = Non
         if scale_bits >= chain[0]:
             raise ValueError(f"scale_bits {scale_bits} must be below the first prime ({chain[0]} bits) of "
                              f"coeff_mod_bit_sizes: the bits between them hold the integer part of every value")
+        if chain[0] - scale_bits < MIN_INTEGER_BITS:
+            import warnings
+            warnings.warn(f"coeff_mod_bit_sizes {chain} with scale_bits {scale_bits} leaves {chain[0] - scale_bits} "
+                          f"integer bits: every value, intermediate ones included, must stay below "
+                          f"2^{chain[0] - scale_bits - 1} or all slots decrypt to garbage", UserWarning, stacklevel=2)
         n = int(poly_modulus_degree)
     else:
         if depth is None:
