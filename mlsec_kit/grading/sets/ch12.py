@@ -83,7 +83,8 @@ How the instances make each typical mistake fail on every seed:
   ``server_linear`` and ``Server.polyval`` and ``Server.multiply`` for ``server_poly`` (each computes the answer
   from the public context), with the kit's inference internals that evaluate a layer or a polynomial on a
   server's ciphertext bytes (``inference._server_per_image``, ``_server_packed``, ``_server_simd``,
-  ``_seal.Engine.output_poly`` and ``Engine.square``); and this module's reference helpers.
+  ``_server_diagonal``, ``_diagonal_layer``, ``_block_sum_layer``, ``_seal.Engine.output_poly`` and
+  ``Engine.square``); and this module's reference helpers.
   ``Server.receive``/``send`` (deserialising and serialising), ``depth_left``, ``polyval_depth``,
   ``check_parameters``, ``max_total_bits`` and ``HE_STANDARD_MAX_LOGQ`` stay allowed: they are the tools the
   questions ask the student to use, not answers.
@@ -215,7 +216,8 @@ server_linear = SET.question(
     "server_linear", "server_linear(public_context, x_ct, weight, bias) -> bytes",
     forbid=(f"{_HE}.Server.matmul", f"{_HE}.Server.dot", f"{_HE}.roles.Server.matmul", f"{_HE}.roles.Server.dot",
             f"{_HE}.inference._server_per_image", f"{_HE}.inference._server_packed",
-            f"{_HE}.inference._server_simd", f"{_CHECKER}._reference_linear"))
+            f"{_HE}.inference._server_simd", f"{_HE}.inference._server_diagonal",
+            f"{_HE}.inference._diagonal_layer", f"{_HE}.inference._block_sum_layer", f"{_CHECKER}._reference_linear"))
 
 
 def _linear_instance(rng: torch.Generator, *, n: int | None = None, m: int | None = None) -> dict:
