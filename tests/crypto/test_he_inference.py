@@ -237,7 +237,7 @@ def test_server_side_sees_only_bytes_and_public_context(square_mlp, digits, keys
     """The server function takes serialised ciphertexts and a Server (public context only), and its reply
     decrypts (with the client's key) to the plaintext logits; a Client in the server's place is refused."""
     from mlsec_kit.crypto.he._seal import ct_from_bytes, engine_for
-    from mlsec_kit.crypto.he.inference import _packed_input_layout, _server_packed, _server_simd
+    from mlsec_kit.crypto.he.inference import _packed_input_layout, _packed_read, _server_packed, _server_simd
     client, server = keys
     assert not server.he.context.is_private()
     net = EncryptedMLP(square_mlp)
@@ -256,7 +256,7 @@ def test_server_side_sees_only_bytes_and_public_context(square_mlp, digits, keys
     dec = ts.sealapi.Decryptor(eng.sc, client.he.context.secret_key().data)
     p = ts.sealapi.Plaintext()
     dec.decrypt(ct_from_bytes(eng.sc, reply), p)
-    logits = np.asarray(eng.encoder.decode_double(p))[np.arange(10) * 32]
+    logits = _packed_read(net, np.asarray(eng.encoder.decode_double(p)))  # the client adds up each block
     assert np.abs(logits - net.plain(x)[0]).max() < 0.05
 
 
@@ -281,7 +281,7 @@ def test_replies_mask_every_slot_but_the_outputs(square_mlp, digits, keys):
     scale per column); now two replies for the same image agree on the outputs and differ by the fresh mask
     everywhere else, and per_image's reply likewise beyond its out_features slots."""
     from mlsec_kit.crypto.he._seal import ct_from_bytes, engine_for
-    from mlsec_kit.crypto.he.inference import (_packed_input_layout, _packed_output_slots, _server_packed,
+    from mlsec_kit.crypto.he.inference import (_packed_input_layout, _packed_period, _packed_read, _server_packed,
                                                _server_per_image)
     client, server = keys
     net = EncryptedMLP(square_mlp)
@@ -296,10 +296,13 @@ def test_replies_mask_every_slot_but_the_outputs(square_mlp, digits, keys):
 
     msg = client.send(client.encrypt(_packed_input_layout(net, x, eng.slots)))
     a, b = slots(_server_packed(net, server, msg)), slots(_server_packed(net, server, msg))
-    out = _packed_output_slots(net)
-    rest = np.setdiff1d(np.arange(eng.slots), out)
-    assert np.abs(a[out] - net.plain(x[None])[0]).max() < 0.05 and np.abs(a[out] - b[out]).max() < 0.05
-    assert np.median(np.abs(a[rest] - b[rest])) > 10.0  # unmasked, they agreed to CKKS noise (about 1e-3)
+    # the client adds up each output's block of shares: the sums are the logits, the shares are masked, and so
+    # is every slot beyond the blocks
+    truth = net.plain(x[None])[0]
+    assert np.abs(_packed_read(net, a) - truth).max() < 0.05 and np.abs(_packed_read(net, a) - _packed_read(net, b)).max() < 0.05
+    assert np.median(np.abs(a - b)) > 10.0  # unmasked, they agreed to CKKS noise (about 1e-3)
+    blocks = a[: net.out_features * _packed_period(net)].reshape(net.out_features, -1)
+    assert np.abs(blocks[:, 0] - truth).max() > 1.0  # no slot holds a logit by itself
     one = client.send(client.encrypt(x))
     r1 = client.decrypt(client.receive(_server_per_image(net, server, one))).numpy()
     v1 = client.receive(_server_per_image(net, server, one))

@@ -162,6 +162,22 @@ class Engine:
         self.ev.add_plain_inplace(ct, self.plain(noise.tolist(), ct, ct.scale))
         return ct
 
+    def mask_shares(self, ct, blocks: int, period: int, *, first_prime_bits: int):
+        """Mask ``ct`` so that each block of ``period`` slots ``[r * period, (r + 1) * period)``, ``r < blocks``, sums
+        to what it summed to before, and no single slot tells anything useful: every slot gets fresh uniform noise
+        (as in :meth:`mask_slots`), and each block's noise is shifted to sum to zero. The client, who adds up each
+        block after decrypting, gets the block sums; a slot alone is its share of the sum plus noise. This
+        replaces the last ``log2(period)`` rotate-and-add steps of a layer by a sum the client does in the clear.
+        The noise stays within ``+-2^(headroom - 3)`` like :meth:`mask_slots`' (shares drawn in half that range,
+        centred)."""
+        bits = max(int(first_prime_bits) - math.log2(ct.scale) - 3.0, 0.0)
+        rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
+        noise = rng.uniform(-(2.0 ** bits), 2.0 ** bits, self.slots)
+        head = noise[: blocks * period].reshape(blocks, period) / 2
+        noise[: blocks * period] = (head - head.mean(axis=1, keepdims=True)).ravel()
+        self.ev.add_plain_inplace(ct, self.plain(noise.tolist(), ct, ct.scale))
+        return ct
+
     def rescale(self, ct):
         self.ev.rescale_to_next_inplace(ct)
         return ct

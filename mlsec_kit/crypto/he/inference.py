@@ -10,10 +10,12 @@ Three strategies for the same network (:func:`encrypted_predict`):
 - ``"packed"``: one image, packed with replication so that a whole matrix-vector product costs one
   plaintext multiplication and log2(width) rotations with Galois keys (a replicated rotate-and-sum packing; it is
   not the diagonal method of Halevi & Shoup 2014, which needs about 2*sqrt(width) rotations with
-  baby-step/giant-step). Best latency.
+  baby-step/giant-step). The last layer skips its rotations: each output's products stay in a block of slots,
+  masked with fresh noise that sums to zero over the block, and the client adds each block up after decrypting
+  (6 rotations for the 64-32-10 MLP instead of 11). Best latency.
 - ``"diagonal"``: one image, zero-padded to a power of two ``d`` and tiled; each layer is Halevi & Shoup's diagonal
   method with baby-step/giant-step, ``y = sum_i diag_i(W) * rot(x, i)`` with about ``2 sqrt(d)`` rotations and
-  ``d`` plaintext products (25 rotations and 96 products for the 64-32-10 MLP, against packed's 11 and 2): the
+  ``d`` plaintext products (25 rotations and 96 products for the 64-32-10 MLP, against packed's 6 and 2): the
   textbook method, for comparison.
 
 The parties are the roles of :mod:`mlsec_kit.crypto.he.roles`: a :class:`~mlsec_kit.crypto.he.Client` that holds
@@ -301,14 +303,33 @@ def _packed_input_layout(net: _EncryptedNet, x: np.ndarray, slots: int) -> np.nd
     return np.tile(xp, slots // xp.size)
 
 
+def _packed_period(net: _EncryptedNet) -> int:
+    """The spacing of the outputs in a packed result: the last layer's padded input width."""
+    return pow2(net.layers[-1][0].shape[1]) if len(net.layers) == 2 else pow2(net.in_features)
+
+
 def _packed_output_slots(net: _EncryptedNet) -> np.ndarray:
-    """Slots of the packed result that hold the outputs: r * period."""
-    period = pow2(net.layers[-1][0].shape[1]) if len(net.layers) == 2 else pow2(net.in_features)
-    return np.arange(net.out_features) * period
+    """Slots of the packed result that hold the outputs (when the server sums): r * period."""
+    return np.arange(net.out_features) * _packed_period(net)
 
 
-def _block_sum_layer(eng: Engine, ct, w: np.ndarray, b: np.ndarray, period: int, cache: dict, key: str):
-    """Input tiled with period `period`; slot r*period ends up holding (w x + b)_r."""
+def _packed_read(net: _EncryptedNet, slots: np.ndarray) -> np.ndarray:
+    """The client's outputs from a decrypted packed reply: block sums of the shares, or the output slots."""
+    if _client_sums(net):
+        period = _packed_period(net)
+        return slots[: net.out_features * period].reshape(net.out_features, period).sum(axis=1)
+    return slots[_packed_output_slots(net)]
+
+
+def _client_sums(net: _EncryptedNet) -> bool:
+    """Whether a packed reply leaves the last layer's sums to the client (no output polynomial to apply after)."""
+    return net.output_poly is None
+
+
+def _block_sum_layer(eng: Engine, ct, w: np.ndarray, b: np.ndarray, period: int, cache: dict, key: str,
+                     *, shares: bool = False):
+    """Input tiled with period `period`; slot r*period ends up holding (w x + b)_r, or, with ``shares``, the
+    block of slots ``[r*period, (r+1)*period)`` sums to it (no rotations: the client adds the block up)."""
     m, k = w.shape
 
     def pattern():
@@ -323,7 +344,8 @@ def _block_sum_layer(eng: Engine, ct, w: np.ndarray, b: np.ndarray, period: int,
         return out.tolist()
 
     acc = eng.rescale(eng.mul_plain(ct, pattern, eng.product_scale(ct), cache=cache, key=key + "w"))
-    eng.rotate_sum(acc, [1 << t for t in range(period.bit_length() - 1)])
+    if not shares:
+        eng.rotate_sum(acc, [1 << t for t in range(period.bit_length() - 1)])
     return eng.add_plain(acc, bias, cache=cache, key=key + "b")
 
 
@@ -337,9 +359,10 @@ def _server_packed(net: _EncryptedNet, server: Server, image: bytes) -> bytes:
     ct = server.receive(image).ciphertext()[0]
     n = pow2(net.in_features)
     cache = net._plain_cache
+    shares = _client_sums(net)
     if len(net.layers) == 1:
         w, b = net.layers[0]
-        ct = _block_sum_layer(eng, ct, w, b, n, cache, "out")
+        ct = _block_sum_layer(eng, ct, w, b, n, cache, "out", shares=shares)
     else:
         (w1, b1), (w2, b2) = net.layers
         h = pow2(w1.shape[0])
@@ -357,11 +380,14 @@ def _server_packed(net: _EncryptedNet, server: Server, image: bytes) -> bytes:
         ct = eng.rescale(eng.mul_plain(ct, pattern, eng.product_scale(ct), cache=cache, key="w1"))
         eng.rotate_sum(ct, [h << t for t in range(n.bit_length() - 1)])  # every slot s holds h_{s mod h}
         ct = eng.square(eng.add_plain(ct, bias, cache=cache, key="b1"))
-        ct = _block_sum_layer(eng, ct, w2, b2, h, cache, "out")
-    if net.output_poly is not None:
+        ct = _block_sum_layer(eng, ct, w2, b2, h, cache, "out", shares=shares)
+    bits = server.he.coeff_mod_bit_sizes[0]
+    if shares:  # each output's products stay in its block, masked so that only the block's sum means anything
+        eng.mask_shares(ct, net.out_features, _packed_period(net), first_prime_bits=bits)
+    else:
         ct = eng.output_poly(ct, net.output_poly)
-    # the other slots hold the rotate-and-sum windows (W2 up to a scale per column): mask them before replying
-    eng.mask_slots(ct, _packed_output_slots(net), first_prime_bits=server.he.coeff_mod_bit_sizes[0])
+        # the other slots hold the rotate-and-sum windows (W2 up to a scale per column): mask them before replying
+        eng.mask_slots(ct, _packed_output_slots(net), first_prime_bits=bits)
     return _reply(server, [ct])[0]
 
 
@@ -598,7 +624,7 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
             t["compute"] += t2 - t1
             t["decrypt"] += t3 - t2
     elif strategy in ("packed", "diagonal"):
-        where = _packed_output_slots(net) if strategy == "packed" else np.arange(out)
+        read = (lambda v: _packed_read(net, v)) if strategy == "packed" else (lambda v: v[:out])
         layout, serve = ((_packed_input_layout, _server_packed) if strategy == "packed"
                          else (_diagonal_input_layout, _server_diagonal))
         for i in range(B):
@@ -608,7 +634,7 @@ def encrypted_predict(model, x: torch.Tensor, *, client: Client, server: Server,
             reply = serve(net, server, msg)
             t2 = time.perf_counter()
             ct = ct_from_bytes(eng.sc, reply)
-            result[i] = decrypt(ct)[where]
+            result[i] = read(decrypt(ct))
             t3 = time.perf_counter()
             depth_used = levels - eng.level(ct)
             t["encrypt"] += t1 - t0
