@@ -104,12 +104,18 @@ class Question:
 class ExerciseSet:
     """The questions of one exercise notebook, registered under an id such as ``"02_ml_basics"``."""
 
-    def __init__(self, id: str, title: str, *, chapter: int) -> None:
+    def __init__(self, id: str, title: str, *, chapter: int, extras: tuple[str, ...] = ()) -> None:
         if not (len(id) > 3 and id[:2].isdigit() and id[2] == "_" and id[3:].isidentifier()):
             raise ValueError(f"id must look like 'NN_slug' (e.g. '02_ml_basics'), got {id!r}")
+        bad = [e for e in extras if not isinstance(e, str) or not e.isidentifier()]
+        if isinstance(extras, str) or bad:
+            raise ValueError(f"extras must be a tuple of the kit's optional-dependency names, e.g. ('tenseal',), "
+                             f"got {extras!r}")
         self.id = id
         self.title = title
         self.chapter = chapter
+        # optional dependencies of mlsec-kit the checks need (installed with the kit by the Gradescope setup)
+        self.extras: tuple[str, ...] = tuple(extras)
         self.questions: dict[str, Question] = {}
         _REGISTRY[id] = self  # a reloaded module replaces its set
 

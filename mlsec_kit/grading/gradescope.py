@@ -73,7 +73,7 @@ def build_autograder(exercise_id: str, out: Path, *, sets_dir: Optional[Path] = 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, text in (("setup.sh", _SETUP.format(requirement=install_requirement())),
+        for name, text in (("setup.sh", _SETUP.format(requirement=install_requirement(exercise.extras))),
                            ("run_autograder", _RUN.format())):
             info = zipfile.ZipInfo(name)
             info.external_attr = 0o755 << 16

@@ -11,8 +11,8 @@ Two processes, and only data between them:
 * **The grader's process** (:func:`grade_notebook`) runs every property. A property's ``fn`` is a
   :class:`RemoteFunction`: calling it sends the arguments over a pipe and waits for the answer. A callable
   argument (a query oracle that counts rows) stays in the grader: the submission calls it back. Everything the
-  submission sends is decoded by :mod:`~mlsec_kit.grading.wire` (JSON and raw tensor bytes, never pickle), so
-  nothing the notebook does — replacing ``torch.random.fork_rng``, the kit's helpers, ``builtins`` or the
+  submission sends is decoded by :mod:`~mlsec_kit.grading.wire` (JSON, raw tensor bytes and byte strings, never
+  pickle), so nothing the notebook does — replacing ``torch.random.fork_rng``, the kit's helpers, ``builtins`` or the
   checks themselves — can change how a property is judged. The submission only hurts itself.
 
 Results exist only in the grader's memory until :mod:`~mlsec_kit.grading.report` writes them, after every

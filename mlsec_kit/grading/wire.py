@@ -6,9 +6,12 @@ from their raw bytes with a dtype from a fixed list and a checked shape — neve
 *grader* sends to the submission (the arguments of a call: models, loaders, optimizers, generators) is a
 pickle: it is loaded only in the submission's sandboxed process, from the grader, the trusted side.
 
-Encoded values: ``None``, ``bool``, ``int``, ``float``, ``str``, lists, tuples, dicts, NumPy scalars and
-arrays, torch tensors (their ``requires_grad`` too) and, for anything else, an opaque placeholder that
-keeps only the type's name (so a message can say "returned a Linear").
+Encoded values: ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes`` and ``bytearray`` (a raw blob with a
+type tag, e.g. a serialised ciphertext; its length is checked against the blob's and against
+:data:`MAX_MESSAGE`, its content is never interpreted here), lists, tuples, dicts, NumPy scalars and arrays,
+torch tensors (their ``requires_grad`` too) and, for anything else, an opaque placeholder that keeps only the
+type's name (so a message can say "returned a Linear"). A blob too large for one message is sent as an opaque
+``bytes_too_large`` placeholder, so the grader can say so instead of losing the submission's process.
 """
 from __future__ import annotations
 
@@ -60,6 +63,11 @@ def encode(value: Any, blobs: list[bytes], *, depth: int = 0) -> Any:
         return value
     if isinstance(value, float) and type(value) is float:
         return {"~": "float", "v": repr(value)}  # nan and inf survive
+    if type(value) in (bytes, bytearray):
+        if len(value) > MAX_MESSAGE:
+            return {"~": "opaque", "type": f"{type(value).__name__}_too_large"}
+        blobs.append(bytes(value))
+        return {"~": "bytes", "type": type(value).__name__, "n": len(value), "blob": len(blobs) - 1}
     if isinstance(value, np.generic) and value.dtype.name in _NP_SCALARS:
         return {"~": "npscalar", "dtype": value.dtype.name, "v": repr(value.item())}
     if isinstance(value, torch.Tensor):
@@ -104,6 +112,14 @@ def decode(data: Any, blobs: list[bytes], *, depth: int = 0) -> Any:
             cls = _NP_SCALARS[data["dtype"]]
             return cls(float(data["v"]) if data["dtype"].startswith("float") else
                        (data["v"] == "True" if data["dtype"] == "bool" else int(data["v"])))
+        if kind == "bytes":
+            raw = blobs[int(data["blob"])]
+            n = data["n"]
+            if isinstance(n, bool) or not isinstance(n, int) or n != len(raw) or n > MAX_MESSAGE:
+                raise WireError("bytes length does not match its blob")
+            if data.get("type", "bytes") not in ("bytes", "bytearray"):
+                raise WireError("unknown bytes type")
+            return bytes(raw) if data.get("type", "bytes") == "bytes" else bytearray(raw)
         if kind in ("tensor", "ndarray"):
             shape = [int(s) for s in data["shape"]]
             if any(s < 0 for s in shape):

@@ -51,6 +51,23 @@ def _run(root):
     return json.loads((root / "results" / "results.json").read_text())
 
 
+def test_setup_installs_the_extras_a_set_needs(tmp_path):
+    """Set 12's checks build TenSEAL contexts: its autograder installs mlsec-kit[tenseal], pinned; every set's
+    extras are optional dependencies the package declares."""
+    import tomllib
+
+    from mlsec_kit.grading import exercise_ids, get_exercise
+
+    zip_path = tmp_path / "he.zip"
+    assert main(["gradescope", "12_homomorphic_encryption", "--out", str(zip_path)]) == 0
+    with zipfile.ZipFile(zip_path) as zf:
+        setup = zf.read("setup.sh").decode()
+    assert install_requirement(["tenseal"]) in setup
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for exercise_id in exercise_ids():
+        assert set(get_exercise(exercise_id).extras) <= set(declared), exercise_id
+
+
 def test_setup_installs_the_pinned_release_and_bubblewrap(tmp_path):
     zip_path, root = _autograder(tmp_path)
     setup = (root / "source" / "setup.sh").read_text()

@@ -36,6 +36,36 @@ def test_values_round_trip_without_pickle():
     assert type(wire.decode(wire.encode(torch.nn.Linear(2, 2), []), [])).__name__ == "Linear"
 
 
+def test_bytes_round_trip_as_raw_blobs():
+    """A serialised ciphertext comes back as the same bytes, tagged with its type; never unpickled."""
+    import pickle
+
+    blob = bytes(range(256)) * 3
+    value = [blob, bytearray(b"\x00\x01"), b"", {"ct": blob}]
+    blobs: list[bytes] = []
+    data = json.loads(json.dumps(wire.encode(value, blobs)))
+    assert blob in blobs and data["v"][0] == {"~": "bytes", "type": "bytes", "n": len(blob), "blob": 0}
+    back = wire.decode(data, blobs)
+    assert back == value and type(back[0]) is bytes and type(back[1]) is bytearray
+    # a pickle stays a byte string: decoding never loads what the submission sent
+    payload = pickle.dumps(torch.nn.Linear(2, 2))
+    assert wire.decode(wire.encode(payload, (b := [])), b) == payload
+
+
+def test_bytes_are_size_checked(monkeypatch):
+    blobs: list[bytes] = []
+    data = wire.encode(b"abcd", blobs)
+    for bad in ({**data, "n": 5}, {**data, "n": 3}, {**data, "n": True}, {**data, "n": "4"},
+                {**data, "type": "str"}, {**data, "blob": 1}):
+        with pytest.raises(wire.WireError):
+            wire.decode(bad, blobs)
+    monkeypatch.setattr(wire, "MAX_MESSAGE", 3)
+    with pytest.raises(wire.WireError):
+        wire.decode(data, blobs)  # longer than one message may carry
+    too_big = wire.decode(wire.encode(b"abcd", []), [])
+    assert isinstance(too_big, wire.Opaque) and type(too_big).__name__ == "bytes_too_large"
+
+
 @pytest.mark.parametrize("bad", [
     {"~": "tensor", "dtype": "float32", "shape": [3], "blob": 0},          # 4 bytes for 3 floats
     {"~": "tensor", "dtype": "object", "shape": [1], "blob": 0},

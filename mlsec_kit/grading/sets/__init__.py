@@ -15,4 +15,5 @@ SETS: dict[str, str] = {
     "09_model_attacks": "mlsec_kit.grading.sets.ch09",
     "10_differential_privacy": "mlsec_kit.grading.sets.ch10",
     "11_dp_sgd": "mlsec_kit.grading.sets.ch11",
+    "12_homomorphic_encryption": "mlsec_kit.grading.sets.ch12",
 }
