@@ -23,16 +23,17 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _report  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -130,12 +131,7 @@ def main() -> None:
               1e3 * sum(pred.seconds.values()) / PER_IMAGE_N, f"mean of {PER_IMAGE_N} images", pred, PER_IMAGE_N, cpu)
     load1 = os.getloadavg()
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:
-        commit = "?"
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    commit, stamp = _report.commit(), _report.now()
     lines = [
         "# Encrypted inference: throughput, latency and the naive baseline",
         "",
@@ -147,10 +143,9 @@ def main() -> None:
         f"for simd). One thread, except TenSEAL's own `mm` in per_image, which uses TenSEAL's thread pool (its CPU "
         f"time can exceed its wall time).",
         "",
-        f"Machine load average (1, 5, 15 min) {load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f} at the start and "
-        f"{load1[0]:.2f}, {load1[1]:.2f}, {load1[2]:.2f} at the end, on {os.cpu_count()} cores shared with other "
-        "sessions: read the wall-clock times as upper bounds. The CPU column is the process's CPU time (one thread), "
-        "what the wall-clock time would be on an idle core.",
+        _report.load_sentence(load0, load1) + " The cores are shared with other sessions: read the wall-clock times "
+        "as upper bounds. The CPU column is the process's CPU time (one thread), what the wall-clock time would be "
+        "on an idle core.",
         "",
         "Issue 20's targets: throughput <= 0.5 ms per image amortised, latency <= 30 ms for one image, "
         "agreement >= 99%, max logit error <= 1% of the logit range.",
@@ -189,9 +184,8 @@ def main() -> None:
         f"Versions: python {platform.python_version()}, tenseal {metadata.version('tenseal')}, "
         f"torch {torch.__version__}, commit {commit}.",
     ]
-    out = ROOT / "benchmarks" / "results" / "he_inference.md"
-    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    _report.write(ROOT / "benchmarks" / "results" / "he_inference.md", lines)
 
 
 if __name__ == "__main__":

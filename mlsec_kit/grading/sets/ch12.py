@@ -101,7 +101,7 @@ from typing import Any
 import torch
 
 from ..core import ExerciseSet
-from ..expect import call, describe, expect_letters, fail, fmt
+from ..expect import call, describe, fail, fmt, statement_checks
 from ..instances import randint
 
 SET = ExerciseSet("12_homomorphic_encryption", "Exercises: homomorphic encryption", chapter=12, extras=("tenseal",))
@@ -627,28 +627,6 @@ _WHY_NOT = {
 }
 
 
-def _letters(fn) -> set[str]:
-    return expect_letters(fn, "he_statements", STATEMENTS)
-
-
-@he_statements.prop("names exactly the true statements, as a string of the letters a-i")
-def _hs_exact(fn, rng):
-    letters = _letters(fn)
-    if letters != TRUE_STATEMENTS:
-        fail(f"{len(TRUE_STATEMENTS - letters)} true statement(s) missing and {len(letters - TRUE_STATEMENTS)} false "
-             "one(s) named; the other two checks say which")
-
-
-@he_statements.prop("names every true statement")
-def _hs_complete(fn, rng):
-    missing = TRUE_STATEMENTS - _letters(fn)
-    if missing:
-        fail(f"{len(missing)} true statement(s) missing; think about what IND-CPA hides and from whom, who sees the "
-             "outputs, and what each prime of the chain costs")
-
-
-@he_statements.prop("names no false statement")
-def _hs_sound(fn, rng):
-    wrong = sorted(_letters(fn) - TRUE_STATEMENTS)
-    if wrong:
-        fail(f"statement {wrong[0]!r} is false: {_WHY_NOT[wrong[0]]}")
+statement_checks(he_statements, "he_statements", STATEMENTS, TRUE_STATEMENTS, _WHY_NOT, exact=True,
+                 hint="think about what IND-CPA hides and from whom, who sees the "
+                 "outputs, and what each prime of the chain costs")
