@@ -343,6 +343,7 @@ PAR_SIXTY_S_SMALLEST = _param("chain = [60] + [s] * depth + [60]\nreturn smalles
 PAR_N_8192 = _param("return 8192, minimal")
 PAR_N_16384 = _param("return 16384, minimal")
 PAR_N_BY_DEPTH = _param("return (4096 if depth <= 2 else 8192), minimal")
+PAR_N_LOOKUP = _param("return {1: 4096, 2: 8192, 3: 8192, 4: 8192}.get(depth, 16384), minimal")  # the review's
 PAR_192 = _param("return smallest(minimal, he.HE_STANDARD_MAX_LOGQ[192]), minimal")
 PAR_STRICT = _param("""
 return next(n for n, b in sorted(he.HE_STANDARD_MAX_LOGQ[128].items()) if sum(minimal) < b), minimal""")
@@ -410,6 +411,7 @@ WRONG_EVERY_SEED = [
     ("choose_parameters", PAR_N_8192, "N = 8192 whatever the chain"),
     ("choose_parameters", PAR_N_16384, "N = 16384 whatever the chain"),
     ("choose_parameters", PAR_N_BY_DEPTH, "N chosen by the depth, without the security bound"),
+    ("choose_parameters", PAR_N_LOOKUP, "N looked up from the depth alone (right for some scales)"),
     ("choose_parameters", PAR_192, "N from the 192-bit column"),
     ("choose_parameters", PAR_STRICT, "a strict < against the bound"),
     ("choose_parameters", PAR_FORTY, "40-bit rescale primes whatever scale_bits is"),

@@ -64,14 +64,17 @@ How the instances make each typical mistake fail on every seed:
   Horner's rule on ``(c_3 x + c_2) x + ...`` needs ``degree`` levels; a degree-3 polynomial is always evaluated
   on a context with ``ceil(log2(3 + 1)) = 2`` levels (what TenSEAL's ``polyval`` or ``x^2`` computed once and a
   balanced product need), so Horner's rule runs out of levels (SEAL's "scale out of bounds") on every seed.
-- ``choose_parameters``: each check evaluates the answer on instances of three kinds drawn afresh: (A) depth 1,
-  ``s`` in [25, 29], smallest degree 4096; (B) depth 3, ``s`` in [33, 39], smallest degree 8192, where a chain
-  padded to 60-bit outer primes (``120 + 3 s >= 219``) exceeds 8192's bound of 218; (C) depth 5 to 8, ``s`` in
+- ``choose_parameters``: each check evaluates the answer on instances of five kinds drawn afresh: (A) depth 1,
+  ``s`` in [25, 29], smallest degree 4096; (A') depth 1, ``s`` in [30, 50], smallest degree 8192 (``3 s + 20 >=
+  110 > 109``); (B) depth 3, ``s`` in [33, 39], smallest degree 8192, where a chain
+  padded to 60-bit outer primes (``120 + 3 s >= 219``) exceeds 8192's bound of 218; (B') depth 3, ``s`` in
+  [40, 50], smallest degree 16384 (``5 s + 20 >= 220``, not built); (C) depth 5 to 8, ``s`` in
   [30, 40], smallest degree 16384 (not built); and the boundary instance depth 4, ``s = 33``, whose cheapest chain
   totals exactly 218 bits. So: a chain one level short, or without a special prime, has fewer than ``depth + 2``
   primes; ``[60, 40, ..., 40, 60]`` or ``[60, s, ..., s, 60]`` at ``N = 8192`` is insecure on (B) and (C); the
   same chain at the smallest ``N`` it fits uses 16384 on (B), needlessly large; ``N`` fixed at 8192 (or any
-  constant) is insecure on (C) or needlessly large on (A); ``N`` from the 192-bit column is needlessly large on
+  constant) is insecure on (C) or needlessly large on (A); ``N`` read off the depth alone (any table from depth
+  to degree) is insecure or needlessly large on (A) or (A'), and on (B) or (B'); ``N`` from the 192-bit column is needlessly large on
   (A) (``3 s + 20 >= 95 > 75``); a strict ``<`` against the bound picks 16384 on the boundary instance; rescale
   primes of 40 bits, or of ``s + 10``, whatever ``s`` is, do not match ``s`` on (A) (``s <= 29``); a first prime
   of ``s`` bits (no room for the integer part) or a special prime smaller than the first fail the precision
@@ -437,10 +440,11 @@ def _reference_parameters(depth: int, scale_bits: int) -> tuple[int, list]:
 
 
 def _parameter_instances(rng: torch.Generator) -> list[tuple[int, int, str]]:
-    """``(depth, scale_bits, kind)``: one of each kind A, B, C (see the module's docstring) in random order, and the
-    boundary instance (depth 4, s = 33: 218 bits, exactly 8192's bound)."""
-    insts = [(1, randint(rng, 25, 29), "A"), (3, randint(rng, 33, 39), "B"),
-             (randint(rng, 5, 8), randint(rng, 30, 40), "C"), (4, 33, "edge")]
+    """``(depth, scale_bits, kind)``: one of each kind A, A', B, B', C (see the module's docstring) in random
+    order, and the boundary instance (depth 4, s = 33: 218 bits, exactly 8192's bound). A and A' share depth 1, B
+    and B' depth 3, with smallest degrees that differ: an ``N`` read off the depth alone fails one of each pair."""
+    insts = [(1, randint(rng, 25, 29), "A"), (1, randint(rng, 30, 50), "A'"), (3, randint(rng, 33, 39), "B"),
+             (3, randint(rng, 40, 50), "B'"), (randint(rng, 5, 8), randint(rng, 30, 40), "C"), (4, 33, "edge")]
     order = torch.randperm(len(insts), generator=rng).tolist()
     return [insts[i] for i in order]
 
@@ -589,7 +593,8 @@ STATEMENTS = {
          "answers to repeated queries.",
     "b": "A server that holds only the public context (public, relinearisation and Galois keys) learns nothing "
          "about the client's inputs from the CKKS ciphertexts it receives and computes on, beyond their number and "
-         "sizes, as long as the parameters meet the HE Standard's bound: CKKS is IND-CPA secure under the RLWE "
+         "sizes, as long as the parameters meet the HE Standard's bound and no decrypted result is shown to it: "
+         "CKKS is IND-CPA secure under the RLWE "
          "assumption (with the usual circular-security assumption for the relinearisation and Galois keys), and "
          "the evaluation keys do not help to decrypt.",
     "c": "Because the queries are encrypted, a client that sends many encrypted queries and decrypts the answers "
