@@ -15,7 +15,7 @@ from .core import CheckFailure
 from .limits import TimeLimitExceeded
 
 __all__ = ["fail", "call", "describe", "fmt", "expect_float", "to_float", "expect_tensor", "expect_pair", "expect_letters",
-           "statement_checks"]
+           "expect_value_error", "statement_checks"]
 
 
 def fail(message: str) -> NoReturn:
@@ -116,6 +116,23 @@ def expect_letters(fn: Callable[[], Any], name: str, statements: Sequence[str]) 
              "that is not an answer; decide for each statement and return the letters of the true ones")
     return letters
 
+
+def expect_value_error(fn: Callable[..., Any], args: tuple, what: str, why: str, argument: str) -> None:
+    """``fn(*args)`` must raise a ValueError whose message names ``argument``; ``what`` is the call as the student
+    reads it and ``why`` says what is wrong with its input. "Not implemented yet", a check failing inside and the
+    time limit propagate and are reported as such."""
+    try:
+        fn(*args)
+    except ValueError as err:
+        if argument not in str(err):
+            fail(f"{what} raised ValueError({str(err)[:80]!r}); name the argument in the message, e.g. "
+                 f"\"{argument} must ...\": {why}")
+        return
+    except (NotImplementedError, CheckFailure, TimeLimitExceeded, KeyboardInterrupt):
+        raise
+    except Exception as err:  # noqa: BLE001 - any other exception is the wrong kind
+        fail(f"{what} raised {type(err).__name__}: {str(err)[:60]}; expected a ValueError naming {argument}: {why}")
+    fail(f"{what} returned a value; expected a ValueError naming {argument}: {why}")
 
 def statement_checks(question, name: str, statements: Mapping[str, str], true: set[str],
                      why_not: Mapping[str, str], *, hint: str, exact: bool = True) -> None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..core import ExerciseSet
-from ..expect import CheckFailure, call, describe, expect_pair, expect_tensor, fail, fmt, to_float
+from ..expect import CheckFailure, call, describe, expect_pair, expect_tensor, fail, fmt
 from ..instances import init_normal, randint
 
 SET = ExerciseSet("04_evasion_blackbox", "Exercises: black-box evasion attacks", chapter=4)

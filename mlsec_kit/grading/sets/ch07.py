@@ -30,10 +30,9 @@ import math
 
 import torch
 
-from ..core import CheckFailure, ExerciseSet
-from ..expect import call, describe, expect_tensor, fail, fmt, statement_checks
+from ..core import ExerciseSet
+from ..expect import call, describe, expect_tensor, expect_value_error, fail, fmt, statement_checks
 from ..instances import randint
-from ..limits import TimeLimitExceeded
 
 SET = ExerciseSet("07_backdoors", "Exercises: backdoors", chapter=7)
 
@@ -51,22 +50,6 @@ def _uniform(rng: torch.Generator, low: float, high: float) -> float:
 def _seeded(rng: torch.Generator) -> torch.Generator:
     """A fresh generator for the student's function, seeded from the property's own."""
     return torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=rng)))
-
-
-def _expect_value_error(fn, args: tuple, what: str, why: str, argument: str) -> None:
-    """``fn(*args)`` must raise a ValueError whose message names ``argument`` (``why`` says what is wrong)."""
-    try:
-        fn(*args)
-    except ValueError as err:
-        if argument not in str(err):
-            fail(f"{what} raised ValueError({str(err)[:80]!r}); name the argument in the message, e.g. "
-                 f"\"{argument} must ...\": {why}")
-        return
-    except (NotImplementedError, CheckFailure, TimeLimitExceeded, KeyboardInterrupt):
-        raise  # "not implemented yet" and the time limit are reported as such
-    except Exception as err:  # noqa: BLE001 - any other exception is the wrong kind
-        fail(f"{what} raised {type(err).__name__}; expected a ValueError: {why}")
-    fail(f"{what} returned a value; expected a ValueError: {why}")
 
 
 # ---- (a) apply_patch -------------------------------------------------------------------------------------
@@ -171,12 +154,12 @@ def _patch_bad_input(fn, rng):
     corner = CORNERS[randint(rng, 0, 3)]
     # min(H, W) + 1 fits the longer side (H != W), so a size checked against max(H, W) is caught every time
     for size in (0, min(h, w) + 1, max(h, w) + randint(rng, 1, 3)):
-        _expect_value_error(fn, (x.clone(), size, 0.5, corner),
+        expect_value_error(fn, (x.clone(), size, 0.5, corner),
                             f"apply_patch(x {describe(x)}, size={size}, value=0.5, corner={corner!r})",
                             f"a patch must fit a {h}x{w} image: size in [1, {min(h, w)}] (slicing would quietly "
                             "patch less or the whole image)", "size")
     for bad in ("center", corner.replace("_", "-"), corner.split("_")[0]):
-        _expect_value_error(fn, (x.clone(), 2, 0.5, bad), f"apply_patch(x {describe(x)}, size=2, value=0.5, "
+        expect_value_error(fn, (x.clone(), 2, 0.5, bad), f"apply_patch(x {describe(x)}, size=2, value=0.5, "
                             f"corner={bad!r})", f"corner must be one of {', '.join(CORNERS)}", "corner")
 
 
@@ -362,7 +345,7 @@ def _bn_bad_rate(fn, rng):
                       (1 + _uniform(rng, 0.05, 0.5), "rate must be in [0, 1]"),
                       (too_many, f"round(rate * {n}) = {others + 1} poisons, but only {others} rows are not of the "
                                  f"target class {target}")):
-        _expect_value_error(fn, (x.clone(), y.clone(), target, rate, _seeded(rng)),
+        expect_value_error(fn, (x.clone(), y.clone(), target, rate, _seeded(rng)),
                             f"badnets(x {describe(x)}, y {describe(y)}, target={target}, rate={rate:.4g}, "
                             "generator)", why, "rate")
 

@@ -70,10 +70,9 @@ import math
 import numpy as np
 import torch
 
-from ..core import CheckFailure, ExerciseSet
-from ..expect import call, describe, expect_pair, expect_tensor, fail, fmt, to_float, statement_checks
+from ..core import ExerciseSet
+from ..expect import call, describe, expect_pair, expect_tensor, expect_value_error, fail, fmt, to_float, statement_checks
 from ..instances import randint
-from ..limits import TimeLimitExceeded
 
 SET = ExerciseSet("08_membership_inference", "Exercises: membership inference", chapter=8)
 
@@ -98,22 +97,6 @@ def _number(value, what: str) -> float:
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     return to_float(value, what)
-
-
-def _expect_value_error(fn, args: tuple, what: str, why: str, argument: str) -> None:
-    """``fn(*args)`` must raise a ValueError whose message names ``argument`` (``why`` says what is wrong)."""
-    try:
-        fn(*args)
-    except ValueError as err:
-        if argument not in str(err):
-            fail(f"{what} raised ValueError({str(err)[:80]!r}); name the argument in the message, e.g. "
-                 f"\"{argument} must ...\": {why}")
-        return
-    except (NotImplementedError, CheckFailure, TimeLimitExceeded, KeyboardInterrupt):
-        raise  # "not implemented yet" and the time limit are reported as such
-    except Exception as err:  # noqa: BLE001 - any other exception is the wrong kind
-        fail(f"{what} raised {type(err).__name__}; expected a ValueError: {why}")
-    fail(f"{what} returned a value; expected a ValueError: {why}")
 
 
 # ---- (a) loss_scores -------------------------------------------------------------------------------------
@@ -431,7 +414,7 @@ def _tf_extremes(fn, rng):
 def _tf_bad(fn, rng):
     members, non_members, _, _ = _scores_instance(rng, "tie")
     for target in (-_uniform(rng, 0.01, 0.5), 1 + _uniform(rng, 0.01, 0.5), 100 * _uniform(rng, 0.01, 0.05)):
-        _expect_value_error(fn, (members.clone(), non_members.clone(), target),
+        expect_value_error(fn, (members.clone(), non_members.clone(), target),
                             f"tpr_at_fpr(member_scores, non_member_scores, target_fpr={target:.4g})",
                             "target_fpr must be in [0, 1] (a rate, not a percentage)", "target_fpr")
 
@@ -614,7 +597,7 @@ def _ra_independent(fn, rng):
 def _ra_bad(fn, rng):
     reference, _, members, non_members, _ = _attack_instance(rng, "up")
     for target in (-_uniform(rng, 0.01, 0.5), 1 + _uniform(rng, 0.01, 0.5)):
-        _expect_value_error(fn, (reference.clone(), target, members.clone(), non_members.clone()),
+        expect_value_error(fn, (reference.clone(), target, members.clone(), non_members.clone()),
                             f"reference_attack(reference_scores, target_fpr={target:.4g}, ...)",
                             "target_fpr must be in [0, 1]", "target_fpr")
 

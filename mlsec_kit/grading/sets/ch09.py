@@ -59,10 +59,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..core import CheckFailure, ExerciseSet
-from ..expect import call, describe, expect_pair, expect_tensor, fail, fmt, statement_checks
+from ..core import ExerciseSet
+from ..expect import call, describe, expect_pair, expect_tensor, expect_value_error, fail, fmt, statement_checks
 from ..instances import randint
-from ..limits import TimeLimitExceeded
 
 SET = ExerciseSet("09_model_attacks", "Exercises: model inversion, extraction and gradient leakage", chapter=9)
 
@@ -79,22 +78,6 @@ def _uniform(rng: torch.Generator, low: float, high: float) -> float:
 def _seeded(rng: torch.Generator) -> torch.Generator:
     """A fresh generator for the student's function, seeded from the property's own."""
     return torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=rng)))
-
-
-def _expect_value_error(fn, args: tuple, what: str, why: str, argument: str) -> None:
-    """``fn(*args)`` must raise a ValueError whose message names ``argument`` (``why`` says what is wrong)."""
-    try:
-        fn(*args)
-    except ValueError as err:
-        if argument not in str(err):
-            fail(f"{what} raised ValueError({str(err)[:80]!r}); name the argument in the message, e.g. "
-                 f"\"{argument} must ...\": {why}")
-        return
-    except (NotImplementedError, CheckFailure, TimeLimitExceeded, KeyboardInterrupt):
-        raise  # "not implemented yet", a check inside the query and the time limit are reported as such
-    except Exception as err:  # noqa: BLE001 - any other exception is the wrong kind
-        fail(f"{what} raised {type(err).__name__}; expected a ValueError: {why}")
-    fail(f"{what} returned a value; expected a ValueError: {why}")
 
 
 # ---- (a) extract_softmax -------------------------------------------------------------------------------
@@ -245,7 +228,7 @@ def _ex_bad_budget(fn, rng):
     W, b, _ = _victim(rng)
     k, d = W.shape
     for budget in (d, randint(rng, 1, d - 1)):
-        _expect_value_error(fn, (_API(W, b), d, k, budget, _seeded(rng)),
+        expect_value_error(fn, (_API(W, b), d, k, budget, _seeded(rng)),
                             f"extract_softmax(query, num_features={d}, num_classes={k}, budget={budget}, generator)",
                             f"each class has d + 1 = {d + 1} unknowns (its weights and bias), so {budget} queries "
                             "leave the system underdetermined and the answer would be a guess", "budget")
@@ -465,7 +448,7 @@ def _lg_tanh(fn, rng):
 def _lg_bad_input(fn, rng):
     grad, _ = _gradient(rng, randint(rng, 3, 6), randint(rng, 4, 9), 1)
     for bad, why in ((grad.sum(1), "a 1-D vector (the bias gradient?)"), (grad[None], "a 3-D tensor")):
-        _expect_value_error(fn, (bad,), f"label_from_gradient(weight_grad {describe(bad)})",
+        expect_value_error(fn, (bad,), f"label_from_gradient(weight_grad {describe(bad)})",
                             f"{why}: the rule reads the rows of the last layer's weight gradient (K, H)", "weight_grad")
 
 

@@ -104,7 +104,7 @@ from typing import Any
 import torch
 
 from ..core import ExerciseSet
-from ..expect import call, describe, fail, fmt, statement_checks
+from ..expect import call, describe, expect_value_error, fail, fmt, statement_checks
 from ..instances import randint
 
 SET = ExerciseSet("12_homomorphic_encryption", "Exercises: homomorphic encryption", chapter=12, extras=("tenseal",))
@@ -196,24 +196,6 @@ def _decrypt_answer(client: _Client, out: Any, what: str, size: int) -> torch.Te
     return torch.tensor(values, dtype=torch.float64)
 
 
-def _expect_value_error(fn, args: tuple, what: str, why: str, argument: str) -> None:
-    from ..core import CheckFailure
-    from ..limits import TimeLimitExceeded
-    try:
-        fn(*args)
-    except ValueError as err:
-        if argument not in str(err):
-            fail(f"{what} raised ValueError({str(err)[:80]!r}); name the argument in the message, e.g. "
-                 f"\"{argument} ...\": {why}")
-        return
-    except (NotImplementedError, CheckFailure, TimeLimitExceeded, KeyboardInterrupt):
-        raise
-    except Exception as err:  # noqa: BLE001 - any other exception is the wrong kind
-        fail(f"{what} raised {type(err).__name__}: {str(err)[:60]}; expected a ValueError naming {argument}: "
-             f"{why}")
-    fail(f"{what} returned a value; expected a ValueError naming {argument}: {why}")
-
-
 # ---- (a) server_linear -------------------------------------------------------------------------------------
 server_linear = SET.question(
     "server_linear", "server_linear(public_context, x_ct, weight, bias) -> bytes",
@@ -301,10 +283,10 @@ def _sl_bad(fn, rng):
     m, n = inst["w"].shape
     x_ct = client.encrypt(inst["x"])
     wide = torch.cat([inst["w"], _uniform(rng, -1, 1, (m, 1))], dim=1)
-    _expect_value_error(fn, (client.public, x_ct, wide, inst["b"]),
+    expect_value_error(fn, (client.public, x_ct, wide, inst["b"]),
                         f"server_linear(..., x_ct ({n} values), weight ({m}, {n + 1}), bias ({m},))",
                         f"the weight's columns must match the {n} encrypted values", "weight")
-    _expect_value_error(fn, (client.public, x_ct, inst["w"], torch.cat([inst["b"], inst["b"][:1]])),
+    expect_value_error(fn, (client.public, x_ct, inst["w"], torch.cat([inst["b"], inst["b"][:1]])),
                         f"server_linear(..., x_ct ({n} values), weight ({m}, {n}), bias ({m + 1},))",
                         f"the bias must have one entry per row of the weight ({m})", "bias")
 
@@ -410,11 +392,11 @@ def _sp_bad(fn, rng):
     client = _client(*POLY_CONTEXT, galois=False)
     x = _uniform(rng, -1.0, 1.0, (randint(rng, 4, 8),))
     x_ct = client.encrypt(x)
-    _expect_value_error(fn, (client.public, x_ct, []), "server_poly(public context, x_ct, coeffs=[])",
+    expect_value_error(fn, (client.public, x_ct, []), "server_poly(public context, x_ct, coeffs=[])",
                         "there is no polynomial to evaluate", "coeffs")
     degree = randint(rng, 4, 7)
     coeffs = (_signs(rng, (degree + 1,)) * _uniform(rng, 0.3, 1.2, (degree + 1,))).tolist()
-    _expect_value_error(fn, (client.public, x_ct, coeffs),
+    expect_value_error(fn, (client.public, x_ct, coeffs),
                         f"server_poly(public context, x_ct with 2 levels left, coeffs of degree {degree})",
                         f"degree {degree} needs ceil(log2({degree} + 1)) = {math.ceil(math.log2(degree + 1))} levels; "
                         "check the levels left (he.depth_left) before TenSEAL fails with 'scale out of bounds'",
@@ -574,15 +556,15 @@ def _cp_run(fn, rng):
                         f"(outside [{MIN_SCALE}, {MAX_SCALE}])")
 def _cp_bad(fn, rng):
     s = randint(rng, 25, 40)
-    _expect_value_error(fn, (0, s), f"choose_parameters(depth=0, scale_bits={s})", "depth must be at least 1",
+    expect_value_error(fn, (0, s), f"choose_parameters(depth=0, scale_bits={s})", "depth must be at least 1",
                         "depth")
     top = max(_table().values())
     deep = math.ceil((top - 2 * HEADROOM + 1) / s) - 2 + randint(rng, 0, 5)  # (deep + 2) s + 20 > top
-    _expect_value_error(fn, (deep, s), f"choose_parameters(depth={deep}, scale_bits={s})",
+    expect_value_error(fn, (deep, s), f"choose_parameters(depth={deep}, scale_bits={s})",
                         f"{(deep + 2) * s + 2 * HEADROOM} bits exceed the standard's largest bound "
                         f"({top} bits at N = {max(_table())})", "depth")
     for bad in (randint(rng, 5, MIN_SCALE - 1), randint(rng, MAX_SCALE + 1, 70)):
-        _expect_value_error(fn, (2, bad), f"choose_parameters(depth=2, scale_bits={bad})",
+        expect_value_error(fn, (2, bad), f"choose_parameters(depth=2, scale_bits={bad})",
                             f"scale_bits must be in [{MIN_SCALE}, {MAX_SCALE}]", "scale_bits")
 
 
