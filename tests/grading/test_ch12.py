@@ -12,8 +12,9 @@ pytest.importorskip("tenseal")
 
 import tenseal as ts  # noqa: E402
 
-from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_mistake_fails,  # noqa: E402
-                             assert_passes_on_seeds, assert_set_runs_quickly, solution_functions)
+from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_forbidden_names_resolve,  # noqa: E402
+                             assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, run_blocked,
+                             solution_functions)
 from mlsec_kit.crypto import he  # noqa: E402
 from mlsec_kit.grading import get_exercise, run_question  # noqa: E402
 from mlsec_kit.grading.core import derive_seed  # noqa: E402
@@ -137,21 +138,12 @@ def _checker_parameters(depth, scale_bits):
 
 def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
     """The names resolve (a typo would block nothing), and the kit's own answers lose the value checks."""
-    from mlsec_kit.grading.runner import _block, _resolve
-
-    for q in EXERCISE.questions.values():
-        for name in q.forbid:
-            assert callable(_resolve(name)), name
+    assert_forbidden_names_resolve(EXERCISE)
     for name, fn in [("server_linear", _kit_linear), ("server_poly", _kit_poly),
                      ("choose_parameters", _kit_parameters), ("choose_parameters", _checker_parameters)]:
         question = EXERCISE.questions[name]
         assert run_question(question, fn, seed=1).passed, run_question(question, fn, seed=1).report()
-        undo = _block(list(question.forbid))
-        try:
-            result = run_question(question, fn, seed=1)
-        finally:
-            undo()
-        assert "implement this yourself" in result.report()
+        result = run_blocked(question, fn)
         # only the checks of bad input, which never reach the kit, may still pass
         assert result.score <= 1, result.report()
 
