@@ -1,0 +1,244 @@
+"""Secure inference: a trained logistic regression or polynomial-activation MLP evaluated on secret-shared inputs.
+
+Party 0 is the model owner: it secret-shares its weights once (phase ``"setup"``), or keeps them public with
+``private_weights=False``. The last party is the data owner: it shares its inputs, the parties evaluate the network
+on shares (linear layers by matrix Beaver triples, or locally with public weights; activations by square pairs)
+and open the logits to the data owner only. This is the two-/three-server setting of SecureML (Mohassel & Zhang
+2017) and CrypTen (Knott et al. 2021) with a trusted dealer for the preprocessing.
+
+Accepted models: ``nn.Sequential`` (nested ones are flattened) of ``nn.Flatten``, ``nn.Linear``, ``nn.Identity``,
+``nn.Dropout`` (the identity at inference) and square activations (any module whose class is named ``Square`` and
+computes ``x * x``, such as :class:`mlsec_kit.models.Square` or :class:`SquareActivation` here). ReLU needs a
+secure comparison, which this package does not provide: train with ``activation="square"``.
+
+Tolerance (:func:`error_bound`): with ``f`` fractional bits, every encoding (inputs, weights, biases) is off by at
+most ``δ = 2^-(f+1)`` and every truncation by less than ``t`` ulp (``t = 1`` local, ``2`` dealer; 1 ulp = ``2^-f``).
+A linear layer with input error ``e`` has output error at most ``(|W| + δ) e + δ Σ|x| + t 2^-f + δ``; a square,
+``e (2|x| + e) + t 2^-f``. Propagated through the network from ``e = δ`` this bounds ``|secure - plaintext|`` per
+logit, except with the truncation failure probability (about ``|value| 2^(f-63)`` per truncated element).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from .protocol import MessageLog, Network, SharedTensor, add, add_public, matmul, matmul_public, square
+from .ring import DEFAULT_FRAC_BITS, check_frac_bits, check_generator, check_parties
+
+__all__ = ["SquareActivation", "SecureModel", "SecureLogReg", "SecureMLP", "SecurePrediction", "secure_predict",
+           "error_bound", "model_layers"]
+
+_IDENTITY = (nn.Identity, nn.Dropout)
+
+
+class SquareActivation(nn.Module):
+    """``x * x``: a polynomial activation that secret sharing (and homomorphic encryption) can evaluate."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+
+def _is_square(m: nn.Module) -> bool:
+    return type(m).__name__ in ("Square", "SquareActivation")
+
+
+def model_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's layers in order, nested ``nn.Sequential`` flattened; refuses layers MPC cannot evaluate here."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    mods = list(model) if isinstance(model, nn.Sequential) else [model]
+    out: list[nn.Module] = []
+    for m in mods:
+        if isinstance(m, nn.Sequential):
+            out += model_layers(m)
+        elif isinstance(m, (nn.Linear, nn.Flatten)) or _is_square(m):
+            out.append(m)
+        elif isinstance(m, _IDENTITY):
+            continue
+        elif isinstance(m, nn.ReLU):
+            raise ValueError("model has a ReLU: it needs a secure comparison, which mlsec_kit.crypto.mpc does not "
+                             "provide; train the model with a square activation (mlp(..., activation='square'))")
+        else:
+            raise ValueError(f"model has a layer of type {type(m).__name__}; accepted: Linear, Flatten, Identity, "
+                             f"Dropout and square activations")
+    if not any(isinstance(m, nn.Linear) for m in out):
+        raise ValueError("model must contain at least one nn.Linear layer")
+    return out
+
+
+class SecureModel:
+    """A model whose layers the parties of ``network`` evaluate on shares.
+
+    Args:
+        model: a trained model (:func:`model_layers` says which); not modified.
+        network: the parties.
+        owner: index of the model owner, who shares the weights (phase ``"setup"``).
+        private_weights: share the weights (secret-by-secret products) or publish them (local products).
+    """
+
+    def __init__(self, model: nn.Module, network: Network, *, owner: int = 0, private_weights: bool = True):
+        if not isinstance(network, Network):
+            raise TypeError(f"network must be a Network, got {type(network).__name__}")
+        network._check_party(owner, "owner")
+        self.layers = model_layers(model)
+        self.network, self.private_weights = network, bool(private_weights)
+        self._params: list[Optional[tuple]] = []
+        saved, network.phase = network.phase, "setup"
+        try:
+            for m in self.layers:
+                if isinstance(m, nn.Linear):
+                    w = m.weight.detach().to(torch.float64).cpu().t().contiguous()
+                    b = None if m.bias is None else m.bias.detach().to(torch.float64).cpu()
+                    if self.private_weights:
+                        w = network.share(w, owner=owner)
+                        b = None if b is None else network.share(b, owner=owner)
+                    self._params.append((w, b))
+                else:
+                    self._params.append(None)
+        finally:
+            network.phase = saved
+
+    def forward(self, x: SharedTensor) -> SharedTensor:
+        """The logits, shared. Shape: ``x`` ``(N, *input_shape)`` → ``(N, num_classes)``."""
+        self.network._check_mine(x, "x")
+        if len(x.shape) < 2:
+            raise ValueError(f"x must have a batch dimension, shape (N, *input_shape), got {tuple(x.shape)}")
+        h = x
+        for m, params in zip(self.layers, self._params):
+            if isinstance(m, nn.Flatten):
+                h = h.reshape(h.shape[0], -1)
+            elif isinstance(m, nn.Linear):
+                if len(h.shape) != 2 or h.shape[1] != m.in_features:
+                    raise ValueError(f"x does not fit the model: a Linear layer expects {m.in_features} features, "
+                                     f"got shape {tuple(h.shape)}")
+                w, b = params
+                h = matmul(h, w) if self.private_weights else matmul_public(h, w)
+                if b is not None:
+                    h = add(h, _broadcast(b, h.shape)) if self.private_weights else add_public(h, b)
+            else:
+                h = square(h)
+        return h
+
+    __call__ = forward
+
+
+def _broadcast(x: SharedTensor, shape) -> SharedTensor:
+    """Each party expands its own share (local: the shares of a repeated value are the repeated shares)."""
+    return x.network._local(lambda p: p.share_of(x.handle).expand(shape).clone(), shape)
+
+
+class SecureLogReg(SecureModel):
+    """A (multinomial) logistic regression on shares: exactly one ``nn.Linear`` (plus ``Flatten``); the logits,
+    not the probabilities, are computed (the softmax/sigmoid is monotone, so the data owner's argmax needs no MPC)."""
+
+    def __init__(self, model: nn.Module, network: Network, **kwargs):
+        n_lin = sum(isinstance(m, nn.Linear) for m in model_layers(model))
+        if n_lin != 1 or any(_is_square(m) for m in model_layers(model)):
+            raise ValueError(f"model must be a logistic regression (one Linear layer, no activation), got {n_lin} "
+                             f"Linear layers; use SecureMLP")
+        super().__init__(model, network, **kwargs)
+
+
+class SecureMLP(SecureModel):
+    """A multi-layer perceptron with square activations on shares."""
+
+
+@dataclass
+class SecurePrediction:
+    """Result of :func:`secure_predict`.
+
+    Attributes:
+        logits: float64 ``(N, num_classes)``, as opened to the data owner.
+        rounds: online communication rounds (input sharing, evaluation, output).
+        bytes: bytes sent online, all parties together.
+        seconds: wall-clock time of the whole simulated protocol (setup, dealer and online, one process).
+        offline_bytes: bytes the dealer sent.
+        setup_bytes: bytes the model owner sent to share its weights.
+        tolerance: :func:`error_bound` per logit.
+        log: the full :class:`MessageLog`.
+    """
+    logits: torch.Tensor
+    rounds: int
+    bytes: int
+    seconds: float
+    offline_bytes: int
+    setup_bytes: int
+    tolerance: torch.Tensor
+    log: MessageLog
+
+
+def secure_predict(model: nn.Module, x: torch.Tensor, *, parties: int = 2, generator: torch.Generator,
+                   frac_bits: int = DEFAULT_FRAC_BITS, private_weights: bool = True,
+                   truncation: str = "auto") -> SecurePrediction:
+    """Evaluate ``model`` on ``x`` by MPC among ``parties`` simulated parties (party 0 owns the model, the last
+    party owns ``x`` and receives the logits).
+
+    Args:
+        model: logistic regression or square-activation MLP (:func:`model_layers`); not modified.
+        x: inputs ``(N, *input_shape)``, real; not modified.
+        parties: 2 or more (2: SecureML's two servers; 3: a three-party setting with dealer truncation).
+        generator: seeded generator for every share and dealer value.
+        frac_bits: fixed-point fractional bits.
+        private_weights: share the weights (default) or publish them to the parties.
+        truncation: ``"auto"``, ``"local"`` (2 parties) or ``"dealer"``.
+
+    Returns:
+        :class:`SecurePrediction`; ``logits`` equal ``model(x)`` (in float64) within ``tolerance``.
+    """
+    check_parties(parties)
+    check_generator(generator)
+    check_frac_bits(frac_bits)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    layers = model_layers(model)
+    start = time.perf_counter()
+    net = Network(parties, generator=generator, frac_bits=frac_bits, truncation=truncation)
+    n_lin = sum(isinstance(m, nn.Linear) for m in layers)
+    cls = SecureLogReg if n_lin == 1 and not any(_is_square(m) for m in layers) else SecureMLP
+    secure = cls(model, net, owner=0, private_weights=private_weights)
+    xs = net.share(x.detach().to(torch.float64).cpu(), owner=parties - 1)
+    logits = net.reveal(secure(xs), to=parties - 1)
+    seconds = time.perf_counter() - start
+    tol = error_bound(model, x, frac_bits=frac_bits, truncation=net.truncation)
+    return SecurePrediction(logits=logits, rounds=net.log.rounds, bytes=net.log.total_bytes(phase="online"),
+                            seconds=seconds, offline_bytes=net.log.total_bytes(phase="offline"),
+                            setup_bytes=net.log.total_bytes(phase="setup"), tolerance=tol, log=net.log)
+
+
+def error_bound(model: nn.Module, x: torch.Tensor, *, frac_bits: int = DEFAULT_FRAC_BITS,
+                truncation: str = "local") -> torch.Tensor:
+    """A bound on ``|secure logits - plaintext logits|`` per logit from fixed-point rounding and truncation
+    (module docstring), holding except with the truncation failure probability.
+
+    Args:
+        model: as for :func:`secure_predict`.
+        x: inputs ``(N, *input_shape)``.
+        frac_bits: fractional bits.
+        truncation: ``"local"`` (less than 1 ulp per truncation) or ``"dealer"`` (less than 2 ulp).
+
+    Returns:
+        float64 ``(N, num_classes)``.
+    """
+    check_frac_bits(frac_bits)
+    if truncation not in ("local", "dealer"):
+        raise ValueError(f"truncation must be 'local' or 'dealer', got {truncation!r}")
+    t = (1.0 if truncation == "local" else 2.0) * 2.0 ** -frac_bits
+    delta = 2.0 ** -(frac_bits + 1)
+    h = x.detach().to(torch.float64).cpu()
+    e = torch.full_like(h, delta)
+    for m in model_layers(model):
+        if isinstance(m, nn.Flatten):
+            h, e = h.reshape(h.shape[0], -1), e.reshape(e.shape[0], -1)
+        elif isinstance(m, nn.Linear):
+            w = m.weight.detach().to(torch.float64).cpu()
+            e = e @ (w.abs() + delta).t() + delta * h.abs().sum(-1, keepdim=True) + t + (
+                0.0 if m.bias is None else delta)
+            h = h @ w.t() + (0.0 if m.bias is None else m.bias.detach().to(torch.float64).cpu())
+        else:
+            e = e * (2 * h.abs() + e) + t
+            h = h * h
+    return e
