@@ -20,7 +20,7 @@ logit, except with the truncation failure probability (about ``|value| 2^(f-63)`
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import torch
@@ -168,7 +168,7 @@ class SecurePrediction:
     offline_bytes: int
     setup_bytes: int
     tolerance: torch.Tensor
-    log: MessageLog
+    log: MessageLog = field(repr=False)
 
 
 def secure_predict(model: nn.Module, x: torch.Tensor, *, parties: int = 2, generator: torch.Generator,

@@ -518,5 +518,6 @@ def polynomial(x: SharedTensor, coefficients: Sequence[float]) -> SharedTensor:
 
 def sigmoid_approx(x: SharedTensor) -> SharedTensor:
     """The degree-3 polynomial :data:`SIGMOID3` of ``x``: within about 0.11 of the sigmoid on [-8, 8]
-    (measured in the tests), and unbounded outside."""
+    (measured in the tests), and unbounded outside. Fixed point adds the rounding of the coefficients
+    (``2^-(f+1)`` each, times ``|x|^k``: up to 4e-3 at ``|x| = 8`` with ``f = 16``)."""
     return polynomial(x, SIGMOID3)
