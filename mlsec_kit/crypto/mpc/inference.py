@@ -12,9 +12,10 @@ computes ``x * x``, such as :class:`mlsec_kit.models.Square` or :class:`SquareAc
 secure comparison, which this package does not provide: train with ``activation="square"``.
 
 Tolerance (:func:`error_bound`): with ``f`` fractional bits, every encoding (inputs, weights, biases) is off by at
-most ``δ = 2^-(f+1)`` and every truncation by less than ``t`` ulp (``t = 1`` local, ``2`` dealer; 1 ulp = ``2^-f``).
-A linear layer with input error ``e`` has output error at most ``(|W| + δ) e + δ Σ|x| + t 2^-f + δ``; a square,
-``e (2|x| + e) + t 2^-f``. Propagated through the network from ``e = δ`` this bounds ``|secure - plaintext|`` per
+most ``δ = 2^-(f+1)`` (the bound uses each value's actual rounding error) and every truncation by less than ``t``
+ulp (``t = 1`` local, ``2`` dealer; 1 ulp = ``2^-f``). A linear layer with input error ``e`` has output error at
+most ``|W~| e + |W~ - W| |x| + t 2^-f + |b~ - b|`` (``W~`` the encoded weights, at most ``(|W| + δ) e + δ Σ|x|
++ t 2^-f + δ``); a square, ``e (2|x| + e) + t 2^-f``. Propagated through the network from ``e = δ`` this bounds ``|secure - plaintext|`` per
 logit, except with the truncation failure probability (about ``|value| 2^(f-63)`` per truncated element).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from .protocol import MessageLog, Network, SharedTensor, add, add_public, matmul, matmul_public, square
-from .ring import DEFAULT_FRAC_BITS, check_frac_bits, check_generator, check_parties
+from .ring import DEFAULT_FRAC_BITS, check_frac_bits, check_generator, check_parties, decode, encode
 
 __all__ = ["SquareActivation", "SecureModel", "SecureLogReg", "SecureMLP", "SecurePrediction", "secure_predict",
            "error_bound", "model_layers"]
@@ -227,18 +228,29 @@ def error_bound(model: nn.Module, x: torch.Tensor, *, frac_bits: int = DEFAULT_F
     if truncation not in ("local", "dealer"):
         raise ValueError(f"truncation must be 'local' or 'dealer', got {truncation!r}")
     t = (1.0 if truncation == "local" else 2.0) * 2.0 ** -frac_bits
-    delta = 2.0 ** -(frac_bits + 1)
+
+    def fixed(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The value on the fixed-point grid and its rounding error (at most 2^-(f+1))."""
+        v = v.detach().to(torch.float64).cpu()
+        on_grid = decode(encode(v, frac_bits=frac_bits, headroom=0), frac_bits=frac_bits)
+        return on_grid, (on_grid - v).abs()
+
     h = x.detach().to(torch.float64).cpu()
-    e = torch.full_like(h, delta)
+    e = fixed(h)[1]
     for m in model_layers(model):
         if isinstance(m, nn.Flatten):
             h, e = h.reshape(h.shape[0], -1), e.reshape(e.shape[0], -1)
         elif isinstance(m, nn.Linear):
             w = m.weight.detach().to(torch.float64).cpu()
-            e = e @ (w.abs() + delta).t() + delta * h.abs().sum(-1, keepdim=True) + t + (
-                0.0 if m.bias is None else delta)
-            h = h @ w.t() + (0.0 if m.bias is None else m.bias.detach().to(torch.float64).cpu())
+            w_fx, dw = fixed(w)
+            # W~x~ - Wx = W~(x~ - x) + (W~ - W)x, then one truncation, then the bias's rounding
+            e = e @ w_fx.abs().t() + h.abs() @ dw.t() + t
+            h = h @ w.t()
+            if m.bias is not None:
+                e = e + fixed(m.bias)[1]
+                h = h + m.bias.detach().to(torch.float64).cpu()
         else:
+            # x~^2 - x^2 = (x~ - x)(x~ + x), then one truncation
             e = e * (2 * h.abs() + e) + t
             h = h * h
     return e

@@ -146,3 +146,27 @@ def test_bad_input(digits, logreg):
         secure_predict(logreg, digits.X_test[:2], generator=None)
     with pytest.raises(ValueError, match="truncation"):
         error_bound(logreg, digits.X_test[:2], truncation="auto")
+
+
+def test_error_bound_holds_for_worst_case_rounding():
+    """Inputs just below half an ulp off the grid: encoding error ~2^-17, amplified 2|x| times by the square."""
+    model = nn.Sequential(SquareActivation(), nn.Linear(1, 1, bias=False))
+    with torch.no_grad():
+        model[1].weight.fill_(1.0)
+    x = torch.tensor([[100.0], [-250.0], [37.0]], dtype=torch.float64) + 2.0 ** -17 * (1 - 1e-6)
+    for parties in (2, 3):
+        res = secure_predict(model, x, parties=parties, generator=torch.Generator().manual_seed(0))
+        err = (res.logits - _plain(model, x)).abs()
+        assert (err <= res.tolerance).all()
+        assert (err > 0.6 * res.tolerance).all()  # nearly tight here
+
+
+def test_error_bound_counts_the_bias_rounding():
+    on_grid, off_grid = (nn.Linear(1, 1) for _ in range(2))
+    with torch.no_grad():
+        for m, b in ((on_grid, 0.25), (off_grid, 0.25 + 2.0 ** -18)):
+            m.weight.fill_(1.0)
+            m.bias.fill_(b)
+    x = torch.tensor([[1.0]])
+    diff = error_bound(off_grid, x) - error_bound(on_grid, x)
+    assert diff.item() == pytest.approx(2.0 ** -18, rel=1e-6)
