@@ -5,14 +5,16 @@ regression and small polynomial-activation MLPs.
 * :mod:`.ring`: :func:`encode` / :func:`decode`, :func:`share` / :func:`reconstruct`.
 * :mod:`.protocol`: :class:`Party`, :class:`Dealer`, :class:`Network`, :class:`MessageLog`,
   :class:`SharedTensor` and the operations on shares (Beaver products, truncation, polynomials).
+* :mod:`.compare`: :func:`relu`, :func:`greater_equal` (secure comparison with a dealer's bit-decomposed mask).
 * :mod:`.inference`: :class:`SecureLogReg`, :class:`SecureMLP`, :func:`secure_predict`.
 
 A simulation for teaching: all parties run in one process and the dealer is trusted; nothing here is hardened
 against side channels or malicious parties. For real work use a maintained framework (CrypTen, MP-SPDZ).
 """
+from .compare import COMPARE_BITS, greater_equal, greater_equal_zero, relu, sign_bit
 from .inference import SecureLogReg, SecureMLP, SecureModel, SecurePrediction, error_bound, secure_predict
 from .protocol import (SIGMOID3, TRUNCATIONS, Dealer, Message, MessageLog, Network, Party, SharedTensor, add,
-                       add_public, matmul, matmul_public, mul, mul_public, neg, polynomial, sigmoid_approx, square,
+                       add_public, beaver_product, matmul, matmul_public, mul, mul_public, neg, polynomial, sigmoid_approx, square,
                        sub, truncate)
 from .ring import (DEFAULT_FRAC_BITS, DEFAULT_HEADROOM, RING_BITS, decode, encode, max_abs, random_ring,
                    reconstruct, share)
@@ -22,6 +24,7 @@ __all__ = [
     "reconstruct",
     "Message", "MessageLog", "Party", "Dealer", "Network", "SharedTensor", "TRUNCATIONS", "SIGMOID3", "add", "sub",
     "neg", "add_public", "mul_public", "mul", "square", "matmul_public", "matmul", "truncate", "polynomial",
-    "sigmoid_approx",
+    "sigmoid_approx", "beaver_product",
+    "COMPARE_BITS", "sign_bit", "greater_equal_zero", "greater_equal", "relu",
     "SecureModel", "SecureLogReg", "SecureMLP", "SecurePrediction", "secure_predict", "error_bound",
 ]

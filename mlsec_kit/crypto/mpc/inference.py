@@ -7,16 +7,19 @@ and open the logits to the data owner only. This is the two-/three-server settin
 2017) and CrypTen (Knott et al. 2021) with a trusted dealer for the preprocessing.
 
 Accepted models: ``nn.Sequential`` (nested ones are flattened) of ``nn.Flatten``, ``nn.Linear``, ``nn.Identity``,
-``nn.Dropout`` (the identity at inference) and square activations (any module whose class is named ``Square`` and
-computes ``x * x``, such as :class:`mlsec_kit.models.Square` or :class:`SquareActivation` here). ReLU needs a
-secure comparison, which this package does not provide: train with ``activation="square"``.
+``nn.Dropout`` (the identity at inference), ``nn.ReLU`` (secure comparison, :mod:`.compare`: 9 rounds per layer;
+exact for inputs ``|x| < 2^19`` with the defaults) and square activations (any module whose class is named
+``Square`` and computes ``x * x``, such as :class:`mlsec_kit.models.Square` or :class:`SquareActivation` here: one
+round).
 
 Tolerance (:func:`error_bound`): with ``f`` fractional bits, every encoding (inputs, weights, biases) is off by at
 most ``δ = 2^-(f+1)`` (the bound uses each value's actual rounding error) and every truncation by less than ``t``
 ulp (``t = 1`` local, ``2`` dealer; 1 ulp = ``2^-f``). A linear layer with input error ``e`` has output error at
 most ``|W~| e + |W~ - W| |x| + t 2^-f + |b~ - b|`` (``W~`` the encoded weights, at most ``(|W| + δ) e + δ Σ|x|
-+ t 2^-f + δ``); a square, ``e (2|x| + e) + t 2^-f``. Propagated through the network from ``e = δ`` this bounds ``|secure - plaintext|`` per
-logit, except with the truncation failure probability (about ``|value| 2^(f-63)`` per truncated element).
++ t 2^-f + δ``); a square, ``e (2|x| + e) + t 2^-f``; a ReLU, computed exactly on the encoded values and
+1-Lipschitz, keeps ``e``. Propagated through the network from the inputs' rounding errors, this bounds
+``|secure - plaintext|`` per logit, except with the truncation failure probability (about ``|value| 2^(f-63)`` per
+truncated element) and provided ReLU inputs stay below ``2^(COMPARE_BITS - 1 - f)`` in magnitude.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from .compare import relu
 from .protocol import MessageLog, Network, SharedTensor, add, add_public, matmul, matmul_public, square
 from .ring import DEFAULT_FRAC_BITS, check_frac_bits, check_generator, check_parties, decode, encode
 
@@ -56,16 +60,13 @@ def model_layers(model: nn.Module) -> list[nn.Module]:
     for m in mods:
         if isinstance(m, nn.Sequential):
             out += model_layers(m)
-        elif isinstance(m, (nn.Linear, nn.Flatten)) or _is_square(m):
+        elif isinstance(m, (nn.Linear, nn.Flatten, nn.ReLU)) or _is_square(m):
             out.append(m)
         elif isinstance(m, _IDENTITY):
             continue
-        elif isinstance(m, nn.ReLU):
-            raise ValueError("model has a ReLU: it needs a secure comparison, which mlsec_kit.crypto.mpc does not "
-                             "provide; train the model with a square activation (mlp(..., activation='square'))")
         else:
             raise ValueError(f"model has a layer of type {type(m).__name__}; accepted: Linear, Flatten, Identity, "
-                             f"Dropout and square activations")
+                             f"Dropout, ReLU and square activations")
     if not any(isinstance(m, nn.Linear) for m in out):
         raise ValueError("model must contain at least one nn.Linear layer")
     return out
@@ -120,6 +121,8 @@ class SecureModel:
                 h = matmul(h, w) if self.private_weights else matmul_public(h, w)
                 if b is not None:
                     h = add(h, _broadcast(b, h.shape)) if self.private_weights else add_public(h, b)
+            elif isinstance(m, nn.ReLU):
+                h = relu(h)
             else:
                 h = square(h)
         return h
@@ -138,14 +141,14 @@ class SecureLogReg(SecureModel):
 
     def __init__(self, model: nn.Module, network: Network, **kwargs):
         n_lin = sum(isinstance(m, nn.Linear) for m in model_layers(model))
-        if n_lin != 1 or any(_is_square(m) for m in model_layers(model)):
+        if n_lin != 1 or any(_is_square(m) or isinstance(m, nn.ReLU) for m in model_layers(model)):
             raise ValueError(f"model must be a logistic regression (one Linear layer, no activation), got {n_lin} "
                              f"Linear layers; use SecureMLP")
         super().__init__(model, network, **kwargs)
 
 
 class SecureMLP(SecureModel):
-    """A multi-layer perceptron with square activations on shares."""
+    """A multi-layer perceptron with square or ReLU activations on shares."""
 
 
 @dataclass
@@ -179,7 +182,7 @@ def secure_predict(model: nn.Module, x: torch.Tensor, *, parties: int = 2, gener
     party owns ``x`` and receives the logits).
 
     Args:
-        model: logistic regression or square-activation MLP (:func:`model_layers`); not modified.
+        model: logistic regression or MLP with square or ReLU activations (:func:`model_layers`); not modified.
         x: inputs ``(N, *input_shape)``, real; not modified.
         parties: 2 or more (2: SecureML's two servers; 3: a three-party setting with dealer truncation).
         generator: seeded generator for every share and dealer value.
@@ -199,7 +202,8 @@ def secure_predict(model: nn.Module, x: torch.Tensor, *, parties: int = 2, gener
     start = time.perf_counter()
     net = Network(parties, generator=generator, frac_bits=frac_bits, truncation=truncation)
     n_lin = sum(isinstance(m, nn.Linear) for m in layers)
-    cls = SecureLogReg if n_lin == 1 and not any(_is_square(m) for m in layers) else SecureMLP
+    cls = SecureLogReg if n_lin == 1 and not any(_is_square(m) or isinstance(m, nn.ReLU) for m in layers) \
+        else SecureMLP
     secure = cls(model, net, owner=0, private_weights=private_weights)
     xs = net.share(x.detach().to(torch.float64).cpu(), owner=parties - 1)
     logits = net.reveal(secure(xs), to=parties - 1)
@@ -249,6 +253,8 @@ def error_bound(model: nn.Module, x: torch.Tensor, *, frac_bits: int = DEFAULT_F
             if m.bias is not None:
                 e = e + fixed(m.bias)[1]
                 h = h + m.bias.detach().to(torch.float64).cpu()
+        elif isinstance(m, nn.ReLU):
+            h = h.clamp_min(0)
         else:
             # x~^2 - x^2 = (x~ - x)(x~ + x), then one truncation
             e = e * (2 * h.abs() + e) + t

@@ -26,9 +26,7 @@ Protocols (semi-honest parties, a trusted dealer for the preprocessing, as in SP
   within 2 ulp (``x/2^f - 2 < result <= x/2^f``), with the same failure probability.
   ``"auto"`` uses ``"local"`` for 2 parties and ``"dealer"`` otherwise.
 * Polynomial activations: :func:`square` and :func:`polynomial` (e.g. the degree-3 sigmoid approximation
-  :data:`SIGMOID3`). No secure comparison (ReLU, max) is provided: it needs bit decomposition or a
-  function-secret-sharing dealer; networks for this module use polynomial activations, as CryptoNets and
-  SecureML's polynomial variant do.
+  :data:`SIGMOID3`). Comparison and ReLU, with a dealer's bit-decomposed mask, are in :mod:`.compare`.
 
 The dealer's messages are the *offline* phase (they do not depend on the inputs) and are logged with phase
 ``"offline"``; the model owner's sharing of its weights is ``"setup"``; everything else is ``"online"``. Every
@@ -46,7 +44,7 @@ from .ring import (DEFAULT_FRAC_BITS, DEFAULT_HEADROOM, check_frac_bits, check_g
                    encode, random_ring, share)
 
 __all__ = ["Message", "MessageLog", "Party", "Dealer", "Network", "SharedTensor", "TRUNCATIONS", "SIGMOID3",
-           "add", "sub", "neg", "add_public", "mul_public", "mul", "square", "matmul_public", "matmul", "truncate",
+           "add", "sub", "neg", "add_public", "mul_public", "mul", "beaver_product", "square", "matmul_public", "matmul", "truncate",
            "polynomial", "sigmoid_approx"]
 
 #: truncation protocols (module docstring)
@@ -170,6 +168,17 @@ class Dealer:
         self.issued["truncation_pair"] += 1
         d = self._deal({"trunc.r": r, "trunc.r_shifted": r >> frac_bits})
         return d["trunc.r"], d["trunc.r_shifted"]
+
+
+    def comparison_mask(self, shape: Sequence[int], *, low_bits: int, mask_bits: int):
+        """Shares of a uniform ``r`` in ``[0, 2^mask_bits)``, of ``r >> low_bits`` and of the ``low_bits`` lowest
+        bits of ``r`` (each bit a ring element 0 or 1; last dimension, most significant first)."""
+        r = torch.randint(0, 2 ** mask_bits, tuple(shape), generator=self.generator, dtype=torch.int64)
+        shifts = torch.arange(low_bits - 1, -1, -1, dtype=torch.int64)
+        bits = (r.unsqueeze(-1) >> shifts) & 1
+        self.issued["comparison_mask"] = self.issued.get("comparison_mask", 0) + 1
+        d = self._deal({"compare.r": r, "compare.r_high": r >> low_bits, "compare.r_bits": bits})
+        return d["compare.r"], d["compare.r_high"], d["compare.r_bits"]
 
 
 class Network:
@@ -447,17 +456,23 @@ def truncate(x: SharedTensor, *, method: Optional[str] = None) -> SharedTensor:
 def mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     """``[x y]`` (elementwise) with a Beaver triple: open ``e = x - a``, ``f = y - b`` in one round, then
     ``[c] + e [b] + f [a] + e f``, then :func:`truncate`."""
-    net = _pair(x, y, "elementwise")
+    _pair(x, y, "elementwise")
     if x.handle == y.handle:
         return square(x)
+    return truncate(beaver_product(x, y))
+
+
+def beaver_product(x: SharedTensor, y: SharedTensor) -> SharedTensor:
+    """The ring product ``[x y]`` by Beaver's protocol, *without* truncation: for integer-valued shares (bits,
+    counters) or a fixed-point value times an integer one. Shapes must match."""
+    net = _pair(x, y, "elementwise")
     a, b, c = net.dealer.triple(x.shape, y.shape)
     e_sh = net._local(lambda p: p.share_of(x.handle) - a[p.index], x.shape)
     f_sh = net._local(lambda p: p.share_of(y.handle) - b[p.index], y.shape)
     opened = net._open({"beaver.e": e_sh, "beaver.f": f_sh})
     e, f = opened["beaver.e"], opened["beaver.f"]
-    z = net._local(lambda p: c[p.index] + e * b[p.index] + f * a[p.index] + (e * f if p.index == 0 else 0),
-                   x.shape)
-    return truncate(z)
+    return net._local(lambda p: c[p.index] + e * b[p.index] + f * a[p.index] + (e * f if p.index == 0 else 0),
+                      x.shape)
 
 
 def square(x: SharedTensor) -> SharedTensor:
