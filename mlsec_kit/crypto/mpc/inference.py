@@ -177,7 +177,7 @@ class SecurePrediction:
 
 def secure_predict(model: nn.Module, x: torch.Tensor, *, parties: int = 2, generator: torch.Generator,
                    frac_bits: int = DEFAULT_FRAC_BITS, private_weights: bool = True,
-                   truncation: str = "auto") -> SecurePrediction:
+                   truncation: str = "auto", record_payloads: bool = True) -> SecurePrediction:
     """Evaluate ``model`` on ``x`` by MPC among ``parties`` simulated parties (party 0 owns the model, the last
     party owns ``x`` and receives the logits).
 
@@ -189,6 +189,7 @@ def secure_predict(model: nn.Module, x: torch.Tensor, *, parties: int = 2, gener
         frac_bits: fixed-point fractional bits.
         private_weights: share the weights (default) or publish them to the parties.
         truncation: ``"auto"``, ``"local"`` (2 parties) or ``"dealer"``.
+        record_payloads: keep every message's content in the log (:class:`Network`); ``False`` for timing.
 
     Returns:
         :class:`SecurePrediction`; ``logits`` equal ``model(x)`` (in float64) within ``tolerance``.
@@ -200,7 +201,8 @@ def secure_predict(model: nn.Module, x: torch.Tensor, *, parties: int = 2, gener
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     layers = model_layers(model)
     start = time.perf_counter()
-    net = Network(parties, generator=generator, frac_bits=frac_bits, truncation=truncation)
+    net = Network(parties, generator=generator, frac_bits=frac_bits, truncation=truncation,
+                  record_payloads=record_payloads)
     n_lin = sum(isinstance(m, nn.Linear) for m in layers)
     cls = SecureLogReg if n_lin == 1 and not any(_is_square(m) or isinstance(m, nn.ReLU) for m in layers) \
         else SecureMLP

@@ -58,17 +58,17 @@ Public = Union[torch.Tensor, int, float]
 
 @dataclass(frozen=True)
 class Message:
-    """One message: who sent what to whom, in which round (``None`` outside the online rounds) and phase."""
+    """One message: who sent what to whom, in which round (``None`` outside the online rounds) and phase.
+
+    ``payload`` is a copy of the tensor sent, or ``None`` when the network does not record payloads.
+    """
     sender: Union[int, str]
     receiver: int
     tag: str
-    payload: torch.Tensor
+    payload: Optional[torch.Tensor]
     round: Optional[int]
     phase: str
-
-    @property
-    def nbytes(self) -> int:
-        return self.payload.numel() * self.payload.element_size()
+    nbytes: int
 
 
 @dataclass
@@ -190,10 +190,13 @@ class Network:
         frac_bits: fixed-point fractional bits in [0, 30] (0: plain integer arithmetic, no truncation).
         headroom: bits kept free above inputs (:func:`mlsec_kit.crypto.mpc.ring.encode`).
         truncation: ``"auto"``, ``"local"`` (2 parties only) or ``"dealer"`` (module docstring).
+        record_payloads: keep a copy of every message's content in the log and in the receiving party's
+            ``received`` list (to inspect what a party saw); ``False`` keeps only who, what tag, when and how many
+            bytes (for large workloads and timing).
     """
 
     def __init__(self, parties: int = 2, *, generator: torch.Generator, frac_bits: int = DEFAULT_FRAC_BITS,
-                 headroom: int = DEFAULT_HEADROOM, truncation: str = "auto"):
+                 headroom: int = DEFAULT_HEADROOM, truncation: str = "auto", record_payloads: bool = True):
         self.num_parties = check_parties(parties)
         check_generator(generator)
         self.frac_bits = check_frac_bits(frac_bits)
@@ -205,6 +208,7 @@ class Network:
             raise ValueError(f"truncation='local' needs exactly 2 parties (SecureML), got parties={parties}; use "
                              f"'dealer' or 'auto'")
         self.truncation = ("local" if parties == 2 else "dealer") if truncation == "auto" else truncation
+        self.record_payloads = bool(record_payloads)
         seeds = torch.randint(0, 2 ** 62, (parties + 1,), generator=generator).tolist()
         self.parties = [Party(i, generator=torch.Generator().manual_seed(int(s))) for i, s in enumerate(seeds[:-1])]
         self.dealer = Dealer(self, generator=torch.Generator().manual_seed(int(seeds[-1])))
@@ -216,8 +220,9 @@ class Network:
 
     def _deliver(self, sender, receiver: int, tag: str, payload: torch.Tensor, *, phase: Optional[str] = None,
                  round: Optional[int] = None) -> None:
-        msg = Message(sender=sender, receiver=receiver, tag=tag, payload=payload.clone(), round=round,
-                      phase=phase or self.phase)
+        msg = Message(sender=sender, receiver=receiver, tag=tag,
+                      payload=payload.clone() if self.record_payloads else None, round=round,
+                      phase=phase or self.phase, nbytes=payload.numel() * payload.element_size())
         self.log.record(msg)
         self.parties[receiver].received.append(msg)
 

@@ -121,6 +121,15 @@ def test_error_bound_grows_with_depth_and_shrinks_with_frac_bits(digits, logreg,
     assert res.tolerance.max() < error_bound(logreg, x, frac_bits=16).max()
 
 
+def test_record_payloads_off_keeps_the_counts(digits, relu_mlp):
+    x = digits.X_test[:6]
+    a = secure_predict(relu_mlp, x, generator=torch.Generator().manual_seed(2))
+    b = secure_predict(relu_mlp, x, generator=torch.Generator().manual_seed(2), record_payloads=False)
+    assert torch.equal(a.logits, b.logits) and (a.rounds, a.bytes, a.offline_bytes) == (b.rounds, b.bytes,
+                                                                                         b.offline_bytes)
+    assert all(m.payload is None for m in b.log.messages) and all(m.payload is not None for m in a.log.messages)
+
+
 def test_deterministic_for_a_seed(digits, square_mlp):
     a = secure_predict(square_mlp, digits.X_test[:8], parties=3, generator=torch.Generator().manual_seed(4))
     b = secure_predict(square_mlp, digits.X_test[:8], parties=3, generator=torch.Generator().manual_seed(4))
