@@ -24,7 +24,8 @@ import math
 
 import torch
 
-from .protocol import SharedTensor, beaver_product, sub
+from .network import SharedTensor
+from .protocol import beaver_product, sub
 
 __all__ = ["COMPARE_BITS", "STATISTICAL_BITS", "sign_bit", "greater_equal_zero", "greater_equal", "relu"]
 

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from torch import nn
 
 from .compare import relu
-from .protocol import MessageLog, Network, SharedTensor, add, add_public, matmul, matmul_public, square
+from .network import MessageLog, Network, SharedTensor
+from .protocol import add, add_public, matmul, matmul_public, square
 from .ring import DEFAULT_FRAC_BITS, check_frac_bits, check_generator, check_parties, decode, encode
 
 __all__ = ["SquareActivation", "SecureModel", "SecureLogReg", "SecureMLP", "SecurePrediction", "secure_predict",

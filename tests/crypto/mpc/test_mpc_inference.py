@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from mlsec_kit import models
-from mlsec_kit.crypto import mpc
 from mlsec_kit.crypto.mpc import Network, SecureLogReg, SecureMLP, error_bound, secure_predict
 from mlsec_kit.crypto.mpc.inference import SquareActivation
 from mlsec_kit.data import load_digits

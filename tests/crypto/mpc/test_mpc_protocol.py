@@ -94,7 +94,6 @@ def test_beaver_product_reveals_only_masked_values():
     before = [len(p.received) for p in net.parties]
     shares_x, shares_y = net.shares(xs), net.shares(ys)
     z = xs * ys
-    a, b = None, None
     for p, k in zip(net.parties, before):
         got = p.received[k:]
         assert {m.tag for m in got if m.phase == "online"} == {"beaver.e", "beaver.f"}
