@@ -312,5 +312,6 @@ class SharedTensor:
         return op.matmul(self, other) if isinstance(other, SharedTensor) else op.matmul_public(self, other)
 
     def reshape(self, *shape) -> "SharedTensor":
-        new = torch.empty(self.shape).reshape(*shape).shape
+        """The same secret in another shape: each party reshapes its own share (local)."""
+        new = torch.empty(self.shape, device="meta").reshape(*shape).shape
         return self.network._local(lambda p: p.share_of(self.handle).reshape(new), new)
