@@ -26,10 +26,11 @@ on real devices over gRPC. This module uses Flower's *Message API* (flwr >= 1.21
 Resources: Ray starts with ``num_cpus`` CPUs (2 by default) and every client actor asks for one, so at most
 ``num_cpus`` clients train at once. Ray's start-up costs seconds (a 10-client, 3-round run of a small model took
 about 18 s on 2 cores, nearly all of it start-up and messaging), so for a handful of clients the in-process loop
-is much faster; the engine pays off with many clients, GPUs, or real devices. Flower shuts Ray down at the end; this function
-checks that and shuts it down itself if an error left it running. No network is used: Ray listens on local
-ports only, and Flower's usage telemetry is switched off (``FLWR_TELEMETRY_ENABLED=0``; it stays off in the calling process). Flower's Ray
-backend appends the driver's ``sys.path`` to ``os.environ["PYTHONPATH"]``; :func:`run_flower` restores it.
+is much faster; the engine pays off with many clients, GPUs, or real devices. Flower shuts Ray down at the end;
+this function checks that and shuts it down itself if an error left it running. No network is used: Ray listens
+on local ports only, and Flower's usage telemetry is switched off (``FLWR_TELEMETRY_ENABLED=0``; it stays off in
+the calling process). Flower's Ray backend appends the driver's ``sys.path`` to ``os.environ["PYTHONPATH"]``;
+:func:`run_flower` restores it.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ PARTITION_KEY, EXAMPLES_KEY, SEED_KEY = "partition-id", "num-examples", "seed"
 
 
 def flower_available() -> bool:
-    """Whether ``flwr`` and ``ray`` can be imported (the optional ``flower`` extra: ``pip install mlsec-kit[flower]``)."""
+    """Whether ``flwr`` and ``ray`` can be imported (the kit's optional extra: ``pip install mlsec-kit[flower]``)."""
     try:
         import flwr  # noqa: F401
         import ray  # noqa: F401
@@ -133,8 +134,8 @@ def client_app(model: nn.Module, clients: Sequence[Client], *, local_epochs: int
 
 # ------------------------------------------------------------------------------------------------- server side
 
-def KitStrategy(model: nn.Module, *, num_clients: int, fraction: float, generator: Optional[torch.Generator],  # noqa: N802
-                node_of: Mapping[int, int], aggregator: str = "mean",
+def KitStrategy(model: nn.Module, *, num_clients: int, fraction: float,  # noqa: N802 (a class factory)
+                generator: Optional[torch.Generator], node_of: Mapping[int, int], aggregator: str = "mean",
                 aggregator_options: Optional[Mapping] = None, server_lr: float = 1.0,
                 history: Optional[FLHistory] = None):
     """A Flower message-based ``FedAvg`` strategy that samples and aggregates exactly as :func:`mlsec_kit.fl.fedavg`.
