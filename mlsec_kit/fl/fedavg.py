@@ -32,7 +32,6 @@ seeded with :func:`client_seed` ``(base, r, k)``, so another engine (Flower) can
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
@@ -132,7 +131,7 @@ def client_seed(base: int, round_index: int, cid: int) -> int:
 
 
 def clip_update(delta: torch.Tensor, clip: float) -> torch.Tensor:
-    """``delta · min(1, clip / ‖delta‖₂)``: the update scaled into the L2 ball of radius ``clip`` (a new tensor)."""
+    """``delta · min(1, clip / ‖delta‖₂)``: the update scaled into the L2 ball of radius ``clip`` (new tensor)."""
     c = check_positive("clip", clip)
     norm = delta.norm().item()
     return delta * min(1.0, c / norm) if norm > 0 else delta.clone()
@@ -230,8 +229,9 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
     if dp is not None and not isinstance(dp, DPFedAvg):
         raise TypeError(f"dp must be a DPFedAvg or None, got {type(dp).__name__}")
     if (secure or dp is not None) and aggregator != "mean":
-        raise ValueError(f"aggregator must be 'mean' with {'secure=True' if secure else 'dp'}: "
-                         f"{'secure aggregation hides the individual updates a robust rule needs' if secure else 'DP-FedAvg defines its own (noisy) mean'}, "
+        why = ("secure aggregation hides the individual updates a robust rule needs" if secure
+               else "DP-FedAvg defines its own (noisy) mean")
+        raise ValueError(f"aggregator must be 'mean' with {'secure=True' if secure else 'dp'}: {why}, "
                          f"got {aggregator!r}")
     server_lr = check_positive("server_lr", server_lr)
     if test is not None and not (isinstance(test, (tuple, list)) and len(test) == 2):

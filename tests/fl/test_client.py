@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from mlsec_kit.attacks.inference import idlg, reconstruction_error, sigmoid_mlp
 from mlsec_kit.attacks.poisoning import patch_trigger
-from mlsec_kit.fl import Client, ClientUpdate, ModelPoisoning, backdoor_client, flatten_update, update_to_gradients
+from mlsec_kit.fl import Client, ModelPoisoning, backdoor_client, update_to_gradients
 from mlsec_kit.models import mlp
 
 

@@ -6,8 +6,8 @@ import torch
 from mlsec_kit.attacks.poisoning import attack_success_rate, patch_trigger
 from mlsec_kit.data import load_digits
 from mlsec_kit.dp.accounting import rdp_epsilon
-from mlsec_kit.fl import (Client, DPFedAvg, ModelPoisoning, aggregate, backdoor_client, client_seed, fedavg,
-                          flatten_update, iid_partition, sample_clients)
+from mlsec_kit.fl import (Client, DPFedAvg, ModelPoisoning, aggregate, backdoor_client, client_seed,
+                          dirichlet_partition, fedavg, flatten_update, iid_partition, sample_clients)
 from mlsec_kit.models import logistic_regression
 
 ROUNDS = 8
@@ -43,6 +43,16 @@ def test_fedavg_learns_and_leaves_the_model_alone(setup):
     assert h.bytes[0] == 10 * d * 4 + 10 * (d * 4 + 8)  # model down, update and example count up
     again = _run(setup)
     assert again.accuracy == h.accuracy and torch.equal(flatten_update(again.model), flatten_update(h.model))
+
+
+def test_label_skew_slows_fedavg(setup):
+    ds, clients, _ = setup
+    parts = dirichlet_partition(ds.y_train, clients=10, alpha=0.1, min_size=5,
+                                generator=torch.Generator().manual_seed(0))
+    skewed = [Client(ds.X_train[p], ds.y_train[p], cid=i) for i, p in enumerate(parts)]
+    iid = _run(setup, rounds=3, local_epochs=3)
+    non_iid = _run(setup, rounds=3, local_epochs=3, clients=skewed)
+    assert non_iid.accuracy[-1] < iid.accuracy[-1] - 0.15
 
 
 def test_the_loop_is_reproducible_client_by_client(setup):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy import stats
 
-from mlsec_kit.fl import PRIME, RING_BITS, decode_fixed, encode_fixed, secure_aggregate, shamir_reconstruct, shamir_share
+from mlsec_kit.fl import (PRIME, RING_BITS, decode_fixed, encode_fixed, secure_aggregate, shamir_reconstruct,
+                          shamir_share)
 from mlsec_kit.fl import secure_aggregation as sa
 
 
