@@ -109,3 +109,8 @@ def test_integer_updates_refused():
 def test_every_method_runs():
     for m in METHODS:
         assert aggregate(_updates(), None, method=m, byzantine=1).shape == (5,)
+
+
+def test_unflatten_refuses_the_wrong_size():
+    with pytest.raises(ValueError, match="entries"):
+        unflatten_update(torch.zeros(5), [torch.zeros(2), torch.zeros(2)])

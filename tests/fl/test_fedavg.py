@@ -167,3 +167,19 @@ def test_dp_settings_are_checked():
         DPFedAvg(clip=0.0, noise_multiplier=1.0)
     with pytest.raises(ValueError, match="delta"):
         DPFedAvg(clip=1.0, noise_multiplier=1.0, delta=1.0)
+
+
+def test_clip_update_and_set_flat_params():
+    from mlsec_kit.fl import clip_update, set_flat_params
+    from mlsec_kit.models import mlp
+    d = torch.tensor([3.0, 4.0])
+    assert torch.allclose(clip_update(d, 1.0), torch.tensor([0.6, 0.8]))
+    assert torch.equal(clip_update(d, 10.0), d)  # inside the ball: unchanged
+    with pytest.raises(ValueError, match="clip"):
+        clip_update(d, 0.0)
+    model = mlp((3,), 2, hidden=(4,))
+    v = torch.arange(float(flatten_update(model).numel()))
+    set_flat_params(model, v)
+    assert torch.equal(flatten_update(model), v)
+    with pytest.raises(ValueError, match="entries"):
+        set_flat_params(model, v[:-1])
