@@ -32,7 +32,6 @@ seeded with :func:`client_seed` ``(base, r, k)``, so another engine (Flower) can
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
@@ -132,7 +131,7 @@ def client_seed(base: int, round_index: int, cid: int) -> int:
 
 
 def clip_update(delta: torch.Tensor, clip: float) -> torch.Tensor:
-    """``delta · min(1, clip / ‖delta‖₂)``: the update scaled into the L2 ball of radius ``clip`` (a new tensor)."""
+    """``delta · min(1, clip / ‖delta‖₂)``: the update scaled into the L2 ball of radius ``clip`` (new tensor)."""
     c = check_positive("clip", clip)
     norm = delta.norm().item()
     return delta * min(1.0, c / norm) if norm > 0 else delta.clone()
@@ -230,8 +229,9 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
     if dp is not None and not isinstance(dp, DPFedAvg):
         raise TypeError(f"dp must be a DPFedAvg or None, got {type(dp).__name__}")
     if (secure or dp is not None) and aggregator != "mean":
-        raise ValueError(f"aggregator must be 'mean' with {'secure=True' if secure else 'dp'}: "
-                         f"{'secure aggregation hides the individual updates a robust rule needs' if secure else 'DP-FedAvg defines its own (noisy) mean'}, "
+        why = ("secure aggregation hides the individual updates a robust rule needs" if secure
+               else "DP-FedAvg defines its own (noisy) mean")
+        raise ValueError(f"aggregator must be 'mean' with {'secure=True' if secure else 'dp'}: {why}, "
                          f"got {aggregator!r}")
     server_lr = check_positive("server_lr", server_lr)
     if test is not None and not (isinstance(test, (tuple, list)) and len(test) == 2):
@@ -277,22 +277,25 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
                 vectors = [u.delta * u.num_examples for u in updates]
             result = secure_aggregate(vectors, threshold=t, dropped=dropped, generator=generator)
             round_bytes += result.bytes_sent + result.bytes_received + 8 * len(survivors)
-            total = result.total.to(weights.dtype)
+            total = result.total.to(device=weights.device, dtype=weights.dtype)
         else:
             round_bytes += len(kept) * (param_bytes + 8)
             total = None
         if dp is not None:
             if total is None:
-                total = sum((u.delta for u in kept), torch.zeros(d, dtype=weights.dtype))
-            noise = torch.randn(d, generator=generator, dtype=weights.dtype) * (dp.noise_multiplier * dp.clip)
+                total = sum((u.delta for u in kept), torch.zeros(d, dtype=weights.dtype, device=weights.device))
+            # drawn on the generator's device (CPU for a CPU generator), then moved: the same noise on CPU and CUDA
+            noise = torch.randn(d, generator=generator, dtype=weights.dtype,
+                                device=generator.device if generator is not None else "cpu")
+            noise = noise.to(weights.device) * (dp.noise_multiplier * dp.clip)
             step = (total + noise) / (q * k)
         elif not kept:
-            step = torch.zeros(d, dtype=weights.dtype)
+            step = torch.zeros(d, dtype=weights.dtype, device=weights.device)
         elif secure:
             step = total / sum(u.num_examples for u in kept)
         else:
             step = aggregate([u.delta for u in kept], [u.num_examples for u in kept], method=aggregator, **options)
-        weights = weights + server_lr * step.to(weights.dtype)
+        weights = weights + server_lr * step.to(device=weights.device, dtype=weights.dtype)
         set_flat_params(global_model, weights)
         history.seconds.append(time.perf_counter() - start)
         history.bytes.append(int(round_bytes))
@@ -302,7 +305,7 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
             history.epsilon.append(rdp_epsilon(noise_multiplier=dp.noise_multiplier, sample_rate=q, steps=r + 1,
                                                delta=dp.delta))
         if test is not None:
-            history.accuracy.append(accuracy(global_model, test[0], test[1]))
+            history.accuracy.append(accuracy(global_model, test[0].to(weights.device), test[1].to(weights.device)))
         if metrics is not None:
             history.metrics.append(dict(metrics(global_model)))
         global_model.train()

@@ -37,7 +37,6 @@ The server's view is recorded (:attr:`SecureAggregate.masked`) so that one can c
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
@@ -192,8 +191,9 @@ class SecureAggregate:
 
 def _check_updates(updates) -> tuple[list[torch.Tensor], torch.Size]:
     if not isinstance(updates, (list, tuple)) or len(updates) < 2:
+        got = len(updates) if isinstance(updates, (list, tuple)) else type(updates).__name__
         raise ValueError(f"updates must be a list of at least 2 client updates (secure aggregation of one client "
-                         f"reveals it), got {len(updates) if isinstance(updates, (list, tuple)) else type(updates).__name__}")
+                         f"reveals it), got {got}")
     shape = None
     for i, u in enumerate(updates):
         if not isinstance(u, torch.Tensor) or not u.is_floating_point():
