@@ -23,14 +23,16 @@ on real devices over gRPC. This module uses Flower's *Message API* (flwr >= 1.21
   round, the same per-client seeds, the same aggregation order, so the same accuracy curve (the tests find it
   equal to 1e-6; only floating-point rounding could differ, and does not in practice).
 
-Resources: Ray starts with ``num_cpus`` CPUs (2 by default) and every client actor asks for one, so at most
-``num_cpus`` clients train at once. Ray's start-up costs seconds (a 10-client, 3-round run of a small model took
-about 18 s on 2 cores, nearly all of it start-up and messaging), so for a handful of clients the in-process loop
-is much faster; the engine pays off with many clients, GPUs, or real devices. Flower shuts Ray down at the end;
-this function checks that and shuts it down itself if an error left it running. No network is used: Ray listens
-on local ports only, and Flower's usage telemetry is switched off (``FLWR_TELEMETRY_ENABLED=0``; it stays off in
-the calling process). Flower's Ray backend appends the driver's ``sys.path`` to ``os.environ["PYTHONPATH"]``;
-:func:`run_flower` restores it.
+Resources: Ray (Moritz et al. 2018, "Ray: A distributed framework for emerging AI applications") starts with
+``num_cpus`` CPUs (2 by default) and every client actor asks for one CPU and no GPU, so at most ``num_cpus``
+clients train at once, on CPU (the model and the test data are copied to the CPU). Start-up dominates small runs:
+on 2 busy cores a 10-client, 3-round run of a small MLP took 22-25 s, of which the three rounds took 0.6-1.2 s and
+the rest was Ray's start, the actors' Python imports and the shutdown (100 clients, 10 per round: 41 s), where
+:func:`mlsec_kit.fl.fedavg` takes 0.04 s. The engine pays off with many clients, GPUs, or real devices (its
+deployment engine runs the same apps). Flower shuts Ray down at the end; this function checks that and shuts it
+down itself if an error left it running. No network is used: Ray listens on local ports only, and Flower's usage
+telemetry is switched off (``FLWR_TELEMETRY_ENABLED=0``; it stays off in the calling process). Flower's Ray
+backend appends the driver's ``sys.path`` to ``os.environ["PYTHONPATH"]``; :func:`run_flower` restores it.
 """
 from __future__ import annotations
 
@@ -282,14 +284,14 @@ def run_flower(model: nn.Module, clients: Sequence[Client], *, rounds: int, frac
 
     One simulated SuperNode per client. Every round the server samples clients with the kit's sampler, sends
     each the global weights and its seed, and aggregates their updates with the kit's ``aggregate`` in client
-    order (McMahan et al. 2017; the engine: Beutel et al. 2020). The random draws are :func:`~mlsec_kit.fl.fedavg`'s
-    (one base seed, then one client sample per round), so with the same ``generator`` seed the same clients
-    train with the same seeds and the accuracy curve is the kit loop's (the tests find it equal to 1e-6).
-    Not offered here: ``secure``, ``dropout`` and ``dp`` (their protocols are the kit loop's; Flower has its own
-    secure aggregation (SecAgg+) and DP wrappers, which the chapter only points to).
+    order (McMahan et al. 2017; the engine: Beutel et al. 2020, on Ray: Moritz et al. 2018). The random draws
+    are :func:`~mlsec_kit.fl.fedavg`'s (one base seed, then one client sample per round), so with the same
+    ``generator`` seed the same clients train with the same seeds and the accuracy curve is the kit loop's (the
+    tests find it equal to 1e-6). Not offered here: ``secure``, ``dropout`` and ``dp`` (their protocols are the
+    kit loop's; Flower has its own secure aggregation (SecAgg+) and DP wrappers).
 
     Args:
-        model: the initial global model; copied, not modified.
+        model: the initial global model; copied (to the CPU), not modified.
         clients: the ``K`` clients (:class:`~mlsec_kit.fl.Client`), client ``k`` on node ``partition-id = k``.
         rounds: communication rounds, an int >= 1.
         fraction: the fraction of clients per round, in (0, 1].
@@ -343,6 +345,9 @@ def run_flower(model: nn.Module, clients: Sequence[Client], *, rounds: int, frac
     from flwr.serverapp import ServerApp
     from flwr.simulation import run_simulation
 
+    model = copy.deepcopy(model).cpu()     # the client actors get no GPU; the caller's model stays where it is
+    if test is not None:
+        test = (test[0].cpu(), test[1].cpu())
     global_model = copy.deepcopy(model)
     history = FLHistory(model=global_model)
     errors: list[BaseException] = []
