@@ -31,19 +31,34 @@ SETTINGS = dict(rounds=ROUNDS, fraction=FRACTION, local_epochs=1, lr=0.2, batch_
 TOL = 1e-6
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _ray_processes() -> set[int]:
-    """Pids of Ray's processes (raylet, GCS server, workers, dashboard agents) now alive on this machine."""
-    pids = set()
+    """Pids of the Ray processes started by THIS process (a chapter notebook may run its own Ray meanwhile): the
+    GCS server, raylet, monitors and dashboard (children of this process, their session directory
+    ``/tmp/ray/session_<date>_<our pid>`` on the command line), and the workers and agents (children of our
+    raylet; a worker whose raylet has died counts too, as Ray names its raylet in ``RAY_RAYLET_PID``)."""
+    me = os.getpid()
+    procs = {}
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(m in cmd for m in ("raylet", "gcs_server", "ray::", "ray/_private", "ray/dashboard")):
-            pids.add(int(proc.name))
-    return pids
+        if proc.name.isdigit():
+            status = _read(proc / "status")
+            ppid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), 0)
+            procs[int(proc.name)] = (ppid, _read(proc / "cmdline"), proc)
+    ours = {pid for pid, (ppid, cmd, _) in procs.items()
+            if "ray" in cmd and (ppid == me or f"_{me}/" in cmd or f"_{me} " in cmd)}
+    for pid, (ppid, cmd, proc) in procs.items():
+        if cmd.startswith("ray::"):
+            raylet = next((int(v.split("=")[1]) for v in _read(proc / "environ").split()
+                           if v.startswith("RAY_RAYLET_PID=")), None)
+            if ppid in ours or raylet in ours or (raylet is not None and raylet not in procs):
+                ours.add(pid)
+    return ours
 
 
 def _data():
@@ -105,8 +120,8 @@ def test_the_comparison_can_fail(runs):
 
 
 def test_flower_leaves_no_trace(runs):
-    assert runs.ray_left == set(), f"Ray processes left behind: {sorted(runs.ray_left)}"
     assert not runs.ray_initialized
+    assert runs.ray_left == set(), f"Ray processes left behind: {sorted(runs.ray_left)}"
     assert runs.env_same            # Flower's Ray backend appends sys.path to PYTHONPATH; run_flower restores it
     assert runs.level_same
     for k, v in runs.model.state_dict().items():                  # the caller's model is not trained
