@@ -172,6 +172,17 @@ def test_fixed_point_round_trip_and_range():
         secure_aggregate([torch.full((2,), 1e8), torch.zeros(2)], threshold=2, generator=_gen())
 
 
+def test_bytes_follow_the_four_rounds():
+    # n clients, d coordinates, s survivors: round 0 two 16-byte public keys per client (broadcast to all); round 1
+    # two shares + ids per ordered pair, relayed; round 2 s masked vectors of 6-byte ring elements; round 3 the
+    # survivor list (4-byte ids) to each survivor and one 16-byte share + 4-byte id per other client back
+    n, d, s = 5, 100, 4
+    res = secure_aggregate(_updates(n, shape=(d,)), threshold=3, dropped=[2], generator=_gen())
+    pair = 2 * 16 + 8
+    assert res.bytes_sent == n * 2 * 16 + n * (n - 1) * pair + s * d * 6 + s * (n - 1) * (16 + 4)
+    assert res.bytes_received == n * n * 2 * 16 + n * (n - 1) * pair + s * s * 4
+
+
 def test_costs_grow_with_the_clients():
     small = secure_aggregate(_updates(4, shape=(100,)), threshold=3, generator=_gen())
     big = secure_aggregate(_updates(12, shape=(100,)), threshold=7, generator=_gen())
