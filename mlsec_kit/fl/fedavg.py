@@ -165,6 +165,27 @@ def _check_clients(clients) -> list[Client]:
     return list(clients)
 
 
+def _preflight(model: nn.Module, clients: Sequence[Client], test) -> None:
+    """Run ``model`` on one example of the first client and of ``test`` and check every label against its outputs
+    before round 1, so that a mismatch is a ValueError naming the argument, not a deep torch error mid-run."""
+    probe = copy.deepcopy(model).eval()
+    device = next(probe.parameters()).device
+    labelled = [(f"clients[{i}]", c.x, c.y) for i, c in enumerate(clients)]
+    if test is not None:
+        labelled.append(("test", test[0], test[1]))
+    with torch.no_grad():
+        for where, x, y in labelled[:1] + labelled[len(clients):]:   # the first client and test
+            try:
+                classes = probe(x[:1].to(device)).shape[-1]
+            except RuntimeError as exc:
+                raise ValueError(f"{where.split('[')[0]} do not fit model: {where}'s inputs of shape "
+                                 f"{tuple(x.shape[1:])} fail in model ({exc})") from None
+    for where, _, y in labelled:
+        if len(y) and y.max().item() >= classes:
+            raise ValueError(f"{where.split('[')[0]} hold labels the model cannot output: {where} has label "
+                             f"{y.max().item()}, the model has {classes} outputs")
+
+
 def _check_attackers(attackers, k: int) -> dict[int, ModelPoisoning]:
     if attackers is None:
         return {}
@@ -265,6 +286,7 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
     if test is not None and not (isinstance(test, (tuple, list)) and len(test) == 2):
         raise ValueError("test must be a pair (x, y) of tensors or None")
     _check_threshold(threshold, secure=secure, poisson=dp is not None, num_clients=k, fraction=q)
+    _preflight(model, clients, test)
 
     global_model = copy.deepcopy(model)
     weights = flatten_update(global_model)

@@ -52,7 +52,8 @@ from ..train import accuracy
 from ._validate import check_fraction, check_generator, check_int, check_positive
 from .aggregation import METHODS, aggregate, flatten_update
 from .client import Client, ModelPoisoning
-from .fedavg import FLHistory, _check_attackers, _check_clients, client_seed, sample_clients, set_flat_params
+from .fedavg import (FLHistory, _check_attackers, _check_clients, _preflight, client_seed, sample_clients,
+                     set_flat_params)
 
 __all__ = ["client_app", "KitStrategy", "run_flower", "flower_available"]
 
@@ -339,6 +340,7 @@ def run_flower(model: nn.Module, clients: Sequence[Client], *, rounds: int, frac
         raise ValueError("test must be a pair (x, y) of tensors or None")
     num_cpus = check_int("num_cpus", num_cpus)
     timeout = check_positive("timeout", timeout)
+    _preflight(model, clients, test)
     _require_flower()
     import ray
     from flwr.common import ArrayRecord
