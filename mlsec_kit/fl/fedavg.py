@@ -19,13 +19,16 @@ decentralized data", Algorithm 1) in one process: each round the server samples 
   update is applied (with ``dp`` the noise-only step still is, so every round counts in the accounting), the
   round is marked in :attr:`FLHistory.aborted`, and training goes on);
 * ``dp=DPFedAvg(clip, noise_multiplier, delta)``: DP-FedAvg (McMahan et al. 2018, "Learning differentially
-  private recurrent language models"), user-level DP: clients are sampled independently with probability
+  private recurrent language models"), client-level DP (neighbouring datasets differ by one whole client's data:
+  user-level DP when each client is one user, as in McMahan et al.): clients are sampled independently with probability
   ``q = fraction``, each update is clipped to L2 norm ``clip``, Gaussian noise of standard deviation
   ``noise_multiplier · clip`` is added to the sum, and the result is divided by the *expected* number of clients
   ``qK`` (not the realised one, which is private). Adding or removing one client changes the clipped sum by at
   most ``clip``, so a round is the Poisson-subsampled Gaussian mechanism and the accountant of chapter 11
   (:func:`mlsec_kit.dp.accounting.rdp_epsilon`, ``sample_rate = q``, ``steps = rounds``) gives ε after each
-  round.
+  round. The noise is added by the server (central DP): with ``secure=True`` the server still sees the exact,
+  un-noised sum before adding it, so DP protects against whoever sees the model, not against the server
+  (distributed DP would have each client add its share of the noise before masking).
 
 Randomness comes from ``generator`` only, drawn in this order: one base seed; then, per round, the client sample
 (:func:`sample_clients`), the dropout draw (when ``dropout > 0``), the secure-aggregation secrets (when

@@ -310,7 +310,8 @@ def run_flower(model: nn.Module, clients: Sequence[Client], *, rounds: int, frac
 
     Returns:
         An :class:`~mlsec_kit.fl.FLHistory`: per round the test accuracy, the bytes of the ``ArrayRecord``
-        messages both ways as Flower counts them (weights down, updates up; metadata not counted), the seconds
+        messages both ways as Flower counts them (weights down, updates up; serialized arrays with their headers,
+        metadata not counted: not comparable with :func:`~mlsec_kit.fl.fedavg`'s raw parameter bytes), the seconds
         from the server's side (sampling, the clients' training, aggregation; Ray's start-up excluded), the
         sampled clients (all of them survive), and ``model``, the final global model.
 
