@@ -203,7 +203,8 @@ def backdoor_client(x: torch.Tensor, y: torch.Tensor, *, target: int, rate: floa
     """A client whose local data carry a BadNets backdoor (chapter 7, :func:`mlsec_kit.attacks.poisoning.badnets`).
 
     ``round(rate · n)`` of its examples not of class ``target`` get ``trigger`` stamped and the label ``target``;
-    its honest local training then learns "trigger ⇒ target". Pair it with ``ModelPoisoning("scale", replacement_scale(...))`` in
+    its honest local training then learns "trigger ⇒ target". Pair it with
+    ``ModelPoisoning("scale", replacement_scale(...))`` in
     :func:`mlsec_kit.fl.fedavg`'s ``attackers`` for Bagdasaryan et al.'s model replacement.
 
     Args:

@@ -197,7 +197,8 @@ def test_sample_clients():
     (dict(secure=True, fraction=0.5, threshold=6), ValueError, "threshold must be an int in \\[2, 5\\]: 5 clients"),
     (dict(secure=True, threshold=1), ValueError, "threshold must be an int in \\[2, 10\\]"),
     (dict(threshold=3), ValueError, "only with secure=True"),
-    (dict(secure=True, dp=DPFedAvg(clip=1.0, noise_multiplier=1.0), threshold=1), ValueError, "threshold must be an int >= 2"),
+    (dict(secure=True, dp=DPFedAvg(clip=1.0, noise_multiplier=1.0), threshold=1), ValueError,
+     "threshold must be an int >= 2"),
     (dict(clients=["a"]), TypeError, "Client"),
 ])
 def test_bad_input(setup, kw, exc, match):

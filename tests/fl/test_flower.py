@@ -101,7 +101,8 @@ def runs():
     while (left := _ray_processes() - ray_before) and time.monotonic() < deadline:
         time.sleep(0.5)
     return SimpleNamespace(model=model, before=before, clients=clients, test=test, kit=kit, flower=flower,
-                           seconds=seconds, in_process_calls=in_process_calls, driver_calls=driver_calls, ray_left=left, ray_initialized=ray.is_initialized(),
+                           seconds=seconds, in_process_calls=in_process_calls, driver_calls=driver_calls,
+                           ray_left=left, ray_initialized=ray.is_initialized(),
                            env_same=os.environ.get("PYTHONPATH") == env_before,
                            level_same=logging.getLogger("flwr").level == level_before)
 
