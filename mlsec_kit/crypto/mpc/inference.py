@@ -290,7 +290,7 @@ def _propagate(model: nn.Module, x: torch.Tensor, *, frac_bits: int, truncation:
         bad.logical_or_(over)
         failure.add_((ring / 2.0 ** 64).clamp(max=1.0).sum(1))
 
-    for i, m in enumerate(model_layers(model)):
+    for i, m in enumerate(layers):
         if isinstance(m, nn.Flatten):
             h, e = h.reshape(n, -1), e.reshape(n, -1)
         elif isinstance(m, nn.Linear):
@@ -328,7 +328,8 @@ def _propagate(model: nn.Module, x: torch.Tensor, *, frac_bits: int, truncation:
 def error_bound(model: nn.Module, x: torch.Tensor, *, frac_bits: int = DEFAULT_FRAC_BITS,
                 truncation: str = "local") -> torch.Tensor:
     """A bound on ``|secure logits - plaintext logits|`` per logit from fixed-point rounding and truncation
-    (module docstring), holding except with the truncation failure probability.
+    (module docstring), holding except with the truncation failure probability
+    (:func:`truncation_failure_probability`).
 
     Args:
         model: as for :func:`secure_predict`.
@@ -337,7 +338,8 @@ def error_bound(model: nn.Module, x: torch.Tensor, *, frac_bits: int = DEFAULT_F
         truncation: ``"local"`` (less than 1 ulp per truncation) or ``"dealer"`` (less than 2 ulp).
 
     Returns:
-        float64 ``(N, num_classes)``.
+        float64 ``(N, num_classes)``; ``inf`` for every logit of an input row whose products reach ``2^62`` in the
+        ring or whose ReLU inputs leave the comparison's exact range (module docstring).
     """
     return _propagate(model, x, frac_bits=frac_bits, truncation=truncation).bound
 
