@@ -115,14 +115,23 @@ class _Float32(nn.Module):
         return self.model(x.float())
 
 
-def test_agrees_with_art(cnn, batch):
+def _seed_art(monkeypatch, seed: int) -> None:
+    """ART's HopSkipJump draws its starting points from a fresh, unseeded ``np.random.RandomState()`` (ART 1.20,
+    hop_skip_jump.py), so ``np.random.seed`` alone leaves its result to chance: a CI run measured ART at 0.179
+    where it usually gives 0.150, and the ratio fell out of the window. Seed both sources."""
+    np.random.seed(seed)
+    unseeded = np.random.RandomState
+    monkeypatch.setattr(np.random, "RandomState", lambda s=None: unseeded(seed if s is None else s))
+
+
+def test_agrees_with_art(cnn, batch, monkeypatch):
     """Same iterations, same probes: the median L2 distance found agrees with ART's HopSkipJump."""
     from art.attacks.evasion import HopSkipJump
     from art.estimators.classification import PyTorchClassifier
     X, y = batch[0][:12], batch[1][:12]
     ours = _l2(hop_skip_jump(Oracle(cnn, output="label"), X, y, steps=8, max_queries=100_000,
                              generator=torch.Generator().manual_seed(5)), X)
-    np.random.seed(5)
+    _seed_art(monkeypatch, 5)
     classifier = PyTorchClassifier(_Float32(cnn), loss=nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10,
                                    clip_values=(0.0, 1.0))
     x_art = HopSkipJump(classifier, norm=2, max_iter=8, max_eval=10_000, init_eval=100, verbose=False
@@ -140,7 +149,7 @@ def test_agrees_with_art(cnn, batch):
     assert 0.3 < ratio < 1.5, (ours.median().item(), theirs.median().item())
 
 
-def test_linf_agrees_with_art(cnn, batch):
+def test_linf_agrees_with_art(cnn, batch, monkeypatch):
     """The Linf variant, the one chapter 4 uses: same iterations and probe counts, median Linf distance close
     to ART's HopSkipJump(norm=inf): measured 0.123 against ART's 0.150 (ratio 0.82; the kit's batch keeps the
     best point of every iteration). Without the gradient-direction estimate (a random sign direction instead)
@@ -151,7 +160,7 @@ def test_linf_agrees_with_art(cnn, batch):
     linf = lambda a: (a - X).flatten(1).abs().amax(1)  # noqa: E731
     x_ours = hop_skip_jump(Oracle(cnn, output="label"), X, y, norm="linf", steps=10, max_queries=100_000,
                            generator=torch.Generator().manual_seed(6))
-    np.random.seed(6)
+    _seed_art(monkeypatch, 6)
     classifier = PyTorchClassifier(_Float32(cnn), loss=nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10,
                                    clip_values=(0.0, 1.0))
     x_art = torch.from_numpy(HopSkipJump(classifier, norm=np.inf, max_iter=10, max_eval=10_000, init_eval=100,
