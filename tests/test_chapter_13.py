@@ -151,7 +151,7 @@ def test_defence_table(executed, v):
     table = next(t for t in tables(executed) if "sign-flip client" in t)
     rows = table_rows(table)
     assert len(rows) == 6 and any(k.startswith("DP-FedAvg (ε = ") for k in rows)
-    assert rows["secure aggregation"][-1] == str(1 + v["ch13_secure_rounds"]) and rows["median"][-1] == "2"
+    assert rows["secure aggregation"][-1] == str(int(1 + v["ch13_secure_rounds"])) and rows["median"][-1] == "2"
 
 
 def test_secure_aggregation_with_dropouts(executed, v):
