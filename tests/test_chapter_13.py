@@ -106,6 +106,7 @@ def test_secure_inference_table(executed, v):
     lit = (v["ch13_lit_crypten_mpc_s"], v["ch13_lit_crypten_plain_s"], v["ch13_lit_crypten_mpc_acc"],
            v["ch13_lit_crypten_plain_acc"])
     assert lit == (0.061, 0.00011, 81.28, 81.20)                              # LITERATURE_FIGURES.md
+    assert (v["ch13_stat_bits"], v["ch13_compare_bits"]) == (26, 36)          # 26 + 36 = 62: nothing wraps
     assert v["ch13_lit_crypten_ratio"] == pytest.approx(0.061 / 0.00011)
     table = next(t for t in tables(executed) if "stated bound" in t)
     assert "CrypTen" in table and len(table.splitlines()) == 2 + 7
@@ -118,6 +119,7 @@ def test_fedavg_and_partitions(v):
     assert v["ch13_small_alpha_first"] < v["ch13_iid_first"] - 10
     assert v["ch13_small_alpha_acc"] < v["ch13_iid_acc"]
     assert abs(v["ch13_large_alpha_acc"] - v["ch13_iid_acc"]) < 5
+    assert v["ch13_small_alpha_max_size"] > 10 * max(1, v["ch13_small_alpha_min_size"])   # "very unequal"
     assert v["ch13_fedavg_seconds"] > 0
 
 
