@@ -160,11 +160,14 @@ def test_secure_aggregation_with_dropouts(executed, v):
     assert v["ch13_n_dropped"] == 2 and v["ch13_threshold"] == 6 and v["ch13_max_dropouts"] == 4
     assert v["ch13_secure_sum_err"] < 1e-3
     assert v["ch13_masked_p"] > 1e-3                                          # the masked update looks uniform
+    # a late client, its pairwise masks stripped by the server, is still hidden by its self-mask
+    assert v["ch13_late"] == 5 and v["ch13_late_p"] > 1e-3 and v["ch13_late_corr"] < 0.2
     assert v["ch13_secure_bytes_ratio"] > 1.5                                 # 6 bytes vs 4 per coordinate, at least
     assert 1 < v["ch13_secure_fl_ratio"] < v["ch13_secure_bytes_ratio"]     # diluted by the model download
     assert v["ch13_lit_bonawitz_ratio"] == 1.73
     out = outputs(executed)
     assert "rebuilt: {" in out and "2: 'sk', 7: 'sk'" in out and "0: 'b'" in out
+    assert "late client 5: the server rebuilt its 'sk'" in out
     assert "ValueError: dropped leaves 5 of 10 clients, fewer than threshold = 6" in out
 
 
