@@ -27,7 +27,11 @@ What is simulated, and why this is a model and not a secure implementation:
   H(g^{sk_u sk_v})`` (SHA-256), secrets drawn from the caller's seeded ``torch.Generator`` so that a run is
   reproducible. A 127-bit group is far too small to be secure (real deployments use X25519), and the pairwise
   encryption of the shares is not implemented: the shares are handed over in memory and only their bytes
-  counted;
+  counted. Bonawitz et al. give each client *two* key pairs, ``(c_u^PK, c_u^SK)`` for the encrypted channels that
+  carry the Shamir shares and ``(s_u^PK, s_u^SK)`` for the mask seeds, because the server learns ``s_u^SK`` of
+  every dropped client: were the same key to key the channels, it could decrypt the shares the dropped client
+  received (of ``b_v`` and ``s_v^SK`` of every survivor). Here only the mask key exists (the shares never travel
+  encrypted), but round 0 counts the bytes of both public keys;
 * the PRG is torch's seeded generator (Philox/Mersenne Twister), not a cryptographic one (AES-CTR in the paper);
 * the server is honest-but-curious and the dropout set is fixed before the masked inputs are sent; the paper's
   active-adversary variant (signatures, consistency checks) is not modelled.
@@ -317,8 +321,9 @@ def secure_aggregate(updates: Sequence[torch.Tensor], *, threshold: int, dropped
     sk = [s or 1 for s in sk]
     b = _field_elements(n, generator)
     pk = [pow(_G, s, PRIME) for s in sk]
-    bytes_sent = n * FIELD_BYTES
-    bytes_received = n * n * FIELD_BYTES  # every client receives every public key
+    # two public keys per client on the wire, as in the paper (channel key c_u^PK and mask key s_u^PK)
+    bytes_sent = n * 2 * FIELD_BYTES
+    bytes_received = n * n * 2 * FIELD_BYTES  # every client receives every client's two public keys
 
     # round 1, ShareKeys: t-of-n shares of sk_u and b_u, one pair for each client (encrypted, relayed)
     shares_sk = [shamir_share(sk[u], threshold=t, parties=n, generator=generator) for u in range(n)]

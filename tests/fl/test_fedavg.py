@@ -91,7 +91,7 @@ def test_model_replacement_plants_the_backdoor_and_the_median_stops_it(setup):
                           generator=torch.Generator().manual_seed(2))
     poisoned = [bad] + clients[1:]
     asr = lambda m: {"asr": attack_success_rate(m, ds.X_test, ds.y_test, target=0, trigger=trig)}
-    boosted = {0: ModelPoisoning("scale", 10.0)}  # gamma = n / eta = 10 clients / server lr 1
+    boosted = {0: ModelPoisoning("scale", 10.0)}  # gamma = n / eta = 10 near-equal IID clients / server lr 1
     plain = _run(setup, clients=poisoned, metrics=asr)
     replaced = _run(setup, clients=poisoned, metrics=asr, attackers=boosted)
     median = _run(setup, clients=poisoned, metrics=asr, attackers=boosted, aggregator="median")

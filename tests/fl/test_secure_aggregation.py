@@ -130,6 +130,31 @@ def test_without_the_self_mask_a_late_client_is_exposed(monkeypatch):
     assert torch.allclose(decode_fixed(stripped).float(), ups[1], atol=2.0 ** -20)
 
 
+def test_the_server_cannot_strip_a_survivors_pairwise_masks():
+    # the mirror image of the self-mask test: for a survivor the server rebuilds b_u (never sk_u), so the most it
+    # can compute is y_u - PRG(b_u) = x_u + (u's pairwise masks), which must still look uniform; without the
+    # pairwise masks it would be x_u in the clear
+    g = _gen(2)
+    ups = [torch.randn(4000, generator=g) + 5 * i for i in range(4)]
+    res = secure_aggregate(ups, threshold=3, dropped=[3], generator=_gen(3))
+    for u in res.survivors:
+        assert res.shares_used[u] == "b"
+        view = (res.masked[u] - sa._self_mask(res.rebuilt[u], 4000)) % 2 ** RING_BITS
+        assert _uniformity_p(view) > 0.01
+        assert torch.corrcoef(torch.stack([view.double(), ups[u].double()]))[0, 1].abs() < 0.05
+
+
+def test_without_the_pairwise_masks_the_survivors_are_exposed(monkeypatch):
+    monkeypatch.setattr(sa, "_pair_mask_sum", lambda u, secret_u, public_keys, partners, size:
+                        torch.zeros(size, dtype=torch.int64))
+    g = _gen(2)
+    ups = [torch.randn(4000, generator=g) + 5 * i for i in range(4)]
+    res = secure_aggregate(ups, threshold=3, dropped=[3], generator=_gen(3))
+    assert torch.allclose(res.total, ups[0] + ups[1] + ups[2], atol=3 * 2.0 ** -20)  # the sum is still right
+    view = (res.masked[0] - sa._self_mask(res.rebuilt[0], 4000)) % 2 ** RING_BITS
+    assert _uniformity_p(view) < 1e-6
+
+
 def test_a_late_client_changes_nothing_for_the_others():
     # the same seed with client 1 late or dropped: the same total and the same in-time masked updates (no extra
     # randomness is drawn); the late client's bytes are counted
@@ -145,6 +170,17 @@ def test_fixed_point_round_trip_and_range():
     assert torch.allclose(decode_fixed(encode_fixed(x)).float(), x, atol=2.0 ** -21)
     with pytest.raises(ValueError, match="updates must stay below"):
         secure_aggregate([torch.full((2,), 1e8), torch.zeros(2)], threshold=2, generator=_gen())
+
+
+def test_bytes_follow_the_four_rounds():
+    # n clients, d coordinates, s survivors: round 0 two 16-byte public keys per client (broadcast to all); round 1
+    # two shares + ids per ordered pair, relayed; round 2 s masked vectors of 6-byte ring elements; round 3 the
+    # survivor list (4-byte ids) to each survivor and one 16-byte share + 4-byte id per other client back
+    n, d, s = 5, 100, 4
+    res = secure_aggregate(_updates(n, shape=(d,)), threshold=3, dropped=[2], generator=_gen())
+    pair = 2 * 16 + 8
+    assert res.bytes_sent == n * 2 * 16 + n * (n - 1) * pair + s * d * 6 + s * (n - 1) * (16 + 4)
+    assert res.bytes_received == n * n * 2 * 16 + n * (n - 1) * pair + s * s * 4
 
 
 def test_costs_grow_with_the_clients():

@@ -24,8 +24,10 @@ __all__ = ["RING_BITS", "DEFAULT_FRAC_BITS", "DEFAULT_HEADROOM", "encode", "deco
 RING_BITS = 64
 #: fractional bits of the fixed-point encoding: one unit in the last place (ulp) is 2^-16 ≈ 1.5e-5
 DEFAULT_FRAC_BITS = 16
-#: bits kept free above an encoded input, so that products (scale 2^(2f)) and sums still fit in the ring and local
-#: truncation fails rarely: inputs must satisfy |x| < 2^(63 - frac_bits - headroom)
+#: bits kept free above an encoded input: inputs must satisfy |x| < 2^(63 - frac_bits - headroom). This bounds the
+#: inputs only: a product of two values carries scale 2^(2f) and fits the ring only while |x y| < 2^(63 - 2f)
+#: (2^31 with f = 16), and its truncation fails with probability |x y| 2^(2f - 64);
+#: :func:`mlsec_kit.crypto.mpc.error_bound` and ``truncation_failure_probability`` check a model's products
 DEFAULT_HEADROOM = 16
 
 
