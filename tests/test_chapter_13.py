@@ -89,6 +89,7 @@ def test_beaver_multiplication_view_and_cost(executed, v):
 
 def test_secure_inference_table(executed, v):
     n = v["ch13_mpc_settings"]
+    assert 0 < v["ch13_mpc_fail_max"] < 1e-6                                  # the kit's truncation failure bound
     assert n == 6 and v["ch13_mpc_within"] == n and v["ch13_mpc_same"] == n
     for model in ("lr", "sq", "relu"):
         for parties in (2, 3):
