@@ -166,6 +166,7 @@ def test_secure_aggregation_with_dropouts(executed, v):
     assert v["ch13_secure_bytes_ratio"] > 1.5                                 # 6 bytes vs 4 per coordinate, at least
     assert 1 < v["ch13_secure_fl_ratio"] < v["ch13_secure_bytes_ratio"]     # diluted by the model download
     assert v["ch13_lit_bonawitz_ratio"] == 1.73
+    assert v["ch13_ring_bytes"] == 6 and v["ch13_encoding_ratio"] == 1.5 < v["ch13_secure_bytes_ratio"]
     out = outputs(executed)
     assert "rebuilt: {" in out and "2: 'sk', 7: 'sk'" in out and "0: 'b'" in out
     assert "late client 5: the server rebuilt its 'sk'" in out
