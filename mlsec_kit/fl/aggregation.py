@@ -18,11 +18,11 @@ client's local training produced) and combines them into one:
 
 A non-finite update (NaN or inf) is refused by ``"mean"`` (``ValueError``); Krum gives it the score inf (never
 chosen while enough finite updates remain); median and trimmed mean sort it last (``torch.sort``), so it is set
-aside like any extreme value. The robust rules treat every client alike: ``weights`` are checked but only ``"mean"`` uses them (a poisoned
-client could otherwise claim a huge example count). Updates may be tensors of one shape, lists (tuples) of
-tensors (one per layer, as Flower's ``NDArrays`` after ``torch.from_numpy``), or dicts of tensors with the same
-keys; the result has the same structure. :func:`flatten_update` / :func:`unflatten_update` convert between a
-model's parameters and one flat vector. The inputs are never modified.
+aside like any extreme value. The robust rules treat every client alike: ``weights`` are checked but only ``"mean"``
+uses them (a poisoned client could otherwise claim a huge example count). Updates may be tensors of one shape, lists
+(tuples) of tensors (one per layer, as Flower's ``NDArrays`` after ``torch.from_numpy``), or dicts of tensors with
+the same keys; the result has the same structure. :func:`flatten_update` / :func:`unflatten_update` convert between
+a model's parameters and one flat vector. The inputs are never modified.
 """
 from __future__ import annotations
 

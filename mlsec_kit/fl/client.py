@@ -84,6 +84,10 @@ class Client:
         if y.shape != (x.shape[0],) or y.is_floating_point():
             raise ValueError(f"y must be an integer tensor of shape ({x.shape[0]},), got {tuple(y.shape)} "
                              f"of dtype {y.dtype}")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise ValueError("x must be finite (no nan or inf): a non-finite input makes every update NaN")
+        if y.numel() and y.min().item() < 0:
+            raise ValueError(f"y must hold class indices >= 0, got {y.min().item()}")
         self.x, self.y = x, y
         self.cid = check_int("cid", cid, minimum=0)
 
@@ -199,7 +203,8 @@ def backdoor_client(x: torch.Tensor, y: torch.Tensor, *, target: int, rate: floa
     """A client whose local data carry a BadNets backdoor (chapter 7, :func:`mlsec_kit.attacks.poisoning.badnets`).
 
     ``round(rate · n)`` of its examples not of class ``target`` get ``trigger`` stamped and the label ``target``;
-    its honest local training then learns "trigger ⇒ target". Pair it with ``ModelPoisoning("scale", replacement_scale(...))`` in
+    its honest local training then learns "trigger ⇒ target". Pair it with
+    ``ModelPoisoning("scale", replacement_scale(...))`` in
     :func:`mlsec_kit.fl.fedavg`'s ``attackers`` for Bagdasaryan et al.'s model replacement.
 
     Args:

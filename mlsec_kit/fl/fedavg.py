@@ -19,13 +19,16 @@ decentralized data", Algorithm 1) in one process: each round the server samples 
   update is applied (with ``dp`` the noise-only step still is, so every round counts in the accounting), the
   round is marked in :attr:`FLHistory.aborted`, and training goes on);
 * ``dp=DPFedAvg(clip, noise_multiplier, delta)``: DP-FedAvg (McMahan et al. 2018, "Learning differentially
-  private recurrent language models"), user-level DP: clients are sampled independently with probability
+  private recurrent language models"), client-level DP (neighbouring datasets differ by one whole client's data:
+  user-level DP when each client is one user, as in McMahan et al.): clients are sampled independently with probability
   ``q = fraction``, each update is clipped to L2 norm ``clip``, Gaussian noise of standard deviation
   ``noise_multiplier · clip`` is added to the sum, and the result is divided by the *expected* number of clients
   ``qK`` (not the realised one, which is private). Adding or removing one client changes the clipped sum by at
   most ``clip``, so a round is the Poisson-subsampled Gaussian mechanism and the accountant of chapter 11
   (:func:`mlsec_kit.dp.accounting.rdp_epsilon`, ``sample_rate = q``, ``steps = rounds``) gives ε after each
-  round.
+  round. The noise is added by the server (central DP): with ``secure=True`` the server still sees the exact,
+  un-noised sum before adding it, so DP protects against whoever sees the model, not against the server
+  (distributed DP would have each client add its share of the noise before masking).
 
 Randomness comes from ``generator`` only, drawn in this order: one base seed; then, per round, the client sample
 (:func:`sample_clients`), the dropout draw (when ``dropout > 0``), the secure-aggregation secrets (when
@@ -165,6 +168,27 @@ def _check_clients(clients) -> list[Client]:
     return list(clients)
 
 
+def _preflight(model: nn.Module, clients: Sequence[Client], test) -> None:
+    """Run ``model`` on one example of the first client and of ``test`` and check every label against its outputs
+    before round 1, so that a mismatch is a ValueError naming the argument, not a deep torch error mid-run."""
+    probe = copy.deepcopy(model).eval()
+    device = next(probe.parameters()).device
+    labelled = [(f"clients[{i}]", c.x, c.y) for i, c in enumerate(clients)]
+    if test is not None:
+        labelled.append(("test", test[0], test[1]))
+    with torch.no_grad():
+        for where, x, y in labelled[:1] + labelled[len(clients):]:   # the first client and test
+            try:
+                classes = probe(x[:1].to(device)).shape[-1]
+            except RuntimeError as exc:
+                raise ValueError(f"{where.split('[')[0]} do not fit model: {where}'s inputs of shape "
+                                 f"{tuple(x.shape[1:])} fail in model ({exc})") from None
+    for where, _, y in labelled:
+        if len(y) and y.max().item() >= classes:
+            raise ValueError(f"{where.split('[')[0]} hold labels the model cannot output: {where} has label "
+                             f"{y.max().item()}, the model has {classes} outputs")
+
+
 def _check_attackers(attackers, k: int) -> dict[int, ModelPoisoning]:
     if attackers is None:
         return {}
@@ -265,6 +289,7 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
     if test is not None and not (isinstance(test, (tuple, list)) and len(test) == 2):
         raise ValueError("test must be a pair (x, y) of tensors or None")
     _check_threshold(threshold, secure=secure, poisson=dp is not None, num_clients=k, fraction=q)
+    _preflight(model, clients, test)
 
     global_model = copy.deepcopy(model)
     weights = flatten_update(global_model)

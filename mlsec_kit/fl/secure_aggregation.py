@@ -34,7 +34,10 @@ What is simulated, and why this is a model and not a secure implementation:
   encrypted), but round 0 counts the bytes of both public keys;
 * the PRG is torch's seeded generator (Philox/Mersenne Twister), not a cryptographic one (AES-CTR in the paper);
 * the server is honest-but-curious and the dropout set is fixed before the masked inputs are sent; the paper's
-  active-adversary variant (signatures, consistency checks) is not modelled.
+  active-adversary variant (signatures, consistency checks) is not modelled;
+* :func:`secure_aggregate` refuses updates whose sum could overflow the ring by looking at the plaintext updates,
+  which a real server cannot do (it sees only masked values): in a deployment an oversized, e.g. malicious,
+  update wraps around silently and corrupts the sum; range proofs are the active-security remedy.
 
 Why the self-mask ``b_u``: a client that is merely *late* (its ``y_u`` arrives after the server has closed round 2
 and declared it dropped) has had its pairwise masks made removable — the survivors handed over shares of

@@ -197,7 +197,8 @@ def test_sample_clients():
     (dict(secure=True, fraction=0.5, threshold=6), ValueError, "threshold must be an int in \\[2, 5\\]: 5 clients"),
     (dict(secure=True, threshold=1), ValueError, "threshold must be an int in \\[2, 10\\]"),
     (dict(threshold=3), ValueError, "only with secure=True"),
-    (dict(secure=True, dp=DPFedAvg(clip=1.0, noise_multiplier=1.0), threshold=1), ValueError, "threshold must be an int >= 2"),
+    (dict(secure=True, dp=DPFedAvg(clip=1.0, noise_multiplier=1.0), threshold=1), ValueError,
+     "threshold must be an int >= 2"),
     (dict(clients=["a"]), TypeError, "Client"),
 ])
 def test_bad_input(setup, kw, exc, match):
@@ -226,3 +227,17 @@ def test_clip_update_and_set_flat_params():
     assert torch.equal(flatten_update(model), v)
     with pytest.raises(ValueError, match="entries"):
         set_flat_params(model, v[:-1])
+
+
+def test_mismatched_data_is_refused_before_round_one(setup):
+    ds, clients, model = setup
+    with pytest.raises(ValueError, match=r"clients do not fit model: clients\[0\]'s inputs"):
+        fedavg(torch.nn.Linear(5, 2), clients, rounds=1, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"test do not fit model"):
+        fedavg(model, clients, rounds=1, test=(torch.zeros(3, 5), torch.zeros(3, dtype=torch.long)),
+               generator=torch.Generator().manual_seed(0))
+    wrong = clients[:3] + [Client(clients[3].x, clients[3].y + 10, cid=3)]
+    with pytest.raises(ValueError, match=r"clients\[3\] has label 1\d, the model has 10 outputs"):
+        fedavg(model, wrong, rounds=1, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="x must be finite"):
+        Client(torch.full((2, 4), float("nan")), torch.zeros(2, dtype=torch.long))

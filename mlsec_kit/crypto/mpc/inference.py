@@ -45,7 +45,7 @@ from torch import nn
 from .compare import COMPARE_BITS, relu
 from .network import MessageLog, Network, SharedTensor
 from .protocol import add, add_public, matmul, matmul_public, square
-from .ring import DEFAULT_FRAC_BITS, check_frac_bits, check_generator, check_parties, decode, encode
+from .ring import DEFAULT_FRAC_BITS, _encode, check_frac_bits, check_generator, check_parties, decode, encode
 
 __all__ = ["SquareActivation", "SecureModel", "SecureLogReg", "SecureMLP", "SecurePrediction", "secure_predict",
            "error_bound", "truncation_failure_probability", "model_layers"]
@@ -270,10 +270,7 @@ def _propagate(model: nn.Module, x: torch.Tensor, *, frac_bits: int, truncation:
     def fixed(v: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The value on the fixed-point grid and its rounding error (at most 2^-(f+1))."""
         v = v.detach().to(torch.float64).cpu()
-        try:
-            on_grid = decode(encode(v, frac_bits=frac_bits, headroom=0), frac_bits=frac_bits)
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
+        on_grid = decode(_encode(v, frac_bits=frac_bits, headroom=0, name=name), frac_bits=frac_bits)
         return on_grid, (on_grid - v).abs()
 
     h = x.detach().to(torch.float64).cpu()
@@ -293,7 +290,7 @@ def _propagate(model: nn.Module, x: torch.Tensor, *, frac_bits: int, truncation:
         bad.logical_or_(over)
         failure.add_((ring / 2.0 ** 64).clamp(max=1.0).sum(1))
 
-    for i, m in enumerate(model_layers(model)):
+    for i, m in enumerate(layers):
         if isinstance(m, nn.Flatten):
             h, e = h.reshape(n, -1), e.reshape(n, -1)
         elif isinstance(m, nn.Linear):
@@ -301,14 +298,14 @@ def _propagate(model: nn.Module, x: torch.Tensor, *, frac_bits: int, truncation:
                 raise ValueError(f"x does not fit the model: a Linear layer expects {m.in_features} features, got "
                                  f"shape {tuple(h.shape)}")
             w = m.weight.detach().to(torch.float64).cpu()
-            w_fx, dw = fixed(w, f"model (layer {i}, weight)")
+            w_fx, dw = fixed(w, f"the weight of layer {i} of model")
             # the ring product W~ x~ before truncation: |W~ x~| <= |W~ x| + |W~| e
             truncated((h @ w_fx.t()).abs() + e @ w_fx.abs().t(), f"the product of layer {i} ({type(m).__name__})")
             # W~x~ - Wx = W~(x~ - x) + (W~ - W)x, then one truncation, then the bias's rounding
             e = e @ w_fx.abs().t() + h.abs() @ dw.t() + t
             h = h @ w.t()
             if m.bias is not None:
-                e = e + fixed(m.bias, f"model (layer {i}, bias)")[1]
+                e = e + fixed(m.bias, f"the bias of layer {i} of model")[1]
                 h = h + m.bias.detach().to(torch.float64).cpu()
         elif isinstance(m, nn.ReLU):
             over = ((h.abs() + e) >= relu_limit).reshape(n, -1).any(1)
@@ -331,7 +328,8 @@ def _propagate(model: nn.Module, x: torch.Tensor, *, frac_bits: int, truncation:
 def error_bound(model: nn.Module, x: torch.Tensor, *, frac_bits: int = DEFAULT_FRAC_BITS,
                 truncation: str = "local") -> torch.Tensor:
     """A bound on ``|secure logits - plaintext logits|`` per logit from fixed-point rounding and truncation
-    (module docstring), holding except with the truncation failure probability.
+    (module docstring), holding except with the truncation failure probability
+    (:func:`truncation_failure_probability`).
 
     Args:
         model: as for :func:`secure_predict`.
@@ -340,7 +338,8 @@ def error_bound(model: nn.Module, x: torch.Tensor, *, frac_bits: int = DEFAULT_F
         truncation: ``"local"`` (less than 1 ulp per truncation) or ``"dealer"`` (less than 2 ulp).
 
     Returns:
-        float64 ``(N, num_classes)``.
+        float64 ``(N, num_classes)``; ``inf`` for every logit of an input row whose products reach ``2^62`` in the
+        ring or whose ReLU inputs leave the comparison's exact range (module docstring).
     """
     return _propagate(model, x, frac_bits=frac_bits, truncation=truncation).bound
 

@@ -80,16 +80,21 @@ def encode(x: torch.Tensor, *, frac_bits: int = DEFAULT_FRAC_BITS, headroom: int
     Returns:
         int64 tensor of the same shape (a new tensor; ``x`` is not modified).
     """
+    return _encode(x, frac_bits=frac_bits, headroom=headroom, name="x")
+
+
+def _encode(x, *, frac_bits: int, headroom: int, name: str) -> torch.Tensor:
+    """:func:`encode`, with errors that name the argument ``name`` (a public factor, weights, coefficients)."""
     limit = max_abs(frac_bits=frac_bits, headroom=headroom)
     x = torch.as_tensor(x)
     if x.dtype == torch.bool or x.is_complex():
-        raise TypeError(f"x must be a real tensor, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a real tensor, got dtype {x.dtype}")
     xd = x.to(torch.float64)
     if not torch.isfinite(xd).all():
-        raise ValueError("x must be finite (no nan or inf) to be encoded")
+        raise ValueError(f"{name} must be finite (no nan or inf) to be encoded")
     if xd.numel() and xd.abs().max().item() >= limit:
-        raise ValueError(f"x is beyond the fixed-point range: |x| must be < 2^{63 - frac_bits - headroom} = "
-                         f"{limit:g} for frac_bits={frac_bits}, headroom={headroom}; got max |x| = "
+        raise ValueError(f"{name} is beyond the fixed-point range: |{name}| must be < 2^{63 - frac_bits - headroom} "
+                         f"= {limit:g} for frac_bits={frac_bits}, headroom={headroom}; got max |{name}| = "
                          f"{xd.abs().max().item():g}")
     return torch.round(xd * float(2 ** frac_bits)).to(torch.int64)
 
