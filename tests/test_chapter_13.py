@@ -146,6 +146,7 @@ def test_defence_table(executed, v):
     assert v["ch13_robust_clean_gap"] < 3 and v["ch13_def_krum_clean"] < v[f"{mean}_clean"]
     # model replacement: the backdoor works under the mean, not on a clean federation
     assert v[f"{mean}_asr"] > 90 and v["ch13_clean_model_asr"] < 10
+    assert v["ch13_gamma"] == pytest.approx(v["ch13_clients"], abs=0.1)     # "n / eta up to rounding here"
     assert v[f"{mean}_backdoor_acc"] > 75                                    # "a slightly worse round"
     # DP-FedAvg: costs accuracy, blunts but does not stop the boosting, epsilon from chapter 11's accountant
     assert v[f"{dp}_clean"] < v[f"{mean}_clean"]
