@@ -152,7 +152,7 @@ def test_defence_table(executed, v):
     assert v[f"{dp}_clean"] < v[f"{mean}_clean"]
     assert v[f"{mean}_attacked"] < v[f"{dp}_attacked"] and 10 < v[f"{dp}_asr"] < v[f"{mean}_asr"]
     assert v["ch13_dp_eps"] == v["ch13_dp_eps_check"] > 1                   # "weak"
-    assert v["ch13_honest_norm"] > v["ch13_dp_clip"]                          # "C is below the honest updates' own norms"
+    assert v["ch13_honest_norm"] > v["ch13_dp_clip"]                          # "C is below the honest norms"
     table = next(t for t in tables(executed) if "sign-flip client" in t)
     rows = table_rows(table)
     assert len(rows) == 6 and any(k.startswith("DP-FedAvg (ε = ") for k in rows)
