@@ -32,9 +32,11 @@ chi-square test on three 4-bit windows of every share (bits 60-63, 30-33 and 0-3
 each); a window fails when its p-value is below ``P_MIN = 1e-6``. For three or more parties, any two shares are
 independent too (any ``n - 1`` shares are jointly uniform), tested on the sum and the difference of every pair.
 A masked update in secure aggregation (1024 entries) is tested the same way. A correct answer's p-values are
-uniform on (0, 1), so with at most 72 windows per property it fails with probability below ``7.2e-5`` per graded
-run; the tests run the reference on 300 seeds. Every named mistake puts all the mass of some window in one or
-a few bins (a chi-square statistic of at least 4096, a p-value below 1e-300), so it fails on every seed.
+uniform on (0, 1) (256 expected values per bin: the chi-square approximation is close), so with at most 24 + 72 +
+3 windows in the three properties it fails one with probability below ``1e-4`` per graded run (a union bound);
+the tests run the reference on 300 seeds. Every named mistake puts the mass of some window in half of the bins or
+fewer (a chi-square statistic of at least 4096 on 4096 values; about 7000 for an unmasked update's 1024 small
+entries, which fill 2 bins of the top window): a p-value below 1e-300, so it fails on every seed.
 
 How the instances make each typical mistake fail on every seed:
 
@@ -679,9 +681,10 @@ STATEMENTS = {
     "i": "Once an inference has been computed under MPC, the revealed prediction tells the party that receives it "
          "nothing about the model or the other parties' inputs.",
     "j": "In this exercise's simplified protocol (pairwise masks only; the server gets the seeds of a dropped "
-         "client's pairs from the survivors), a client whose masked update arrives after it was declared dropped "
-         "is exposed: the server can remove all of its masks. Bonawitz et al.'s self-mask b_u, whose shares the "
-         "server gets only for survivors, is what prevents this.",
+         "client's pairs from the survivors), a client that was declared the only dropout but whose masked update "
+         "arrives late anyway is exposed: the server holds the seeds of all its pairs and can remove every mask. "
+         "Bonawitz et al.'s self-mask b_u, whose shares the server gets only for clients it did not declare "
+         "dropped, is what prevents this.",
 }
 TRUE_STATEMENTS = frozenset("bdfhj")
 _WHY_NOT = {
