@@ -28,13 +28,14 @@ convention.
 
 **Uniformity, statistically.** "Every share is uniform over the ring and independent of the secret" is checked
 on 4096 sharings of each of two very different secrets (0 and a constant of magnitude at least ``2^62``), by a
-chi-square test on three 4-bit windows of every share (bits 60-63, 30-33 and 0-3: 16 bins, 256 expected values
-each); a window fails when its p-value is below ``P_MIN = 1e-6``. For three or more parties, any two shares are
+chi-square test on each of the sixteen 4-bit windows of every share (bits 0-3, 4-7, ..., 60-63: 16 bins, 256
+expected values each); a window fails when its p-value is below ``P_MIN = 1e-8``. For three or more parties, any
+two shares are
 independent too (any ``n - 1`` shares are jointly uniform), tested on the sum and the difference of every pair.
 A masked update in secure aggregation (1024 entries) is tested the same way. A correct answer's p-values are
-uniform on (0, 1) (256 expected values per bin: the chi-square approximation is close), so with at most 24 + 72 +
-3 windows in the three properties it fails one with probability below ``1e-4`` per graded run (a union bound);
-the tests run the reference on 300 seeds. Every named mistake puts the mass of some window in half of the bins or
+uniform on (0, 1) (256 expected values per bin, 64 for a masked update: the chi-square approximation is close),
+so with at most 128 + 384 + 16 windows in the three properties it fails one with probability below ``6e-6`` per
+graded run (a union bound); the tests run the reference on 300 seeds. Every named mistake puts the mass of some window in half of the bins or
 fewer (a chi-square statistic of at least 4096 on 4096 values; about 7000 for an unmasked update's 1024 small
 entries, which fill 2 bins of the top window): a p-value below 1e-300, so it fails on every seed.
 
@@ -42,7 +43,9 @@ How the instances make each typical mistake fail on every seed:
 
 - ``share`` with "the secret minus a small random value" (``[x - r, r]`` with ``r`` small): the share ``r`` has
   bits 60-63 all 0 or all 1; shares drawn in ``[0, 2^32)`` (``torch.randint(0, 2**32)``) or in ``[0, 2^63)``:
-  their top window holds one bin (or half of them); the last share equal to the secret (the others random and
+  their top window holds one bin (or half of them); two 32-bit halves joined with a low half drawn in ``[0, 2^31)``
+  (bit 31 always 0: the window of bits 28-31 fills half its bins) or signed (``hi << 32 | lo`` with a negative
+  ``lo`` sets every high bit: the top window has half its values in one bin); the last share equal to the secret (the others random and
   unused): the sum of the shares is not the secret (the reconstruct property), and that share is a constant (the
   uniformity property); one random value broadcast to every entry (one draw per call): every entry of that share
   is equal; one random value reused for every share but the last (``[r, r, x - 2r]``): the difference of two
@@ -99,8 +102,9 @@ SET = ExerciseSet("13_secure_computation", "Exercises: secure computation and fe
 _MPC = "mlsec_kit.crypto.mpc"
 _CHECKER = "mlsec_kit.grading.sets.ch13"  # this module's reference helpers answer questions too
 INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
-P_MIN = 1e-6  # a 4-bit window fails the chi-square test below this p-value
-WINDOWS = ((60, "bits 60-63 (the top)"), (30, "bits 30-33"), (0, "bits 0-3 (the lowest)"))
+P_MIN = 1e-8  # a 4-bit window fails the chi-square test below this p-value
+WINDOWS = tuple((shift, f"bits {shift}-{shift + 3}" + (" (the top)" if shift == 60 else " (the lowest)" if shift == 0
+                                                          else "")) for shift in range(60, -1, -4))
 SHARINGS = 4096  # sharings of each secret in the uniformity checks
 MASKED_SIZE = 1024  # entries of an update in the uniformity check of a masked update
 UPDATE_BOUND = 2 ** 20  # |update entries| < this: fixed-point updates are small next to the ring
@@ -139,26 +143,39 @@ def _seed(rng: torch.Generator) -> int:
     return int(torch.randint(0, 2 ** 62, (1,), generator=rng, dtype=torch.int64))
 
 
-def _window_p_value(values: torch.Tensor, shift: int) -> float:
-    """The chi-square p-value of the 16 values of bits ``shift .. shift + 3`` against the uniform distribution."""
-    bins = (values.reshape(-1) >> shift) & 15
-    counts = torch.bincount(bins, minlength=16).double()
+_SHIFTS = torch.tensor([shift for shift, _ in WINDOWS], dtype=torch.int64)
+
+
+def _window_counts(values: torch.Tensor) -> torch.Tensor:
+    """``(len(WINDOWS), 16)``: how often each value of each 4-bit window occurs."""
+    bins = (values.reshape(-1, 1) >> _SHIFTS) & 15
+    offset = bins + 16 * torch.arange(len(WINDOWS), dtype=torch.int64)
+    return torch.bincount(offset.reshape(-1), minlength=16 * len(WINDOWS)).reshape(len(WINDOWS), 16)
+
+
+def _window_p_values(values: torch.Tensor) -> torch.Tensor:
+    """The chi-square p-value of each 4-bit window of ``values`` against the uniform distribution on 16 values
+    (15 degrees of freedom), in the order of :data:`WINDOWS`."""
+    counts = _window_counts(values).double()
     expected = values.numel() / 16
-    stat = float(((counts - expected) ** 2 / expected).sum())
-    return float(torch.special.gammaincc(torch.tensor(7.5, dtype=torch.float64),
-                                         torch.tensor(stat / 2, dtype=torch.float64)))
+    stat = ((counts - expected) ** 2 / expected).sum(1)
+    return torch.special.gammaincc(torch.full_like(stat, 7.5), stat / 2)
+
+
+def _window_p_value(values: torch.Tensor, shift: int) -> float:
+    """The chi-square p-value of the window of bits ``shift .. shift + 3``."""
+    return float(_window_p_values(values)[[s for s, _ in WINDOWS].index(shift)])
 
 
 def _non_uniform(values: torch.Tensor) -> str:
     """'' when every window passes; else which window fails and how."""
-    for shift, label in WINDOWS:
-        p = _window_p_value(values, shift)
-        if p < P_MIN:
-            bins = torch.bincount(((values.reshape(-1) >> shift) & 15), minlength=16)
-            used = int((bins > 0).sum())
-            return (f"{label} are not uniform (chi-square p = {p:.1e} < {P_MIN:g}; {used} of the 16 values "
-                    f"occur)")
-    return ""
+    ps = _window_p_values(values)
+    if bool((ps >= P_MIN).all()):
+        return ""
+    k = int(torch.nonzero(ps < P_MIN)[0])
+    used = int((_window_counts(values)[k] > 0).sum())
+    return (f"{WINDOWS[k][1]} are not uniform (chi-square p = {float(ps[k]):.1e} < {P_MIN:g}; {used} of the 16 "
+            "values occur)")
 
 
 def _ring_tensor(out: Any, what: str, shape) -> torch.Tensor:
@@ -229,7 +246,7 @@ def _two_secrets(rng: torch.Generator) -> dict:
     return {"0": 0, f"{big}": big}
 
 
-@share.prop("every share is uniform over Z_2^64 whatever the secret: chi-square on 3 bit windows of 4096 sharings "
+@share.prop("every share is uniform over Z_2^64 whatever the secret: chi-square on each 4-bit window of 4096 sharings "
             "of 0 and of a secret of magnitude >= 2^62")
 def _sh_uniform(fn, rng):
     parties = randint(rng, 2, 4)
@@ -568,7 +585,7 @@ def _mu_cancel(fn, rng):
              "index and subtracted by the other")
 
 
-@mask_update.prop("a masked update alone looks uniform (chi-square on 3 bit windows of 1024 entries): the server "
+@mask_update.prop("a masked update alone looks uniform (chi-square on each 4-bit window of 1024 entries): the server "
                   "learns nothing from it")
 def _mu_uniform(fn, rng):
     clients = _clients(rng, randint(rng, 3, 5), MASKED_SIZE)
