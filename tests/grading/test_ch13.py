@@ -475,8 +475,8 @@ def test_a_wrong_answer_fails_on_every_seed(name, code, label):
 MISTAKES = [
     ("share", SH_SMALL, ["every share is uniform", "any two shares"], "are not uniform"),
     ("share", SH_LAST_SECRET, ["the shares add up", "every share is uniform"], "add up"),
-    ("share", SH_REUSED, None, "difference of shares"),
-    ("share", SH_LOW31, ["every share is uniform", "any two shares"], "bits 28-31"),  # with 3 parties the last share 2 r fails alone too
+    ("share", SH_REUSED, None, "difference of shares"),  # with 3 parties the last share 2 r fails alone too
+    ("share", SH_LOW31, ["every share is uniform", "any two shares"], "bits 28-31"),
     ("share", SH_GLOBAL, ["draws its randomness"], "global"),
     ("share", SH_ONE_PARTY, ["raises a ValueError"], "parties"),
     ("reconstruct", RE_FLOAT, ["returns the secret"], "not as Python ints or floats"),
@@ -494,7 +494,8 @@ MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("name, code, failing, message", MISTAKES, ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES)])
+@pytest.mark.parametrize("name, code, failing, message", MISTAKES,
+                         ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES)])
 def test_a_mistake_fails_the_property_written_for_it(name, code, failing, message):
     assert_mistake_fails(EXERCISE.questions[name], code, name, _namespace(), failing, message)
 

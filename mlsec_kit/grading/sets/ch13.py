@@ -30,27 +30,28 @@ convention.
 on 4096 sharings of each of two very different secrets (0 and a constant of magnitude at least ``2^62``), by a
 chi-square test on each of the sixteen 4-bit windows of every share (bits 0-3, 4-7, ..., 60-63: 16 bins, 256
 expected values each); a window fails when its p-value is below ``P_MIN = 1e-8``. For three or more parties, any
-two shares are
-independent too (any ``n - 1`` shares are jointly uniform), tested on the sum and the difference of every pair.
-A masked update in secure aggregation (1024 entries) is tested the same way. A correct answer's p-values are
-uniform on (0, 1) (256 expected values per bin, 64 for a masked update: the chi-square approximation is close),
-so with at most 128 + 384 + 16 windows in the three properties it fails one with probability below ``6e-6`` per
-graded run (a union bound); the tests run the reference on 300 seeds. Every named mistake puts the mass of some window in half of the bins or
-fewer (a chi-square statistic of at least 4096 on 4096 values; about 7000 for an unmasked update's 1024 small
-entries, which fill 2 bins of the top window): a p-value below 1e-300, so it fails on every seed.
+two shares are independent too (any ``n - 1`` shares are jointly uniform), tested on the sum and the difference
+of every pair. A masked update in secure aggregation (1024 entries) is tested the same way. A correct answer's
+p-values are uniform on (0, 1) (256 expected values per bin, 64 for a masked update: the chi-square
+approximation is close), so with at most 128 + 384 + 16 windows in the three properties it fails one with
+probability below ``6e-6`` per graded run (a union bound); the tests run the reference on 300 seeds. Every named
+mistake puts the mass of some window in half of the bins or fewer (a chi-square statistic of at least 4096 on
+4096 values; about 7000 for an unmasked update's 1024 small entries, which fill 2 bins of the top window): a
+p-value below 1e-300, so it fails on every seed.
 
 How the instances make each typical mistake fail on every seed:
 
 - ``share`` with "the secret minus a small random value" (``[x - r, r]`` with ``r`` small): the share ``r`` has
   bits 60-63 all 0 or all 1; shares drawn in ``[0, 2^32)`` (``torch.randint(0, 2**32)``) or in ``[0, 2^63)``:
-  their top window holds one bin (or half of them); two 32-bit halves joined with a low half drawn in ``[0, 2^31)``
-  (bit 31 always 0: the window of bits 28-31 fills half its bins) or signed (``hi << 32 | lo`` with a negative
-  ``lo`` sets every high bit: the top window has half its values in one bin); the last share equal to the secret (the others random and
-  unused): the sum of the shares is not the secret (the reconstruct property), and that share is a constant (the
-  uniformity property); one random value broadcast to every entry (one draw per call): every entry of that share
-  is equal; one random value reused for every share but the last (``[r, r, x - 2r]``): the difference of two
-  shares is 0 (the pairwise property, always with 3 or 4 parties); ``parties = 1`` accepted: the bad-input
-  property; a float share: the form property.
+  their top window holds one bin (or half of them); two 32-bit halves joined with a low half drawn in
+  ``[0, 2^31)`` (bit 31 always 0: the window of bits 28-31 fills half its bins) or signed (``hi << 32 | lo``
+  with a negative ``lo`` sets every high bit: the top window has half its values in one bin); the last share
+  equal to the secret (the others random and unused): the sum of the shares is not the secret (the sum
+  property), and that share is a constant (the uniformity property); one random value broadcast to every entry
+  (one draw per call): every entry of that share is equal; one random value reused for every share but the last
+  (``[r, r, x - 2r]``): the difference of two shares is 0 (the pairwise property, always with 3 or 4 parties);
+  torch's global generator instead of ``generator``: two calls with generators seeded alike differ (the
+  generator property); ``parties = 1`` accepted: the bad-input property; a float share: the form property.
 - ``reconstruct`` in Python ints or floats without the wrap-around: every instance holds entries whose shares
   sum, as integers, beyond int64 (``parties`` copies of ``2^63 - 1``), so a Python-int sum overflows when it is
   turned back into an int64 tensor, and a float64 sum rounds full-range values (its ulp there is 2^11): wrong
@@ -246,8 +247,8 @@ def _two_secrets(rng: torch.Generator) -> dict:
     return {"0": 0, f"{big}": big}
 
 
-@share.prop("every share is uniform over Z_2^64 whatever the secret: chi-square on each 4-bit window of 4096 sharings "
-            "of 0 and of a secret of magnitude >= 2^62")
+@share.prop("every share is uniform over Z_2^64 whatever the secret: chi-square on each 4-bit window of 4096 "
+            "sharings of 0 and of a secret of magnitude >= 2^62")
 def _sh_uniform(fn, rng):
     parties = randint(rng, 2, 4)
     for label, secret in _two_secrets(rng).items():
