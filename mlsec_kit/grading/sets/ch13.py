@@ -251,6 +251,7 @@ def _two_secrets(rng: torch.Generator) -> dict:
             "sharings of 0 and of a secret of magnitude >= 2^62")
 def _sh_uniform(fn, rng):
     parties = randint(rng, 2, 4)
+    first = "the first share" if parties == 2 else f"the first {parties - 1} shares"
     for label, secret in _two_secrets(rng).items():
         x = torch.full((SHARINGS,), secret, dtype=torch.int64)
         for k, s in enumerate(_shares(fn, x, parties, rng)):
@@ -258,8 +259,8 @@ def _sh_uniform(fn, rng):
             if problem:
                 fail(f"{parties} parties, secret {label} in each of {SHARINGS} entries: share {k}'s {problem}; "
                      f"every share must be uniform over all 2^64 values, or it tells its party something about "
-                     f"the secret (draw each entry of the first {parties - 1} shares independently from the whole "
-                     "ring, not a small range)")
+                     f"the secret (draw each entry of {first} independently from the whole ring, not a small "
+                     "range)")
 
 
 @share.prop("any two shares are independent (3 or 4 parties): their sum and difference are uniform too")
@@ -272,7 +273,7 @@ def _sh_pairs(fn, rng):
             for op, value in (("difference", shares[i] - shares[j]), ("sum", shares[i] + shares[j])):
                 problem = _non_uniform(value)
                 if problem:
-                    fail(f"{parties} parties, secret {label}: the {op} of shares {i} and {j} has {problem}; with "
+                    fail(f"{parties} parties, secret {label}, the {op} of shares {i} and {j}: {problem}; with "
                          f"{parties} parties any {parties - 1} shares must be independent and uniform (draw "
                          "every share but the last afresh)")
 
