@@ -11,9 +11,9 @@ masks each) and the server's (Lagrange reconstruction, regenerating the self mas
 pairwise masks), all in this one process, one after the other. Its seconds are therefore the whole federation's
 computing time, not the latency of one round (the clients work in parallel in a deployment: a client's own share
 is roughly the secure time over n). Bytes are everything on the wire in both directions: for plain, n updates in
-float32 and their example counts; for secure, the four rounds' messages (public keys broadcast to all, n(n-1)
-encrypted share pairs relayed by the server, the masked updates at 6 bytes per coordinate in Z_2^48, the unmasking
-shares). Each setting is timed ``--repeats`` times (the plain sum ten times as often, after a warm-up call); the table
+float32 and their example counts; for secure, the four rounds' messages (two public keys per client broadcast to
+all, n(n-1) encrypted share pairs relayed by the server, the masked updates at 6 bytes per coordinate in Z_2^48,
+the unmasking shares). Each setting is timed ``--repeats`` times (the plain sum ten times as often, after a warm-up call); the table
 gives medians. The model download, the same for both,
 is left out.
 """

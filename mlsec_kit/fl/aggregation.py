@@ -16,11 +16,13 @@ client's local training produced) and combines them into one:
   adversaries: Byzantine tolerant gradient descent"). The scores are computed once, as in the paper's
   multi-Krum. :func:`krum_scores` and :func:`krum_select` expose the scores and the choice.
 
-The robust rules treat every client alike: ``weights`` are checked but only ``"mean"`` uses them (a poisoned
-client could otherwise claim a huge example count). Updates may be tensors of one shape, lists (tuples) of
-tensors (one per layer, as Flower's ``NDArrays`` after ``torch.from_numpy``), or dicts of tensors with the same
-keys; the result has the same structure. :func:`flatten_update` / :func:`unflatten_update` convert between a
-model's parameters and one flat vector. The inputs are never modified.
+A non-finite update (NaN or inf) is refused by ``"mean"`` (``ValueError``); Krum gives it the score inf (never
+chosen while enough finite updates remain); median and trimmed mean sort it last (``torch.sort``), so it is set
+aside like any extreme value. The robust rules treat every client alike: ``weights`` are checked but only ``"mean"``
+uses them (a poisoned client could otherwise claim a huge example count). Updates may be tensors of one shape, lists
+(tuples) of tensors (one per layer, as Flower's ``NDArrays`` after ``torch.from_numpy``), or dicts of tensors with
+the same keys; the result has the same structure. :func:`flatten_update` / :func:`unflatten_update` convert between
+a model's parameters and one flat vector. The inputs are never modified.
 """
 from __future__ import annotations
 
@@ -168,9 +170,14 @@ def _check_byzantine(byzantine: object, n: int) -> int:
 def _krum_scores(stacked: torch.Tensor, f: int) -> torch.Tensor:
     n = stacked.shape[0]
     d2 = torch.cdist(stacked.double(), stacked.double()).pow(2)
+    # a non-finite update (a Byzantine client may send NaN or inf) is infinitely far from everyone: it never
+    # counts among an honest update's nearest, and its own score is inf, so it is chosen last
+    d2 = d2.nan_to_num(nan=math.inf, posinf=math.inf)
     d2.fill_diagonal_(math.inf)
     nearest = d2.sort(dim=1).values[:, : n - f - 2]
-    return nearest.sum(dim=1)
+    scores = nearest.sum(dim=1)
+    scores[~torch.isfinite(stacked).all(dim=1)] = math.inf
+    return scores
 
 
 def krum_scores(updates: Sequence[Update], *, byzantine: int) -> torch.Tensor:
@@ -252,6 +259,11 @@ def aggregate(updates: Sequence[Update], weights: Optional[Sequence[float]] = No
     n = stacked.shape[0]
     w = _check_weights(weights, n, stacked.device, stacked.dtype)
     if method == "mean":
+        finite = torch.isfinite(stacked).all(dim=1)
+        if not finite.all():
+            i = int((~finite).nonzero()[0])
+            raise ValueError(f"updates[{i}] holds a non-finite value: the mean would be NaN/inf (a robust rule, "
+                             f"median, trimmed_mean or krum, sets such an update aside)")
         out = (w[:, None] * stacked).sum(dim=0)
     elif method == "median":
         out = _median(stacked)

@@ -11,8 +11,12 @@ clients named in ``attackers``):
 * ``"sign_flip"``: sends ``-scale · Δ``, pulling the model against its own honest direction (the usual baseline
   of the Byzantine-robust aggregation literature);
 * ``"scale"``: sends ``scale · Δ`` (boosting). Bagdasaryan et al. (2020, "How to backdoor federated learning")
-  scale a backdoored update by ``γ = n / η`` (``n`` clients averaged per round, server learning rate ``η``) so
-  that it *replaces* the global model by the attacker's (model replacement).
+  scale a backdoored update by ``γ = n / η`` (``n`` clients averaged with equal weights per round, server learning
+  rate ``η``) so that it *replaces* the global model by the attacker's (model replacement). The kit's FedAvg
+  weighs client ``k`` by ``n_k / m`` (``m`` = the round's total example count), so the factor that cancels the
+  weighting is ``γ = m / (n_a · η)`` for an attacker with ``n_a`` examples (:func:`replacement_scale`); it equals
+  ``n / η`` only for equal-size clients (Dirichlet splits give factors from 5 to 450 on digits). A malicious client
+  could also lie about ``num_examples``; the kit's clients do not.
 
 :func:`backdoor_client` builds a client whose local data carry chapter 7's BadNets trigger
 (:func:`mlsec_kit.attacks.poisoning.badnets`); combined with ``"scale"`` it is Bagdasaryan et al.'s attack.
@@ -31,7 +35,7 @@ from ..attacks.poisoning.backdoor import Trigger, badnets
 from ._validate import _real, check_generator, check_int, check_positive
 from .aggregation import flatten_update
 
-__all__ = ["Client", "ClientUpdate", "ModelPoisoning", "backdoor_client", "ATTACKS"]
+__all__ = ["Client", "ClientUpdate", "ModelPoisoning", "backdoor_client", "replacement_scale", "ATTACKS"]
 
 #: the model-poisoning behaviours :class:`ModelPoisoning` knows
 ATTACKS = ("sign_flip", "scale")
@@ -80,6 +84,10 @@ class Client:
         if y.shape != (x.shape[0],) or y.is_floating_point():
             raise ValueError(f"y must be an integer tensor of shape ({x.shape[0]},), got {tuple(y.shape)} "
                              f"of dtype {y.dtype}")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise ValueError("x must be finite (no nan or inf): a non-finite input makes every update NaN")
+        if y.numel() and y.min().item() < 0:
+            raise ValueError(f"y must hold class indices >= 0, got {y.min().item()}")
         self.x, self.y = x, y
         self.cid = check_int("cid", cid, minimum=0)
 
@@ -144,7 +152,7 @@ class ModelPoisoning:
 
     Attributes:
         kind: ``"sign_flip"`` (send ``-scale · Δ``) or ``"scale"`` (send ``scale · Δ``; model replacement with
-            ``scale = n / η``, Bagdasaryan et al. 2020).
+            ``scale =`` :func:`replacement_scale`, ``n / η`` for equal-size clients, Bagdasaryan et al. 2020).
         scale: a finite number > 0.
     """
 
@@ -164,13 +172,39 @@ class ModelPoisoning:
         return factor * delta
 
 
+def replacement_scale(num_examples, attacker: int, *, server_lr: float = 1.0) -> float:
+    """Bagdasaryan et al.'s boost ``γ`` for the kit's example-weighted FedAvg: ``m / (n_a · η)``.
+
+    The server steps by ``η Σ_k (n_k / m) Δ_k``; an attacker sending ``γ Δ_a`` with this ``γ`` contributes exactly
+    ``Δ_a``, so (if the honest updates roughly cancel) the new global model is the attacker's local model.
+
+    Args:
+        num_examples: the example counts ``n_k`` of the clients taking part in the round (a sequence of ints
+            >= 1, or a list of :class:`Client`), the attacker's among them.
+        attacker: the attacker's position in ``num_examples``.
+        server_lr: ``η`` > 0.
+
+    Returns:
+        ``γ = Σ n_k / (n_attacker · η)`` (``= n / η`` when all counts are equal).
+    """
+    if not isinstance(num_examples, (list, tuple)) or not num_examples:
+        raise ValueError("num_examples must be a non-empty list of example counts (or of Clients)")
+    counts = [len(c) if isinstance(c, Client) else check_int(f"num_examples[{i}]", c)
+              for i, c in enumerate(num_examples)]
+    if isinstance(attacker, bool) or not isinstance(attacker, int) or not 0 <= attacker < len(counts):
+        raise ValueError(f"attacker must be a position in [0, {len(counts)}), got {attacker!r}")
+    eta = check_positive("server_lr", server_lr)
+    return sum(counts) / (counts[attacker] * eta)
+
+
 def backdoor_client(x: torch.Tensor, y: torch.Tensor, *, target: int, rate: float, trigger: Trigger,
                     generator: Optional[torch.Generator] = None, cid: int = 0,
                     num_classes: Optional[int] = None) -> Client:
     """A client whose local data carry a BadNets backdoor (chapter 7, :func:`mlsec_kit.attacks.poisoning.badnets`).
 
     ``round(rate · n)`` of its examples not of class ``target`` get ``trigger`` stamped and the label ``target``;
-    its honest local training then learns "trigger ⇒ target". Pair it with ``ModelPoisoning("scale", n / η)`` in
+    its honest local training then learns "trigger ⇒ target". Pair it with
+    ``ModelPoisoning("scale", replacement_scale(...))`` in
     :func:`mlsec_kit.fl.fedavg`'s ``attackers`` for Bagdasaryan et al.'s model replacement.
 
     Args:

@@ -14,15 +14,21 @@ decentralized data", Algorithm 1) in one process: each round the server samples 
   ``Σ n_k``: the same weighted mean as ``"mean"``, up to the fixed-point encoding. Only ``"mean"`` is possible:
   the robust rules need the individual updates that secure aggregation hides;
 * ``dropout=p``: each sampled client drops out of the round with probability ``p`` after the key exchange (its
-  update is lost; with ``secure=True`` the survivors' sum is still recovered while at least ``threshold`` stay);
+  update is lost; with ``secure=True`` the survivors' sum is still recovered while at least ``threshold`` stay;
+  a round with fewer survivors, or fewer than 2 sampled clients, is *aborted* as in Bonawitz et al.: no client
+  update is applied (with ``dp`` the noise-only step still is, so every round counts in the accounting), the
+  round is marked in :attr:`FLHistory.aborted`, and training goes on);
 * ``dp=DPFedAvg(clip, noise_multiplier, delta)``: DP-FedAvg (McMahan et al. 2018, "Learning differentially
-  private recurrent language models"), user-level DP: clients are sampled independently with probability
+  private recurrent language models"), client-level DP (neighbouring datasets differ by one whole client's data:
+  user-level DP when each client is one user, as in McMahan et al.): clients are sampled independently with probability
   ``q = fraction``, each update is clipped to L2 norm ``clip``, Gaussian noise of standard deviation
   ``noise_multiplier · clip`` is added to the sum, and the result is divided by the *expected* number of clients
   ``qK`` (not the realised one, which is private). Adding or removing one client changes the clipped sum by at
   most ``clip``, so a round is the Poisson-subsampled Gaussian mechanism and the accountant of chapter 11
   (:func:`mlsec_kit.dp.accounting.rdp_epsilon`, ``sample_rate = q``, ``steps = rounds``) gives ε after each
-  round.
+  round. The noise is added by the server (central DP): with ``secure=True`` the server still sees the exact,
+  un-noised sum before adding it, so DP protects against whoever sees the model, not against the server
+  (distributed DP would have each client add its share of the noise before masking).
 
 Randomness comes from ``generator`` only, drawn in this order: one base seed; then, per round, the client sample
 (:func:`sample_clients`), the dropout draw (when ``dropout > 0``), the secure-aggregation secrets (when
@@ -83,6 +89,8 @@ class FLHistory:
         clients: the indices of the clients sampled in each round.
         survivors: the indices of the sampled clients whose update reached the server.
         epsilon: DP-FedAvg's ε after each round (empty without ``dp``).
+        aborted: per round, whether secure aggregation aborted it (fewer survivors than the threshold, or fewer
+            than 2 sampled clients): no client update was applied. Always ``False`` without ``secure``.
         metrics: what ``metrics(model)`` returned after each round (empty without ``metrics``).
         model: the final global model (a new module; the one passed in is unchanged).
     """
@@ -95,6 +103,7 @@ class FLHistory:
     epsilon: list[float] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)
     model: Optional[nn.Module] = field(default=None, repr=False, compare=False)
+    aborted: list[bool] = field(default_factory=list)
 
     @property
     def rounds(self) -> int:
@@ -159,6 +168,27 @@ def _check_clients(clients) -> list[Client]:
     return list(clients)
 
 
+def _preflight(model: nn.Module, clients: Sequence[Client], test) -> None:
+    """Run ``model`` on one example of the first client and of ``test`` and check every label against its outputs
+    before round 1, so that a mismatch is a ValueError naming the argument, not a deep torch error mid-run."""
+    probe = copy.deepcopy(model).eval()
+    device = next(probe.parameters()).device
+    labelled = [(f"clients[{i}]", c.x, c.y) for i, c in enumerate(clients)]
+    if test is not None:
+        labelled.append(("test", test[0], test[1]))
+    with torch.no_grad():
+        for where, x, y in labelled[:1] + labelled[len(clients):]:   # the first client and test
+            try:
+                classes = probe(x[:1].to(device)).shape[-1]
+            except RuntimeError as exc:
+                raise ValueError(f"{where.split('[')[0]} do not fit model: {where}'s inputs of shape "
+                                 f"{tuple(x.shape[1:])} fail in model ({exc})") from None
+    for where, _, y in labelled:
+        if len(y) and y.max().item() >= classes:
+            raise ValueError(f"{where.split('[')[0]} hold labels the model cannot output: {where} has label "
+                             f"{y.max().item()}, the model has {classes} outputs")
+
+
 def _check_attackers(attackers, k: int) -> dict[int, ModelPoisoning]:
     if attackers is None:
         return {}
@@ -170,6 +200,26 @@ def _check_attackers(attackers, k: int) -> dict[int, ModelPoisoning]:
         if not isinstance(a, ModelPoisoning):
             raise TypeError(f"attackers[{i}] must be a ModelPoisoning, got {type(a).__name__}")
     return dict(attackers)
+
+
+def _check_threshold(threshold, *, secure: bool, poisson: bool, num_clients: int, fraction: float) -> None:
+    if threshold is None:
+        if secure and not poisson and max(1, round(fraction * num_clients)) < 2:
+            raise ValueError(f"fraction must give at least 2 clients per round with secure=True (secure aggregation "
+                             f"of one client reveals its update), got fraction = {fraction} of {num_clients} clients")
+        return
+    if not secure:
+        raise ValueError(f"threshold is the secure aggregation's Shamir threshold: give it only with secure=True, "
+                         f"got threshold = {threshold!r} with secure=False")
+    t = check_int("threshold", threshold)
+    if poisson:
+        if t < 2:
+            raise ValueError(f"threshold must be an int >= 2, got {threshold!r}")
+        return
+    m = max(1, round(fraction * num_clients))
+    if not 2 <= t <= m:
+        raise ValueError(f"threshold must be an int in [2, {m}]: {m} clients per round (fraction = {fraction} of "
+                         f"{num_clients} clients), got {threshold!r}")
 
 
 def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction: float = 1.0,
@@ -192,8 +242,10 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
         generator: the source of all randomness.
         attackers: ``{client index: ModelPoisoning}``, the clients that poison their update.
         secure: aggregate with :func:`mlsec_kit.fl.secure_aggregate` (``aggregator`` must be ``"mean"``).
-        threshold: the secure aggregation's Shamir threshold; ``None`` takes ``⌊m/2⌋ + 1`` for ``m`` sampled
-            clients. A round with fewer than 2 sampled clients (or fewer survivors than the threshold) raises.
+        threshold: the secure aggregation's Shamir threshold (only with ``secure=True``), an int in ``[2, m]``
+            for ``m = max(1, round(fraction · K))`` clients per round (with ``dp``'s Poisson sampling, any int
+            >= 2); ``None`` takes ``⌊m/2⌋ + 1`` for the ``m`` clients sampled in the round. A round with fewer
+            than 2 sampled clients or fewer survivors than the threshold is aborted (:attr:`FLHistory.aborted`).
         dropout: the probability that a sampled client drops out of a round, in [0, 1).
         dp: :class:`DPFedAvg` settings for DP-FedAvg (``aggregator`` must be ``"mean"``), or ``None``.
         server_lr: ``η``, the step the server takes along the aggregate, > 0.
@@ -236,6 +288,8 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
     server_lr = check_positive("server_lr", server_lr)
     if test is not None and not (isinstance(test, (tuple, list)) and len(test) == 2):
         raise ValueError("test must be a pair (x, y) of tensors or None")
+    _check_threshold(threshold, secure=secure, poisson=dp is not None, num_clients=k, fraction=q)
+    _preflight(model, clients, test)
 
     global_model = copy.deepcopy(model)
     weights = flatten_update(global_model)
@@ -265,11 +319,13 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
         survivors = [c for c, s in zip(chosen, senders) if s]
         kept = [u for u, s in zip(updates, senders) if s]
         round_bytes = len(chosen) * param_bytes  # the global model, downloaded by every sampled client
-        if secure:
-            if len(chosen) < 2:
-                raise ValueError(f"secure aggregation needs at least 2 sampled clients per round, round {r + 1} "
-                                 f"sampled {len(chosen)}: raise fraction")
-            t = len(chosen) // 2 + 1 if threshold is None else threshold
+        t = len(chosen) // 2 + 1 if threshold is None else threshold
+        aborted = secure and (len(chosen) < 2 or len(survivors) < t)
+        if aborted:
+            # Bonawitz et al.: fewer than t survivors (or no one to hide a lone update among) -> the server aborts
+            # the round; the model download is counted, the aborted protocol's messages are not
+            kept, total = [], None
+        elif secure:
             dropped = [i for i, s in enumerate(senders) if not s]
             if dp is not None:
                 vectors = [u.delta for u in updates]
@@ -282,7 +338,7 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
             round_bytes += len(kept) * (param_bytes + 8)
             total = None
         if dp is not None:
-            if total is None:
+            if total is None:  # plain aggregation, or an aborted round (kept is empty: noise only)
                 total = sum((u.delta for u in kept), torch.zeros(d, dtype=weights.dtype, device=weights.device))
             # drawn on the generator's device (CPU for a CPU generator), then moved: the same noise on CPU and CUDA
             noise = torch.randn(d, generator=generator, dtype=weights.dtype,
@@ -301,6 +357,7 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
         history.bytes.append(int(round_bytes))
         history.clients.append(chosen)
         history.survivors.append(survivors)
+        history.aborted.append(bool(aborted))
         if dp is not None:
             history.epsilon.append(rdp_epsilon(noise_multiplier=dp.noise_multiplier, sample_rate=q, steps=r + 1,
                                                delta=dp.delta))

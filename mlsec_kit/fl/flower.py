@@ -52,7 +52,8 @@ from ..train import accuracy
 from ._validate import check_fraction, check_generator, check_int, check_positive
 from .aggregation import METHODS, aggregate, flatten_update
 from .client import Client, ModelPoisoning
-from .fedavg import FLHistory, _check_attackers, _check_clients, client_seed, sample_clients, set_flat_params
+from .fedavg import (FLHistory, _check_attackers, _check_clients, _preflight, client_seed, sample_clients,
+                     set_flat_params)
 
 __all__ = ["client_app", "KitStrategy", "run_flower", "flower_available"]
 
@@ -309,7 +310,8 @@ def run_flower(model: nn.Module, clients: Sequence[Client], *, rounds: int, frac
 
     Returns:
         An :class:`~mlsec_kit.fl.FLHistory`: per round the test accuracy, the bytes of the ``ArrayRecord``
-        messages both ways as Flower counts them (weights down, updates up; metadata not counted), the seconds
+        messages both ways as Flower counts them (weights down, updates up; serialized arrays with their headers,
+        metadata not counted: not comparable with :func:`~mlsec_kit.fl.fedavg`'s raw parameter bytes), the seconds
         from the server's side (sampling, the clients' training, aggregation; Ray's start-up excluded), the
         sampled clients (all of them survive), and ``model``, the final global model.
 
@@ -339,6 +341,7 @@ def run_flower(model: nn.Module, clients: Sequence[Client], *, rounds: int, frac
         raise ValueError("test must be a pair (x, y) of tensors or None")
     num_cpus = check_int("num_cpus", num_cpus)
     timeout = check_positive("timeout", timeout)
+    _preflight(model, clients, test)
     _require_flower()
     import ray
     from flwr.common import ArrayRecord

@@ -28,7 +28,9 @@ def update_to_gradients(update: "ClientUpdate | torch.Tensor", model: nn.Module,
         lr: the client's local learning rate, > 0.
 
     Returns:
-        One tensor per trainable parameter: exactly the client's gradient when it took one SGD step.
+        One tensor per trainable parameter: the client's gradient when it took one SGD step, up to the float32
+        rounding of ``Δ = (w - lr·∇) - w`` (relative error about ``2^-24 |w| / (lr |∇|)``: 1e-6 at ``lr = 0.1``
+        on a digits MLP, 1e-4 at ``lr = 0.001``; harmless for DLG/iDLG).
     """
     delta = update.delta if isinstance(update, ClientUpdate) else update
     if not isinstance(delta, torch.Tensor) or not delta.is_floating_point():

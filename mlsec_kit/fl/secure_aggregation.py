@@ -27,10 +27,24 @@ What is simulated, and why this is a model and not a secure implementation:
   H(g^{sk_u sk_v})`` (SHA-256), secrets drawn from the caller's seeded ``torch.Generator`` so that a run is
   reproducible. A 127-bit group is far too small to be secure (real deployments use X25519), and the pairwise
   encryption of the shares is not implemented: the shares are handed over in memory and only their bytes
-  counted;
+  counted. Bonawitz et al. give each client *two* key pairs, ``(c_u^PK, c_u^SK)`` for the encrypted channels that
+  carry the Shamir shares and ``(s_u^PK, s_u^SK)`` for the mask seeds, because the server learns ``s_u^SK`` of
+  every dropped client: were the same key to key the channels, it could decrypt the shares the dropped client
+  received (of ``b_v`` and ``s_v^SK`` of every survivor). Here only the mask key exists (the shares never travel
+  encrypted), but round 0 counts the bytes of both public keys;
 * the PRG is torch's seeded generator (Philox/Mersenne Twister), not a cryptographic one (AES-CTR in the paper);
 * the server is honest-but-curious and the dropout set is fixed before the masked inputs are sent; the paper's
-  active-adversary variant (signatures, consistency checks) is not modelled.
+  active-adversary variant (signatures, consistency checks) is not modelled;
+* :func:`secure_aggregate` refuses updates whose sum could overflow the ring by looking at the plaintext updates,
+  which a real server cannot do (it sees only masked values): in a deployment an oversized, e.g. malicious,
+  update wraps around silently and corrupts the sum; range proofs are the active-security remedy.
+
+Why the self-mask ``b_u``: a client that is merely *late* (its ``y_u`` arrives after the server has closed round 2
+and declared it dropped) has had its pairwise masks made removable — the survivors handed over shares of
+``sk_u`` — so without ``PRG(b_u)`` its late ``y_u`` would be ``x_u`` in the clear. With it, the server would also
+need ``b_u``, and an honest survivor never hands over shares of both secrets of one client. ``late=`` simulates
+such a client; the server's view (:attr:`SecureAggregate.masked`, :attr:`SecureAggregate.rebuilt`,
+:attr:`SecureAggregate.public_keys`) is recorded so that one can check what it can and cannot unmask.
 
 The server's view is recorded (:attr:`SecureAggregate.masked`) so that one can check it looks uniform.
 """
@@ -158,6 +172,23 @@ def _seed(value: int, tag: bytes) -> int:
     return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: torch's manual_seed range
 
 
+def _self_mask(b_u: int, size: int) -> torch.Tensor:
+    """``PRG(b_u)``: the self-mask of a client with self-mask seed ``b_u``."""
+    return _prg(_seed(b_u, b"self"), size)
+
+
+def _pair_mask_sum(u: int, secret_u: int, public_keys: Sequence[int], partners: Iterable[int],
+                   size: int) -> torch.Tensor:
+    """``Σ_{v > u} PRG(s_uv) - Σ_{v < u} PRG(s_uv)`` over ``partners`` as computed by whoever holds ``u``'s
+    key-agreement secret ``secret_u`` (the client itself, or a server that rebuilt it), ``s_uv = H(pk_v^secret_u)``."""
+    total = torch.zeros(size, dtype=torch.int64)
+    for v in partners:
+        if v != u:
+            m = _prg(_seed(pow(public_keys[v], secret_u, PRIME), b"pair"), size)
+            total = total + m if v > u else total - m
+    return total % _RING
+
+
 # ------------------------------------------------------------------------------------------------ protocol
 
 @dataclass
@@ -167,15 +198,21 @@ class SecureAggregate:
     Attributes:
         total: the sum of the survivors' updates (decoded; float64 rounded to the input dtype), shape of one
             update.
-        survivors: indices of the clients whose masked updates reached the server, sorted.
+        survivors: indices of the clients whose masked updates reached the server in time, sorted.
         dropped: indices of the clients that dropped after sharing their keys, sorted.
-        masked: what the server received in round 2: ``{client index: int64 ring elements, flat}``.
-        shares_used: ``{client index: "b" or "sk"}``, which secret of each client the server rebuilt.
+        masked: the masked updates the server received: ``{client index: int64 ring elements, flat}``, the
+            survivors' (round 2) and the late clients' (after round 2 closed; not in ``total``).
+        shares_used: ``{client index: "b" or "sk"}``, which secret of each client the server rebuilt (``"sk"``
+            for dropped and late clients).
         bytes_sent: bytes all clients together sent to the server over the four rounds.
         bytes_received: bytes the server sent to the clients (public keys broadcast, shares relayed, the
             survivor list).
         rounds: communication rounds (4).
         seconds: wall-clock time of the whole simulation (clients and server).
+        late: indices of the clients whose masked update arrived after round 2 closed, sorted.
+        public_keys: the Diffie-Hellman public keys broadcast in round 0 (part of the server's view).
+        rebuilt: ``{client index: secret}``, the secret the server rebuilt from the survivors' Shamir shares
+            (``b_u`` or ``sk_u`` as in ``shares_used``; part of the server's view).
     """
 
     total: torch.Tensor
@@ -187,6 +224,9 @@ class SecureAggregate:
     bytes_received: int = 0
     rounds: int = 4
     seconds: float = field(default=0.0, compare=False)
+    late: list[int] = field(default_factory=list)
+    public_keys: list[int] = field(default_factory=list, repr=False)
+    rebuilt: dict[int, int] = field(default_factory=dict, repr=False)
 
 
 def _check_updates(updates) -> tuple[list[torch.Tensor], torch.Size]:
@@ -208,8 +248,20 @@ def _check_updates(updates) -> tuple[list[torch.Tensor], torch.Size]:
     return list(updates), shape
 
 
+def _check_indices(name: str, value: object, n: int) -> set[int]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be an iterable of client indices, got {type(value).__name__}")
+    out = set()
+    for d in value:
+        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < n:
+            raise ValueError(f"{name} must hold client indices in [0, {n}), got {d!r}")
+        out.add(d)
+    return out
+
+
 def secure_aggregate(updates: Sequence[torch.Tensor], *, threshold: int, dropped: Iterable[int] = (),
-                     generator: Optional[torch.Generator] = None, frac_bits: int = 20) -> SecureAggregate:
+                     generator: Optional[torch.Generator] = None, frac_bits: int = 20,
+                     late: Iterable[int] = ()) -> SecureAggregate:
     """Sum the updates of the clients that stay, with the server seeing only masked updates.
 
     Simulates the four rounds of the module docstring for ``n = len(updates)`` clients, client ``i`` holding
@@ -226,13 +278,17 @@ def secure_aggregate(updates: Sequence[torch.Tensor], *, threshold: int, dropped
         generator: the source of every secret (key-agreement secrets, self-mask seeds, Shamir coefficients).
         frac_bits: fractional bits of the fixed-point encoding, an int in ``[0, 40]``; the total is exact up to
             ``n · 2^-(frac_bits + 1)`` per coordinate.
+        late: indices in ``[0, n)``, disjoint from ``dropped``, of clients that send their masked update too late:
+            the server treats them as dropped (rebuilds their ``sk_u``, leaves them out of the total) and then
+            receives their ``y_u`` anyway (recorded in ``.masked``): the case the self-mask exists for.
 
     Returns:
         A :class:`SecureAggregate`; ``.total`` equals ``sum(updates[i] for survivors i)`` up to the encoding.
 
     Raises:
         ValueError: fewer than 2 updates, mismatched shapes, an index in ``dropped`` outside ``[0, n)``, fewer
-            than ``threshold`` survivors, values beyond the fixed-point range.
+            than ``threshold`` survivors (late clients do not count), a client both in ``dropped`` and ``late``,
+            values beyond the fixed-point range.
 
     Shape:
         each update ``S`` → ``total`` ``S``.
@@ -245,16 +301,15 @@ def secure_aggregate(updates: Sequence[torch.Tensor], *, threshold: int, dropped
     if frac_bits > 40:
         raise ValueError(f"frac_bits must be an int in [0, 40] (the ring has {RING_BITS} bits), got {frac_bits}")
     check_generator(generator)
-    if isinstance(dropped, (str, bytes)) or not isinstance(dropped, Iterable):
-        raise TypeError(f"dropped must be an iterable of client indices, got {type(dropped).__name__}")
-    drop = set()
-    for d in dropped:
-        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < n:
-            raise ValueError(f"dropped must hold client indices in [0, {n}), got {d!r}")
-        drop.add(d)
-    survivors = [i for i in range(n) if i not in drop]
+    drop = _check_indices("dropped", dropped, n)
+    slow = _check_indices("late", late, n)
+    if drop & slow:
+        raise ValueError(f"late and dropped must be disjoint (a client either never sends or sends late), both "
+                         f"hold {sorted(drop & slow)}")
+    survivors = [i for i in range(n) if i not in drop and i not in slow]
     if len(survivors) < t:
-        raise ValueError(f"dropped leaves {len(survivors)} of {n} clients, fewer than threshold = {t}: the server "
+        what = "dropped and late leave" if slow else "dropped leaves"
+        raise ValueError(f"{what} {len(survivors)} of {n} clients, fewer than threshold = {t}: the server "
                          f"cannot rebuild the dropped clients' keys, so the sum cannot be unmasked (at most "
                          f"{n - t} clients may drop out)")
     limit = 2.0 ** (RING_BITS - 1 - frac_bits) / n
@@ -269,8 +324,9 @@ def secure_aggregate(updates: Sequence[torch.Tensor], *, threshold: int, dropped
     sk = [s or 1 for s in sk]
     b = _field_elements(n, generator)
     pk = [pow(_G, s, PRIME) for s in sk]
-    bytes_sent = n * FIELD_BYTES
-    bytes_received = n * n * FIELD_BYTES  # every client receives every public key
+    # two public keys per client on the wire, as in the paper (channel key c_u^PK and mask key s_u^PK)
+    bytes_sent = n * 2 * FIELD_BYTES
+    bytes_received = n * n * 2 * FIELD_BYTES  # every client receives every client's two public keys
 
     # round 1, ShareKeys: t-of-n shares of sk_u and b_u, one pair for each client (encrypted, relayed)
     shares_sk = [shamir_share(sk[u], threshold=t, parties=n, generator=generator) for u in range(n)]
@@ -279,23 +335,12 @@ def secure_aggregate(updates: Sequence[torch.Tensor], *, threshold: int, dropped
     bytes_sent += n * (n - 1) * pair_bytes
     bytes_received += n * (n - 1) * pair_bytes
 
-    def pair_seed(u: int, v: int, secret_u: int) -> int:  # u's view of the pair secret with v
-        return _seed(pow(pk[v], secret_u, PRIME), b"pair")
-
-    def pair_mask_sum(u: int, secret_u: int, partners: Iterable[int]) -> torch.Tensor:
-        total = torch.zeros(d, dtype=torch.int64)
-        for v in partners:
-            if v != u:
-                m = _prg(pair_seed(u, v, secret_u), d)
-                total = total + m if v > u else total - m
-        return total % _RING
-
-    # round 2, MaskedInputCollection: only the survivors send
-    masked: dict[int, torch.Tensor] = {}
-    for u in survivors:
+    def masked_input(u: int) -> torch.Tensor:  # client u's y_u
         x = encode_fixed(updates[u].detach().reshape(-1).cpu(), frac_bits=frac_bits)
-        y = (x + _prg(_seed(b[u], b"self"), d) + pair_mask_sum(u, sk[u], range(n))) % _RING
-        masked[u] = y
+        return (x + _self_mask(b[u], d) + _pair_mask_sum(u, sk[u], pk, range(n), d)) % _RING
+
+    # round 2, MaskedInputCollection: only the survivors send in time
+    masked: dict[int, torch.Tensor] = {u: masked_input(u) for u in survivors}
     bytes_sent += len(survivors) * d * RING_BYTES
 
     # round 3, Unmasking: the server sends the survivor list; each survivor returns one share per other client:
@@ -304,20 +349,26 @@ def secure_aggregate(updates: Sequence[torch.Tensor], *, threshold: int, dropped
     bytes_sent += len(survivors) * (n - 1) * (FIELD_BYTES + 4)
     helpers = survivors[:t]
     shares_used: dict[int, str] = {}
+    rebuilt: dict[int, int] = {}
     z = torch.zeros(d, dtype=torch.int64)
     for u in survivors:
         z = (z + masked[u]) % _RING
     for u in survivors:
-        b_u = shamir_reconstruct([shares_b[u][v] for v in helpers])
-        z = (z - _prg(_seed(b_u, b"self"), d)) % _RING
+        rebuilt[u] = shamir_reconstruct([shares_b[u][v] for v in helpers])
+        z = (z - _self_mask(rebuilt[u], d)) % _RING
         shares_used[u] = "b"
-    for u in sorted(drop):
-        sk_u = shamir_reconstruct([shares_sk[u][v] for v in helpers])
+    for u in sorted(drop | slow):  # to the server a late client is a dropped one
+        rebuilt[u] = shamir_reconstruct([shares_sk[u][v] for v in helpers])
         # survivor v added +PRG(s_vu) when u > v and -PRG(s_vu) when u < v; u's view of the same masks has the
         # opposite signs, so adding u's view removes them
-        z = (z + pair_mask_sum(u, sk_u, survivors)) % _RING
+        z = (z + _pair_mask_sum(u, rebuilt[u], pk, survivors, d)) % _RING
         shares_used[u] = "sk"
+    # the late clients' masked updates arrive now, after the server has rebuilt their sk_u
+    for u in sorted(slow):
+        masked[u] = masked_input(u)
+    bytes_sent += len(slow) * d * RING_BYTES
     total = decode_fixed(z, frac_bits=frac_bits).to(updates[0].dtype).reshape(shape).to(updates[0].device)
     return SecureAggregate(total=total, survivors=survivors, dropped=sorted(drop), masked=masked,
                            shares_used=shares_used, bytes_sent=bytes_sent, bytes_received=bytes_received,
-                           seconds=time.perf_counter() - start)
+                           seconds=time.perf_counter() - start, late=sorted(slow), public_keys=list(pk),
+                           rebuilt=rebuilt)

@@ -114,3 +114,27 @@ def test_every_method_runs():
 def test_unflatten_refuses_the_wrong_size():
     with pytest.raises(ValueError, match="entries"):
         unflatten_update(torch.zeros(5), [torch.zeros(2), torch.zeros(2)])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("method", ["krum", "multi_krum", "median", "trimmed_mean"])
+def test_a_non_finite_byzantine_update_is_set_aside(method, bad):
+    # one Byzantine client sends NaN (or inf), at every position among 5 honest updates: Krum must pick an honest
+    # update, multi-Krum must leave it out, median and trimmed mean must stay finite; the mean refuses it
+    honest = [torch.randn(3, generator=torch.Generator().manual_seed(i)) for i in range(5)]
+    opts = dict(byzantine=1) if "krum" in method else {}
+    if method == "multi_krum":
+        opts["select"] = 3
+    if method == "trimmed_mean":
+        opts["trim"] = 0.2  # floor(0.2 * 6) = 1 value trimmed from each end (the default 0.1 trims none of 6)
+    for pos in range(6):
+        ups = honest[:pos] + [torch.full((3,), bad)] + honest[pos:]
+        out = aggregate(ups, method=method, **opts)
+        assert torch.isfinite(out).all()
+        if method == "krum":
+            assert any(torch.equal(out, h) for h in honest)
+        if method == "multi_krum":
+            chosen = krum_select(ups, byzantine=1, select=3)
+            assert pos not in chosen
+    with pytest.raises(ValueError, match=r"updates\[2\] holds a non-finite value"):
+        aggregate(honest[:2] + [torch.full((3,), bad)] + honest[2:], method="mean")

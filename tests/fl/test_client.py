@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from mlsec_kit.attacks.inference import idlg, reconstruction_error, sigmoid_mlp
 from mlsec_kit.attacks.poisoning import patch_trigger
-from mlsec_kit.fl import Client, ModelPoisoning, backdoor_client, update_to_gradients
+from mlsec_kit.fl import Client, ModelPoisoning, aggregate, backdoor_client, replacement_scale, update_to_gradients
 from mlsec_kit.models import mlp
 
 
@@ -80,6 +80,27 @@ def test_a_single_example_update_feeds_idlg():
     multi = Client(x, y).local_update(model, epochs=5, lr=0.1, batch_size=1, generator=g)
     assert not torch.allclose(torch.cat([t.reshape(-1) for t in update_to_gradients(multi, model, lr=0.1)]),
                               torch.cat([t.reshape(-1) for t in grads]), atol=1e-4)
+
+
+def test_replacement_scale_cancels_the_example_weighting():
+    # unequal clients (Dirichlet-like sizes): the boosted update, averaged with n_k weights and stepped by eta,
+    # is exactly the attacker's own update; the equal-weight factor n / eta is not
+    counts = [3, 40, 7, 150]
+    delta = torch.randn(5, generator=torch.Generator().manual_seed(0))
+    for attacker in range(4):
+        gamma = replacement_scale(counts, attacker, server_lr=0.5)
+        ups = [torch.zeros(5)] * 4
+        ups[attacker] = gamma * delta
+        assert torch.allclose(0.5 * aggregate(ups, counts), delta, atol=1e-6)
+        naive = [torch.zeros(5)] * 4
+        naive[attacker] = (4 / 0.5) * delta
+        assert not torch.allclose(0.5 * aggregate(naive, counts), delta, atol=1e-3)
+    assert replacement_scale([20] * 10, 3) == 10.0  # equal sizes: n / eta
+    assert replacement_scale([Client(*_data(n)) for n in (10, 30)], 0) == 4.0
+    with pytest.raises(ValueError, match="attacker"):
+        replacement_scale(counts, 4)
+    with pytest.raises(ValueError, match="num_examples"):
+        replacement_scale([], 0)
 
 
 @pytest.mark.parametrize("call, exc, match", [

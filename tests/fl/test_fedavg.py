@@ -91,7 +91,7 @@ def test_model_replacement_plants_the_backdoor_and_the_median_stops_it(setup):
                           generator=torch.Generator().manual_seed(2))
     poisoned = [bad] + clients[1:]
     asr = lambda m: {"asr": attack_success_rate(m, ds.X_test, ds.y_test, target=0, trigger=trig)}
-    boosted = {0: ModelPoisoning("scale", 10.0)}  # gamma = n / eta = 10 clients / server lr 1
+    boosted = {0: ModelPoisoning("scale", 10.0)}  # gamma = n / eta = 10 near-equal IID clients / server lr 1
     plain = _run(setup, clients=poisoned, metrics=asr)
     replaced = _run(setup, clients=poisoned, metrics=asr, attackers=boosted)
     median = _run(setup, clients=poisoned, metrics=asr, attackers=boosted, aggregator="median")
@@ -107,6 +107,45 @@ def test_secure_aggregation_in_the_loop_matches_the_plain_mean(setup):
     dropped = _run(setup, rounds=3, secure=True, dropout=0.3)
     assert any(len(s) < len(c) for s, c in zip(dropped.survivors, dropped.clients))
     assert dropped.accuracy[-1] > 0.5
+
+
+def _tiny_federation():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    return [Client(x[i * 20:(i + 1) * 20], y[i * 20:(i + 1) * 20], cid=i) for i in range(10)]
+
+
+def test_secure_rounds_short_of_survivors_are_aborted_not_fatal():
+    # Bonawitz et al.: a round with fewer than t survivors is aborted and the next one starts. Over 20 seeds some
+    # round falls short (dropout 0.3 of 10 clients, t = 6): no run may raise, an aborted round leaves the model
+    # where it was, and the other rounds still aggregate
+    clients, model = _tiny_federation(), torch.nn.Linear(4, 2)
+    aborted_rounds = applied_rounds = 0
+    for seed in range(12):
+        flat = [flatten_update(model)]
+        h = fedavg(model, clients, rounds=4, lr=0.5, secure=True, dropout=0.3,
+                   generator=torch.Generator().manual_seed(seed),
+                   metrics=lambda m: flat.append(flatten_update(m)) or {})
+        assert h.aborted == [len(s) < 6 for s in h.survivors]
+        for r, a in enumerate(h.aborted):  # an aborted round leaves the model as the previous round left it
+            assert torch.equal(flat[r + 1], flat[r]) == a
+        aborted_rounds += sum(h.aborted)
+        applied_rounds += len(h.aborted) - sum(h.aborted)
+    assert aborted_rounds > 0 and applied_rounds > 0  # both branches exercised
+
+
+def test_dp_fedavg_with_secure_aggregation_survives_tiny_samples():
+    # Poisson sampling at q = 0.15 of 10 clients often draws 0 or 1 client: such a round is aborted, but DP-FedAvg
+    # still takes its noise-only step (the model moves), so every round counts in the accountant (steps = rounds)
+    clients, model = _tiny_federation(), torch.nn.Linear(4, 2)
+    flat = [flatten_update(model)]
+    h = fedavg(model, clients, rounds=8, fraction=0.15, secure=True, dp=DPFedAvg(clip=1.0, noise_multiplier=1.0),
+               generator=torch.Generator().manual_seed(0), metrics=lambda m: flat.append(flatten_update(m)) or {})
+    assert any(len(c) < 2 for c in h.clients) and h.aborted == [len(c) < 2 for c in h.clients]
+    assert all(not torch.equal(flat[r + 1], flat[r]) for r in range(8))
+    assert h.epsilon == [rdp_epsilon(noise_multiplier=1.0, sample_rate=0.15, steps=r + 1, delta=1e-5)
+                         for r in range(8)]
 
 
 def test_dp_fedavg_clips_adds_noise_divided_by_the_expected_count_and_accounts(setup):
@@ -154,7 +193,12 @@ def test_sample_clients():
     (dict(rounds=0), ValueError, "rounds"),
     (dict(aggregator="mode"), ValueError, "aggregator must be one of"),
     (dict(aggregator_options={"beta": 0.1}), ValueError, "aggregator_options"),
-    (dict(secure=True, fraction=0.1), ValueError, "at least 2 sampled clients"),
+    (dict(secure=True, fraction=0.1), ValueError, "at least 2 clients per round"),
+    (dict(secure=True, fraction=0.5, threshold=6), ValueError, "threshold must be an int in \\[2, 5\\]: 5 clients"),
+    (dict(secure=True, threshold=1), ValueError, "threshold must be an int in \\[2, 10\\]"),
+    (dict(threshold=3), ValueError, "only with secure=True"),
+    (dict(secure=True, dp=DPFedAvg(clip=1.0, noise_multiplier=1.0), threshold=1), ValueError,
+     "threshold must be an int >= 2"),
     (dict(clients=["a"]), TypeError, "Client"),
 ])
 def test_bad_input(setup, kw, exc, match):
@@ -183,3 +227,17 @@ def test_clip_update_and_set_flat_params():
     assert torch.equal(flatten_update(model), v)
     with pytest.raises(ValueError, match="entries"):
         set_flat_params(model, v[:-1])
+
+
+def test_mismatched_data_is_refused_before_round_one(setup):
+    ds, clients, model = setup
+    with pytest.raises(ValueError, match=r"clients do not fit model: clients\[0\]'s inputs"):
+        fedavg(torch.nn.Linear(5, 2), clients, rounds=1, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"test do not fit model"):
+        fedavg(model, clients, rounds=1, test=(torch.zeros(3, 5), torch.zeros(3, dtype=torch.long)),
+               generator=torch.Generator().manual_seed(0))
+    wrong = clients[:3] + [Client(clients[3].x, clients[3].y + 10, cid=3)]
+    with pytest.raises(ValueError, match=r"clients\[3\] has label 1\d, the model has 10 outputs"):
+        fedavg(model, wrong, rounds=1, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="x must be finite"):
+        Client(torch.full((2, 4), float("nan")), torch.zeros(2, dtype=torch.long))

@@ -89,11 +89,98 @@ def test_without_the_masks_the_server_would_see_the_update(monkeypatch):
     assert torch.allclose(decode_fixed(res.masked[0]).float(), ups[0], atol=1e-6)
 
 
+def _server_strips_pair_masks(res, u):
+    """What a curious server can compute for client u from its own view alone: u's masked update minus u's pairwise
+    masks, regenerated from the key sk_u it rebuilt from the survivors' shares and the broadcast public keys."""
+    y = res.masked[u]
+    pairs = sa._pair_mask_sum(u, res.rebuilt[u], res.public_keys, range(len(res.public_keys)), y.numel())
+    return (y - pairs) % 2 ** RING_BITS
+
+
+def _late_run(n=5, late=1, seed=2):
+    g = _gen(seed)
+    ups = [torch.randn(4000, generator=g) + 5 * i for i in range(n)]
+    return ups, secure_aggregate(ups, threshold=3, late=[late], generator=_gen(seed + 1))
+
+
+def test_a_late_client_stays_hidden_by_its_self_mask():
+    # Bonawitz et al.'s reason for b_u: client 1 is slow, not gone; the server declares it dropped, rebuilds its
+    # sk_1 (so its pairwise masks) to unmask the others' sum, and then receives y_1 after all. Stripping every
+    # pairwise mask it can still leaves x_1 + PRG(b_1): uniform, and the server never got shares of b_1.
+    ups, res = _late_run()
+    assert res.late == [1] and res.survivors == [0, 2, 3, 4] and res.dropped == []
+    assert torch.allclose(res.total, ups[0] + ups[2] + ups[3] + ups[4], atol=5 * 2.0 ** -20)  # y_1 not counted
+    assert res.shares_used[1] == "sk" and 1 in res.masked  # the server holds sk_1 and y_1 ...
+    stripped = _server_strips_pair_masks(res, 1)
+    assert _uniformity_p(stripped) > 0.01  # ... and still sees a uniform vector
+    r = torch.corrcoef(torch.stack([stripped.double(), ups[1].double()]))[0, 1].abs()
+    assert r < 0.05
+    assert (decode_fixed(stripped) - ups[1].double()).abs().median() > 1000
+
+
+def test_without_the_self_mask_a_late_client_is_exposed(monkeypatch):
+    # the same run with b_u removed on both sides (client adds no PRG(b_u), server subtracts none): the sum is
+    # still right, so no other test notices; but the late client's update is now in the clear, which the test above
+    # catches
+    monkeypatch.setattr(sa, "_self_mask", lambda b_u, size: torch.zeros(size, dtype=torch.int64))
+    ups, res = _late_run()
+    assert torch.allclose(res.total, ups[0] + ups[2] + ups[3] + ups[4], atol=5 * 2.0 ** -20)
+    stripped = _server_strips_pair_masks(res, 1)
+    assert _uniformity_p(stripped) < 1e-6
+    assert torch.allclose(decode_fixed(stripped).float(), ups[1], atol=2.0 ** -20)
+
+
+def test_the_server_cannot_strip_a_survivors_pairwise_masks():
+    # the mirror image of the self-mask test: for a survivor the server rebuilds b_u (never sk_u), so the most it
+    # can compute is y_u - PRG(b_u) = x_u + (u's pairwise masks), which must still look uniform; without the
+    # pairwise masks it would be x_u in the clear
+    g = _gen(2)
+    ups = [torch.randn(4000, generator=g) + 5 * i for i in range(4)]
+    res = secure_aggregate(ups, threshold=3, dropped=[3], generator=_gen(3))
+    for u in res.survivors:
+        assert res.shares_used[u] == "b"
+        view = (res.masked[u] - sa._self_mask(res.rebuilt[u], 4000)) % 2 ** RING_BITS
+        assert _uniformity_p(view) > 0.01
+        assert torch.corrcoef(torch.stack([view.double(), ups[u].double()]))[0, 1].abs() < 0.05
+
+
+def test_without_the_pairwise_masks_the_survivors_are_exposed(monkeypatch):
+    monkeypatch.setattr(sa, "_pair_mask_sum", lambda u, secret_u, public_keys, partners, size:
+                        torch.zeros(size, dtype=torch.int64))
+    g = _gen(2)
+    ups = [torch.randn(4000, generator=g) + 5 * i for i in range(4)]
+    res = secure_aggregate(ups, threshold=3, dropped=[3], generator=_gen(3))
+    assert torch.allclose(res.total, ups[0] + ups[1] + ups[2], atol=3 * 2.0 ** -20)  # the sum is still right
+    view = (res.masked[0] - sa._self_mask(res.rebuilt[0], 4000)) % 2 ** RING_BITS
+    assert _uniformity_p(view) < 1e-6
+
+
+def test_a_late_client_changes_nothing_for_the_others():
+    # the same seed with client 1 late or dropped: the same total and the same in-time masked updates (no extra
+    # randomness is drawn); the late client's bytes are counted
+    ups, late = _late_run()
+    gone = secure_aggregate(ups, threshold=3, dropped=[1], generator=_gen(3))
+    assert torch.equal(late.total, gone.total)
+    assert all(torch.equal(late.masked[u], gone.masked[u]) for u in gone.masked)
+    assert late.bytes_sent == gone.bytes_sent + 4000 * sa.RING_BYTES
+
+
 def test_fixed_point_round_trip_and_range():
     x = torch.tensor([-3.25, 0.0, 1e-7, 1000.5])
     assert torch.allclose(decode_fixed(encode_fixed(x)).float(), x, atol=2.0 ** -21)
     with pytest.raises(ValueError, match="updates must stay below"):
         secure_aggregate([torch.full((2,), 1e8), torch.zeros(2)], threshold=2, generator=_gen())
+
+
+def test_bytes_follow_the_four_rounds():
+    # n clients, d coordinates, s survivors: round 0 two 16-byte public keys per client (broadcast to all); round 1
+    # two shares + ids per ordered pair, relayed; round 2 s masked vectors of 6-byte ring elements; round 3 the
+    # survivor list (4-byte ids) to each survivor and one 16-byte share + 4-byte id per other client back
+    n, d, s = 5, 100, 4
+    res = secure_aggregate(_updates(n, shape=(d,)), threshold=3, dropped=[2], generator=_gen())
+    pair = 2 * 16 + 8
+    assert res.bytes_sent == n * 2 * 16 + n * (n - 1) * pair + s * d * 6 + s * (n - 1) * (16 + 4)
+    assert res.bytes_received == n * n * 2 * 16 + n * (n - 1) * pair + s * s * 4
 
 
 def test_costs_grow_with_the_clients():
@@ -113,6 +200,10 @@ def test_costs_grow_with_the_clients():
     (dict(updates=_updates(4), threshold=2, frac_bits=41), ValueError, "frac_bits"),
     (dict(updates=[torch.zeros(2, dtype=torch.long)] * 2, threshold=2), TypeError, "floating"),
     (dict(updates=[torch.tensor([float("nan")])] * 2, threshold=2), ValueError, "non-finite"),
+    (dict(updates=_updates(4), threshold=2, late=[1], dropped=[1]), ValueError, "late and dropped must be disjoint"),
+    (dict(updates=_updates(4), threshold=2, late=[-1]), ValueError, "late must hold client indices"),
+    (dict(updates=_updates(4), threshold=3, late=[0], dropped=[1]), ValueError, "dropped and late leave 2 of 4"),
+    (dict(updates=_updates(4), threshold=2, late="0"), TypeError, "late must be an iterable"),
 ])
 def test_bad_input(kwargs, exc, match):
     with pytest.raises(exc, match=match):

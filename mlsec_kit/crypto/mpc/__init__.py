@@ -6,13 +6,15 @@ of logistic regression and small MLPs (square or ReLU activations).
 * :mod:`.network`: :class:`Party`, :class:`Dealer`, :class:`Network`, :class:`MessageLog`, :class:`SharedTensor`.
 * :mod:`.protocol`: the operations on shares (Beaver products, truncation, polynomials).
 * :mod:`.compare`: :func:`relu`, :func:`greater_equal` (secure comparison with a dealer's bit-decomposed mask).
-* :mod:`.inference`: :class:`SecureLogReg`, :class:`SecureMLP`, :func:`secure_predict`, :func:`error_bound`.
+* :mod:`.inference`: :class:`SecureLogReg`, :class:`SecureMLP`, :func:`secure_predict`, :func:`error_bound`,
+  :func:`truncation_failure_probability`.
 
 A simulation for teaching: all parties run in one process and the dealer is trusted; nothing here is hardened
 against side channels or malicious parties. For real work use a maintained framework (CrypTen, MP-SPDZ).
 """
 from .compare import COMPARE_BITS, greater_equal, greater_equal_zero, relu, sign_bit
-from .inference import SecureLogReg, SecureMLP, SecureModel, SecurePrediction, error_bound, secure_predict
+from .inference import (SecureLogReg, SecureMLP, SecureModel, SecurePrediction, error_bound, secure_predict,
+                        truncation_failure_probability)
 from .network import PHASES, TRUNCATIONS, Dealer, Message, MessageLog, Network, Party, SharedTensor
 from .protocol import (SIGMOID3, add, add_public, beaver_product, matmul, matmul_public, mul, mul_public, neg,
                        polynomial, sigmoid_approx, square, sub, truncate)
@@ -27,4 +29,5 @@ __all__ = [
     "matmul", "truncate", "polynomial", "sigmoid_approx",
     "COMPARE_BITS", "sign_bit", "greater_equal_zero", "greater_equal", "relu",
     "SecureModel", "SecureLogReg", "SecureMLP", "SecurePrediction", "secure_predict", "error_bound",
+    "truncation_failure_probability",
 ]

@@ -15,8 +15,14 @@ product of the fixed-point ``x`` with the integer bit (no truncation).
 
 Cost per element: 1 + ceil(log2 m) + 1 rounds for the comparison (8 with the defaults), 9 for ReLU; the dealer's
 material is ``m + 2`` ring elements plus the Beaver triples. The result is exact (no fixed-point error) whenever
-``|x| < 2^(k - 1 - f)`` (2^19 = 524288 with the defaults); larger values give wrong signs, which is not checked
-(the parties cannot see ``x``).
+``|x| < 2^(k - 1 - f)`` (2^19 = 524288 with the defaults); larger values give wrong signs, which the parties
+cannot check (they cannot see ``x``; :func:`mlsec_kit.crypto.mpc.error_bound` flags such inputs in the simulation).
+With ``frac_bits = 30`` (the largest allowed) the exact range shrinks to ``|x| < 32``.
+
+Statistical security: ``σ = 62 - k = 26`` bits per opened element, so over one ReLU-MLP inference of the digits
+test set (450 x 32 comparisons) the union bound on any leak is about ``2 · 10^-4``, far from the ``2^-40`` that
+MP-SPDZ or SPDZ take by default. This is inherent in a 64-bit ring (``k + σ <= 62`` so that ``c`` never wraps): a
+larger ``σ`` costs exact range (``k``), and frameworks that want both use a larger ring or field.
 """
 from __future__ import annotations
 

@@ -44,6 +44,11 @@ class Message:
     nbytes: int
 
 
+def _check_phase(phase: object) -> None:
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+
+
 @dataclass
 class MessageLog:
     """Every message sent, with counts of rounds and bytes per party.
@@ -58,15 +63,16 @@ class MessageLog:
         self.messages.append(message)
 
     def bytes_sent(self, party: int, *, phase: str = "online") -> int:
+        _check_phase(phase)
         return sum(m.nbytes for m in self.messages if m.sender == party and m.phase == phase)
 
     def bytes_received(self, party: int, *, phase: str = "online") -> int:
+        _check_phase(phase)
         return sum(m.nbytes for m in self.messages if m.receiver == party and m.phase == phase)
 
     def total_bytes(self, *, phase: str = "online") -> int:
         """Bytes sent by everyone (the dealer included) in ``phase``."""
-        if phase not in PHASES:
-            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+        _check_phase(phase)
         return sum(m.nbytes for m in self.messages if m.phase == phase)
 
     def received_by(self, party: int) -> list[Message]:
@@ -297,6 +303,10 @@ class SharedTensor:
         return (op.sub(self, other) if isinstance(other, SharedTensor)
                 else op.add_public(self, -torch.as_tensor(other)))
 
+    def __rsub__(self, other):
+        from . import protocol as op
+        return op.add_public(op.neg(self), other)
+
     def __neg__(self):
         from . import protocol as op
         return op.neg(self)
@@ -313,5 +323,9 @@ class SharedTensor:
 
     def reshape(self, *shape) -> "SharedTensor":
         """The same secret in another shape: each party reshapes its own share (local)."""
-        new = torch.empty(self.shape, device="meta").reshape(*shape).shape
+        try:
+            new = torch.empty(self.shape, device="meta").reshape(*shape).shape
+        except RuntimeError as exc:
+            raise ValueError(f"shape {shape} does not fit the {self.shape.numel()} elements of shape "
+                             f"{tuple(self.shape)}: {exc}") from None
         return self.network._local(lambda p: p.share_of(self.handle).reshape(new), new)

@@ -34,7 +34,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .network import TRUNCATIONS, Network, SharedTensor
-from .ring import encode
+from .ring import _encode
 
 __all__ = ["TRUNCATIONS", "SIGMOID3", "add", "sub", "neg", "add_public", "mul_public", "mul", "beaver_product",
            "square", "matmul_public", "matmul", "truncate", "polynomial", "sigmoid_approx"]
@@ -87,7 +87,7 @@ def add_public(x: SharedTensor, c: Public) -> SharedTensor:
     """``[x + c]`` for a public real ``c`` (encoded; party 0 adds it, the others keep their shares)."""
     net = x.network
     net._check_mine(x, "x")
-    ce = encode(torch.as_tensor(c), frac_bits=net.frac_bits, headroom=net.headroom)
+    ce = _encode(torch.as_tensor(c), frac_bits=net.frac_bits, headroom=net.headroom, name="c")
     shape = _public_result_shape(x, ce, "c")
     return net._local(lambda p: (p.share_of(x.handle) + ce) if p.index == 0
                       else p.share_of(x.handle).expand(shape).clone(), shape)
@@ -109,7 +109,7 @@ def mul_public(x: SharedTensor, c: Public) -> SharedTensor:
         ci = c.to(torch.int64)
         shape = _public_result_shape(x, ci, "c")
         return net._local(lambda p: p.share_of(x.handle) * ci, shape)
-    ce = encode(c, frac_bits=net.frac_bits, headroom=net.headroom)
+    ce = _encode(c, frac_bits=net.frac_bits, headroom=net.headroom, name="c")
     shape = _public_result_shape(x, ce, "c")
     return truncate(net._local(lambda p: p.share_of(x.handle) * ce, shape))
 
@@ -127,7 +127,7 @@ def matmul_public(x: SharedTensor, w: Public) -> SharedTensor:
     if w.dim() != 2 or len(x.shape) < 1 or x.shape[-1] != w.shape[0]:
         raise ValueError(f"w must be a matrix (k, m) with k = x.shape[-1] = {x.shape[-1] if len(x.shape) else None}, "
                          f"got w of shape {tuple(w.shape)}")
-    we = encode(w, frac_bits=net.frac_bits, headroom=net.headroom)
+    we = _encode(w, frac_bits=net.frac_bits, headroom=net.headroom, name="w")
     shape = tuple(x.shape[:-1]) + (w.shape[1],)
     return truncate(net._local(lambda p: p.share_of(x.handle) @ we, shape))
 
@@ -232,6 +232,8 @@ def polynomial(x: SharedTensor, coefficients: Sequence[float]) -> SharedTensor:
     """
     x.network._check_mine(x, "x")
     coeffs = [float(c) for c in coefficients]
+    if not all(torch.isfinite(torch.tensor(coeffs)).tolist()):
+        raise ValueError(f"coefficients must be finite numbers, got {coeffs}")
     if len(coeffs) < 2:
         raise ValueError(f"coefficients must hold at least 2 values (degree >= 1), got {len(coeffs)}")
     powers = [x]

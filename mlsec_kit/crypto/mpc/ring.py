@@ -24,8 +24,10 @@ __all__ = ["RING_BITS", "DEFAULT_FRAC_BITS", "DEFAULT_HEADROOM", "encode", "deco
 RING_BITS = 64
 #: fractional bits of the fixed-point encoding: one unit in the last place (ulp) is 2^-16 ≈ 1.5e-5
 DEFAULT_FRAC_BITS = 16
-#: bits kept free above an encoded input, so that products (scale 2^(2f)) and sums still fit in the ring and local
-#: truncation fails rarely: inputs must satisfy |x| < 2^(63 - frac_bits - headroom)
+#: bits kept free above an encoded input: inputs must satisfy |x| < 2^(63 - frac_bits - headroom). This bounds the
+#: inputs only: a product of two values carries scale 2^(2f) and fits the ring only while |x y| < 2^(63 - 2f)
+#: (2^31 with f = 16), and its truncation fails with probability |x y| 2^(2f - 64);
+#: :func:`mlsec_kit.crypto.mpc.error_bound` and ``truncation_failure_probability`` check a model's products
 DEFAULT_HEADROOM = 16
 
 
@@ -78,16 +80,21 @@ def encode(x: torch.Tensor, *, frac_bits: int = DEFAULT_FRAC_BITS, headroom: int
     Returns:
         int64 tensor of the same shape (a new tensor; ``x`` is not modified).
     """
+    return _encode(x, frac_bits=frac_bits, headroom=headroom, name="x")
+
+
+def _encode(x, *, frac_bits: int, headroom: int, name: str) -> torch.Tensor:
+    """:func:`encode`, with errors that name the argument ``name`` (a public factor, weights, coefficients)."""
     limit = max_abs(frac_bits=frac_bits, headroom=headroom)
     x = torch.as_tensor(x)
     if x.dtype == torch.bool or x.is_complex():
-        raise TypeError(f"x must be a real tensor, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a real tensor, got dtype {x.dtype}")
     xd = x.to(torch.float64)
     if not torch.isfinite(xd).all():
-        raise ValueError("x must be finite (no nan or inf) to be encoded")
+        raise ValueError(f"{name} must be finite (no nan or inf) to be encoded")
     if xd.numel() and xd.abs().max().item() >= limit:
-        raise ValueError(f"x is beyond the fixed-point range: |x| must be < 2^{63 - frac_bits - headroom} = "
-                         f"{limit:g} for frac_bits={frac_bits}, headroom={headroom}; got max |x| = "
+        raise ValueError(f"{name} is beyond the fixed-point range: |{name}| must be < 2^{63 - frac_bits - headroom} "
+                         f"= {limit:g} for frac_bits={frac_bits}, headroom={headroom}; got max |{name}| = "
                          f"{xd.abs().max().item():g}")
     return torch.round(xd * float(2 ** frac_bits)).to(torch.int64)
 

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from mlsec_kit import models
-from mlsec_kit.crypto.mpc import Network, SecureLogReg, SecureMLP, error_bound, secure_predict
+from mlsec_kit.crypto.mpc import (Network, SecureLogReg, SecureMLP, error_bound, secure_predict,
+                                  truncation_failure_probability)
 from mlsec_kit.crypto.mpc.inference import SquareActivation
 from mlsec_kit.data import load_digits
 from mlsec_kit.train import fit
@@ -187,3 +188,76 @@ def test_error_bound_counts_the_bias_rounding():
     x = torch.tensor([[1.0]])
     diff = error_bound(off_grid, x) - error_bound(on_grid, x)
     assert diff.item() == pytest.approx(2.0 ** -18, rel=1e-6)
+
+
+# ------------------------------------------------------------------------- where the tolerance stops holding
+
+def _lin(w):
+    layer = nn.Linear(1, 1)
+    with torch.no_grad():
+        layer.weight.fill_(w)
+        layer.bias.zero_()
+    return layer
+
+
+def _raw_secure(model, x, parties=2, seed=0):
+    """The protocol without secure_predict's range check: what the parties would compute."""
+    net = Network(parties, generator=torch.Generator().manual_seed(seed))
+    return net.reveal(SecureMLP(model, net)(net.share(x.double())))
+
+
+def test_relu_beyond_the_comparison_range_gets_an_infinite_bound_and_is_refused():
+    # |x| >= 2^(COMPARE_BITS - 1 - f) = 2^19: the comparison reads the wrong sign; the bound must not claim 3e-5
+    model = nn.Sequential(_lin(1.0), nn.ReLU(), _lin(1.0))
+    x = torch.tensor([[6e5], [-6e5], [3e5], [-3e5]])
+    bound = error_bound(model, x)
+    assert torch.isinf(bound[:2]).all() and torch.isfinite(bound[2:]).all()
+    err = (_raw_secure(model, x) - _plain(model, x)).abs()
+    assert (err[:2] > 1e5).all() and (err[2:] <= bound[2:]).all()  # the inf was deserved; the rest holds
+    with pytest.raises(ValueError, match="x is beyond the range.*ReLU.*524288"):
+        secure_predict(model, x, generator=torch.Generator().manual_seed(0))
+    ok = secure_predict(model, x[2:], generator=torch.Generator().manual_seed(0))
+    assert ((ok.logits - _plain(model, x[2:])).abs() <= ok.tolerance).all()
+
+
+def test_a_product_that_overflows_the_ring_gets_an_infinite_bound_and_is_refused():
+    # (5e4)^2 = 2.5e9 >= 2^31: the square's ring value 2.5e9 * 2^32 wraps Z_2^64
+    model = nn.Sequential(_lin(1.0), SquareActivation(), _lin(1.0))
+    x = torch.tensor([[5e4], [1e3]])
+    bound = error_bound(model, x)
+    assert torch.isinf(bound[0]).all() and torch.isfinite(bound[1]).all()
+    assert truncation_failure_probability(model, x)[0] == 1.0
+    many = x[:1].expand(200, 1)
+    wrong = ((_raw_secure(model, many) - _plain(model, many)).abs() > 1e8).sum().item()
+    assert wrong > 50  # the inf was deserved: most of 200 sharings come out off by 2^32
+    with pytest.raises(ValueError, match="x is beyond the range.*square of layer 1"):
+        secure_predict(model, x, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("parties", [2, 3])
+def test_the_truncation_failure_probability_is_the_measured_rate(parties):
+    # x = 3e4: the square's ring value V = (3e4 * 2^16)^2 has |V| / 2^64 = 0.2095 (SecureML's failure probability,
+    # for local and dealer truncation alike); measured over 4000 independent sharings it is that rate, and the
+    # per-row union bound of the model (square, then a Linear of weight 1 whose product has the same V) is 2p
+    x = torch.full((4000, 1), 3e4)
+    net = Network(parties, generator=torch.Generator().manual_seed(3))
+    sq = net.reveal(net.share(x.double()) * net.share(x.double()))
+    failed = ((sq - 9e8).abs() > 1.0).double().mean().item()
+    p = (3e4 * 2 ** 16) ** 2 / 2 ** 64
+    assert abs(failed - p) < 5 * (p * (1 - p) / 4000) ** 0.5
+    model = nn.Sequential(_lin(1.0), SquareActivation(), _lin(1.0))
+    q = truncation_failure_probability(model, x[:3])
+    assert torch.allclose(q, torch.full((3,), 2 * p + 3e4 * 2 ** 32 / 2 ** 64, dtype=torch.float64), rtol=1e-3)
+
+
+def test_raising_frac_bits_makes_truncation_failures_likely(digits, logreg, square_mlp):
+    # the price of precision: the failure probability grows as 2^(2f); negligible at the default f = 16 on digits,
+    # a near-certain failure somewhere in the test set at f = 24 for the square MLP
+    x = digits.X_test
+    for model in (logreg, square_mlp):
+        low = truncation_failure_probability(model, x, frac_bits=16)
+        high = truncation_failure_probability(model, x, frac_bits=24)
+        assert low.sum() < 1e-3 and torch.allclose(high, (low * 2 ** 16).clamp(max=1.0), rtol=1e-2)
+    assert truncation_failure_probability(square_mlp, x, frac_bits=24).sum() > 1
+    res = secure_predict(logreg, x[:4], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(res.failure_probability, truncation_failure_probability(logreg, x[:4]))

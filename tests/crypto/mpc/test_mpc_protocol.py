@@ -239,3 +239,24 @@ def test_bad_input():
         a * torch.ones(5)
     with pytest.raises(ValueError, match="at least 2 values"):
         mpc.polynomial(a, [1.0])
+
+
+def test_errors_name_the_argument_at_fault():
+    net = _net(2)
+    a = net.share(torch.ones(3), owner=0)
+    with pytest.raises(ValueError, match="^c must be finite"):
+        a * float("nan")
+    with pytest.raises(ValueError, match="^c must be finite"):
+        a + float("inf")
+    with pytest.raises(ValueError, match="^w must be finite"):
+        a.reshape(1, 3) @ torch.full((3, 2), float("nan"))
+    with pytest.raises(ValueError, match="^coefficients must be finite"):
+        mpc.polynomial(a, [1.0, float("nan")])
+    with pytest.raises(ValueError, match=r"shape \(2, 2\) does not fit the 3 elements"):
+        a.reshape(2, 2)
+    for bad in ("Online", "bogus"):
+        with pytest.raises(ValueError, match="phase must be one of"):
+            net.log.bytes_sent(0, phase=bad)
+        with pytest.raises(ValueError, match="phase must be one of"):
+            net.log.bytes_received(1, phase=bad)
+    assert torch.allclose(net.reveal(3 - a), torch.full((3,), 2.0, dtype=torch.float64))  # __rsub__
