@@ -695,8 +695,8 @@ STATEMENTS = {
          "reconstruct a client's training examples from what it receives.",
     "h": "DP-FedAvg (McMahan et al. 2018) clips each client's update to norm C, adds Gaussian noise of standard "
          "deviation sigma C to the sum of the updates of clients sampled independently with probability q, and "
-         "accounts the subsampled Gaussian with sample rate q and one step per round: the guarantee is user-level, "
-         "for adding or removing all the data of one client.",
+         "accounts the subsampled Gaussian with sample rate q and one step per round: the guarantee is client-level "
+         "(user-level when each client holds one user's data), for adding or removing all the data of one client.",
     "i": "Once an inference has been computed under MPC, the revealed prediction tells the party that receives it "
          "nothing about the model or the other parties' inputs.",
     "j": "In this exercise's simplified protocol (pairwise masks only; the server gets the seeds of a dropped "
