@@ -31,10 +31,15 @@ on 4096 sharings of each of two very different secrets (0 and a constant of magn
 chi-square test on each of the sixteen 4-bit windows of every share (bits 0-3, 4-7, ..., 60-63: 16 bins, 256
 expected values each); a window fails when its p-value is below ``P_MIN = 1e-8``. For three or more parties, any
 two shares are independent too (any ``n - 1`` shares are jointly uniform), tested on the sum and the difference
-of every pair. A masked update in secure aggregation (1024 entries) is tested the same way. A correct answer's
-p-values are uniform on (0, 1) (256 expected values per bin, 64 for a masked update: the chi-square
-approximation is close), so with at most 128 + 384 + 16 windows in the three properties it fails one with
-probability below ``6e-6`` per graded run (a union bound); the tests run the reference on 300 seeds. Every named
+of every pair. Each window test sees 4 bits at a time, so a value whose two 32-bit halves are one draw (``lo <<
+32 | lo``: only 2^32 of the 2^64 values, and the last share narrows the secret to 2^32 candidates) would pass
+it; the eight windows of bits 32-63 of ``v ^ (v << 32)`` (the high half XOR the low half: uniform for a uniform
+``v``, constant for a repeated half) are tested too. The secrets are ``(64, 64)`` tensors, so a pad reused along a
+row shows as well. A masked update in secure aggregation (1024 entries) is tested the same way. A correct
+answer's p-values are uniform on (0, 1) (256 expected values per bin, 64 for a masked update: the chi-square
+approximation is close, as a simulation of 2e6 multinomial draws per size confirmed), so with at most about 790
+windows in the three properties it fails one with probability below ``1e-5`` per graded run (a union bound); the
+tests run the reference on 300 seeds. Every named
 mistake puts the mass of some window in half of the bins or fewer (a chi-square statistic of at least 4096 on
 4096 values; about 7000 for an unmasked update's 1024 small entries, which fill 2 bins of the top window): a
 p-value below 1e-300, so it fails on every seed.
@@ -51,19 +56,28 @@ How the instances make each typical mistake fail on every seed:
   (one draw per call): every entry of that share is equal; one random value reused for every share but the last
   (``[r, r, x - 2r]``): the difference of two shares is 0 (the pairwise property, always with 3 or 4 parties);
   torch's global generator instead of ``generator``: two calls with generators seeded alike differ (the
-  generator property); ``parties = 1`` accepted: the bad-input property; a float share: the form property.
+  generator property); re-seeding ``generator`` at each call, or drawing from a copy of it (a two-time pad: the
+  difference of two last shares is ``x - x'``; the kit's dealer shares every value from one generator): two
+  sharings from one generator give the same shares (the generator property); one 32-bit draw in both halves
+  (``lo << 32 | lo`` or ``lo * (2^32 + 1)``): the halves test; one pad per row of a 2-D secret: every row of the
+  share is constant (the uniformity property); ``parties = 1`` accepted: the bad-input property; a float share:
+  the form property.
 - ``reconstruct`` in Python ints or floats without the wrap-around: every instance holds entries whose shares
   sum, as integers, beyond int64 (``parties`` copies of ``2^63 - 1``), so a Python-int sum overflows when it is
   turned back into an int64 tensor, and a float64 sum rounds full-range values (its ulp there is 2^11): wrong
   entries; ``shares[-1]`` or ``shares[0] - shares[1]`` alone: wrong on the random secrets; shares of different
-  shapes accepted (torch broadcasts ``(k,)`` and ``(1,)`` silently): the bad-input property.
+  shapes accepted (torch broadcasts ``(k,)`` and ``(1,)`` silently): the bad-input property. Every sum property
+  runs with 2, 3, 4 and 5 parties.
 - ``beaver_open`` broadcasting the shares themselves (``(x_i, y_i)``): the parties open ``x`` and ``y``; the
   instances have ``a != 0`` and ``b != 0`` in some entry, so the opened value is not ``x - a``; the triple's
   share added instead of subtracted (``x_i + a_i``) or the mirror ``a_i - x_i``: the opened value is ``x + a`` or
-  ``a - x``, which differs from ``x - a`` wherever ``a`` is not ``0`` or ``2 x`` (redrawn until it does).
+  ``a - x``, which differs from ``x - a`` wherever ``a`` is not ``0`` or ``2 x`` (redrawn until it does); a shape
+  check of the number of dimensions only: the bad ``a_i`` has ``x_i``'s number of dimensions and another shape.
 - ``beaver_close`` adding ``e f`` at every party, or at none, using ``- e b_i - f a_i``, or ``e a_i + f b_i``
   (``a`` and ``b`` swapped): each instance is redrawn until every such product differs from ``x y`` (mod 2^64)
-  in some entry, with 2 parties and with the 3 to 5 of the second property.
+  in some entry, with 2 parties and with each of 3, 4 and 5 in the second property (so ``e f`` added by parties
+  0 and 4 fails too); a ValueError for a negative ``i`` whose message does not name ``i`` as a word: the
+  bad-input property (``expect_value_error`` alone would accept any message with the letter i).
 - ``mask_update`` without masks: its output is the update, whose entries are small (``|u| < 2^20``), so bits
   60-63 are constant; both members of a pair adding the mask: the masks do not cancel in the sum of all clients
   (the sum is off by ``2 sum_{i<j} PRG(s_ij)``, a uniform 64-bit vector); the signs reversed (added by the larger
@@ -74,12 +88,17 @@ How the instances make each typical mistake fail on every seed:
   property always drops 1 to ``n - 3`` of ``n`` clients (``n`` in [5, 7]), one of them with survivors on both
   sides, so there are pairs ``(i, j)`` with ``i < j`` and with ``i > j``; every such error (and that of masks
   that do not cancel) is a nonzero multiple of a sum of uniform 64-bit PRG vectors of 4 or more entries: zero
-  with probability below 2^-250, checked on the test seeds.
+  with probability below 2^-250, checked on the test seeds. A right int64 sum returned through float32 or
+  float64: the server's checks plant one entry of magnitude in [2^59, 2^60) in every update (odd, beyond the
+  exact integers of both), so the rounding shows; the small-update bound matters only to the masked-update
+  uniformity property.
 
 Forbidden while a question is graded (a submission could import them): the kit's :func:`mlsec_kit.crypto.mpc.share`
 and :func:`~mlsec_kit.crypto.mpc.random_ring` (it draws the uniform ring elements the question asks for), and this
-module's :func:`prg` (seeded uniform ring elements too) for ``share``; :func:`mlsec_kit.crypto.mpc.reconstruct`
-for ``reconstruct``; this module's reference helpers for every question. Nothing in the kit answers the other
+module's :func:`prg` and ``_uniform_ring`` (seeded uniform ring elements too) for ``share``;
+:func:`mlsec_kit.crypto.mpc.reconstruct` and this module's ``_ring_sum`` for ``reconstruct``; this module's
+``_reference_*`` helpers for every question. (Blocking happens in the submission's process only, so the grader,
+which calls ``_uniform_ring`` and ``_ring_sum`` itself, is unaffected.) Nothing in the kit answers the other
 questions with the grader's inputs: :func:`mlsec_kit.crypto.mpc.beaver_product` and ``mul`` work on the kit's
 ``SharedTensor`` inside a ``Network`` that holds every party's share (a party in this exercise holds only its own)
 and return a new sharing, not one party's broadcast or share; :func:`mlsec_kit.fl.secure_aggregate` draws its own
@@ -90,6 +109,7 @@ for ``mask_update`` and ``unmask_sum``: it is the PRG the question gives.
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import torch
@@ -172,11 +192,22 @@ def _non_uniform(values: torch.Tensor) -> str:
     """'' when every window passes; else which window fails and how."""
     ps = _window_p_values(values)
     if bool((ps >= P_MIN).all()):
-        return ""
+        return _halves_repeat(values)
     k = int(torch.nonzero(ps < P_MIN)[0])
     used = int((_window_counts(values)[k] > 0).sum())
     return (f"{WINDOWS[k][1]} are not uniform (chi-square p = {float(ps[k]):.1e} < {P_MIN:g}; {used} of the 16 "
             "values occur)")
+
+
+def _halves_repeat(values: torch.Tensor) -> str:
+    """'' unless bits 32-63 depend on bits 0-31: the windows of bits 32-63 of ``values ^ (values << 32)`` (the high
+    half XOR the low half), uniform for a uniform value, constant when one 32-bit draw fills both halves."""
+    ps = _window_p_values(values ^ (values << 32))[:8]
+    if bool((ps >= P_MIN).all()):
+        return ""
+    k = int(torch.nonzero(ps < P_MIN)[0])
+    return (f"bits 32-63 repeat or depend on bits 0-31 (the high half XOR the low half: {WINDOWS[k][1]}, "
+            f"chi-square p = {float(ps[k]):.1e} < {P_MIN:g}); draw both 32-bit halves independently")
 
 
 def _ring_tensor(out: Any, what: str, shape) -> torch.Tensor:
@@ -198,7 +229,7 @@ def _shape(rng: torch.Generator) -> tuple:
 share = SET.question(
     "share", "share(x, parties, generator) -> list of parties int64 tensors",
     forbid=(f"{_MPC}.share", f"{_MPC}.ring.share", f"{_MPC}.random_ring", f"{_MPC}.ring.random_ring",
-            f"{_CHECKER}.prg", f"{_CHECKER}._reference_share"))
+            f"{_CHECKER}.prg", f"{_CHECKER}._uniform_ring", f"{_CHECKER}._reference_share"))
 
 
 def _reference_share(x: torch.Tensor, parties: int, generator: torch.Generator) -> list:
@@ -232,7 +263,7 @@ def _sh_form(fn, rng):
 
 @share.prop("the shares add up to x modulo 2^64 (2 to 5 parties, the extremes -2^63 and 2^63 - 1 included)")
 def _sh_sum(fn, rng):
-    for parties in (2, 3, randint(rng, 4, 5)):
+    for parties in (2, 3, 4, 5):
         x = _secrets(rng, _shape(rng))
         total = _ring_sum(_shares(fn, x, parties, rng))
         if not torch.equal(total, x):
@@ -253,7 +284,7 @@ def _sh_uniform(fn, rng):
     parties = randint(rng, 2, 4)
     first = "the first share" if parties == 2 else f"the first {parties - 1} shares"
     for label, secret in _two_secrets(rng).items():
-        x = torch.full((SHARINGS,), secret, dtype=torch.int64)
+        x = torch.full((64, SHARINGS // 64), secret, dtype=torch.int64)  # 2-D: a pad reused along a row shows
         for k, s in enumerate(_shares(fn, x, parties, rng)):
             problem = _non_uniform(s)
             if problem:
@@ -267,7 +298,7 @@ def _sh_uniform(fn, rng):
 def _sh_pairs(fn, rng):
     parties = randint(rng, 3, 4)
     for label, secret in _two_secrets(rng).items():
-        x = torch.full((SHARINGS,), secret, dtype=torch.int64)
+        x = torch.full((64, SHARINGS // 64), secret, dtype=torch.int64)
         shares = _shares(fn, x, parties, rng)
         for i, j in itertools.combinations(range(parties), 2):
             for op, value in (("difference", shares[i] - shares[j]), ("sum", shares[i] + shares[j])):
@@ -278,7 +309,8 @@ def _sh_pairs(fn, rng):
                          "every share but the last afresh)")
 
 
-@share.prop("draws its randomness from generator: the same seed gives the same shares, another seed other shares")
+@share.prop("draws its randomness from generator: the same seed gives the same shares, another seed other shares, "
+            "and two sharings from one generator differ")
 def _sh_generator(fn, rng):
     x = _secrets(rng, _shape(rng))
     seed = _seed(rng)
@@ -286,6 +318,12 @@ def _sh_generator(fn, rng):
     if not all(torch.equal(a, b) for a, b in zip(first, again)):
         fail("two calls with generators seeded alike gave different shares; draw every random value from the "
              "generator argument (torch.randint(..., generator=generator)), not torch's global one")
+    g = torch.Generator().manual_seed(seed)
+    again_one = [call(fn, x.clone(), 3, g, name="share") for _ in range(2)]
+    if torch.equal(_ring_tensor(again_one[0][0], "share: share 0", x.shape),
+                   _ring_tensor(again_one[1][0], "share: share 0", x.shape)):
+        fail("two sharings drawn from one generator gave the same first share: the pad is reused (the difference "
+             "of the last shares of x and x' is x - x'); draw from generator without re-seeding or copying it")
     other = _shares(fn, x, 3, rng, seed + 1)
     if torch.equal(first[0], other[0]):
         fail("generators seeded differently gave the same first share: the shares must be random, drawn from "
@@ -302,7 +340,7 @@ def _sh_bad(fn, rng):
 
 
 reconstruct = SET.question("reconstruct", "reconstruct(shares) -> int64 tensor",
-                           forbid=(f"{_MPC}.reconstruct", f"{_MPC}.ring.reconstruct",
+                           forbid=(f"{_MPC}.reconstruct", f"{_MPC}.ring.reconstruct", f"{_CHECKER}._ring_sum",
                                    f"{_CHECKER}._reference_reconstruct"))
 
 
@@ -336,7 +374,7 @@ def _re_form(fn, rng):
 
 @reconstruct.prop("returns the secret: the shares' sum modulo 2^64 (2 to 5 parties, sums beyond int64 included)")
 def _re_value(fn, rng):
-    for parties in (2, 3, randint(rng, 4, 5)):
+    for parties in (2, 3, 4, 5):
         shape = _shape(rng)
         x, shares = _overflowing_sharing(rng, parties, shape)
         got, what = _reconstructed(fn, shares, shape)
@@ -447,9 +485,9 @@ def _bo_masked(fn, rng):
 def _bo_bad(fn, rng):
     inst = _beaver_instance(rng, 2)
     x_i, y_i, a_i, b_i = (inst[f"{k}_sh"][0] for k in "xyab")
-    bad = a_i.reshape(-1)[:1].clone()
+    bad = a_i.reshape(-1)[:1].reshape((1,) * a_i.dim()).clone()
     expect_value_error(fn, (x_i.clone(), y_i.clone(), bad, b_i.clone()),
-                       f"beaver_open(x_i {tuple(x_i.shape)}, y_i, a_i (1,), b_i)",
+                       f"beaver_open(x_i {tuple(x_i.shape)}, y_i, a_i {tuple(bad.shape)}, b_i)",
                        "a triple is for one shape (torch would broadcast a (1,) tensor silently)", "a_i")
 
 
@@ -495,7 +533,7 @@ def _bc_two(fn, rng):
 
 @beaver_close.prop("3 to 5 parties: the shares reconstruct x y modulo 2^64 (e f added once, by party 0)")
 def _bc_many(fn, rng):
-    for parties in (3, randint(rng, 4, 5)):
+    for parties in (3, 4, 5):
         _check_product(fn, _beaver_instance(rng, parties))
 
 
@@ -504,8 +542,15 @@ def _bc_bad(fn, rng):
     inst = _beaver_instance(rng, 2)
     e, f = inst["x"] - inst["a"], inst["y"] - inst["b"]
     bad = -randint(rng, 1, 3)
-    expect_value_error(fn, (bad, e, f, *(inst[f"{k}_sh"][0].clone() for k in "abc")),
-                       f"beaver_close(i={bad}, ...)", "parties are numbered 0, 1, ..., and party 0 adds e f", "i")
+    args = (bad, e, f, *(inst[f"{k}_sh"][0].clone() for k in "abc"))
+    why = "parties are numbered 0, 1, ..., and party 0 adds e f"
+    expect_value_error(fn, args, f"beaver_close(i={bad}, ...)", why, "i")
+    try:  # expect_value_error looks for the letter i anywhere; the message must name i as a word
+        fn(*args)
+    except ValueError as err:  # it raised one: expect_value_error failed on anything else
+        if not re.search(r"\bi\b", str(err)):
+            fail(f"beaver_close(i={bad}, ...) raised a ValueError that does not name i (as a word, e.g. "
+                 f"\"i must be >= 0\"): {why}")
 
 
 # ---- (c) pairwise-mask secure aggregation with dropouts -----------------------------------------------------
@@ -537,10 +582,15 @@ def _reference_unmask(masked, dropped_seeds):
     return total
 
 
-def _clients(rng: torch.Generator, n: int, size: int) -> dict:
-    """``n`` clients' small updates and a symmetric table of pair seeds."""
+def _clients(rng: torch.Generator, n: int, size: int, *, large: bool = False) -> dict:
+    """``n`` clients' small updates and a symmetric table of pair seeds; with ``large``, every update's first
+    entry is an odd value of magnitude in [2^59, 2^60) (sums beyond float64's exact integers, 2^53)."""
     updates = [torch.randint(-UPDATE_BOUND + 1, UPDATE_BOUND, (size,), generator=rng, dtype=torch.int64)
                for _ in range(n)]
+    if large:
+        for u in updates:
+            big = int(torch.randint(2 ** 59, 2 ** 60, (1,), generator=rng)) | 1
+            u[0] = big if randint(rng, 0, 1) else -big
     seeds = {}
     for i, j in itertools.combinations(range(n), 2):
         seeds[(i, j)] = seeds[(j, i)] = _seed(rng)
@@ -631,7 +681,7 @@ def _unmask(fn, masked: dict, dropped_seeds: dict, what: str, size: int) -> torc
 
 @unmask_sum.prop("returns the sum of all clients' updates when no one drops out (an int64 tensor)")
 def _us_all(fn, rng):
-    clients = _clients(rng, randint(rng, 3, 6), randint(rng, 4, 12))
+    clients = _clients(rng, randint(rng, 3, 6), randint(rng, 4, 12), large=True)
     masked = {i: _reference_mask(i, clients["updates"][i], _pair_seeds(clients, i)) for i in range(clients["n"])}
     got = _unmask(fn, masked, {}, f"unmask_sum({clients['n']} masked updates, no dropouts)", clients["size"])
     if not torch.equal(got, _ring_sum(clients["updates"])):
@@ -643,7 +693,7 @@ def _us_all(fn, rng):
                  "survivors' seeds, the sign by index order)")
 def _us_dropouts(fn, rng):
     for _ in range(2):
-        clients = _clients(rng, randint(rng, 5, 7), randint(rng, 4, 12))
+        clients = _clients(rng, randint(rng, 5, 7), randint(rng, 4, 12), large=True)
         dropped = _dropouts(rng, clients["n"])
         survivors = [i for i in range(clients["n"]) if i not in dropped]
         masked = {i: _reference_mask(i, clients["updates"][i], _pair_seeds(clients, i)) for i in survivors}
