@@ -16,4 +16,5 @@ SETS: dict[str, str] = {
     "10_differential_privacy": "mlsec_kit.grading.sets.ch10",
     "11_dp_sgd": "mlsec_kit.grading.sets.ch11",
     "12_homomorphic_encryption": "mlsec_kit.grading.sets.ch12",
+    "13_secure_computation": "mlsec_kit.grading.sets.ch13",
 }
