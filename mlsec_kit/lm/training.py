@@ -66,7 +66,7 @@ def _positive(name: str, value: object) -> float:
     return v
 
 
-def train_lm(model: nn.Module, texts: Sequence[str], *, epochs: int = 12, lr: float = 3e-3, batch_size: int = 32,
+def train_lm(model: nn.Module, texts: Sequence[str], *, epochs: int = 6, lr: float = 1e-2, batch_size: int = 32,
              generator: Optional[torch.Generator] = None, context: Optional[int] = None,
              progress: Optional[bool] = None) -> History:
     """Train ``model`` in place on the lines ``texts`` with Adam and next-token cross-entropy.
