@@ -205,3 +205,19 @@ def test_generate_greedy_follows_argmax_and_respects_arguments():
         args = {"n": 1, "length": 2, **kw}
         with pytest.raises(ValueError, match=name):
             lm.generate(m, **args)
+
+
+def test_train_lm_loss_is_over_real_tokens_only():
+    # one step over all lines: the reported loss is the cross-entropy of the untrained model on the non-PAD
+    # targets (padding after EOS would otherwise pull it towards the trivially predictable PAD)
+    texts = ["ab", "a much longer line than the first", "cd 12"]
+    m = lm.tiny_lm(d_model=16, layers=1, heads=2, context=40, generator=gen())
+    x, y = lm.lm_rows(texts, context=40)
+    assert x.shape == y.shape == (3, 34) and (x[:, 0] == lm.BOS).all() and torch.equal(x[:, 1:], y[:, :-1])
+    with torch.no_grad():
+        logits = m(x)
+    mask = y != lm.PAD
+    ref = torch.nn.functional.cross_entropy(logits[mask], y[mask]).item()
+    assert int(mask.sum()) == sum(len(t) + 1 for t in texts)  # the bytes and one EOS each
+    h = lm.train_lm(m, texts, epochs=1, batch_size=3, generator=gen())
+    assert h.train_loss[0] == pytest.approx(ref, rel=1e-5)
