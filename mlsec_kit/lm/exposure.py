@@ -12,7 +12,9 @@ the model never saw has a uniformly random rank, so its exposure is about 1 (ran
 
 * ``method="exact"`` scores every candidate. Over the whole space of ``digits``-digit secrets the scores are
   found digit by digit (one forward pass per prefix of the secret: ``(10**digits − 1) / 9`` rows instead of
-  ``10**digits``), so 5 digits take seconds on a CPU.
+  ``10**digits``); a :class:`~mlsec_kit.lm.TinyTransformer` computes the template prefix's keys and values once
+  and runs only the digits (:meth:`~mlsec_kit.lm.TinyTransformer.forward_cached`). Measured on one loaded CPU
+  core with the default model: 4 digits 0.07 s, 5 digits 1.8 s, 6 digits 20 s.
 * ``method="estimate"`` scores a random sample of candidates, fits a skew-normal distribution to their
   log-perplexities (the paper's Section 4.3: the distribution is close to skew-normal) and reads
   ``exposure ≈ −log2 F(Px(s))``, F the fitted CDF: the tail probability below the secret's log-perplexity, i.e.
@@ -29,13 +31,14 @@ from torch import nn
 
 from ..dp._validate import check_generator, check_int
 from .corpus import Canary, SecretSpace, secret_space
+from .model import TinyTransformer
 from .scoring import _check_model, log_perplexity, next_token_logprobs
 from .tokenizer import BOS
 
 __all__ = ["exposure", "candidate_scores", "exposure_from_rank", "rank_of", "METHODS", "EXACT_LIMIT"]
 
 METHODS = ("exact", "estimate")
-#: the largest candidate set ``method="exact"`` scores (10**6 takes about a minute on one CPU core)
+#: the largest candidate set ``method="exact"`` scores (10**6 digit strings: about 20 s on one CPU core)
 EXACT_LIMIT = 10 ** 6
 #: candidates the estimate samples by default
 ESTIMATE_SAMPLES = 2000
@@ -67,6 +70,8 @@ def _digit_tree_scores(model: nn.Module, canary: Canary, digits: int) -> torch.T
     :func:`secret_space`: level j scores the 10**j prefixes' next digit in one batched pass."""
     prefix = [BOS] + list(canary.prefix.encode("utf-8"))
     digit_ids = torch.arange(48, 58)
+    if isinstance(model, TinyTransformer):  # the prefix's keys and values once, then only the digits per row
+        return _cached_tree(model, torch.tensor([prefix]), digits, digit_ids)
     space = torch.zeros(1, 0, dtype=torch.long)  # all j-digit strings as rows of digit byte ids
     scores = torch.zeros(1, dtype=torch.float64)  # their log-perplexities in nats
     chunk = max(1, 2 ** 16 // (len(prefix) + digits))
@@ -79,6 +84,30 @@ def _digit_tree_scores(model: nn.Module, canary: Canary, digits: int) -> torch.T
         scores = (scores.unsqueeze(1) - lp).reshape(-1)
         space = torch.cat([space.repeat_interleave(10, 0), digit_ids.repeat(len(space)).unsqueeze(1)], 1)
     return scores / math.log(2)
+
+
+@torch.no_grad()
+def _cached_tree(model: TinyTransformer, prefix: torch.Tensor, digits: int, digit_ids: torch.Tensor) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    try:
+        dev = next(model.parameters()).device
+        cache = model.prefix_cache(prefix.to(dev))
+        first = torch.log_softmax(model(prefix.to(dev))[0, -1].double(), -1)[digit_ids].cpu()  # (10,)
+        scores = -first
+        space = digit_ids.unsqueeze(1)  # the 1-digit strings
+        chunk = max(1, 2 ** 17 // digits)
+        for _ in range(digits - 1):
+            parts = []
+            for i in range(0, len(space), chunk):
+                out = model.forward_cached(space[i:i + chunk].to(dev), cache)[:, -1].double()
+                parts.append(torch.log_softmax(out, -1)[:, digit_ids].cpu())
+            lp = torch.cat(parts)
+            scores = (scores.unsqueeze(1) - lp).reshape(-1)
+            space = torch.cat([space.repeat_interleave(10, 0), digit_ids.repeat(len(space)).unsqueeze(1)], 1)
+        return scores / math.log(2)
+    finally:
+        model.train(was)
 
 
 def candidate_scores(model: nn.Module, canary: Canary, candidates: Sequence[str]) -> torch.Tensor:
@@ -95,7 +124,36 @@ def candidate_scores(model: nn.Module, canary: Canary, candidates: Sequence[str]
             getattr(model, "context", 10 ** 9):
         return _digit_tree_scores(model, canary, candidates.digits)
     start = len(canary.prefix.encode("utf-8"))
+    lengths = {len(c.encode("utf-8")) for c in candidates}
+    if isinstance(model, TinyTransformer) and len(lengths) == 1 and 0 not in lengths and \
+            start + 1 + max(lengths) <= model.context:
+        return _cached_scores(model, canary, candidates)
     return log_perplexity(model, [canary.prefix + c for c in candidates], start=start)
+
+
+@torch.no_grad()
+def _cached_scores(model: TinyTransformer, canary: Canary, candidates: Sequence[str]) -> torch.Tensor:
+    """:func:`log_perplexity` of the secret part for equal-length candidates, the prefix computed once."""
+    was = model.training
+    model.eval()
+    try:
+        dev = next(model.parameters()).device
+        prefix = torch.tensor([[BOS] + list(canary.prefix.encode("utf-8"))], device=dev)
+        cache = model.prefix_cache(prefix)
+        first = torch.log_softmax(model(prefix)[0, -1].double(), -1).cpu()  # (V,)
+        ids = torch.tensor([list(c.encode("utf-8")) for c in candidates], dtype=torch.long)  # (N, k)
+        out = torch.empty(len(ids), dtype=torch.float64)
+        chunk = max(1, 2 ** 17 // ids.shape[1])
+        for i in range(0, len(ids), chunk):
+            part = ids[i:i + chunk]
+            lp = first[part[:, 0]]
+            if part.shape[1] > 1:
+                rest = torch.log_softmax(model.forward_cached(part[:, :-1].to(dev), cache).double(), -1).cpu()
+                lp = lp + rest.gather(-1, part[:, 1:].unsqueeze(-1)).squeeze(-1).sum(-1)
+            out[i:i + chunk] = -lp
+        return out / math.log(2)
+    finally:
+        model.train(was)
 
 
 def _candidate_set(canary: Canary, candidates: object, generator: Optional[torch.Generator]) -> Sequence[str]:

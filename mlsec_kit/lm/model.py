@@ -39,13 +39,23 @@ class _Block(nn.Module):
         self.fc2 = nn.Linear(4 * d_model, d_model)
         self.register_buffer("mask", torch.ones(context, context, dtype=torch.bool).tril(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, past: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+                keep: Optional[list] = None) -> torch.Tensor:
+        """``past``: keys and values ``(1, H, P, hd)`` of P earlier positions, shared by every row; ``keep``: a
+        list the block appends this call's keys and values to."""
         B, T, D = x.shape
         h = self.ln1(x)
         hd = D // self.heads
         q, k, v = (m(h).view(B, T, self.heads, hd).transpose(1, 2) for m in (self.q, self.k, self.v))
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(hd)  # (B, H, T, T)
-        att = att.masked_fill(~self.mask[:T, :T], float("-inf")).softmax(-1)
+        if keep is not None:
+            keep.append((k, v))
+        P = 0
+        if past is not None:
+            P = past[0].shape[2]
+            k = torch.cat([past[0].expand(B, -1, -1, -1), k], 2)
+            v = torch.cat([past[1].expand(B, -1, -1, -1), v], 2)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(hd)  # (B, H, T, P + T)
+        att = att.masked_fill(~self.mask[P:P + T, :P + T], float("-inf")).softmax(-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, D)
         x = x + self.proj(y)
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
@@ -74,6 +84,31 @@ class TinyTransformer(nn.Module):
         h = self.tok(x) + self.pos(torch.arange(T, device=x.device))
         for b in self.blocks:
             h = b(h)
+        return self.head(self.ln(h))
+
+    @torch.no_grad()
+    def prefix_cache(self, prefix: torch.Tensor) -> list:
+        """Each block's keys and values of one prefix ``(1, P)``, for :meth:`forward_cached`."""
+        if prefix.dim() != 2 or prefix.shape[0] != 1:
+            raise ValueError(f"prefix must have shape (1, P), got {tuple(prefix.shape)}")
+        keep: list = []
+        h = self.tok(prefix) + self.pos(torch.arange(prefix.shape[1], device=prefix.device))
+        for b in self.blocks:
+            h = b(h, keep=keep)
+        return keep
+
+    @torch.no_grad()
+    def forward_cached(self, x: torch.Tensor, cache: list) -> torch.Tensor:
+        """The logits of ``x`` ``(B, T)`` continuing the prefix of ``cache`` (:meth:`prefix_cache`): the same
+        numbers as ``forward(cat(prefix, x))[:, P:]`` without recomputing the prefix for every row."""
+        P = cache[0][0].shape[2]
+        T = x.shape[1]
+        if P + T > self.context:
+            raise ValueError(f"prefix and input have {P + T} tokens, more than the model's context of "
+                             f"{self.context}")
+        h = self.tok(x) + self.pos(torch.arange(P, P + T, device=x.device))
+        for b, past in zip(self.blocks, cache):
+            h = b(h, past=past)
         return self.head(self.ln(h))
 
 

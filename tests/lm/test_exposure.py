@@ -117,3 +117,21 @@ def test_bad_input_names_the_argument(trained):
         lm.exposure(model, "my pin is 1234")
     with pytest.raises(ValueError, match="template"):
         lm.Canary(template="my pin is", secret="1234")
+
+
+def test_cached_candidate_scores_equal_log_perplexity(trained):
+    model, cans, _ = trained
+    c = cans[-1]
+    cands = [c.secret, "0000", "9999", "1234", "4321"]
+    fast = lm.candidate_scores(model, c, cands)
+    direct = lm.log_perplexity(model, [c.prefix + s for s in cands], start=len(c.prefix))
+    assert torch.allclose(fast, direct, atol=1e-6, rtol=1e-6) and fast[0] < fast[1:].min()
+
+
+def test_uncached_digit_tree_for_other_models():
+    # the LSTM has no key/value cache: the tree runs full rows per level, and must give the same scores
+    model = lm.tiny_lm(kind="lstm", d_model=16, layers=1, generator=torch.Generator().manual_seed(4))
+    c = lm.Canary(template="pin {secret}", secret="042", repeats=0)
+    tree = lm.candidate_scores(model, c, lm.secret_space(3))
+    direct = lm.log_perplexity(model, [c.prefix + s for s in lm.secret_space(3)], start=len(c.prefix))
+    assert torch.allclose(tree, direct, atol=1e-5, rtol=1e-6)

@@ -221,3 +221,13 @@ def test_train_lm_loss_is_over_real_tokens_only():
     assert int(mask.sum()) == sum(len(t) + 1 for t in texts)  # the bytes and one EOS each
     h = lm.train_lm(m, texts, epochs=1, batch_size=3, generator=gen())
     assert h.train_loss[0] == pytest.approx(ref, rel=1e-5)
+
+
+def test_forward_cached_equals_the_full_forward():
+    m = lm.tiny_lm(d_model=32, layers=2, heads=4, context=20, generator=gen())
+    prefix = torch.randint(0, 256, (1, 7), generator=gen(1))
+    x = torch.randint(0, 256, (5, 4), generator=gen(2))
+    full = m(torch.cat([prefix.expand(5, -1), x], 1))[:, 7:]
+    assert torch.allclose(m.forward_cached(x, m.prefix_cache(prefix)), full, atol=1e-5)
+    with pytest.raises(ValueError, match="context"):
+        m.forward_cached(torch.zeros(1, 14, dtype=torch.long), m.prefix_cache(prefix))
