@@ -135,3 +135,13 @@ def test_uncached_digit_tree_for_other_models():
     tree = lm.candidate_scores(model, c, lm.secret_space(3))
     direct = lm.log_perplexity(model, [c.prefix + s for s in lm.secret_space(3)], start=len(c.prefix))
     assert torch.allclose(tree, direct, atol=1e-5, rtol=1e-6)
+
+
+def test_estimate_works_where_exact_cannot(trained):
+    model, _, _ = trained
+    g = torch.Generator().manual_seed(6)
+    unseen = lm.random_canaries(6, template="my pin is {secret}", digits=9, repeats=0, generator=g)
+    est = [lm.exposure(model, c, method="estimate", samples=500, generator=g) for c in unseen]
+    assert all(0 <= e < 12 for e in est) and sum(est) / len(est) < 4  # |R| = 10**9: log2|R| = 29.9
+    with pytest.raises(ValueError, match="EXACT_LIMIT"):
+        lm.exposure(model, unseen[0])
