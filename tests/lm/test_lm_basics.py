@@ -231,3 +231,13 @@ def test_forward_cached_equals_the_full_forward():
     assert torch.allclose(m.forward_cached(x, m.prefix_cache(prefix)), full, atol=1e-5)
     with pytest.raises(ValueError, match="context"):
         m.forward_cached(torch.zeros(1, 14, dtype=torch.long), m.prefix_cache(prefix))
+
+
+def test_dp_per_line_gradient_norms_agree_between_ghost_and_vmap():
+    # every linear map of the tiny transformer is an nn.Linear called once: ghost clipping sees the same norms
+    from mlsec_kit.dp import per_sample_norms
+    m = lm.tiny_lm(d_model=16, layers=1, heads=2, context=48, generator=gen())
+    x, y = lm.lm_rows(lm.make_corpus(8, generator=gen()).texts, context=48)
+    ghost = per_sample_norms(m, x, y, method="ghost", loss_fn=lm.sequence_loss)
+    vm = per_sample_norms(m, x, y, method="vmap", loss_fn=lm.sequence_loss)
+    assert ghost.shape == (8,) and torch.allclose(ghost, vm, rtol=1e-4) and ghost.std() > 0
