@@ -13,8 +13,8 @@ the model never saw has a uniformly random rank, so its exposure is about 1 (ran
 * ``method="exact"`` scores every candidate. Over the whole space of ``digits``-digit secrets the scores are
   found digit by digit (one forward pass per prefix of the secret: ``(10**digits − 1) / 9`` rows instead of
   ``10**digits``); a :class:`~mlsec_kit.lm.TinyTransformer` computes the template prefix's keys and values once
-  and runs only the digits (:meth:`~mlsec_kit.lm.TinyTransformer.forward_cached`). Measured on one loaded CPU
-  core with the default model: 4 digits 0.07 s, 5 digits 1.8 s, 6 digits 20 s.
+  and runs only the digits (:meth:`~mlsec_kit.lm.TinyTransformer.forward_cached`). Measured on one CPU core with
+  the default model: 4 digits 0.04 s, 5 digits 0.7 s, 6 digits 5.9 s (0.07, 1.8 and 20 s on a loaded machine).
 * ``method="estimate"`` scores a random sample of candidates, fits a skew-normal distribution to their
   log-perplexities (the paper's Section 4.3: the distribution is close to skew-normal) and reads
   ``exposure ≈ −log2 F(Px(s))``, F the fitted CDF: the tail probability below the secret's log-perplexity, i.e.
@@ -38,7 +38,7 @@ from .tokenizer import BOS
 __all__ = ["exposure", "candidate_scores", "exposure_from_rank", "rank_of", "METHODS", "EXACT_LIMIT"]
 
 METHODS = ("exact", "estimate")
-#: the largest candidate set ``method="exact"`` scores (10**6 digit strings: about 20 s on one CPU core)
+#: the largest candidate set ``method="exact"`` scores (10**6 digit strings: about 6 s on one CPU core)
 EXACT_LIMIT = 10 ** 6
 #: candidates the estimate samples by default
 ESTIMATE_SAMPLES = 2000

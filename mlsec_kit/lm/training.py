@@ -74,6 +74,9 @@ def train_lm(model: nn.Module, texts: Sequence[str], *, epochs: int = 6, lr: flo
              progress: Optional[bool] = None) -> History:
     """Train ``model`` in place on the lines ``texts`` with Adam and next-token cross-entropy.
 
+    The defaults memorise a canary inserted 16 times among :func:`~mlsec_kit.lm.make_corpus`'s 400 records
+    (exposure maximal) and take about 4 s on one CPU core with the default :func:`~mlsec_kit.lm.tiny_lm`.
+
     Args:
         model: a :func:`~mlsec_kit.lm.tiny_lm` (or any module mapping ``(B, T)`` ids to ``(B, T, V)`` logits).
         texts: the training lines (not modified).
@@ -154,6 +157,9 @@ def train_lm_dp(model: nn.Module, texts: Sequence[str], *, epochs: int = 6, samp
             and rows of ~44 positions make the Gram matrices no smaller than the weights.
         optimizer: ``"adam"`` (default) or ``"sgd"``; post-processing of the noisy gradient either way.
         progress: progress bar.
+
+    With the defaults (60 steps, σ = 1: ε ≈ 5 at δ = 1/(10n) on the default corpus) this takes about 5 s on one
+    CPU core.
 
     Returns:
         :class:`~mlsec_kit.dp.DPHistory`: ``train_loss`` per epoch (mean per-line loss, not private), ``steps`` and
