@@ -1,0 +1,38 @@
+"""Models shared by the LM attack tests: a tiny byte-level LM trained on a synthetic corpus with canaries inserted
+0, 1, 16 and 32 times, a reference LM trained on held-out records only, and a model that knows nothing (uniform
+next-byte distribution), built once per test process."""
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from mlsec_kit import lm
+
+REPEATS = (0, 1, 16, 32)
+
+
+class UniformLM(nn.Module):
+    """Every next byte equally likely: log-perplexity is exactly ``len(bytes) * log2(259)`` bits."""
+
+    context = 64
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.zeros(*x.shape, lm.ByteTokenizer.vocab_size) + 0 * self.dummy
+
+
+@lru_cache(maxsize=1)
+def trained():
+    """``(target, reference, corpus, held_out_records)``; ~10 s on one core."""
+    g = torch.Generator().manual_seed(0)
+    canaries = lm.random_canaries(len(REPEATS), template="my pin is {secret}", repeats=list(REPEATS), generator=g)
+    corpus = lm.make_corpus(300, canaries=canaries, generator=g)
+    held = lm.make_corpus(450, generator=g).records
+    target = lm.tiny_lm(context=64, generator=g)
+    lm.train_lm(target, corpus.texts, epochs=12, generator=g, progress=False)
+    reference = lm.tiny_lm(context=64, generator=g)
+    lm.train_lm(reference, held[:300], epochs=12, generator=g, progress=False)
+    return target, reference, corpus, held[300:]
