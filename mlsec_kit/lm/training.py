@@ -1,0 +1,166 @@
+"""Training the tiny language model: plain next-token cross-entropy (:func:`train_lm`) and DP-SGD
+(:func:`train_lm_dp`, chapter 11's :func:`mlsec_kit.dp.train_dp_sgd` with a per-sequence language-model loss).
+
+Each training line becomes one row ``[BOS, bytes..., EOS, PAD...]`` (:meth:`ByteTokenizer.batch`); the model reads
+the row without its last token and predicts the row shifted by one; PAD targets are ignored. A line longer than the
+context is cut. For DP-SGD one line is one example (the privacy unit): a canary inserted r times is r examples, so
+its protection is that of a group of r (group privacy), which is why DP's effect on exposure depends on r.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..dp._validate import _real, check_generator, check_int
+from ..dp.dpsgd import DPHistory, train_dp_sgd
+from ..train import History, _show_progress
+from .tokenizer import PAD, ByteTokenizer, _check_texts
+
+__all__ = ["train_lm", "train_lm_dp", "lm_rows", "sequence_loss"]
+
+
+def _context(model: nn.Module, context: Optional[int]) -> int:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    mc = getattr(model, "context", None)
+    if context is None:
+        if mc is None:
+            raise ValueError("context must be given for a model without a .context attribute")
+        return int(mc)
+    context = check_int("context", context, minimum=1)
+    if mc is not None and context > mc:
+        raise ValueError(f"context must be at most the model's context {mc}, got {context}")
+    return context
+
+
+def lm_rows(texts: Sequence[str], *, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-token targets of the lines ``texts``: rows of ``min(context, longest + 1)`` tokens.
+
+    Returns:
+        ``(x, y)``, both LongTensor ``(N, L)``: ``x`` starts with BOS, ``y`` is ``x`` shifted left by one (PAD where
+        nothing is to be predicted).
+    """
+    texts = _check_texts(texts)
+    longest = max(len(t.encode("utf-8")) for t in texts)
+    rows = ByteTokenizer().batch(texts, length=min(context, longest + 1) + 1)
+    return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
+
+
+def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (nats per token) of each sequence over its non-PAD targets: ``(N, L, V), (N, L) -> (N,)``.
+    The per-example loss DP-SGD clips the gradient of."""
+    ce = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none")  # (N, L)
+    n = (targets != PAD).sum(-1).clamp(min=1)
+    return ce.sum(-1) / n
+
+
+def _positive(name: str, value: object) -> float:
+    v = _real(name, value)
+    if not 0 < v < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def train_lm(model: nn.Module, texts: Sequence[str], *, epochs: int = 12, lr: float = 3e-3, batch_size: int = 32,
+             generator: Optional[torch.Generator] = None, context: Optional[int] = None,
+             progress: Optional[bool] = None) -> History:
+    """Train ``model`` in place on the lines ``texts`` with Adam and next-token cross-entropy.
+
+    Args:
+        model: a :func:`~mlsec_kit.lm.tiny_lm` (or any module mapping ``(B, T)`` ids to ``(B, T, V)`` logits).
+        texts: the training lines (not modified).
+        epochs: passes over the lines, >= 1.
+        lr: Adam's learning rate, > 0.
+        batch_size: lines per step, >= 1.
+        generator: a CPU generator for the shuffling (training is then reproducible).
+        context: tokens per row; default the model's ``context``.
+        progress: progress bar; None shows it in Colab and terminals only.
+
+    Returns:
+        :class:`~mlsec_kit.train.History`: per epoch, ``train_loss`` (mean cross-entropy per predicted token, nats)
+        and ``train_acc`` (next-token accuracy).
+    """
+    context = _context(model, context)
+    texts = _check_texts(texts)
+    epochs = check_int("epochs", epochs)
+    lr = _positive("lr", lr)
+    batch_size = check_int("batch_size", batch_size)
+    check_generator(generator)
+    x, y = lm_rows(texts, context=context)
+    dev = next(model.parameters()).device
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    hist = History()
+    from tqdm.auto import tqdm
+    bar = tqdm(total=epochs, desc="LM epochs", disable=not _show_progress(progress), leave=False)
+    model.train()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(x), generator=generator)
+        loss_sum, correct, count = 0.0, 0, 0
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            xb, yb = x[idx].to(dev), y[idx].to(dev)
+            logits = model(xb)
+            mask = yb != PAD
+            loss = F.cross_entropy(logits[mask], yb[mask])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            k = int(mask.sum())
+            loss_sum += float(loss.detach()) * k
+            correct += int((logits[mask].argmax(-1) == yb[mask]).sum())
+            count += k
+        hist.train_loss.append(loss_sum / count)
+        hist.train_acc.append(correct / count)
+        hist.seconds += time.perf_counter() - start
+        bar.update(1)
+    bar.close()
+    model.eval()
+    return hist
+
+
+def train_lm_dp(model: nn.Module, texts: Sequence[str], *, epochs: int = 12, sample_rate: float = 0.05,
+                max_grad_norm: float = 1.0, noise_multiplier: float = 1.0, delta: Optional[float] = None,
+                lr: float = 3e-3, generator: Optional[torch.Generator] = None, context: Optional[int] = None,
+                method: str = "ghost", optimizer: str = "adam", progress: Optional[bool] = None) -> DPHistory:
+    """Train ``model`` in place with DP-SGD, one line = one example: :func:`mlsec_kit.dp.train_dp_sgd` (Poisson
+    batches, per-line gradient clipping to ``max_grad_norm``, Gaussian noise, RDP accountant) with the per-line
+    loss :func:`sequence_loss` (Abadi et al. 2016; McMahan et al. 2018 for recurrent language models).
+
+    Args:
+        model: as for :func:`train_lm` (no batch norm).
+        texts: the private training lines.
+        epochs: ``round(1/sample_rate)`` steps each, >= 1.
+        sample_rate: q in (0, 1], each line's chance of joining a batch.
+        max_grad_norm: C > 0.
+        noise_multiplier: σ > 0.
+        delta: δ in (0, 1) of the reported ε; None: ``1 / (10 n)`` for n lines (this reads n: pass a public
+            constant where n is private).
+        lr: learning rate > 0.
+        generator: a CPU generator for the batches and the noise.
+        context: tokens per row; default the model's.
+        method: per-example norms, ``"ghost"`` (default), ``"gram"`` or ``"vmap"`` (see :mod:`mlsec_kit.dp.dpsgd`).
+        optimizer: ``"adam"`` (default) or ``"sgd"``; post-processing of the noisy gradient either way.
+        progress: progress bar.
+
+    Returns:
+        :class:`~mlsec_kit.dp.DPHistory`: ``train_loss`` per epoch (mean per-line loss, not private), ``steps`` and
+        ``epsilon`` after each epoch at ``delta``. ``train_acc`` is NaN (not computed for sequences).
+    """
+    context = _context(model, context)
+    texts = _check_texts(texts)
+    epochs = check_int("epochs", epochs)
+    if delta is None:
+        delta = 1.0 / (10 * len(texts))
+    x, y = lm_rows(texts, context=context)
+    hist = train_dp_sgd(model, x, y, sample_rate=sample_rate, max_grad_norm=max_grad_norm,
+                        noise_multiplier=noise_multiplier, lr=lr, delta=delta, epochs=epochs, optimizer=optimizer,
+                        generator=generator, method=method, loss_fn=sequence_loss, progress=progress)
+    hist.train_acc = [math.nan] * len(hist.train_loss)
+    model.eval()
+    return hist
