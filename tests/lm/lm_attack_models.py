@@ -26,13 +26,13 @@ class UniformLM(nn.Module):
 
 @lru_cache(maxsize=1)
 def trained():
-    """``(target, reference, corpus, held_out_records)``; ~10 s on one core."""
+    """``(target, reference, corpus, held_out_records)``; ~6 s on one idle core."""
     g = torch.Generator().manual_seed(0)
     canaries = lm.random_canaries(len(REPEATS), template="my pin is {secret}", repeats=list(REPEATS), generator=g)
-    corpus = lm.make_corpus(300, canaries=canaries, generator=g)
-    held = lm.make_corpus(450, generator=g).records
-    target = lm.tiny_lm(context=64, generator=g)
-    lm.train_lm(target, corpus.texts, epochs=12, generator=g, progress=False)
-    reference = lm.tiny_lm(context=64, generator=g)
-    lm.train_lm(reference, held[:300], epochs=12, generator=g, progress=False)
-    return target, reference, corpus, held[300:]
+    corpus = lm.make_corpus(200, canaries=canaries, generator=g)
+    held = lm.make_corpus(350, generator=g).records
+    target = lm.tiny_lm(context=48, generator=g)
+    lm.train_lm(target, corpus.texts, epochs=8, lr=6e-3, batch_size=16, generator=g, progress=False)
+    reference = lm.tiny_lm(context=48, generator=g)
+    lm.train_lm(reference, held[:200], epochs=8, lr=6e-3, batch_size=16, generator=g, progress=False)
+    return target, reference, corpus, held[200:]
