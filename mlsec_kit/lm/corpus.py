@@ -189,7 +189,7 @@ def make_records(n: int, *, generator: Optional[torch.Generator] = None) -> list
     return out
 
 
-def make_corpus(records: Union[int, Sequence[str]] = 600, *, canaries: Sequence[Canary] = (),
+def make_corpus(records: Union[int, Sequence[str]] = 400, *, canaries: Sequence[Canary] = (),
                 generator: Optional[torch.Generator] = None) -> Corpus:
     """Records plus each canary line ``repeats`` times, shuffled (Carlini et al. 2019's insertion experiment).
 

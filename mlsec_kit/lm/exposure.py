@@ -124,6 +124,11 @@ def _candidate_set(canary: Canary, candidates: object, generator: Optional[torch
         raise ValueError("candidates must be distinct")
     if canary.secret not in set(cands):
         raise ValueError(f"candidates must contain the canary's secret {canary.secret!r}")
+    n = len(canary.secret.encode("utf-8"))
+    odd = next((c for c in cands if len(c.encode("utf-8")) != n), None)
+    if odd is not None:
+        # the score sums over the secret's tokens only: a shorter candidate would win by having fewer terms
+        raise ValueError(f"candidates must all have the secret's length of {n} bytes, got {odd!r}")
     return cands
 
 
@@ -138,7 +143,8 @@ def exposure(model: nn.Module, canary: Canary, *, candidates: Union[None, int, S
         canary: the :class:`~mlsec_kit.lm.Canary` (its ``secret`` is the true one).
         candidates: the randomness space R. None: every string of ``len(secret)`` digits (the secret must be
             digits); an int m: the secret plus m − 1 other digit strings drawn at random (``generator``); a
-            sequence of distinct strings containing the secret.
+            sequence of distinct strings containing the secret, all of its byte length (the score sums over the
+            secret's tokens, so candidates of other lengths would not compare).
         method: ``"exact"`` (rank among all of R; |R| <= :data:`EXACT_LIMIT`) or ``"estimate"`` (skew-normal fit
             to ``samples`` candidates drawn from R without replacement; any |R|).
         samples: candidates the estimate scores, >= 10.

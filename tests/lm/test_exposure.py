@@ -1,0 +1,116 @@
+"""Exposure (Carlini et al. 2019) on a tiny LM trained with canaries inserted 0 to 16 times."""
+import math
+
+import pytest
+import torch
+
+from mlsec_kit import lm
+
+DIGITS = 4
+LOG2_R = math.log2(10 ** DIGITS)
+REPEATS = [0] * 8 + [1, 1, 2, 2, 4, 16]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    g = torch.Generator().manual_seed(0)
+    cans = lm.random_canaries(len(REPEATS), template="my pin is {secret}", digits=DIGITS, repeats=REPEATS,
+                              generator=g)
+    corpus = lm.make_corpus(400, canaries=cans, generator=g)
+    model = lm.tiny_lm(generator=g)
+    lm.train_lm(model, corpus.texts, epochs=6, lr=1e-2, generator=g)
+    exact = [lm.exposure(model, c) for c in cans]
+    return model, cans, exact
+
+
+def test_exposure_from_rank_counts_from_one():
+    assert lm.exposure_from_rank(1, 1024) == 10.0
+    assert lm.exposure_from_rank(512, 1024) == 1.0
+    assert lm.exposure_from_rank(1024, 1024) == 0.0
+    with pytest.raises(ValueError, match="rank"):
+        lm.exposure_from_rank(0, 1024)
+    with pytest.raises(ValueError, match="rank"):
+        lm.exposure_from_rank(1025, 1024)
+    assert lm.rank_of(torch.tensor([3.0, 1.0, 2.0]), 1) == 1 and lm.rank_of(torch.tensor([3.0, 1.0, 2.0]), 0) == 3
+
+
+def test_a_canary_inserted_many_times_has_maximal_exposure(trained):
+    model, cans, exact = trained
+    top = cans[REPEATS.index(16)]
+    assert exact[REPEATS.index(16)] == LOG2_R
+    # the model's likeliest continuation of the prefix is the secret (what maximal exposure means)
+    out = lm.generate(model, n=1, length=DIGITS, prompt=top.prefix, top_k=1, generator=torch.Generator())
+    assert out[0] == top.text
+
+
+def test_never_inserted_canaries_have_exposure_near_one(trained):
+    # a secret the model never saw ranks uniformly at random: exposure = log2|R| - log2 rank averages ~1
+    _, _, exact = trained
+    unseen = [e for e, r in zip(exact, REPEATS) if r == 0]
+    assert 0.3 < sum(unseen) / len(unseen) < 2.5
+    assert max(unseen) < LOG2_R - 6
+
+
+def test_exposure_grows_with_insertions(trained):
+    _, _, exact = trained
+    mean = {r: sum(e for e, q in zip(exact, REPEATS) if q == r) / REPEATS.count(r) for r in set(REPEATS)}
+    assert mean[0] < mean[4] - 4 and mean[1] < mean[16] - 6 and mean[4] > 7
+
+
+def test_estimate_agrees_with_exact_below_the_tail(trained):
+    model, cans, exact = trained
+    g = torch.Generator().manual_seed(5)
+    diffs = []
+    for c, e in zip(cans, exact):
+        est = lm.exposure(model, c, method="estimate", generator=g)
+        assert est >= 0
+        if e <= LOG2_R - 4:  # ranks >= 16: the fitted distribution's body, where 2000 samples pin it down
+            diffs.append(abs(est - e))
+        else:
+            assert est > LOG2_R - 6
+    assert len(diffs) >= 10 and max(diffs) < 1.0 and sum(diffs) / len(diffs) < 0.4
+
+
+def test_digit_tree_scores_equal_direct_log_perplexity(trained):
+    model, cans, _ = trained
+    c = cans[0]
+    tree = lm.candidate_scores(model, c, lm.secret_space(DIGITS))
+    assert tree.shape == (10 ** DIGITS,)
+    idx = torch.randperm(10 ** DIGITS, generator=torch.Generator().manual_seed(1))[:300].tolist()
+    direct = lm.log_perplexity(model, [c.prefix + f"{i:04d}" for i in idx], start=len(c.prefix))
+    assert torch.allclose(tree[idx], direct, atol=1e-6, rtol=1e-6)
+    # the exact exposure is the rank within those scores
+    own = int(c.secret)
+    assert lm.exposure(model, c) == pytest.approx(LOG2_R - math.log2(1 + int((tree < tree[own]).sum())))
+
+
+def test_explicit_and_sampled_candidate_sets(trained):
+    model, cans, exact = trained
+    top = cans[REPEATS.index(16)]
+    assert lm.exposure(model, top, candidates=256, generator=torch.Generator().manual_seed(2)) == 8.0
+    others = [s for s in lm.secret_space(DIGITS)[:101] if s != top.secret][:100]
+    assert lm.exposure(model, top, candidates=others + [top.secret]) == pytest.approx(math.log2(101))
+    with pytest.raises(ValueError, match="candidates"):  # a shorter candidate would win on fewer tokens
+        lm.exposure(model, top, candidates=["12", top.secret])
+    unseen = cans[0]
+    e = lm.exposure(model, unseen, candidates=1000, generator=torch.Generator().manual_seed(3))
+    assert 0 <= e <= math.log2(1000)
+
+
+def test_bad_input_names_the_argument(trained):
+    model, cans, _ = trained
+    c = cans[0]
+    with pytest.raises(ValueError, match="secret"):
+        lm.exposure(model, lm.Canary(template="my pin is {secret}", secret="12a4"))
+    with pytest.raises(ValueError, match="candidates"):
+        lm.exposure(model, c, candidates=[])
+    with pytest.raises(ValueError, match="candidates"):
+        lm.exposure(model, c, candidates=["0000", "1111"] if c.secret not in ("0000", "1111") else ["2222"])
+    with pytest.raises(ValueError, match="candidates"):
+        lm.exposure(model, lm.Canary(template="pin {secret}", secret="1234567"))  # 10**7 > EXACT_LIMIT
+    with pytest.raises(ValueError, match="method"):
+        lm.exposure(model, c, method="approx")
+    with pytest.raises(TypeError, match="canary"):
+        lm.exposure(model, "my pin is 1234")
+    with pytest.raises(ValueError, match="template"):
+        lm.Canary(template="my pin is", secret="1234")
