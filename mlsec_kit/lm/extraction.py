@@ -183,6 +183,7 @@ class ExtractionResult:
         chance: how many targets ``k`` samples drawn at random would contain, in expectation.
         num_generated: how many samples were drawn before removing duplicates.
         k: the number of guesses.
+        hits: ``hits[i, j]`` is True when sample ``i`` contains target ``j`` (:func:`contains`).
     """
 
     samples: list[str]
@@ -195,7 +196,7 @@ class ExtractionResult:
     chance: float
     num_generated: int
     k: int
-    hits: torch.Tensor = field(repr=False, default=None)
+    hits: Optional[torch.Tensor] = field(repr=False, default=None)
 
 
 def extract(model: nn.Module, *, n: int, length: int, k: int, targets: Sequence[object] = (), prompt: str = "",

@@ -126,3 +126,14 @@ def test_bad_inputs_are_named():
         extract(UniformLM(), n=1, length=1, k=1, samples=["", ""])
     with pytest.raises(TypeError, match="text"):
         zlib_entropy(b"bytes")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_prompt_with_the_canary_prefix_puts_the_memorised_secrets_on_top(seed):
+    target, reference, corpus, _ = trained()
+    res = extract(target, n=30, length=10, k=2, prompt="my pin is ", targets=corpus.canaries, reference=reference,
+                  generator=torch.Generator().manual_seed(seed))
+    assert all(s.startswith("my pin is ") for s in res.samples)
+    often = sorted(i for i, c in enumerate(corpus.canaries) if c.repeats >= 16)
+    for m in ("perplexity", "zlib", "reference"):
+        assert res.found[m] == often and res.recovered[m] > res.chance
