@@ -208,7 +208,8 @@ def extract(model: nn.Module, *, n: int, length: int, k: int, targets: Sequence[
     Args:
         model: the target language model; only sampled from and scored, never modified.
         n: the number of samples to draw, an int >= 1.
-        length: tokens per sample, an int >= 1 (passed to :func:`mlsec_kit.lm.generate`).
+        length: tokens per sample, an int >= 1 (passed to :func:`mlsec_kit.lm.generate`). Samples are scored in
+            one forward pass, so a sample longer than the model's ``context`` bytes (prompt included) is cut to it.
         k: how many top-ranked samples the attacker keeps as guesses, an int >= 1 (capped at the number of
             distinct samples).
         targets: the training sequences the evaluator looks for (strings or ``lm.Canary`` objects); the attack
