@@ -82,7 +82,13 @@ def _digit_tree_scores(model: nn.Module, canary: Canary, digits: int) -> torch.T
 
 
 def candidate_scores(model: nn.Module, canary: Canary, candidates: Sequence[str]) -> torch.Tensor:
-    """Log-perplexity in bits of each candidate secret in the canary's slot, over the secret's tokens only."""
+    """Log-perplexity in bits of each candidate secret in the canary's slot, over the secret's tokens only
+    (:func:`~mlsec_kit.lm.log_perplexity` of ``prefix + candidate`` from ``start = len(prefix)``; over a whole
+    :class:`~mlsec_kit.lm.SecretSpace` by the digit tree, the same numbers).
+
+    Shape:
+        ``(len(candidates),)`` float64 on the CPU, values >= 0, in the order of ``candidates``.
+    """
     model = _check_model(model)
     canary = _check_canary(canary)
     if isinstance(candidates, SecretSpace) and len(canary.prefix.encode("utf-8")) + candidates.digits <= \

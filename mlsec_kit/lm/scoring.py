@@ -53,7 +53,10 @@ def log_perplexity(model: nn.Module, texts: Sequence[str], *,
             ``[0, len]``; None = 0. For a canary, ``len(prefix bytes)`` scores the secret alone.
 
     Returns:
-        Tensor ``(N,)`` float64 of bits.
+        Tensor ``(N,)`` float64 of bits, on the CPU.
+
+    Shape:
+        ``(len(texts),)``, values >= 0 (0 for a text whose ``start`` is its length).
     """
     model = _check_model(model)
     texts = _check_texts(texts)

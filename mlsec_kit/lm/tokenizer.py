@@ -62,6 +62,9 @@ class ByteTokenizer:
 
         Returns:
             LongTensor ``(B, length)``.
+
+        Shape:
+            ``(len(texts), length)``, values in ``[0, 259)``; column 0 is BOS.
         """
         texts = _check_texts(texts)
         if isinstance(length, bool) or not isinstance(length, int) or length < 2:

@@ -44,6 +44,9 @@ def lm_rows(texts: Sequence[str], *, context: int) -> tuple[torch.Tensor, torch.
     Returns:
         ``(x, y)``, both LongTensor ``(N, L)``: ``x`` starts with BOS, ``y`` is ``x`` shifted left by one (PAD where
         nothing is to be predicted).
+
+    Shape:
+        ``N = len(texts)``, ``L = min(context, longest byte length + 1)``; values in ``[0, 259)``.
     """
     texts = _check_texts(texts)
     longest = max(len(t.encode("utf-8")) for t in texts)

@@ -66,9 +66,12 @@ def test_estimate_agrees_with_exact_below_the_tail(trained):
         assert est >= 0
         if e <= LOG2_R - 4:  # ranks >= 16: the fitted distribution's body, where 2000 samples pin it down
             diffs.append(abs(est - e))
-        else:
-            assert est > LOG2_R - 6
-    assert len(diffs) >= 10 and max(diffs) < 1.0 and sum(diffs) / len(diffs) < 0.4
+        elif e < LOG2_R:  # the tail: a normal fit (no skew) is 4 bits off here
+            assert abs(est - e) < 2.0
+        else:  # the top rank: exact saturates at log2|R|, the estimate reads further into the tail
+            assert est > LOG2_R - 1
+    # measured on this model: skew-normal fit within 0.12 bits (mean 0.04), a normal fit 0.51 (mean 0.16)
+    assert len(diffs) >= 10 and max(diffs) < 0.35 and sum(diffs) / len(diffs) < 0.1
 
 
 def test_digit_tree_scores_equal_direct_log_perplexity(trained):

@@ -193,6 +193,8 @@ def test_generate_greedy_follows_argmax_and_respects_arguments():
             if nxt == lm.EOS:
                 break
     assert out[0] == lm.ByteTokenizer().decode(ids)
+    cold = lm.generate(m, n=3, length=8, prompt="ab", temperature=1e-4, generator=gen(3))
+    assert cold == out  # temperature -> 0 is greedy decoding
     samples = lm.generate(m, n=20, length=5, generator=gen(1))
     assert len(set(samples)) > 10  # sampling at temperature 1 varies
     assert samples == lm.generate(m, n=20, length=5, generator=gen(1))
