@@ -22,7 +22,7 @@ AUC and TPR at the FPRs asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 from torch import nn

@@ -25,14 +25,31 @@ class UniformLM(nn.Module):
 
 
 @lru_cache(maxsize=1)
-def trained():
-    """``(target, reference, corpus, held_out_records)``; ~6 s on one idle core."""
+def _data():
     g = torch.Generator().manual_seed(0)
     canaries = lm.random_canaries(len(REPEATS), template="my pin is {secret}", repeats=list(REPEATS), generator=g)
     corpus = lm.make_corpus(200, canaries=canaries, generator=g)
     held = lm.make_corpus(350, generator=g).records
-    target = lm.tiny_lm(context=48, generator=g)
-    lm.train_lm(target, corpus.texts, epochs=8, lr=6e-3, batch_size=16, generator=g, progress=False)
-    reference = lm.tiny_lm(context=48, generator=g)
-    lm.train_lm(reference, held[:200], epochs=8, lr=6e-3, batch_size=16, generator=g, progress=False)
-    return target, reference, corpus, held[200:]
+    return corpus, held
+
+
+def _train(texts, seed):
+    g = torch.Generator().manual_seed(seed)
+    model = lm.tiny_lm(context=48, generator=g)
+    lm.train_lm(model, texts, epochs=8, lr=6e-3, batch_size=16, generator=g, progress=False)
+    return model
+
+
+@lru_cache(maxsize=1)
+def target_and_corpus():
+    """``(target, corpus)``: the target trained on ``corpus.texts``; ~3 s on one idle core."""
+    corpus, _ = _data()
+    return _train(corpus.texts, 1), corpus
+
+
+@lru_cache(maxsize=1)
+def trained():
+    """``(target, reference, corpus, held_out_records)``: the reference is trained on 200 other records."""
+    target, corpus = target_and_corpus()
+    _, held = _data()
+    return target, _train(held[:200], 2), corpus, held[200:]

@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from lm_attack_models import trained
-from mlsec_kit import lm
+from lm_attack_models import _train, target_and_corpus
 from mlsec_kit.lm.dedup import deduplicate, jaccard, ngrams, normalize
 from mlsec_kit.lm.extraction import extract
 
@@ -108,13 +107,11 @@ def test_texts_must_be_a_list_of_strings():
 
 
 def test_deduplication_defends_a_trained_lm_against_extraction_of_repeated_canaries():
-    target, _, corpus, _ = trained()
+    target, corpus = target_and_corpus()
     out = deduplicate(corpus.texts)
     assert out.removed == sum(c.repeats - 1 for c in corpus.canaries if c.repeats > 0)
     assert all(out.texts.count(c.text) == (c.repeats > 0) for c in corpus.canaries)
-    g = torch.Generator().manual_seed(1)
-    deduped = lm.tiny_lm(context=48, generator=g)
-    lm.train_lm(deduped, out.texts, epochs=8, lr=6e-3, batch_size=16, generator=g, progress=False)
+    deduped = _train(out.texts, 1)                      # the target's recipe and seed, on the deduplicated lines
     for seed in range(3):
         kw = dict(n=30, length=10, k=2, prompt="my pin is ", targets=corpus.canaries)
         before = extract(target, generator=torch.Generator().manual_seed(seed), **kw)
