@@ -36,7 +36,8 @@ def test_perplexity_is_per_token_so_length_does_not_matter_to_a_model_that_knows
 
 def test_zlib_ratio_discounts_repetitive_text_that_the_model_has_not_memorised():
     # To a model that knows nothing every byte costs log2(259) bits, so perplexity cannot tell the two apart, but
-    # zlib compresses the repetitive one well: its ratio is high (not suspicious); an inverted ratio would rank it first.
+    # zlib compresses the repetitive one well: its ratio is high (not suspicious); an inverted ratio would rank it
+    # first.
     texts = ["0101010101010101010101010101010101010101", "flight 4410 from oslo to lima is late ok"]
     assert len(texts[0]) == len(texts[1])
     ppl = extraction_scores(UniformLM(), texts, metric="perplexity")
