@@ -1,0 +1,153 @@
+"""Membership inference on sequences: was this text in the language model's training set?
+
+Chapter 8's attacks carried to a language model, where an example's loss is its log-perplexity. Scores are
+*higher = more likely a member*, as everywhere in :mod:`mlsec_kit.attacks.inference`, and are evaluated by
+:func:`mlsec_kit.attacks.inference.metrics.tpr_at_fpr` (Carlini et al. 2022: report the TPR at a low FPR).
+
+* :func:`loss_scores` (Yeom et al. 2018, "Privacy risk in machine learning"): minus the target's loss, in bits
+  per token. It confuses *easy* text (short, common words) with *memorised* text.
+* :func:`reference_scores`: difficulty calibration by reference models trained on data from the same
+  distribution but not on the target's training set (Watson et al. 2022; Carlini et al. 2021 use the same ratio for
+  extraction; Mireshghallah et al. 2022, "Quantifying privacy risks of masked language models using membership
+  inference attacks", for language models). With one reference model the score is ``reference loss - target
+  loss``: how much *more* likely the target finds the text than a model that never saw it. With two or more it is
+  the offline variant of LiRA (Carlini et al. 2022, "Membership inference attacks from first principles"): a
+  Gaussian is fitted, per text, to the reference (OUT) losses, and the score is how many of their standard
+  deviations the target's loss falls below their mean, ``(μ_out - ℓ) / σ_out``, a monotone function of the
+  one-sided likelihood test of the paper's offline attack.
+
+:func:`membership_report` scores a set of training (member) and held-out (non-member) texts with both and reports
+AUC and TPR at the FPRs asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+from torch import nn
+
+from ..attacks.inference.metrics import auc, tpr_at_fpr
+from .extraction import _check_model, _check_texts, _lm, _num_tokens
+
+__all__ = ["bits_per_token", "loss_scores", "reference_scores", "membership_report", "MembershipReport"]
+
+
+def bits_per_token(model: nn.Module, texts: Sequence[str]) -> torch.Tensor:
+    """The model's loss on each text, in bits per token: :func:`mlsec_kit.lm.log_perplexity` divided by the
+    text's token count (so texts of different lengths compare).
+
+    Shape:
+        ``N`` texts → float64 ``(N,)``, >= 0.
+    """
+    _check_model("model", model)
+    texts = _check_texts(texts)
+    bits = _lm().log_perplexity(model, texts).detach().to(torch.float64).cpu()
+    return bits / _num_tokens(texts)
+
+
+def loss_scores(model: nn.Module, texts: Sequence[str]) -> torch.Tensor:
+    """The loss attack's score: ``-bits_per_token(model, texts)`` (higher = more likely a member).
+
+    Shape:
+        ``N`` texts → float64 ``(N,)``, <= 0.
+    """
+    return -bits_per_token(model, texts)
+
+
+def _references(reference: object) -> list[nn.Module]:
+    refs = [reference] if isinstance(reference, nn.Module) else reference
+    if isinstance(refs, (list, tuple)) and refs:
+        for i, r in enumerate(refs):
+            _check_model(f"reference[{i}]", r)
+        return list(refs)
+    raise TypeError("reference must be a language model (nn.Module) or a non-empty list of them, "
+                    f"got {type(reference).__name__}")
+
+
+def reference_scores(model: nn.Module, reference: Union[nn.Module, Sequence[nn.Module]], texts: Sequence[str], *,
+                     min_std: float = 1e-3) -> torch.Tensor:
+    """The reference-model (LiRA-offline-style) score of each text.
+
+    Args:
+        model: the target language model.
+        reference: one reference model, or a list of them, trained without ``texts``' members (e.g. on held-out
+            text of the same kind).
+        texts: the candidate texts; not modified.
+        min_std: the smallest ``σ_out`` used (bits per token, > 0), so a text on which the references agree
+            exactly does not divide by zero. Only used with two or more references.
+
+    Returns:
+        One reference model: ``ℓ_ref - ℓ_target``; several: ``(mean_r ℓ_r - ℓ_target) / max(std_r ℓ_r,
+        min_std)`` (standard deviation with Bessel's correction), losses in bits per token
+        (:func:`bits_per_token`). Higher = more likely a member.
+
+    Shape:
+        ``N`` texts → float64 ``(N,)``.
+    """
+    _check_model("model", model)
+    refs = _references(reference)
+    texts = _check_texts(texts)
+    if isinstance(min_std, bool) or not isinstance(min_std, (int, float)) or not min_std > 0:
+        raise ValueError(f"min_std must be a number > 0, got {min_std!r}")
+    target = bits_per_token(model, texts)
+    out = torch.stack([bits_per_token(r, texts) for r in refs])          # (R, N)
+    if len(refs) == 1:
+        return out[0] - target
+    return (out.mean(dim=0) - target) / out.std(dim=0).clamp_min(float(min_std))
+
+
+@dataclass
+class MembershipReport:
+    """Membership inference on members (training texts) versus non-members (held-out texts).
+
+    Attributes:
+        scores: per attack (``"loss"``, and ``"reference"`` when reference models were given), the scores of the
+            members followed by the non-members.
+        labels: 1 for the members, 0 for the non-members, in the same order.
+        auc: per attack, the area under the ROC curve (0.5 = chance).
+        tpr: per attack, the TPR at each FPR asked for (``{fpr: tpr}``).
+        fprs: the FPRs asked for.
+    """
+
+    scores: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    auc: dict[str, float]
+    tpr: dict[str, dict[float, float]]
+    fprs: tuple[float, ...]
+
+
+def membership_report(model: nn.Module, members: Sequence[str], non_members: Sequence[str], *,
+                      reference: Union[nn.Module, Sequence[nn.Module], None] = None,
+                      fprs: Sequence[float] = (0.01, 0.1)) -> MembershipReport:
+    """Run the loss attack (and the reference attack when ``reference`` is given) and measure them.
+
+    Args:
+        model: the target language model.
+        members: texts the target trained on, non-empty.
+        non_members: texts from the same distribution it did not train on, non-empty.
+        reference: reference model(s) for :func:`reference_scores`, or ``None``.
+        fprs: the false-positive rates at which to read the TPR, each in [0, 1]. A rate below
+            ``1 / len(non_members)`` cannot be met with any false positive; ``tpr_at_fpr`` warns and the TPR is
+            the one at zero false positives.
+
+    Returns:
+        A :class:`MembershipReport`.
+    """
+    _check_model("model", model)
+    members = _check_texts(members, "members")
+    non_members = _check_texts(non_members, "non_members")
+    if isinstance(fprs, (int, float)) and not isinstance(fprs, bool):
+        fprs = (fprs,)
+    fprs = tuple(fprs)
+    if not fprs or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1 for f in fprs):
+        raise ValueError(f"fprs must be a non-empty list of numbers in [0, 1], got {fprs!r}")
+    texts = members + non_members
+    labels = torch.cat([torch.ones(len(members)), torch.zeros(len(non_members))]).long()
+    scores = {"loss": loss_scores(model, texts)}
+    if reference is not None:
+        scores["reference"] = reference_scores(model, reference, texts)
+    aucs = {name: float(auc(s, labels)) for name, s in scores.items()}
+    tprs = {name: {float(f): float(tpr_at_fpr(s, labels, fpr=float(f)).tpr) for f in fprs}
+            for name, s in scores.items()}
+    return MembershipReport(scores=scores, labels=labels, auc=aucs, tpr=tprs, fprs=tuple(float(f) for f in fprs))
