@@ -168,6 +168,28 @@ def _check_clients(clients) -> list[Client]:
     return list(clients)
 
 
+def _check_run(model: object, clients, *, rounds, fraction, local_epochs, lr, batch_size, aggregator,
+               aggregator_options, generator, attackers):
+    """The arguments :func:`fedavg` and :func:`mlsec_kit.fl.flower.run_flower` share, checked in one place before
+    anything runs: returns ``(clients, rounds, fraction, aggregator options, attackers)``, validated."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    clients = _check_clients(clients)
+    rounds = check_int("rounds", rounds)
+    q = check_fraction("fraction", fraction)
+    check_int("local_epochs", local_epochs)
+    check_positive("lr", lr)
+    check_int("batch_size", batch_size)
+    if aggregator not in METHODS:
+        raise ValueError(f"aggregator must be one of {METHODS}, got {aggregator!r}")
+    options = dict(aggregator_options or {})
+    unknown = set(options) - {"trim", "byzantine", "select"}
+    if unknown:
+        raise ValueError(f"aggregator_options may hold trim, byzantine and select, got {sorted(unknown)}")
+    check_generator(generator)
+    return clients, rounds, q, options, _check_attackers(attackers, len(clients))
+
+
 def _preflight(model: nn.Module, clients: Sequence[Client], test) -> None:
     """Run ``model`` on one example of the first client and of ``test`` and check every label against its outputs
     before round 1, so that a mismatch is a ValueError naming the argument, not a deep torch error mid-run."""
@@ -256,23 +278,10 @@ def fedavg(model: nn.Module, clients: Sequence[Client], *, rounds: int, fraction
     Returns:
         An :class:`FLHistory` whose ``model`` is the trained global model.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
-    clients = _check_clients(clients)
+    clients, rounds, q, options, attackers = _check_run(
+        model, clients, rounds=rounds, fraction=fraction, local_epochs=local_epochs, lr=lr, batch_size=batch_size,
+        aggregator=aggregator, aggregator_options=aggregator_options, generator=generator, attackers=attackers)
     k = len(clients)
-    rounds = check_int("rounds", rounds)
-    q = check_fraction("fraction", fraction)
-    check_int("local_epochs", local_epochs)
-    check_positive("lr", lr)
-    check_int("batch_size", batch_size)
-    if aggregator not in METHODS:
-        raise ValueError(f"aggregator must be one of {METHODS}, got {aggregator!r}")
-    options = dict(aggregator_options or {})
-    unknown = set(options) - {"trim", "byzantine", "select"}
-    if unknown:
-        raise ValueError(f"aggregator_options may hold trim, byzantine and select, got {sorted(unknown)}")
-    check_generator(generator)
-    attackers = _check_attackers(attackers, k)
     p_drop = _real("dropout", dropout)
     if not 0 <= p_drop < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")

@@ -49,10 +49,10 @@ import torch
 from torch import nn
 
 from ..train import accuracy
-from ._validate import check_fraction, check_generator, check_int, check_positive
-from .aggregation import METHODS, aggregate, flatten_update
+from ._validate import check_int, check_positive
+from .aggregation import aggregate, flatten_update
 from .client import Client, ModelPoisoning
-from .fedavg import (FLHistory, _check_attackers, _check_clients, _preflight, client_seed, sample_clients,
+from .fedavg import (FLHistory, _check_attackers, _check_clients, _check_run, _preflight, client_seed, sample_clients,
                      set_flat_params)
 
 __all__ = ["client_app", "KitStrategy", "run_flower", "flower_available"]
@@ -319,23 +319,10 @@ def run_flower(model: nn.Module, clients: Sequence[Client], *, rounds: int, frac
         ValueError / TypeError: bad arguments (before Ray starts); ImportError: Flower's simulation engine is not
         installed; RuntimeError: a client failed or the simulation stopped early.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
-    clients = _check_clients(clients)
+    clients, rounds, q, options, attackers = _check_run(
+        model, clients, rounds=rounds, fraction=fraction, local_epochs=local_epochs, lr=lr, batch_size=batch_size,
+        aggregator=aggregator, aggregator_options=aggregator_options, generator=generator, attackers=attackers)
     k = len(clients)
-    rounds = check_int("rounds", rounds)
-    q = check_fraction("fraction", fraction)
-    check_int("local_epochs", local_epochs)
-    check_positive("lr", lr)
-    check_int("batch_size", batch_size)
-    if aggregator not in METHODS:
-        raise ValueError(f"aggregator must be one of {METHODS}, got {aggregator!r}")
-    options = dict(aggregator_options or {})
-    unknown = set(options) - {"trim", "byzantine", "select"}
-    if unknown:
-        raise ValueError(f"aggregator_options may hold trim, byzantine and select, got {sorted(unknown)}")
-    check_generator(generator)
-    attackers = _check_attackers(attackers, k)
     server_lr = check_positive("server_lr", server_lr)
     if test is not None and not (isinstance(test, (tuple, list)) and len(test) == 2):
         raise ValueError("test must be a pair (x, y) of tensors or None")
