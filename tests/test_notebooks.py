@@ -11,6 +11,7 @@ import pytest
 from mlsec_kit._release import install_requirement
 from mlsec_kit.notebook import glued_values, is_unseeded
 from notebook_pool import execute_many
+from rotation import rotating_sample, sample_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -83,6 +84,23 @@ def test_only_wall_clock_and_ckks_values_are_exempt_from_determinism():
     assert not any(map(is_unseeded, ["ch05_seconds_budget", "ch12_ckks_slots", "ch10_eps", "ch08_ms_auc"]))
 
 
+DETERMINISM = sample_for(CHAPTERS, "MLSEC_DETERMINISM")
+
+
+def test_the_rotating_sample_covers_every_chapter():
+    names = [Path(f"{i:02d}_x.ipynb") for i in range(1, 15)]
+    def pick(head, setting="3", changed=()):
+        return rotating_sample(names, setting=setting, head=head, changed=set(changed), var="MLSEC_DETERMINISM")
+    assert pick("", "all") == names and len(pick("ab12", "3")) == 3 and pick("ab12", "0") == []
+    assert pick("ab12") == pick("ab12") and pick("ab12") != pick("ab13")  # per commit, and it moves
+    # consecutive starting places cover every chapter; a changed chapter is always checked
+    assert set().union(*(pick(f"{s:012x}") for s in range(len(names)))) == set(names)
+    assert Path("07_x.ipynb") in pick(f"{0:012x}", "1", changed={"chapters/07_x.ipynb"})
+    for bad in ("-1", "some"):
+        with pytest.raises(ValueError, match="MLSEC_DETERMINISM"):
+            pick("ab12", bad)
+
+
 @pytest.fixture(scope="module")
 def second_runs(request):
     """Each chapter this session checks for determinism, executed afresh (not through the cache), all of
@@ -93,7 +111,7 @@ def second_runs(request):
     return {p: (glued_values(nb) if error is None else error) for p, (nb, error, _) in runs.items()}
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DETERMINISM, ids=lambda p: p.name)
 def test_two_runs_give_identical_numbers(executed_chapter, second_runs, path):
     first = glued_values(executed_chapter(path.stem))
     second = second_runs[path]

@@ -31,7 +31,7 @@ def test_page_structure():
     assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), "a heading level is skipped"
     assert set(re.findall(r"\{ref\}`([^`]+)`", TEXT)) <= {"intro", "how-to-use"}
     weeks = re.findall(r"^\| (\d+) \|", TEXT, re.M)
-    assert weeks == [str(w) for w in range(1, 15)]
+    assert weeks == [str(w) for w in range(1, 16)]
     assert "python -m mlsec_kit.grading grade" in TEXT
 
 
