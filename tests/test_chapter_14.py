@@ -1,0 +1,183 @@
+"""Chapter 14 (memorisation and privacy in language models) executes and says what it claims.
+
+Each test reads the numbers the chapter glued into its prose and checks that they support the sentence they
+appear in; that two runs agree is checked for every chapter in tests/test_notebooks.py."""
+import math
+import re
+
+import pytest
+from chapter_checks import (assert_every_glued_name_in_the_prose_exists,
+                            assert_figures_numbered_captioned_and_referenced, prose, slider_cell)
+
+from mlsec_kit.notebook import glued_values
+
+pytestmark = pytest.mark.notebooks
+
+STEM = "14_language_models"
+INSERTIONS = (0, 1, 2, 4, 8, 16)
+
+
+@pytest.fixture(scope="module")
+def executed(executed_chapter):
+    return executed_chapter(STEM)
+
+
+@pytest.fixture(scope="module")
+def v(chapter_values):
+    return chapter_values(STEM)
+
+
+def outputs(executed) -> str:
+    return "\n".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def tables(executed):
+    return [o["data"]["text/markdown"] for c in executed.cells if c.cell_type == "code" for o in c.outputs
+            if "text/markdown" in o.get("data", {})]
+
+
+def table_rows(table: str) -> dict[str, list[str]]:
+    """A markdown table's body rows by their first cell."""
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_every_glued_name_in_the_prose_exists(executed):
+    assert_every_glued_name_in_the_prose_exists(executed)
+
+
+def test_corpus(v):
+    assert v["ch14_canaries"] == len(INSERTIONS) * v["ch14_per_count"]
+    assert v["ch14_insertion_lines"] == v["ch14_per_count"] * sum(INSERTIONS)
+    assert v["ch14_lines"] == v["ch14_records"] + v["ch14_insertion_lines"]
+    assert v["ch14_space"] == 10 ** v["ch14_digits"] and v["ch14_log2_space"] == pytest.approx(
+        math.log2(v["ch14_space"]))
+    assert v["ch14_held_out"] > 0.9 * 1000                                 # few collide with training records
+
+
+def test_memorisation_is_not_overfitting(executed, v):
+    # "the gap is modest": a fraction of the loss, far below what a model knowing nothing spends
+    assert 0 < v["ch14_gap_bits"] < 0.5 * v["ch14_train_bits"] and v["ch14_uniform_bits"] == pytest.approx(
+        math.log2(259))
+    # greedy decoding emits a canary inserted 16 times, verbatim; its secret costs far fewer bits than an unseen one
+    assert v["ch14_greedy_is_canary"] == 1 and v["ch14_greedy_repeats"] == 16
+    text = glued_values(executed)["ch14_greedy_text"].strip("'")
+    assert re.fullmatch(r"my pin is \d{%d}" % v["ch14_digits"], text)
+    assert v["ch14_hit_bits"] < v["ch14_digits"] < v["ch14_log2_space"] < v["ch14_unseen_bits"]
+    # "of the 4 likeliest secrets, n are canaries inserted 16 times": a majority
+    assert v["ch14_top_most_inserted"] > v["ch14_per_count"] / 2
+
+
+def test_exposure_curve(v):
+    log2_r = v["ch14_log2_space"]
+    mean = {r: v[f"ch14_exp_mean_{r}"] for r in INSERTIONS}
+    # a never-inserted canary: about 1 bit (1/ln 2 in expectation), not log2|R| - 1
+    assert 0.3 < mean[0] < 2.5 and mean[0] < log2_r - 6
+    # grows with insertions; 16 insertions near the maximum; each min <= mean <= max <= log2|R|
+    assert mean[0] < mean[1] and mean[2] < mean[4] < mean[8] < mean[16]
+    assert mean[16] > log2_r - 2 and v["ch14_exp_max_16"] == pytest.approx(log2_r)
+    for r in INSERTIONS:
+        assert 0 <= v[f"ch14_exp_min_{r}"] <= mean[r] <= v[f"ch14_exp_max_{r}"] <= log2_r + 1e-9
+    # "from min to max at four insertions": a wide spread
+    assert v["ch14_exp_max_4"] - v["ch14_exp_min_4"] > 3
+    # shared prefix: the k-th likeliest of the 16-times canaries has exposure <= log2|R| - log2 k
+    assert v["ch14_exp_min_16"] <= log2_r - math.log2(v["ch14_per_count"]) + 1e-9
+
+
+def test_estimate_against_exact(v):
+    assert v["ch14_est_max_err_body"] < 1.0 and v["ch14_est_mean_err"] < 1.0
+    assert v["ch14_est_max_err_tail"] > v["ch14_est_max_err_body"]            # "errs by up to ... near the top"
+    assert 0 < v["ch14_est_tail_count"] < v["ch14_canaries"]
+    assert abs(v["ch14_demo_estimate"] - v["ch14_demo_exact"]) < 1.0
+    assert v["ch14_estimate_samples"] < v["ch14_space"]
+
+
+def test_extraction_table(executed, v):
+    k, inserted = v["ch14_top_k"], v["ch14_inserted"]
+    assert inserted == 5 * v["ch14_per_count"] and v["ch14_distinct"] <= v["ch14_samples"]
+    for m in ("perplexity", "zlib", "reference"):
+        assert v[f"ch14_ext_{m}_canaries"] <= v["ch14_ext_ceiling_canaries"] <= inserted
+        assert v[f"ch14_ext_{m}_precision"] > 5 * v["ch14_ext_base_precision"]   # far above a random guess
+    # zlib finds several canaries, far above chance, the rarest found repeated at least 8 times
+    assert v["ch14_ext_zlib_canaries"] >= 4 and v["ch14_ext_zlib_canaries"] > 4 * v["ch14_ext_chance_canaries"]
+    assert v["ch14_ext_min_found_repeats"] >= 8
+    assert v["ch14_ext_zlib_records"] <= v["ch14_ext_ceiling_records"] <= 2          # records do not come out
+    assert (v["ch14_lit_memorised"], v["ch14_lit_checked"], v["ch14_lit_precision"],
+            v["ch14_lit_best_precision"]) == (604, 1800, 33.5, 67)                  # LITERATURE_FIGURES.md
+    table = next(t for t in tables(executed) if "canaries recovered" in t)
+    rows = table_rows(table)
+    assert set(rows) >= {"perplexity", "zlib", "reference"} and any(r.startswith("chance") for r in rows)
+    assert rows["zlib"][0] == str(v["ch14_ext_zlib_canaries"]) and "16x" in rows["zlib"][1]
+
+
+def test_membership(executed, v):
+    for name in ("loss", "reference"):
+        assert 0.55 < v[f"ch14_mia_{name}_auc"] < 0.8                             # "weak but real"
+        assert v[f"ch14_mia_{name}_tpr_0_001"] <= v[f"ch14_mia_{name}_tpr_0_01"] < 10
+    assert abs(v["ch14_mia_reference_auc"] - v["ch14_mia_loss_auc"]) < 0.05      # "helps little here"
+    # the loss attack flags the 16-times canaries and not the unseen ones; the reference attack flags every
+    # canary line, member or not (its reference never saw the template)
+    assert v["ch14_mia_loss_flagged_16"] >= v["ch14_per_count"] / 2 and v["ch14_mia_loss_flagged_0"] == 0
+    assert v["ch14_mia_reference_flagged_16"] == v["ch14_mia_reference_flagged_0"] == v["ch14_per_count"]
+    assert "TPR at 0.1% FPR" in next(t for t in tables(executed) if "AUC" in t)
+
+
+def test_defences(executed, v):
+    # exact dedup removes exactly the extra canary copies
+    assert v["ch14_dedup_removed"] == v["ch14_dedup_expected"] == v["ch14_per_count"] * sum(r - 1 for r in INSERTIONS
+                                                                                             if r > 1)
+    assert v["ch14_dedup_normalized_removed"] == v["ch14_dedup_removed"]
+    assert v["ch14_dedup_ngram_extra"] == v["ch14_dedup_ngram_removed"] - v["ch14_dedup_removed"] > 0
+    assert "a near-duplicate pair:" in outputs(executed)
+    # dedup: 16x canaries fall into the one-insertion range; fewer recovered; held-out loss nearly unchanged
+    assert v["ch14_exp_min_1"] <= v["ch14_def_dedup_exp_16"] <= v["ch14_exp_max_1"]
+    assert v["ch14_def_dedup_exp_16"] < v["ch14_def_none_exp_16"] - 5
+    assert v["ch14_def_dedup_recovered"] < v["ch14_def_none_recovered"]
+    assert abs(v["ch14_def_dedup_held_bits"] - v["ch14_def_none_held_bits"]) < 0.15
+    # DP-SGD: epsilon from chapter 11's accountant, recomputed; much worse model; rare canaries protected,
+    # repeated ones not; group privacy k * eps
+    assert v["ch14_dp_eps"] == pytest.approx(v["ch14_dp_eps_check"], rel=1e-9) and 1 < v["ch14_dp_eps"] < 10
+    assert v["ch14_dp_steps"] == round(6 / v["ch14_dp_q"])
+    assert v["ch14_dp_delta"] == pytest.approx(1 / (10 * v["ch14_lines"]))
+    assert v["ch14_def_dp_held_bits"] > 2 * v["ch14_def_none_held_bits"]
+    assert v["ch14_def_dp_max_low"] == pytest.approx(max(v[f"ch14_def_dp_exp_{r}"] for r in (0, 1, 2, 4)))
+    assert v["ch14_def_dp_max_low"] < v["ch14_def_none_exp_4"]
+    assert v["ch14_def_dp_exp_16"] > v["ch14_def_dp_max_low"] + 3 and v["ch14_def_dp_recovered"] >= 1
+    assert v["ch14_group_eps"] == pytest.approx(16 * v["ch14_dp_eps"]) and v["ch14_group_k"] == 16
+    assert v["ch14_def_none_exp_16"] == v["ch14_exp_mean_16"]
+    table = next(t for t in tables(executed) if "held-out bits/byte" in t)
+    rows = table_rows(table)
+    assert len(rows) == 3 and any(r.startswith("DP-SGD, ε = ") for r in rows)
+
+
+def test_the_slider(executed):
+    cell = slider_cell(executed, min_frames=len(INSERTIONS))
+    assert "frame_slider(frames" in cell.source and 'label="insertions"' in cell.source
+
+
+def test_prose_links_citations_and_exercises(executed):
+    text = prose(executed)
+    keys = ("carlini2019secret", "carlini2021extracting", "kandpal2022deduplicating", "lee2022deduplicating",
+            "abadi2016deep", "mcmahan2018learning", "yeom2018privacy", "watson2022importance",
+            "carlini2022membership", "greshake2023not", "wei2023jailbroken", "zou2023universal",
+            "carlini2024poisoning", "nasr2023scalable")
+    for key in keys:
+        assert key in text, key
+    for ref in ("ch-membership-inference", "ch-model-attacks", "ch-dp-sgd"):
+        assert f"{{ref}}`{ref}`" in text
+    assert "{prf:ref}`def-exposure`" in text and ":label: def-exposure" in text
+    assert "(ch-language-models)=" in text and "# 14. Memorisation and privacy in language models" in text
+    assert "exercises/14_language_models.ipynb" in text
+    for term in ("canary", "exposure", "memorisation", "training-data extraction", "deduplication",
+                 "prompt injection", "jailbreak", "membership inference", "DP-SGD"):
+        assert re.search(r"\{term\}`" + term, text), term
+    assert "Threat model" in text and "Beyond the survey" in text
+    # the never-inserted canary's exposure is stated correctly: about 1 bit; log2 rank near log2|R| - 1
+    assert "**exposure is about 1 bit**" in text and "the $\\log_2$ rank, not the exposure" in text
+
+
+def test_figures(executed):
+    assert_figures_numbered_captioned_and_referenced(executed, prefix="fig-ch14-", at_least=3)
