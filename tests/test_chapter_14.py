@@ -104,6 +104,9 @@ def test_extraction_table(executed, v):
     # zlib finds several canaries, far above chance, the rarest found repeated at least 8 times
     assert v["ch14_ext_zlib_canaries"] >= 4 and v["ch14_ext_zlib_canaries"] > 4 * v["ch14_ext_chance_canaries"]
     assert v["ch14_ext_min_found_repeats"] >= 8
+    # "among the other guesses, n are near misses": canary-like lines with no canary's secret
+    assert 0 < v["ch14_ext_zlib_near_misses"] <= k - v["ch14_ext_zlib_canaries"]
+    assert "canary-like but wrong" in outputs(executed)
     assert v["ch14_ext_zlib_records"] <= v["ch14_ext_ceiling_records"] <= 2          # records do not come out
     assert (v["ch14_lit_memorised"], v["ch14_lit_checked"], v["ch14_lit_precision"],
             v["ch14_lit_best_precision"]) == (604, 1800, 33.5, 67)                  # LITERATURE_FIGURES.md
