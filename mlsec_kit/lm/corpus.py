@@ -151,10 +151,15 @@ def random_canaries(k: int, *, template: str, digits: int = 6, repeats: Union[in
         raise ValueError(f"k must be at most 10**digits = {10 ** digits} (distinct secrets), got {k}")
     if isinstance(repeats, int) and not isinstance(repeats, bool):
         reps = [repeats] * k
+    elif isinstance(repeats, Sequence) and not isinstance(repeats, str):
+        reps = list(repeats)
+    elif isinstance(repeats, torch.Tensor) and repeats.dim() == 1:
+        reps = repeats.tolist()
     else:
-        reps = list(repeats)  # type: ignore[arg-type]
-        if len(reps) != k:
-            raise ValueError(f"repeats must be an int or a sequence of k = {k} ints, got {len(reps)} values")
+        raise TypeError(f"repeats must be an int >= 0 or a sequence of k = {k} ints >= 0, got "
+                        f"{type(repeats).__name__}")
+    if len(reps) != k:
+        raise ValueError(f"repeats must be an int or a sequence of k = {k} ints, got {len(reps)} values")
     for r in reps:
         check_int("repeats", r, minimum=0)
     secrets: list[str] = []
@@ -212,6 +217,9 @@ def make_corpus(records: Union[int, Sequence[str]] = 400, *, canaries: Sequence[
                                 f"{type(r).__name__}")
     else:
         raise TypeError(f"records must be an int or a list of strings, got {type(records).__name__}")
+    if isinstance(canaries, Canary) or not isinstance(canaries, Sequence) or isinstance(canaries, str):
+        raise TypeError(f"canaries must be a list of Canary objects (wrap a single one in a list), got "
+                        f"{type(canaries).__name__}")
     canaries = list(canaries)
     for c in canaries:
         if not isinstance(c, Canary):

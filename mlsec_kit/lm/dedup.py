@@ -103,7 +103,10 @@ class DedupResult:
     method: str
 
     def copies(self, index: int) -> int:
-        """How many input lines (itself included) were merged into the kept line ``index`` (an input index)."""
+        """How many input lines (itself included) were merged into the kept line ``index`` (an input index in
+        ``[0, len(duplicate_of))``; 0 for a removed line)."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.duplicate_of):
+            raise ValueError(f"index must be an input index, an int in [0, {len(self.duplicate_of)}), got {index!r}")
         return sum(1 for d in self.duplicate_of if d == index)
 
 

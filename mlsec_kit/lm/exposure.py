@@ -55,7 +55,23 @@ def exposure_from_rank(rank: int, size: int) -> float:
 
 def rank_of(scores: torch.Tensor, index: int) -> int:
     """Rank from 1 of ``scores[index]`` among ``scores`` (lower log-perplexity = better rank; ties count for the
-    secret, i.e. the rank is 1 + the number of strictly lower scores)."""
+    secret, i.e. the rank is 1 + the number of strictly lower scores).
+
+    Args:
+        scores: a 1-D real tensor of log-perplexities without NaN, at least one value.
+        index: the position of the secret, an int in ``[-len(scores), len(scores))`` (negative: from the end).
+    """
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 1 or scores.dtype == torch.bool or \
+            scores.dtype.is_complex:
+        raise TypeError(f"scores must be a 1-D real tensor, got "
+                        f"{tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__}")
+    if len(scores) == 0:
+        raise ValueError("scores is empty: give at least the secret's score")
+    if bool(torch.isnan(scores.double()).any()):
+        raise ValueError("scores must not contain NaN (a NaN would rank nowhere)")
+    n = len(scores)
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
+        raise ValueError(f"index must be an int in [-{n}, {n}) (a position in scores), got {index!r}")
     return 1 + int((scores < scores[index]).sum())
 
 
@@ -120,6 +136,16 @@ def candidate_scores(model: nn.Module, canary: Canary, candidates: Sequence[str]
     """
     model = _check_model(model)
     canary = _check_canary(canary)
+    if isinstance(candidates, str) or not isinstance(candidates, Sequence):
+        raise TypeError(f"candidates must be a sequence of strings, got {type(candidates).__name__}")
+    if len(candidates) == 0:
+        raise ValueError("candidates is empty: give at least one candidate secret")
+    if not isinstance(candidates, SecretSpace):
+        for c in candidates:
+            if not isinstance(c, str):
+                raise TypeError(f"candidates must contain strings, got {type(c).__name__}")
+    _check_fits(model, canary, max(len(c.encode("utf-8")) for c in candidates)
+                if not isinstance(candidates, SecretSpace) else candidates.digits)
     if isinstance(candidates, SecretSpace) and len(canary.prefix.encode("utf-8")) + candidates.digits <= \
             getattr(model, "context", 10 ** 9):
         return _digit_tree_scores(model, canary, candidates.digits)
@@ -154,6 +180,15 @@ def _cached_scores(model: TinyTransformer, canary: Canary, candidates: Sequence[
         return out / math.log(2)
     finally:
         model.train(was)
+
+
+def _check_fits(model: nn.Module, canary: Canary, secret_bytes: int) -> None:
+    """The model reads BOS, the prefix and the secret but its last byte: they must fit its context."""
+    context = getattr(model, "context", None)
+    need = len(canary.prefix.encode("utf-8")) + secret_bytes
+    if context is not None and need > int(context):
+        raise ValueError(f"canary: its prefix and a {secret_bytes}-byte secret take {need} tokens, more than the "
+                         f"model's context of {context}; use a shorter template or a model with a longer context")
 
 
 def _candidate_set(canary: Canary, candidates: object, generator: Optional[torch.Generator]) -> Sequence[str]:

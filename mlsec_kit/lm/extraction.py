@@ -45,7 +45,8 @@ def _lm():
     return lm
 
 
-def _check_texts(texts: object, name: str = "texts", *, allow_empty: bool = False) -> list[str]:
+def _check_texts(texts: object, name: str = "texts", *, allow_empty: bool = False,
+                 nonempty_strings: bool = False) -> list[str]:
     if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
         raise TypeError(f"{name} must be a list or tuple of strings, got {type(texts).__name__}")
     if not texts and not allow_empty:
@@ -53,7 +54,21 @@ def _check_texts(texts: object, name: str = "texts", *, allow_empty: bool = Fals
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"{name}[{i}] must be a string, got {type(t).__name__}")
+        if nonempty_strings and not t:
+            # an empty text has no token to score: its log-perplexity 0 would rank it first as "memorised"
+            raise ValueError(f"{name}[{i}] is the empty string: every text must have at least one byte to score")
     return list(texts)
+
+
+def _check_fit(model: nn.Module, texts: list[str], name: str) -> None:
+    """Each text is scored in one forward pass: its byte length must be at most the model's context."""
+    context = getattr(model, "context", None)
+    if context is None:
+        return
+    for i, t in enumerate(texts):
+        if len(t.encode("utf-8")) > int(context):
+            raise ValueError(f"{name}[{i}] has {len(t.encode('utf-8'))} bytes, more than the model's context of "
+                             f"{context}: cut the texts to at most {context} bytes")
 
 
 def _check_model(name: str, model: object) -> None:
@@ -99,13 +114,16 @@ def extraction_scores(model: nn.Module, texts: Sequence[str], *, metric: str = "
         ``texts``: ``N`` strings → ``(N,)``; all three metrics are > 0 for non-empty texts.
     """
     _check_model("model", model)
-    texts = _check_texts(texts)
+    texts = _check_texts(texts, nonempty_strings=True)
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if metric == "reference":
         if reference is None:
             raise ValueError("reference must be a language model when metric='reference', got None")
         _check_model("reference", reference)
+    _check_fit(model, texts, "texts")
+    if metric == "reference":
+        _check_fit(reference, texts, "texts")
     bits = _lm().log_perplexity(model, texts).detach().to(torch.float64).cpu()
     if metric == "perplexity":
         return bits / _num_tokens(texts)

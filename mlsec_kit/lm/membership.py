@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..attacks.inference.metrics import auc, tpr_at_fpr
-from .extraction import _check_model, _check_texts, _lm, _num_tokens
+from .extraction import _check_fit, _check_model, _check_texts, _lm, _num_tokens
 
 __all__ = ["bits_per_token", "loss_scores", "reference_scores", "membership_report", "MembershipReport"]
 
@@ -41,7 +41,8 @@ def bits_per_token(model: nn.Module, texts: Sequence[str]) -> torch.Tensor:
         ``N`` texts → float64 ``(N,)``, >= 0.
     """
     _check_model("model", model)
-    texts = _check_texts(texts)
+    texts = _check_texts(texts, nonempty_strings=True)
+    _check_fit(model, texts, "texts")
     bits = _lm().log_perplexity(model, texts).detach().to(torch.float64).cpu()
     return bits / _num_tokens(texts)
 
@@ -87,7 +88,9 @@ def reference_scores(model: nn.Module, reference: Union[nn.Module, Sequence[nn.M
     """
     _check_model("model", model)
     refs = _references(reference)
-    texts = _check_texts(texts)
+    texts = _check_texts(texts, nonempty_strings=True)
+    for i, r in enumerate(refs):
+        _check_fit(r, texts, "texts")
     if isinstance(min_std, bool) or not isinstance(min_std, (int, float)) or not min_std > 0:
         raise ValueError(f"min_std must be a number > 0, got {min_std!r}")
     target = bits_per_token(model, texts)
@@ -135,8 +138,10 @@ def membership_report(model: nn.Module, members: Sequence[str], non_members: Seq
         A :class:`MembershipReport`.
     """
     _check_model("model", model)
-    members = _check_texts(members, "members")
-    non_members = _check_texts(non_members, "non_members")
+    members = _check_texts(members, "members", nonempty_strings=True)
+    non_members = _check_texts(non_members, "non_members", nonempty_strings=True)
+    _check_fit(model, members, "members")
+    _check_fit(model, non_members, "non_members")
     if isinstance(fprs, (int, float)) and not isinstance(fprs, bool):
         fprs = (fprs,)
     fprs = tuple(fprs)

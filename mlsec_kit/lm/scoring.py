@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..dp._validate import _real, check_generator, check_int
-from .tokenizer import BOS, EOS, PAD, ByteTokenizer, _check_texts
+from .tokenizer import BOS, EOS, PAD, VOCAB_SIZE, ByteTokenizer, _check_texts
 
 __all__ = ["log_perplexity", "generate", "next_token_logprobs"]
 
@@ -96,7 +96,27 @@ def log_perplexity(model: nn.Module, texts: Sequence[str], *,
 
 
 def next_token_logprobs(model: nn.Module, prefixes: torch.Tensor) -> torch.Tensor:
-    """Natural-log next-token distribution after each row of ``prefixes`` ``(B, T)`` (BOS included): ``(B, V)``."""
+    """Natural-log next-token distribution after each row of ``prefixes`` ``(B, T)`` (BOS included): ``(B, V)``.
+
+    Args:
+        model: a byte-level LM.
+        prefixes: an integer tensor ``(B, T)`` of token ids in ``[0, 259)``, ``1 <= T <= model.context``.
+    """
+    model = _check_model(model)
+    if not isinstance(prefixes, torch.Tensor):
+        raise TypeError(f"prefixes must be a LongTensor (B, T) of token ids, got {type(prefixes).__name__}")
+    if prefixes.dtype.is_floating_point or prefixes.dtype.is_complex or prefixes.dtype == torch.bool:
+        raise TypeError(f"prefixes must be an integer tensor of token ids, got dtype {prefixes.dtype}")
+    if prefixes.dim() != 2 or prefixes.shape[1] < 1:
+        raise ValueError(f"prefixes must have shape (B, T) with T >= 1 (start each row with BOS), got "
+                         f"{tuple(prefixes.shape)}")
+    context = getattr(model, "context", None)
+    if context is not None and prefixes.shape[1] > context:
+        raise ValueError(f"prefixes must have at most the model's context of {context} tokens, got "
+                         f"{prefixes.shape[1]}")
+    if prefixes.numel() and not (0 <= int(prefixes.min()) and int(prefixes.max()) < VOCAB_SIZE):
+        raise ValueError(f"prefixes must hold token ids in [0, {VOCAB_SIZE}), got values in "
+                         f"[{int(prefixes.min())}, {int(prefixes.max())}]")
     return torch.log_softmax(_eval_logits(model, prefixes)[:, -1].double(), -1)
 
 

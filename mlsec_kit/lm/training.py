@@ -49,6 +49,7 @@ def lm_rows(texts: Sequence[str], *, context: int) -> tuple[torch.Tensor, torch.
         ``N = len(texts)``, ``L = min(context, longest byte length + 1)``; values in ``[0, 259)``.
     """
     texts = _check_texts(texts)
+    context = check_int("context", context, minimum=1)
     longest = max(len(t.encode("utf-8")) for t in texts)
     rows = ByteTokenizer().batch(texts, length=min(context, longest + 1) + 1)
     return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
@@ -57,6 +58,14 @@ def lm_rows(texts: Sequence[str], *, context: int) -> tuple[torch.Tensor, torch.
 def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy (nats per token) of each sequence over its non-PAD targets: ``(N, L, V), (N, L) -> (N,)``.
     The per-example loss DP-SGD clips the gradient of."""
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or not logits.is_floating_point():
+        raise ValueError(f"logits must be a float tensor (N, L, V), got "
+                         f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+    if not isinstance(targets, torch.Tensor) or targets.shape != logits.shape[:2] or \
+            targets.dtype != torch.long:
+        raise ValueError(f"targets must be a LongTensor of shape (N, L) = {tuple(logits.shape[:2])} (the logits' "
+                         f"first two dimensions), got "
+                         f"{(targets.dtype, tuple(targets.shape)) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
     ce = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none")  # (N, L)
     n = (targets != PAD).sum(-1).clamp(min=1)
     return ce.sum(-1) / n

@@ -1,0 +1,132 @@
+"""mlsec_kit.lm: every public function rejects bad input with a ValueError/TypeError that names the argument and
+the accepted range, before torch, zlib or scipy fail somewhere deep (round-2 review of the kit)."""
+import pytest
+import torch
+
+from mlsec_kit import lm
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """An untrained tiny model with a short context: bad input must be caught whatever the weights."""
+    return lm.tiny_lm(d_model=16, layers=1, heads=2, context=32, generator=gen())
+
+
+CANARY = lm.Canary("my pin is {secret}", "12345", 1)
+
+
+def test_corpus_arguments():
+    for bad in (1.5, None, "ab", {"a": 1}):
+        with pytest.raises(TypeError, match="repeats must be an int >= 0 or a sequence of k = 2"):
+            lm.random_canaries(2, template="a {secret}", repeats=bad, generator=gen())
+    # a tensor of counts is a sequence of counts
+    cs = lm.random_canaries(2, template="a {secret}", repeats=torch.tensor([0, 3]), generator=gen())
+    assert [c.repeats for c in cs] == [0, 3]
+    with pytest.raises(ValueError, match="repeats must be an int >= 0"):
+        lm.random_canaries(2, template="a {secret}", repeats=[1, -1], generator=gen())
+    with pytest.raises(ValueError, match="digits must be an int >= 1"):
+        lm.random_canaries(1, template="a {secret}", digits=0)
+    with pytest.raises(TypeError, match="canaries must be a list of Canary objects"):
+        lm.make_corpus(3, canaries=CANARY, generator=gen())
+    with pytest.raises(ValueError, match="corpus is empty"):
+        lm.make_corpus(0)
+
+
+def test_tokenizer_decode_rejects_non_integer_ids():
+    tok = lm.ByteTokenizer()
+    with pytest.raises(TypeError, match="ids must be an integer tensor"):
+        tok.decode(torch.tensor([65.7, 66.0]))   # was silently truncated to "AB"
+    with pytest.raises(TypeError, match="ids must be a 1-D integer tensor or a list of ints"):
+        tok.decode("ab")
+    with pytest.raises(TypeError, match="ids must contain ints"):
+        tok.decode([65, 1.5])
+    with pytest.raises(ValueError, match=r"ids must be token ids in \[0, 259\)"):
+        tok.decode([259])
+    assert tok.decode(torch.tensor([256, 104, 105], dtype=torch.int32)) == "hi"
+
+
+def test_training_helpers():
+    with pytest.raises(ValueError, match="context must be an int >= 1, got 0"):
+        lm.lm_rows(["ab"], context=0)
+    with pytest.raises(ValueError, match="context must be an int >= 1"):
+        lm.lm_rows(["ab"], context=1.5)
+    with pytest.raises(ValueError, match=r"targets must be a LongTensor of shape \(N, L\) = \(2, 3\)"):
+        lm.sequence_loss(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="logits must be a float tensor"):
+        lm.sequence_loss(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_next_token_logprobs_checks_prefixes(model):
+    ok = torch.tensor([[lm.BOS, 65]])
+    assert lm.next_token_logprobs(model, ok).shape == (1, lm.VOCAB_SIZE)
+    with pytest.raises(ValueError, match=r"prefixes must have shape \(B, T\) with T >= 1"):
+        lm.next_token_logprobs(model, torch.tensor([lm.BOS, 65]))
+    with pytest.raises(ValueError, match=r"prefixes must have shape \(B, T\) with T >= 1"):
+        lm.next_token_logprobs(model, torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(TypeError, match="prefixes must be an integer tensor"):
+        lm.next_token_logprobs(model, torch.zeros(1, 2))
+    with pytest.raises(ValueError, match=r"token ids in \[0, 259\)"):
+        lm.next_token_logprobs(model, torch.tensor([[999]]))
+    with pytest.raises(ValueError, match="at most the model's context of 32"):
+        lm.next_token_logprobs(model, torch.zeros(1, 33, dtype=torch.long))
+    with pytest.raises(TypeError, match="model must be a torch nn.Module"):
+        lm.next_token_logprobs(None, ok)
+
+
+def test_exposure_canary_longer_than_context_is_named(model):
+    long = lm.Canary("a" * 30 + " {secret}", "12345", 1)
+    for kw in ({}, {"candidates": ["12345", "54321"]}, {"method": "estimate", "samples": 10}):
+        with pytest.raises(ValueError, match="canary: its prefix and a 5-byte secret take 36 tokens, more than "
+                                             "the model's context of 32"):
+            lm.exposure(model, long, generator=gen(), **kw)
+    with pytest.raises(TypeError, match="candidates must be a sequence of strings"):
+        lm.candidate_scores(model, CANARY, 5)
+    with pytest.raises(ValueError, match="candidates is empty"):
+        lm.candidate_scores(model, CANARY, [])
+    with pytest.raises(TypeError, match="candidates must contain strings"):
+        lm.candidate_scores(model, CANARY, ["12345", 12345])
+
+
+def test_rank_of_checks_scores_and_index():
+    s = torch.tensor([3.0, 1.0, 2.0])
+    assert lm.rank_of(s, 0) == 3 and lm.rank_of(s, -1) == 2 and lm.rank_of(s, 1) == 1
+    with pytest.raises(ValueError, match=r"index must be an int in \[-3, 3\)"):
+        lm.rank_of(s, 3)
+    with pytest.raises(ValueError, match="index must be an int"):
+        lm.rank_of(s, 1.0)
+    with pytest.raises(TypeError, match="scores must be a 1-D real tensor"):
+        lm.rank_of([3.0, 1.0], 0)
+    with pytest.raises(TypeError, match="scores must be a 1-D real tensor"):
+        lm.rank_of(torch.zeros(2, 2), 0)
+    with pytest.raises(ValueError, match="scores is empty"):
+        lm.rank_of(torch.zeros(0), 0)
+    # a NaN compares False with everything: the secret would get rank 1 (maximal exposure) by accident
+    with pytest.raises(ValueError, match="NaN"):
+        lm.rank_of(torch.tensor([float("nan"), 1.0]), 0)
+
+
+def test_scoring_an_empty_or_too_long_text_is_named(model):
+    # the empty text has log-perplexity 0 and would rank first as "memorised" under every metric
+    with pytest.raises(ValueError, match=r"texts\[1\] is the empty string"):
+        lm.extraction_scores(model, ["ab", ""], metric="zlib")
+    with pytest.raises(ValueError, match=r"texts\[0\] is the empty string"):
+        lm.bits_per_token(model, [""])
+    with pytest.raises(ValueError, match=r"non_members\[0\] is the empty string"):
+        lm.membership_report(model, ["ab"], [""])
+    with pytest.raises(ValueError, match=r"texts\[0\] has 40 bytes, more than the model's context of 32"):
+        lm.extraction_scores(model, ["x" * 40], metric="perplexity")
+    with pytest.raises(ValueError, match=r"members\[1\] has 40 bytes, more than the model's context of 32"):
+        lm.membership_report(model, ["ab", "x" * 40], ["cd"])
+    with pytest.raises(ValueError, match=r"texts\[0\] has 40 bytes"):
+        lm.reference_scores(model, [model, model], ["x" * 40])
+
+
+def test_dedup_copies_index_is_checked():
+    r = lm.deduplicate(["a", "b", "a"])
+    assert r.copies(0) == 2 and r.copies(2) == 0
+    with pytest.raises(ValueError, match=r"index must be an input index, an int in \[0, 3\)"):
+        r.copies(3)
