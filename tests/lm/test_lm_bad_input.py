@@ -1,8 +1,11 @@
 """mlsec_kit.lm: every public function rejects bad input with a ValueError/TypeError that names the argument and
 the accepted range, before torch, zlib or scipy fail somewhere deep (round-2 review of the kit)."""
+import math
+
 import pytest
 import torch
 
+from lm_attack_models import UniformLM
 from mlsec_kit import lm
 
 
@@ -130,3 +133,38 @@ def test_dedup_copies_index_is_checked():
     assert r.copies(0) == 2 and r.copies(2) == 0
     with pytest.raises(ValueError, match=r"index must be an input index, an int in \[0, 3\)"):
         r.copies(3)
+
+
+# ------------------------------------------------------------------------------ review-kit14 finding 1 and 7
+
+def test_a_model_that_ties_every_candidate_gets_about_one_bit_not_the_maximum():
+    """A uniform model ranks nothing: with 'ties count for the secret' it got exposure log2|R| (maximal)."""
+    u = UniformLM()
+    c = lm.Canary("my pin is {secret}", "1234", 1)
+    size = 10 ** 4
+    e = lm.exposure(u, c)
+    assert e == pytest.approx(math.log2(size) - math.log2((size + 1) / 2), abs=1e-12)   # ≈ 1 bit
+    assert lm.exposure(u, c, candidates=["1234", "0000", "9999"]) == pytest.approx(math.log2(3) - 1)
+    # the estimate does not die in scipy's fit on constant scores: the secret ties with all of them
+    assert lm.exposure(u, c, method="estimate", samples=50, generator=gen()) == 1.0
+
+
+def test_rank_of_ties_rule():
+    s = torch.tensor([2.0, 1.0, 2.0, 2.0, 3.0])
+    assert lm.rank_of(s, 0) == 2                                  # default: 1 + #strictly lower (as before)
+    assert lm.rank_of(s, 0, ties="average") == 2 + 2 / 2          # two other candidates tie with it
+    assert lm.rank_of(s, 4, ties="average") == 5 and lm.rank_of(s, 1, ties="average") == 1
+    with pytest.raises(ValueError, match="ties must be one of"):
+        lm.rank_of(s, 0, ties="max")
+
+
+def test_exposure_needs_two_candidates_and_the_estimate_ten(model):
+    with pytest.raises(ValueError, match="at least 2 secrets"):
+        lm.exposure(model, CANARY, candidates=["12345"])
+    with pytest.raises(ValueError, match="at least 2 secrets"):
+        lm.exposure(model, CANARY, candidates=1, generator=gen())
+    with pytest.raises(ValueError, match=r"method='estimate' fits a distribution to at least 10 candidates, "
+                                         r"got \|R\| = 3"):
+        lm.exposure(model, CANARY, candidates=["12345", "00000", "99999"], method="estimate")
+    one = lm.Canary("pin {secret}", "7", 1)
+    assert 0 <= lm.exposure(model, one, method="estimate", generator=gen()) < 10   # |R| = 10 is enough
