@@ -4,7 +4,11 @@
 Each training line becomes one row ``[BOS, bytes..., EOS, PAD...]`` (:meth:`ByteTokenizer.batch`); the model reads
 the row without its last token and predicts the row shifted by one; PAD targets are ignored. A line longer than the
 context is cut. For DP-SGD one line is one example (the privacy unit): a canary inserted r times is r examples, so
-its protection is that of a group of r (group privacy), which is why DP's effect on exposure depends on r.
+what the ε of :func:`train_lm_dp` promises for it is the group-privacy bound for r records,
+``(r ε, Σ_{j<r} e^{jε} δ)`` (:func:`mlsec_kit.dp.group_privacy`) — and that bound is weak or empty at the ε used on
+a course-sized corpus: with the defaults (ε ≈ 5 at δ = 1/(10 n)) it is (10, 0.036) for r = 2 and promises
+nothing (δ_r > 1) from r = 3 on. The drop in a repeated canary's exposure under DP-SGD is therefore a
+*measurement*, not something the ε certifies; deduplication, which makes r = 1, is what lets the per-line ε apply.
 """
 from __future__ import annotations
 
@@ -169,6 +173,11 @@ def train_lm_dp(model: nn.Module, texts: Sequence[str], *, epochs: int = 6, samp
 
     With the defaults (60 steps, σ = 1: ε ≈ 5 at δ = 1/(10n) on the default corpus) this takes about 5 s on one
     CPU core.
+
+    The ε is per LINE (Poisson rate q = ``sample_rate`` over the lines, ``epochs · round(1/q)`` steps, chapter 11's
+    RDP accountant). A text that occurs in r lines (a canary inserted r times) is protected only by the group
+    bound ``(r ε, Σ_{j<r} e^{jε} δ)`` of :func:`mlsec_kit.dp.group_privacy`, which at ε ≈ 5 is already weak for
+    r = 2 and empty (δ_r > 1) for r >= 3 (see the module docstring).
 
     Returns:
         :class:`~mlsec_kit.dp.DPHistory`: ``train_loss`` per epoch (mean per-line loss, not private), ``steps`` and

@@ -168,3 +168,21 @@ def test_exposure_needs_two_candidates_and_the_estimate_ten(model):
         lm.exposure(model, CANARY, candidates=["12345", "00000", "99999"], method="estimate")
     one = lm.Canary("pin {secret}", "7", 1)
     assert 0 <= lm.exposure(model, one, method="estimate", generator=gen()) < 10   # |R| = 10 is enough
+
+
+# ------------------------------------------------------------------------------------ review-kit14 finding 2
+
+def test_the_per_line_epsilon_says_little_about_a_canary_repeated_r_times():
+    """What training.py's docstring states about group privacy, computed: at train_lm_dp's defaults (σ = 1,
+    q = 0.1, 60 steps, δ = 1/(10 n), n = 431 lines) ε ≈ 5; the group bound is (10, > 0.03) for r = 2 and has
+    δ_r > 1 (no promise) for r = 3 and r = 16."""
+    from mlsec_kit.dp import group_privacy
+    from mlsec_kit.dp.accounting import rdp_epsilon
+    n = 431
+    delta = 1 / (10 * n)
+    eps = rdp_epsilon(noise_multiplier=1.0, sample_rate=0.1, steps=60, delta=delta)
+    assert 4.5 < eps < 5.5
+    e2, d2 = group_privacy(epsilon=eps, delta=delta, k=2)
+    assert e2 == pytest.approx(2 * eps) and d2 > 0.03 > 100 * delta
+    assert group_privacy(epsilon=eps, delta=delta, k=3)[1] > 1
+    assert group_privacy(epsilon=eps, delta=delta, k=16)[1] > 1
