@@ -265,6 +265,11 @@ def exposure(model: nn.Module, canary: Canary, *, candidates: Union[None, int, S
         samples: candidates the estimate scores, >= 10.
         generator: a CPU generator for the draws (int ``candidates``, the estimate's sample).
 
+    Other canaries: a canary scored after the same prefix as other inserted canaries (one shared template) is
+    ranked against their secrets too, which the model has also learnt; its exposure then measures "this secret
+    beats the others after this prefix", not memorisation of this line alone. Give each canary its own template
+    (:func:`~mlsec_kit.lm.random_canaries` takes a list) when measuring exposure against insertions.
+
     Ties: a candidate whose log-perplexity equals the secret's exactly counts as half above and half below it
     (the expected rank under a random order of the tied candidates, :func:`rank_of` with ``ties="average"``), so
     a model that scores every candidate alike gets ``log2 |R| − log2((|R| + 1) / 2) ≈ 1`` bit, like a secret it

@@ -186,3 +186,22 @@ def test_the_per_line_epsilon_says_little_about_a_canary_repeated_r_times():
     assert e2 == pytest.approx(2 * eps) and d2 > 0.03 > 100 * delta
     assert group_privacy(epsilon=eps, delta=delta, k=3)[1] > 1
     assert group_privacy(epsilon=eps, delta=delta, k=16)[1] > 1
+
+
+# ------------------------------------------------------------------------------------ review-kit14 finding 6
+
+def test_random_canaries_take_one_template_per_canary():
+    names = lm.NAMES[:4]
+    templates = [f"{n}'s pin is {{secret}}" for n in names]
+    cs = lm.random_canaries(4, template=templates, digits=4, repeats=[0, 1, 4, 16], generator=gen(2))
+    assert [c.prefix for c in cs] == [f"{n}'s pin is " for n in names]
+    assert [c.repeats for c in cs] == [0, 1, 4, 16] and len({c.secret for c in cs}) == 4
+    # the same draws as with one shared template: only the templates differ
+    shared = lm.random_canaries(4, template="pin {secret}", digits=4, repeats=[0, 1, 4, 16], generator=gen(2))
+    assert [c.secret for c in cs] == [c.secret for c in shared]
+    with pytest.raises(ValueError, match="template must be a str or a list of k = 4 templates, got 3"):
+        lm.random_canaries(4, template=templates[:3], generator=gen())
+    with pytest.raises(ValueError, match=r"template\[1\] must contain the slot"):
+        lm.random_canaries(2, template=["a {secret}", "b"], generator=gen())
+    with pytest.raises(TypeError, match="template must be a str or a list"):
+        lm.random_canaries(2, template=None, generator=gen())
