@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,6 +43,17 @@ def _eval_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         model.train(was)
 
 
+def _as_int(value: object) -> Optional[int]:
+    """``value`` as an int when it is one (a Python, numpy or 0-d integer tensor int; not a bool), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            return None
+        return int(value)
+    return int(value) if isinstance(value, (int, np.integer)) else None
+
+
 def log_perplexity(model: nn.Module, texts: Sequence[str], *,
                    start: Union[int, Sequence[int], None] = None) -> torch.Tensor:
     """``−Σ_{t >= start} log2 Pr(x_t | BOS, x_1..x_{t−1})`` for each text, in bits (no EOS term).
@@ -66,13 +78,16 @@ def log_perplexity(model: nn.Module, texts: Sequence[str], *,
     if context is not None and max(lens) > context:
         raise ValueError(f"texts must be at most the model's context of {context} bytes, got one of {max(lens)}")
     if start is None:
-        starts = [0] * len(texts)
-    elif isinstance(start, int) and not isinstance(start, bool):
-        starts = [start] * len(texts)
-    else:
-        starts = list(start)
+        starts: list = [0] * len(texts)
+    elif _as_int(start) is not None:
+        starts = [_as_int(start)] * len(texts)
+    elif isinstance(start, (Sequence, torch.Tensor, np.ndarray)) and not isinstance(start, (str, bytes)) and \
+            getattr(start, "ndim", 1) == 1:
+        starts = [_as_int(s) if _as_int(s) is not None else s for s in start]
         if len(starts) != len(texts):
             raise ValueError(f"start must be an int or one int per text ({len(texts)}), got {len(starts)} values")
+    else:
+        raise TypeError(f"start must be None, an int or a sequence of ints, got {type(start).__name__}")
     for s, n in zip(starts, lens):
         if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= n:
             raise ValueError(f"start must be an int in [0, len(text)] (here [0, {n}]), got {s!r}")
@@ -124,8 +139,9 @@ def generate(model: nn.Module, *, n: int, length: int, prompt: str = "", tempera
              top_k: Optional[int] = None, generator: Optional[torch.Generator] = None) -> list[str]:
     """``n`` samples of up to ``length`` new bytes after ``prompt``, each ended at the first EOS.
 
-    Tokens are drawn from ``softmax(logits / temperature)``, restricted to the ``top_k`` likeliest when given;
-    BOS and PAD are never drawn. Beyond the context only the last ``context`` tokens are read.
+    Tokens are drawn from ``softmax(logits / temperature)``, restricted to the ``top_k`` likeliest when given
+    (tokens tied with the k-th likeliest are kept too, so exact ties can admit more than k); BOS and PAD are never
+    drawn. Beyond the context only the last ``context`` tokens are read.
 
     Args:
         model: a byte-level LM.

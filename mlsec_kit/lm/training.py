@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Optional, Sequence
 
 import torch
@@ -45,6 +46,9 @@ def _context(model: nn.Module, context: Optional[int]) -> int:
 def lm_rows(texts: Sequence[str], *, context: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and next-token targets of the lines ``texts``: rows of ``min(context, longest + 1)`` tokens.
 
+    A line of more than ``context`` bytes is cut to its first ``context`` bytes, with a warning naming ``texts``
+    (a canary whose secret lies past the cut would never be trained on).
+
     Returns:
         ``(x, y)``, both LongTensor ``(N, L)``: ``x`` starts with BOS, ``y`` is ``x`` shifted left by one (PAD where
         nothing is to be predicted).
@@ -54,7 +58,12 @@ def lm_rows(texts: Sequence[str], *, context: int) -> tuple[torch.Tensor, torch.
     """
     texts = _check_texts(texts)
     context = check_int("context", context, minimum=1)
-    longest = max(len(t.encode("utf-8")) for t in texts)
+    lengths = [len(t.encode("utf-8")) for t in texts]
+    longest = max(lengths)
+    cut = sum(n > context for n in lengths)
+    if cut:
+        warnings.warn(f"texts: {cut} of {len(texts)} lines are longer than the context of {context} tokens and are "
+                      f"cut (the longest has {longest} bytes): their end is never trained on", stacklevel=3)
     rows = ByteTokenizer().batch(texts, length=min(context, longest + 1) + 1)
     return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 

@@ -205,3 +205,29 @@ def test_random_canaries_take_one_template_per_canary():
         lm.random_canaries(2, template=["a {secret}", "b"], generator=gen())
     with pytest.raises(TypeError, match="template must be a str or a list"):
         lm.random_canaries(2, template=None, generator=gen())
+
+
+# ------------------------------------------------------------------------------------ review-kit14 finding 9
+
+def test_log_perplexity_start_accepts_numpy_and_tensor_ints_and_names_start(model):
+    import numpy as np
+    texts = ["my pin is 12345", "my pin is 54321"]
+    want = lm.log_perplexity(model, texts, start=10)
+    for s in (np.int64(10), torch.tensor(10), [10, np.int32(10)], torch.tensor([10, 10]), np.array([10, 10])):
+        assert torch.equal(lm.log_perplexity(model, texts, start=s), want)
+    for bad in (10.0, "10", torch.tensor(1.5)):
+        with pytest.raises((TypeError, ValueError), match="start must be"):
+            lm.log_perplexity(model, texts, start=bad)
+
+
+def test_training_lines_longer_than_the_context_are_cut_with_a_warning_naming_texts():
+    with pytest.warns(UserWarning, match="texts: 1 of 2 lines are longer than the context of 8 tokens"):
+        x, y = lm.lm_rows(["short", "a line of forty bytes, too long for 8 b"], context=8)
+    assert x.shape == (2, 8)
+    m = lm.tiny_lm(d_model=8, layers=1, heads=2, context=8, generator=gen())
+    with pytest.warns(UserWarning, match="texts: 1 of 2 lines"):
+        lm.train_lm(m, ["short", "x" * 9], epochs=1, generator=gen())
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lm.lm_rows(["12345678", "ab"], context=8)      # 8 bytes fit 8 tokens (only the EOS is lost): no warning
