@@ -152,7 +152,9 @@ def membership_report(model: nn.Module, members: Sequence[str], non_members: Seq
     Args:
         model: the target language model.
         members: texts the target trained on, non-empty.
-        non_members: texts from the same distribution it did not train on, non-empty.
+        non_members: texts from the same distribution it did not train on, non-empty, none of them in
+            ``members`` (checked: templated records drawn twice can coincide, e.g. ``[t for t in
+            lm.make_records(m) if t not in set(corpus.texts)]``).
         reference: reference model(s) for :func:`reference_scores`, or ``None``; trained on text that contains
             neither the members nor the non-members.
         fprs: the false-positive rates at which to read the TPR, each in [0, 1]. A rate below
@@ -169,6 +171,11 @@ def membership_report(model: nn.Module, members: Sequence[str], non_members: Seq
     non_members = _check_texts(non_members, "non_members", nonempty_strings=True)
     _check_fit(model, members, "members")
     _check_fit(model, non_members, "non_members")
+    both = set(members).intersection(non_members)
+    if both:
+        # a "non-member" the target trained on is a member: it would count as a false positive of a right guess
+        raise ValueError(f"non_members must not contain members: {len(both)} text(s) are in both, e.g. "
+                         f"{next(iter(sorted(both)))!r}; draw the held-out texts excluding the training texts")
     if isinstance(fprs, (int, float)) and not isinstance(fprs, bool):
         fprs = (fprs,)
     if variance not in VARIANCES:
