@@ -1,9 +1,12 @@
 """Exposure of a canary (Carlini et al. 2019, "The Secret Sharer", Definitions 3-4 and Section 4.3).
 
 For a canary ``template`` with secret s drawn uniformly from a space R, rank the candidates r ∈ R by the
-log-perplexity the model gives them (here: of the secret's tokens, given the template's prefix, which is the
-only part that differs between candidates: :func:`mlsec_kit.lm.log_perplexity` with ``start = len(prefix)``);
-the rank of s counts from 1 (the likeliest candidate has rank 1). Then
+log-perplexity the model gives them (here: of the secret's tokens, given the template's prefix:
+:func:`mlsec_kit.lm.log_perplexity` with ``start = len(prefix)``; the prefix's own log-perplexity is the same for
+every candidate, so leaving it out changes no rank); the rank of s counts from 1 (the likeliest candidate has
+rank 1). Text AFTER the slot is not scored: the paper scores the whole filled canary, and the suffix's probability
+does depend on the secret, so for a template with a suffix the two exposures differ (they are the same when the
+secret ends the line, as in "my pin is {secret}"). Then
 
     exposure(s) = log2 |R| − log2 rank(s),
 
@@ -145,7 +148,8 @@ def _cached_tree(model: TinyTransformer, prefix: torch.Tensor, digits: int, digi
 def candidate_scores(model: nn.Module, canary: Canary, candidates: Sequence[str]) -> torch.Tensor:
     """Log-perplexity in bits of each candidate secret in the canary's slot, over the secret's tokens only
     (:func:`~mlsec_kit.lm.log_perplexity` of ``prefix + candidate`` from ``start = len(prefix)``; over a whole
-    :class:`~mlsec_kit.lm.SecretSpace` by the digit tree, the same numbers).
+    :class:`~mlsec_kit.lm.SecretSpace` by the digit tree, the same numbers). The template's suffix is not scored
+    (see the module docstring).
 
     Shape:
         ``(len(candidates),)`` float64 on the CPU, values >= 0, in the order of ``candidates``.
