@@ -104,6 +104,8 @@ def test_extraction_table(executed, v):
     # zlib finds several canaries, far above chance, the rarest found repeated at least 8 times
     assert v["ch14_ext_zlib_canaries"] >= 4 and v["ch14_ext_zlib_canaries"] > 4 * v["ch14_ext_chance_canaries"]
     assert v["ch14_ext_min_found_repeats"] >= 8
+    for m in ("perplexity", "zlib", "reference"):                             # "every ranking reaches that ceiling"
+        assert v[f"ch14_ext_{m}_canaries"] == v["ch14_ext_ceiling_canaries"]
     # "among the other guesses, n are near misses": canary-like lines with no canary's secret
     assert 0 < v["ch14_ext_zlib_near_misses"] <= k - v["ch14_ext_zlib_canaries"]
     assert "canary-like but wrong" in outputs(executed)
@@ -150,6 +152,15 @@ def test_defences(executed, v):
     assert v["ch14_def_dp_max_low"] < v["ch14_def_none_exp_4"]
     assert v["ch14_def_dp_exp_16"] > v["ch14_def_dp_max_low"] + 3 and v["ch14_def_dp_recovered"] >= 1
     assert v["ch14_group_eps"] == pytest.approx(16 * v["ch14_dp_eps"]) and v["ch14_group_k"] == 16
+    # group privacy (k eps, sum_{j<k} e^{j eps} delta): two copies cost 2 eps; the bound is vacuous (delta_k >= 1)
+    # from the glued k on, and not before
+    eps, delta = v["ch14_dp_eps"], v["ch14_dp_delta"]
+    assert v["ch14_group2_eps"] == pytest.approx(2 * eps)
+    assert v["ch14_group2_delta"] == pytest.approx(delta * (1 + math.exp(eps)), rel=1e-3)
+    assert v["ch14_group2_delta"] < 1
+    kv = int(v["ch14_group_vacuous_k"])
+    assert sum(math.exp(j * eps) for j in range(kv)) * delta >= 1 > sum(math.exp(j * eps) for j in range(kv - 1)) * delta
+    assert 2 < kv <= 16
     assert v["ch14_def_none_exp_16"] == v["ch14_exp_mean_16"]
     table = next(t for t in tables(executed) if "held-out bits/byte" in t)
     rows = table_rows(table)
