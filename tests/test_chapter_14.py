@@ -83,6 +83,10 @@ def test_exposure_curve(v):
         assert 0 <= v[f"ch14_exp_min_{r}"] <= mean[r] <= v[f"ch14_exp_max_{r}"] <= log2_r + 1e-9
     # "from min to max at four insertions": a wide spread
     assert v["ch14_exp_max_4"] - v["ch14_exp_min_4"] > 3
+    # the greedy completion is a 16-times canary but not the rank-1 secret ("missed the likeliest secret")
+    assert v["ch14_greedy_is_top"] == 0 and v["ch14_greedy_rank"] >= 2
+    assert v["ch14_greedy_exposure"] == pytest.approx(log2_r - math.log2(v["ch14_greedy_rank"]))
+    assert v["ch14_greedy_exposure"] < v["ch14_exp_max_16"]
     # shared prefix: the k-th likeliest of the 16-times canaries has exposure <= log2|R| - log2 k
     assert v["ch14_exp_min_16"] <= log2_r - math.log2(v["ch14_per_count"]) + 1e-9
 
