@@ -119,6 +119,8 @@ def test_extraction_table(executed, v):
     table = next(t for t in tables(executed) if "canaries recovered" in t)
     rows = table_rows(table)
     assert set(rows) >= {"perplexity", "zlib", "reference"} and any(r.startswith("chance") for r in rows)
+    lit = next(r for r in rows if r.startswith("Carlini et al. 2021"))
+    assert "604 memorised" in rows[lit][0] and "33.5% of 1,800 checked (67% best)" in rows[lit][-1]
     assert int(rows["zlib"][0]) == v["ch14_ext_zlib_canaries"] and "16x" in rows["zlib"][1]
 
 
