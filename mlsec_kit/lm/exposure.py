@@ -40,7 +40,8 @@ from .model import TinyTransformer
 from .scoring import _check_model, log_perplexity, next_token_logprobs
 from .tokenizer import BOS
 
-__all__ = ["exposure", "exposures", "candidate_scores", "exposure_from_rank", "rank_of", "METHODS", "EXACT_LIMIT", "TIES"]
+__all__ = ["exposure", "exposures", "candidate_scores", "exposure_from_rank", "rank_of", "METHODS", "EXACT_LIMIT",
+           "TIES"]
 
 METHODS = ("exact", "estimate")
 #: the largest candidate set ``method="exact"`` scores (10**6 digit strings: about 6 s on one CPU core)
