@@ -40,7 +40,8 @@ from .model import TinyTransformer
 from .scoring import _check_model, log_perplexity, next_token_logprobs
 from .tokenizer import BOS
 
-__all__ = ["exposure", "candidate_scores", "exposure_from_rank", "rank_of", "METHODS", "EXACT_LIMIT", "TIES"]
+__all__ = ["exposure", "exposures", "candidate_scores", "exposure_from_rank", "rank_of", "METHODS", "EXACT_LIMIT",
+           "TIES"]
 
 METHODS = ("exact", "estimate")
 #: the largest candidate set ``method="exact"`` scores (10**6 digit strings: about 6 s on one CPU core)
@@ -303,6 +304,49 @@ def exposure(model: nn.Module, canary: Canary, *, candidates: Union[None, int, S
         idx = R.index(canary.secret)
         return math.log2(len(R)) - math.log2(rank_of(scores, idx, ties="average"))
     return _estimate(model, canary, R, samples, generator)
+
+
+def exposures(model: nn.Module, canaries: Sequence[Canary], *, candidates: Union[None, int, Sequence[str]] = None,
+              method: str = "exact", samples: int = ESTIMATE_SAMPLES,
+              generator: Optional[torch.Generator] = None) -> list[float]:
+    """:func:`exposure` of each canary, ``[exposure(model, c, ...) for c in canaries]`` — the same numbers, but
+    with ``candidates=None`` and ``method="exact"`` the whole space is scored ONCE per distinct (prefix, number of
+    digits): canaries that share a template share the model's scores of every candidate, so e.g. eight
+    never-inserted canaries after "my pin is " cost one digit tree instead of eight.
+
+    Args:
+        model, candidates, method, samples, generator: as for :func:`exposure` (the generator is used by the
+            canaries in order).
+        canaries: a list of :class:`~mlsec_kit.lm.Canary`, non-empty.
+
+    Returns:
+        list of exposures in bits, in the order of ``canaries``.
+    """
+    model = _check_model(model)
+    if isinstance(canaries, Canary) or not isinstance(canaries, Sequence) or isinstance(canaries, str):
+        raise TypeError(f"canaries must be a list of Canary objects, got {type(canaries).__name__}")
+    canaries = [_check_canary(c) for c in canaries]
+    if not canaries:
+        raise ValueError("canaries is empty: give at least one Canary")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if candidates is not None or method != "exact":
+        return [exposure(model, c, candidates=candidates, method=method, samples=samples, generator=generator)
+                for c in canaries]
+    check_int("samples", samples, minimum=10)
+    check_generator(generator)
+    trees: dict[tuple[str, int], torch.Tensor] = {}
+    out = []
+    for c in canaries:
+        R = _candidate_set(c, None, generator)   # checks the secret is a digit string
+        key = (c.prefix, len(c.secret))
+        if key not in trees:
+            if len(R) > EXACT_LIMIT:
+                raise ValueError(f"candidates: an exact exposure scores all |R| = {len(R)} candidates, more than "
+                                 f"EXACT_LIMIT = {EXACT_LIMIT}; use method='estimate'")
+            trees[key] = candidate_scores(model, c, R)
+        out.append(math.log2(len(R)) - math.log2(rank_of(trees[key], R.index(c.secret), ties="average")))
+    return out
 
 
 def _estimate(model: nn.Module, canary: Canary, R: Sequence[str], samples: int,

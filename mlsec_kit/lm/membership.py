@@ -10,8 +10,9 @@ Chapter 8's attacks carried to a language model, where an example's loss is its 
   distribution but not on the target's training set (Watson et al. 2022; Mireshghallah et al. 2022, "Quantifying
   privacy risks of masked language models using membership inference attacks", for language models). Carlini et
   al. 2021 rank extraction samples by a similar ratio, but their reference models (smaller GPT-2s) were trained on
-  the same data as the target: a different assumption from the disjoint-data references here. With one reference model the score is ``reference loss - target
-  loss``: how much *more* likely the target finds the text than a model that never saw it. With two or more it is
+  the same data as the target: a different assumption from the disjoint-data references here. With one reference
+  model the score is ``reference loss - target loss``: how much *more* likely the target finds the text than a
+  model that never saw it. With two or more it is
   the offline variant of LiRA (Carlini et al. 2022, "Membership inference attacks from first principles"): a
   Gaussian is fitted to the reference (OUT) losses of each text, and the score is how many standard deviations
   the target's loss falls below their mean, ``(μ_out - ℓ) / σ_out``, a monotone function of the one-sided
