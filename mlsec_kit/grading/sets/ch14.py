@@ -31,18 +31,18 @@ How the instances make each typical mistake fail on every seed:
   at least 0.45 bits; the secret's first token dropped (``secret_start + 1``, "position 0 is BOS") or one prefix
   token added (``secret_start - 1``): off by at least 0.15 bits; the mean per token instead of the sum: every secret
   has 3 or more tokens; the sign forgotten: the value is negative; a negative ``secret_start`` accepted (Python
-  slicing counts from the end) or one beyond the canary (an empty slice sums to 0): the bad-input property. The
-  tolerance is 1e-9 relative.
+  slicing counts from the end) or one beyond the canary (an empty slice sums to 0): the bad-input property. Every
+  value check's tolerance is 1e-6 relative to ``max(1, |expected|)`` (float32 arithmetic passes).
 - ``exposure`` with the rank counted from 0 (the number of strictly lower candidates): a secret of rank 1 (the
   first property: a canary the model would emit first) gives ``log2 0``, and ranks 2-8 (the second) are off by
   ``log2(r / (r - 1)) >= 0.19`` bits; ranked by descending log-perplexity (the likeliest last): the secret ranks
   near the top, so ``r' = |R| + 1 - r`` differs from ``r``; natural logs: off by the factor ln 2 on an exposure of at
   least ``log2 64 - log2 8 = 3`` bits; ``log2 |R|`` over ``|R| - 1`` (the candidates other than the secret) or
-  ``|R| + 1``: off by at least ``log2(4096 / 4095) = 3.5e-4`` bits, far above the tolerance of 1e-9 (the candidate
-  sets have 64 to 4096 entries); ties counted against the secret (``(c <= s).sum()``, which counts the secret's own
+  ``|R| + 1``: off by at least ``log2(4096 / 4095) = 3.5e-4`` bits, far above the tolerance (at most 1.2e-5 bits
+  on exposures of at most 12 bits; the candidate sets have 64 to 4096 entries); ties counted against the secret (``(c <= s).sum()``, which counts the secret's own
   entry and every tie): the tie property always has 1 to 3 other candidates with exactly the secret's value; a
   secret missing from the candidates or an empty set accepted: the bad-input property.
-- ``zlib_ratio`` inverted (zlib bits over model bits): every instance's ratio is drawn in [0.2, 0.7] or [1.5, 3.5],
+- ``zlib_ratio`` inverted (zlib bits over model bits): every instance's ratio is drawn in [0.02, 0.7] or [1.5, 3.5],
   so its inverse is at least 1.4 times away; the zlib length in bytes, not bits: off by the factor 8; the
   uncompressed length (``8 * len(text)`` or ``8 * len(text.encode())``): every instance is redrawn until zlib's
   length differs from both (short lines grow by zlib's header and checksum, repetitive ones shrink); ``len(text)``
@@ -77,10 +77,10 @@ from ..instances import randint
 SET = ExerciseSet("14_language_models", "Exercises: memorisation in language models", chapter=14)
 
 _CHECKER = "mlsec_kit.grading.sets.ch14"
-REL_TOL = 1e-9  # every value check: |got - want| <= REL_TOL * max(1, |want|)
+REL_TOL = 1e-6  # every value check: |got - want| <= REL_TOL * max(1, |want|) (float32 arithmetic passes)
 P_LOW, P_HIGH = 0.02, 0.9  # each token's probability in secret_log_perplexity's instances
 SIZES = (64, 4096)  # candidate sets in exposure's instances
-RATIO_BANDS = ((0.2, 0.7), (1.5, 3.5))  # zlib ratios of zlib_ratio's instances: never near 1
+RATIO_BANDS = ((0.02, 0.7), (1.5, 3.5))  # zlib ratios of zlib_ratio's instances: never near 1
 
 
 def _uniform(rng: torch.Generator, low: float, high: float) -> float:
@@ -413,7 +413,8 @@ def _wrong_orders(bits: torch.Tensor, texts: list[str], k: int) -> dict[str, lis
 
 
 def _top_k_instance(rng: torch.Generator) -> tuple[torch.Tensor, list[str], int]:
-    """Records (ratio 0.4-1.6: some memorised, most not), repetitive lines (few bits, middling ratio), redrawn
+    """Records (ratio 0.03-0.3: a few memorised, most not), repetitive lines (ratio 0.12-0.3, but few bits since zlib
+    shrinks them: the lowest log-perplexities), redrawn
     until every wrong order in :func:`_wrong_orders` gives another top-k list than the ratio's."""
     while True:
         texts = _records(rng, randint(rng, 8, 16)) + [_repetitive(rng) for _ in range(randint(rng, 2, 4))]
@@ -421,7 +422,7 @@ def _top_k_instance(rng: torch.Generator) -> tuple[torch.Tensor, list[str], int]
         bits = []
         for t in texts:
             z = _zlib_bits(t)
-            ratio = _uniform(rng, 0.4, 1.6) if len(set(t)) > 6 else _uniform(rng, 0.9, 1.3)
+            ratio = _uniform(rng, 0.03, 0.3) if len(set(t)) > 6 else _uniform(rng, 0.12, 0.3)
             bits.append(ratio * z)
         bits = torch.tensor(bits, dtype=torch.float64)
         k = randint(rng, 3, 5)
