@@ -142,6 +142,20 @@ def exposure_searchsorted(secret_logperp, candidate_logperps):
     rank = int(torch.searchsorted(torch.sort(c).values, torch.tensor(secret_logperp, dtype=c.dtype))) + 1
     return float(torch.log2(torch.tensor(float(c.numel())) / rank))
 
+def exposure_float32(secret_logperp, candidate_logperps):
+    c = candidate_logperps.float()
+    s = torch.tensor(secret_logperp, dtype=torch.float32)
+    if c.numel() == 0 or not bool((c == s).any()):
+        raise ValueError("candidate_logperps must hold the secret")
+    return (torch.log2(torch.tensor(float(c.numel()))) - torch.log2(1 + (c < s).sum().float())).item()
+
+def top_k_numpy(log_perplexities, texts, k):
+    import numpy as np
+    if not 1 <= k <= len(texts):
+        raise ValueError("k must be in [1, len(texts)]")
+    ratios = np.array([float(b) / (8 * len(zlib.compress(t.encode()))) for b, t in zip(log_perplexities, texts)])
+    return list(np.argsort(ratios, kind="stable")[:k])      # NumPy ints
+
 def zlib_ratio_level6(log_perplexity_bits, text):
     if log_perplexity_bits < 0:
         raise ValueError("log_perplexity_bits < 0")
@@ -159,12 +173,14 @@ def statements_spaced():
 
 
 def test_differently_built_correct_answers_pass():
-    """float32 log2 of the probabilities, a loop, ranks from sorting or searchsorted, zlib at its default level 6
-    given explicitly, argsort returning a tensor, letters with separators: full marks."""
+    """float32 log2 of the probabilities, a loop, ranks from sorting, searchsorted or float32 comparisons, zlib at
+    its default level 6 given explicitly, argsort returning a tensor or NumPy ints, letters with separators: full
+    marks."""
     namespace = _namespace()
     exec(textwrap.dedent(CORRECT_VARIANTS), namespace)
     for name, fn in [("secret_log_perplexity", "slp_log2"), ("secret_log_perplexity", "slp_loop"),
                      ("exposure", "exposure_sorted"), ("exposure", "exposure_searchsorted"),
+                     ("exposure", "exposure_float32"), ("zlib_top_k", "top_k_numpy"),
                      ("zlib_ratio", "zlib_ratio_level6"), ("zlib_top_k", "top_k_argsort"),
                      ("lm_statements", "statements_spaced")]:
         assert_passes_on_seeds(EXERCISE.questions[name], namespace[fn], range(6))
@@ -243,6 +259,9 @@ return math.log2(len(c)) - math.log2(rank)""")
 EX_TIES_PLUS1 = _body(_EXP_HEAD, """
 rank = 1 + int((c <= secret_logperp).sum())    # the secret's own entry counted as lower
 return math.log2(len(c)) - math.log2(rank)""")
+EX_UNIQUE = _body(_EXP_HEAD, """
+rank = 1 + int((c < secret_logperp).sum())
+return math.log2(len(torch.unique(c))) - math.log2(rank)     # |R| as the number of distinct scores""")
 EX_LOG_RANK = _body(_EXP_HEAD, """
 rank = 1 + int((c < secret_logperp).sum())
 return math.log2(rank)""")
@@ -291,6 +310,7 @@ WRONG_EVERY_SEED = [
     ("exposure", EX_SIZE_PLUS, "log2 |R| over |R| + 1"),
     ("exposure", EX_TIES_AGAINST, "ties counted against the secret"),
     ("exposure", EX_TIES_PLUS1, "1 + the number of lower-or-equal"),
+    ("exposure", EX_UNIQUE, "|R| as the number of distinct scores"),
     ("exposure", EX_LOG_RANK, "log2 rank returned"),
     ("exposure", EX_NO_CHECK, "no check of candidate_logperps"),
     ("zlib_ratio", ZR_INVERTED, "the ratio inverted"),

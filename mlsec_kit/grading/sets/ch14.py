@@ -11,7 +11,8 @@ numbers and strings only, so every question is posed on the numbers a model woul
 of each token of a canary (``token_logprobs[t] = ln Pr(x_t | BOS, x_0 .. x_{t-1})``, one per byte of the canary),
 log-perplexities in bits of every candidate secret, the model's bits for a sample. The grader draws them at random:
 each token's probability uniform in [0.02, 0.9] (so every token costs between 0.15 and 5.6 bits), candidate
-log-perplexities normal around 17 bits (a 5-digit secret's log2 |R| is 16.6), samples from the kit's record
+log-perplexities distinct multiples of 2^-10 in [12, 24) bits (exact in float32, so a float32 comparison
+ranks them as float64 does; a 5-digit secret's log2 |R| is 16.6), samples from the kit's record
 generator plus repetitive and non-ASCII lines. The notebook's last cell runs the functions on a real tiny model.
 
 **Conventions the checks fix (and the notebook states).** The secret runs from ``secret_start`` to the end of the
@@ -32,13 +33,14 @@ How the instances make each typical mistake fail on every seed:
   token added (``secret_start - 1``): off by at least 0.15 bits; the mean per token instead of the sum: every secret
   has 3 or more tokens; the sign forgotten: the value is negative; a negative ``secret_start`` accepted (Python
   slicing counts from the end) or one beyond the canary (an empty slice sums to 0): the bad-input property. Every
-  value check's tolerance is 1e-6 relative to ``max(1, |expected|)`` (float32 arithmetic passes).
+  value check's tolerance is 1e-5 relative to ``max(1, |expected|)`` (float32 arithmetic passes), while each of
+  these mistakes is off by at least 7e-4 relative (0.15 bits of at most 40 tokens of 5.6 bits).
 - ``exposure`` with the rank counted from 0 (the number of strictly lower candidates): a secret of rank 1 (the
   first property: a canary the model would emit first) gives ``log2 0``, and ranks 2-8 (the second) are off by
   ``log2(r / (r - 1)) >= 0.19`` bits; ranked by descending log-perplexity (the likeliest last): the secret ranks
   near the top, so ``r' = |R| + 1 - r`` differs from ``r``; natural logs: off by the factor ln 2 on an exposure of at
   least ``log2 64 - log2 8 = 3`` bits; ``log2 |R|`` over ``|R| - 1`` (the candidates other than the secret) or
-  ``|R| + 1``: off by at least ``log2(4096 / 4095) = 3.5e-4`` bits, far above the tolerance (at most 1.2e-5 bits
+  ``|R| + 1``: off by at least ``log2(4096 / 4095) = 3.5e-4`` bits, three times the tolerance (at most 1.2e-4 bits
   on exposures of at most 12 bits; the candidate sets have 64 to 4096 entries); ties counted against the secret (``(c <= s).sum()``, which counts the secret's own
   entry and every tie): the tie property always has 1 to 3 other candidates with exactly the secret's value; a
   secret missing from the candidates or an empty set accepted: the bad-input property.
@@ -65,9 +67,11 @@ process only; the grader computes its own zlib lengths with :mod:`zlib`.)
 from __future__ import annotations
 
 import math
+import operator
 import zlib
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..core import ExerciseSet
@@ -77,7 +81,7 @@ from ..instances import randint
 SET = ExerciseSet("14_language_models", "Exercises: memorisation in language models", chapter=14)
 
 _CHECKER = "mlsec_kit.grading.sets.ch14"
-REL_TOL = 1e-6  # every value check: |got - want| <= REL_TOL * max(1, |want|) (float32 arithmetic passes)
+REL_TOL = 1e-5  # every value check: |got - want| <= REL_TOL * max(1, |want|) (float32 arithmetic passes)
 P_LOW, P_HIGH = 0.02, 0.9  # each token's probability in secret_log_perplexity's instances
 SIZES = (64, 4096)  # candidate sets in exposure's instances
 RATIO_BANDS = ((0.02, 0.7), (1.5, 3.5))  # zlib ratios of zlib_ratio's instances: never near 1
@@ -217,11 +221,8 @@ exposure = SET.question(
 def _candidates(rng: torch.Generator, rank: int, size: int, ties: int = 0) -> tuple[float, torch.Tensor]:
     """``size`` distinct log-perplexities (bits) with the secret's of rank ``rank`` (from 1) and ``ties`` other
     candidates with exactly its value, shuffled; the secret's value is returned as a Python float."""
-    while True:
-        values = 17.0 + 2.0 * torch.randn(size, generator=rng, dtype=torch.float64)
-        if len(torch.unique(values)) == size:
-            break
-    values, _ = torch.sort(values)
+    grid = torch.randperm(12 * 1024, generator=rng)[:size]  # distinct, exact in float32 too
+    values, _ = torch.sort(12.0 + grid.double() / 1024)
     secret = float(values[rank - 1])
     for j in range(ties):  # replace candidates ranked below the secret by copies of its value
         values[rank + j] = secret
@@ -434,11 +435,14 @@ def _top_k_instance(rng: torch.Generator) -> tuple[torch.Tensor, list[str], int]
 def _expect_top(fn, bits: torch.Tensor, texts: list[str], k: int) -> None:
     what = f"zlib_top_k(log_perplexities {describe(bits)}, {len(texts)} texts, k={k})"
     out = call(fn, bits.clone(), list(texts), k, name="zlib_top_k")
-    if isinstance(out, torch.Tensor):
+    if isinstance(out, (torch.Tensor, np.ndarray)) and out.ndim == 1:
         out = out.tolist()
-    if not isinstance(out, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in out):
+    try:
+        if not isinstance(out, (list, tuple)) or any(isinstance(i, (bool, np.bool_)) for i in out):
+            raise TypeError
+        out = [operator.index(i) for i in out]  # ints, NumPy ints
+    except TypeError:
         fail(f"{what} returned {describe(out)}; expected a list of {k} int indices into texts")
-    out = list(out)
     want = _reference_zlib_top_k(bits, texts, k)
     if out != want:
         hint = _hint_top(out, _wrong_orders(bits, texts, k))
@@ -473,8 +477,8 @@ def _top_bad(fn, rng):
 # ---- (c) statements (conceptual) ------------------------------------------------------------------------------
 lm_statements = SET.question("lm_statements", "lm_statements() -> str of letters, e.g. 'ac'")
 STATEMENTS = {
-    "a": "A canary has exposure log2 |R| exactly when its secret has rank 1: the model finds it likelier than every "
-         "other candidate of the randomness space.",
+    "a": "A canary has exposure log2 |R| exactly when its secret has rank 1: the model finds it at least as likely "
+         "as every other candidate of the randomness space.",
     "b": "A canary that was never inserted in the training data has exposure close to log2 |R| - 1, since its "
          "secret ranks about |R| / 2 among the candidates.",
     "c": "When the training loss and the held-out loss are nearly equal, the model has not memorised any "
@@ -482,9 +486,9 @@ STATEMENTS = {
     "d": "Training-data extraction as Carlini et al. (2021) run it needs no access to the training set: the "
          "attacker samples from the model and ranks the samples (by perplexity, zlib ratio or a reference model); "
          "the training set is needed only to verify what was found.",
-    "e": "Exact deduplication of the training corpus removes every repeated copy of a canary, but not near-copies "
-         "that differ in a few characters; those need a near-duplicate method such as n-gram (MinHash) Jaccard "
-         "similarity (Lee et al. 2022).",
+    "e": "Exact deduplication of the training corpus keeps one copy of a canary inserted many times verbatim, but "
+         "keeps every near-copy that differs in a few characters; those need a near-duplicate method such as "
+         "n-gram Jaccard similarity estimated with MinHash (Lee et al. 2022).",
     "f": "A model trained with DP-SGD at (epsilon, delta) for adding or removing one training line gives the same "
          "(epsilon, delta) to a canary inserted 16 times, since each copy is one line.",
     "g": "The zlib ratio is designed to flag text that zlib compresses well, such as a word repeated many times, "
