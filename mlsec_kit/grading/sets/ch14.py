@@ -22,8 +22,9 @@ in bits. The rank counts from 1 (the likeliest candidate has rank 1) and is ``1 
 same); ``|R|`` is the number of candidates, the secret's own entry included. The zlib entropy is
 ``8 * len(zlib.compress(text.encode("utf-8")))`` bits (zlib's default level, 6), and the zlib ratio is the model's
 bits for the text divided by it: dimensionless, lower = the model finds the text far likelier than a generic
-compressor does = a likelier memorised sample. (The paper's code divides the per-token log-perplexity by the
-compressed length in bytes; for samples of one token length, as the paper's are, the ranking is the same.)
+compressor does = a likelier memorised sample. (The paper's code ranks by the compressed length in bytes over the
+per-token log-perplexity in nats, highest first: for samples of one token length, as its 256-token samples are,
+the same order as this ratio, lowest first.)
 
 How the instances make each typical mistake fail on every seed:
 
