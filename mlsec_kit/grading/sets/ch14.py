@@ -39,12 +39,13 @@ How the instances make each typical mistake fail on every seed:
 - ``exposure`` with the rank counted from 0 (the number of strictly lower candidates): a secret of rank 1 (the
   first property: a canary the model would emit first) gives ``log2 0``, and ranks 2-8 (the second) are off by
   ``log2(r / (r - 1)) >= 0.19`` bits; ranked by descending log-perplexity (the likeliest last): the secret ranks
-  near the top, so ``r' = |R| + 1 - r`` differs from ``r``; natural logs: off by the factor ln 2 on an exposure of at
-  least ``log2 64 - log2 8 = 3`` bits; ``log2 |R|`` over ``|R| - 1`` (the candidates other than the secret) or
-  ``|R| + 1``: off by at least ``log2(4096 / 4095) = 3.5e-4`` bits, three times the tolerance (at most 1.2e-4 bits
-  on exposures of at most 12 bits; the candidate sets have 64 to 4096 entries); ties counted against the secret (``(c <= s).sum()``, which counts the secret's own
-  entry and every tie): the tie property always has 1 to 3 other candidates with exactly the secret's value; a
-  secret missing from the candidates or an empty set accepted: the bad-input property.
+  near the top, so ``r' = |R| + 1 - r`` differs from ``r``; natural logs: off by the factor ln 2 on the first two
+  properties' exposures of at least ``log2 64 - log2 8 = 3`` bits; ``log2 |R|`` over ``|R| - 1`` (the candidates
+  other than the secret) or ``|R| + 1``: off by at least ``log2(4096 / 4095) = 3.5e-4`` bits, three times the
+  tolerance (at most 1.2e-4 bits on exposures of at most 12 bits; the candidate sets have 64 to 4096 entries); ties
+  counted against the secret (``(c <= s).sum()``, which counts the secret's own entry and every tie) or ``|R|`` as
+  the number of distinct scores: the tie property always has 1 to 3 other candidates with exactly the secret's
+  value; a secret missing from the candidates or an empty set accepted: the bad-input property.
 - ``zlib_ratio`` inverted (zlib bits over model bits): every instance's ratio is drawn in [0.02, 0.7] or [1.5, 3.5],
   so its inverse is at least 1.4 times away; the zlib length in bytes, not bits: off by the factor 8; the
   uncompressed length (``8 * len(text)`` or ``8 * len(text.encode())``): every instance is redrawn until zlib's
@@ -52,10 +53,11 @@ How the instances make each typical mistake fail on every seed:
   characters where the UTF-8 bytes were asked: one instance of the second property is non-ASCII; a negative
   ``log_perplexity_bits`` accepted: the bad-input property.
 - ``zlib_top_k`` ordered by the highest ratio first, by the model's bits alone (lowest log-perplexity first), by
-  bits per byte, or by the inverted ratio (the same as the highest first): every instance holds repetitive lines (few model bits, low zlib entropy,
-  a middling ratio) and long records of many bits, and is redrawn until each of these orders gives another top
-  ``k`` list than the ratio's; the indices returned sorted instead of likeliest first: the instance is redrawn until
-  the top ``k`` in ratio order is not increasing; ``k`` outside ``[1, len(texts)]`` accepted: the bad-input property.
+  bits per byte, or by the inverted ratio (the same as the highest first): every instance holds 2-4 repetitive
+  lines (zlib shrinks them, so they get the fewest model bits at a middling ratio of 0.12-0.3) among 8-16 records
+  (ratios 0.03-0.3), and is redrawn until each of these orders gives another top ``k`` list than the ratio's; the
+  indices returned sorted instead of likeliest first: the instance is redrawn until the top ``k`` in ratio order is
+  not increasing; ``k`` outside ``[1, len(texts)]`` accepted: the bad-input property.
 
 Forbidden while a question is graded: :func:`mlsec_kit.lm.exposure_from_rank` and :func:`mlsec_kit.lm.rank_of`
 (they compute the exposure and the rank the question asks for) for ``exposure``; :func:`mlsec_kit.lm.zlib_entropy`
@@ -70,8 +72,6 @@ from __future__ import annotations
 import math
 import operator
 import zlib
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -163,18 +163,17 @@ def _expect_slp(fn, logprobs: torch.Tensor, start: int) -> None:
     want = _reference_secret_log_perplexity(logprobs, start)
     if not _close(got, want):
         nats = -logprobs[start:].sum().item()
+        bits = lambda part: -part.sum().item() / math.log(2)  # noqa: E731
         hints = {
             "that is the whole canary: sum over the secret's tokens only (from secret_start on); the prefix is the "
-            "same for every candidate": -logprobs.sum().item() / math.log(2),
+            "same for every candidate": bits(logprobs),
             "that is in nats: divide the natural-log sum by ln 2 to get bits": nats,
             "the secret's first token is missing: token_logprobs[t] is the log-probability of byte t itself, so the "
-            "secret starts at index secret_start": -logprobs[start + 1:].sum().item() / math.log(2),
-            "one prefix token too many: the secret starts at index secret_start": -logprobs[start - 1:].sum().item()
-                                                                                  / math.log(2),
-            "that is the prefix: the secret is from secret_start to the end": -logprobs[:start].sum().item()
-                                                                               / math.log(2),
-            "that is the mean per token: the log-perplexity is the sum over the secret's tokens": want /
-                                                                                                  (len(logprobs) - start),
+            "secret starts at index secret_start": bits(logprobs[start + 1:]),
+            "one prefix token too many: the secret starts at index secret_start": bits(logprobs[start - 1:]),
+            "that is the prefix: the secret is from secret_start to the end": bits(logprobs[:start]),
+            "that is the mean per token: the log-perplexity is the sum over the secret's tokens":
+                want / (len(logprobs) - start),
             "the sign: log-probabilities are <= 0, so -sum log2 p is >= 0": -want,
         }
         fail(f"secret_log_perplexity on a canary of {len(logprobs)} tokens with secret_start={start} gave "
