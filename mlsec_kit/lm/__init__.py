@@ -12,8 +12,10 @@ from .corpus import (CITIES, NAMES, RECORD_TEMPLATES, SLOT, Canary, Corpus, Secr
 from .dedup import METHODS as DEDUP_METHODS
 from .dedup import DedupResult, deduplicate, jaccard, ngrams, normalize
 from .exposure import EXACT_LIMIT, candidate_scores, exposure, exposure_from_rank, rank_of
+from .exposure import TIES as EXPOSURE_TIES
 from .extraction import METRICS as EXTRACTION_METRICS
 from .extraction import ExtractionResult, contains, extract, extraction_scores, zlib_entropy
+from .membership import VARIANCES as MEMBERSHIP_VARIANCES
 from .membership import MembershipReport, bits_per_token, loss_scores, membership_report, reference_scores
 from .model import KINDS, TinyLSTM, TinyTransformer, tiny_lm
 from .scoring import generate, log_perplexity, next_token_logprobs
@@ -27,8 +29,9 @@ __all__ = [
     "tiny_lm", "TinyTransformer", "TinyLSTM", "KINDS",
     "train_lm", "train_lm_dp", "lm_rows", "sequence_loss",
     "log_perplexity", "generate", "next_token_logprobs",
-    "exposure", "candidate_scores", "exposure_from_rank", "rank_of", "EXACT_LIMIT",
+    "exposure", "candidate_scores", "exposure_from_rank", "rank_of", "EXACT_LIMIT", "EXPOSURE_TIES",
     "extract", "extraction_scores", "contains", "zlib_entropy", "ExtractionResult", "EXTRACTION_METRICS",
     "membership_report", "reference_scores", "loss_scores", "bits_per_token", "MembershipReport",
+    "MEMBERSHIP_VARIANCES",
     "deduplicate", "normalize", "ngrams", "jaccard", "DedupResult", "DEDUP_METHODS",
 ]

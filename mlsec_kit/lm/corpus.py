@@ -128,13 +128,22 @@ def _digits(n: int, k: int, generator: Optional[torch.Generator]) -> list[str]:
     return ["".join(map(str, row)) for row in d]
 
 
-def random_canaries(k: int, *, template: str, digits: int = 6, repeats: Union[int, Sequence[int]] = 1,
+def random_canaries(k: int, *, template: Union[str, Sequence[str]], digits: int = 6,
+                    repeats: Union[int, Sequence[int]] = 1,
                     generator: Optional[torch.Generator] = None) -> list[Canary]:
     """``k`` canaries with distinct secrets drawn uniformly from :func:`secret_space` ``(digits)``.
 
+    Canaries that share a template share its prefix, so the model scores all their secrets after the same text:
+    the exposure of one is measured against the others' inserted secrets too (a canary inserted 16 times takes
+    probability mass from one inserted 4 times: the latter ranks at best 2nd whenever the former scores better),
+    and their digits bias each other. For an exposure-versus-insertions curve give each inserted canary its own
+    template (a list), e.g. ``[f"{n}'s pin is {{secret}}" for n in NAMES[:k]]``; Carlini et al. (2019) measure one
+    canary per training run.
+
     Args:
         k: number of canaries, >= 1 (at most ``10**digits``).
-        template: a line with ``{secret}`` exactly once, e.g. ``"my pin is {secret}"``.
+        template: a line with ``{secret}`` exactly once, e.g. ``"my pin is {secret}"``, shared by all k canaries;
+            or a list of k such lines, one per canary (in order).
         digits: length of each secret, >= 1.
         repeats: insertions of each canary: one int for all, or one per canary (e.g. ``[0, 1, 4, 16]`` for the
             exposure-versus-insertions curve).
@@ -144,17 +153,29 @@ def random_canaries(k: int, *, template: str, digits: int = 6, repeats: Union[in
         list of :class:`Canary`.
     """
     k = check_int("k", k, minimum=1)
-    template = _check_template(template)
+    if isinstance(template, str):
+        templates = [_check_template(template)] * k
+    elif isinstance(template, Sequence):
+        templates = [_check_template(t, f"template[{i}]") for i, t in enumerate(template)]
+        if len(templates) != k:
+            raise ValueError(f"template must be a str or a list of k = {k} templates, got {len(templates)}")
+    else:
+        raise TypeError(f"template must be a str or a list of k = {k} strings, got {type(template).__name__}")
     digits = check_int("digits", digits, minimum=1)
     check_generator(generator)
     if k > 10 ** digits:
         raise ValueError(f"k must be at most 10**digits = {10 ** digits} (distinct secrets), got {k}")
     if isinstance(repeats, int) and not isinstance(repeats, bool):
         reps = [repeats] * k
+    elif isinstance(repeats, Sequence) and not isinstance(repeats, str):
+        reps = list(repeats)
+    elif isinstance(repeats, torch.Tensor) and repeats.dim() == 1:
+        reps = repeats.tolist()
     else:
-        reps = list(repeats)  # type: ignore[arg-type]
-        if len(reps) != k:
-            raise ValueError(f"repeats must be an int or a sequence of k = {k} ints, got {len(reps)} values")
+        raise TypeError(f"repeats must be an int >= 0 or a sequence of k = {k} ints >= 0, got "
+                        f"{type(repeats).__name__}")
+    if len(reps) != k:
+        raise ValueError(f"repeats must be an int or a sequence of k = {k} ints, got {len(reps)} values")
     for r in reps:
         check_int("repeats", r, minimum=0)
     secrets: list[str] = []
@@ -164,7 +185,7 @@ def random_canaries(k: int, *, template: str, digits: int = 6, repeats: Union[in
             if s not in seen and len(secrets) < k:
                 seen.add(s)
                 secrets.append(s)
-    return [Canary(template=template, secret=s, repeats=r) for s, r in zip(secrets, reps)]
+    return [Canary(template=t, secret=s, repeats=r) for t, s, r in zip(templates, secrets, reps)]
 
 
 @dataclass(frozen=True)
@@ -212,6 +233,9 @@ def make_corpus(records: Union[int, Sequence[str]] = 400, *, canaries: Sequence[
                                 f"{type(r).__name__}")
     else:
         raise TypeError(f"records must be an int or a list of strings, got {type(records).__name__}")
+    if isinstance(canaries, Canary) or not isinstance(canaries, Sequence) or isinstance(canaries, str):
+        raise TypeError(f"canaries must be a list of Canary objects (wrap a single one in a list), got "
+                        f"{type(canaries).__name__}")
     canaries = list(canaries)
     for c in canaries:
         if not isinstance(c, Canary):

@@ -5,7 +5,7 @@ models better").
 Kandpal et al. find that the chance a language model regenerates a training sequence grows roughly
 super-linearly with the number of times the sequence occurs in its training set, and that most of what extraction
 attacks recover are sequences repeated many times; removing the copies removes most of the risk. A canary
-inserted ``r`` times is exactly such a sequence: after :func:`deduplicate` it is left once.
+inserted ``r`` times as a whole line is exactly such a sequence: after :func:`deduplicate` it is left once.
 
 Three ways of deciding that two lines are copies, from strict to loose:
 
@@ -16,6 +16,15 @@ Three ways of deciding that two lines are copies, from strict to loose:
   ``n``-grams (after :func:`normalize`) is at least ``threshold``. Lee et al. approximate the Jaccard similarity
   with MinHash to scale to billions of documents; a course-sized corpus affords the exact value, computed for all
   pairs at once as one sparse matrix product.
+
+What it does not do, and costs:
+
+* every mode compares whole lines. Lee et al.'s other method, ExactSubstr (a suffix array finds every substring of
+  at least 50 tokens that occurs twice, in any documents), is not implemented: a secret repeated inside different
+  lines ("call me, my pin is 123456" and "my pin is 123456, thanks") survives all three modes;
+* ``"ngram"`` on templated text merges *distinct* records that differ only in a name or a number (at the default
+  threshold 0.8, "dave lives in lagos and was born in 1966" and "... 1978" have Jaccard 0.89): near-duplicate
+  removal throws away different private facts along with the copies, so it is not free on a corpus of records.
 
 In every mode the first line of each group of copies is kept (in the corpus order) and every later line that is a
 copy of a kept line is removed: the result is the same whatever the order in which pairs are examined.
@@ -103,7 +112,10 @@ class DedupResult:
     method: str
 
     def copies(self, index: int) -> int:
-        """How many input lines (itself included) were merged into the kept line ``index`` (an input index)."""
+        """How many input lines (itself included) were merged into the kept line ``index`` (an input index in
+        ``[0, len(duplicate_of))``; 0 for a removed line)."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.duplicate_of):
+            raise ValueError(f"index must be an input index, an int in [0, {len(self.duplicate_of)}), got {index!r}")
         return sum(1 for d in self.duplicate_of if d == index)
 
 

@@ -7,7 +7,9 @@ the rank of s counts from 1 (the likeliest candidate has rank 1). Then
 
     exposure(s) = log2 |R| − log2 rank(s),
 
-between 0 (s is the least likely candidate) and log2 |R| (the likeliest: the model would emit it first). A secret
+between 0 (s is the least likely candidate) and log2 |R| (the likeliest: the model would emit it first). A
+candidate tied with s counts as half above it (:func:`rank_of` with ``ties="average"``), so a model that cannot
+tell the candidates apart gives about 1 bit, never the maximum. A secret
 the model never saw has a uniformly random rank, so its exposure is about 1 (rank ≈ |R| / 2; mean 1/ln 2 ≈ 1.44).
 
 * ``method="exact"`` scores every candidate. Over the whole space of ``digits``-digit secrets the scores are
@@ -35,7 +37,7 @@ from .model import TinyTransformer
 from .scoring import _check_model, log_perplexity, next_token_logprobs
 from .tokenizer import BOS
 
-__all__ = ["exposure", "candidate_scores", "exposure_from_rank", "rank_of", "METHODS", "EXACT_LIMIT"]
+__all__ = ["exposure", "candidate_scores", "exposure_from_rank", "rank_of", "METHODS", "EXACT_LIMIT", "TIES"]
 
 METHODS = ("exact", "estimate")
 #: the largest candidate set ``method="exact"`` scores (10**6 digit strings: about 6 s on one CPU core)
@@ -53,10 +55,40 @@ def exposure_from_rank(rank: int, size: int) -> float:
     return math.log2(size) - math.log2(rank)
 
 
-def rank_of(scores: torch.Tensor, index: int) -> int:
-    """Rank from 1 of ``scores[index]`` among ``scores`` (lower log-perplexity = better rank; ties count for the
-    secret, i.e. the rank is 1 + the number of strictly lower scores)."""
-    return 1 + int((scores < scores[index]).sum())
+#: how :func:`rank_of` ranks scores equal to the secret's
+TIES = ("secret_first", "average")
+
+
+def rank_of(scores: torch.Tensor, index: int, *, ties: str = "secret_first") -> Union[int, float]:
+    """Rank from 1 of ``scores[index]`` among ``scores`` (lower log-perplexity = better rank).
+
+    Args:
+        scores: a 1-D real tensor of log-perplexities without NaN, at least one value.
+        index: the position of the secret, an int in ``[-len(scores), len(scores))`` (negative: from the end).
+        ties: ``"secret_first"`` (default): ties count for the secret, the rank is the int 1 + the number of
+            strictly lower scores; ``"average"``: the expected rank under a uniformly random order of the tied
+            candidates, ``1 + #lower + #(other scores equal to the secret's) / 2`` (a float). The two differ only
+            when another candidate has exactly the secret's score; :func:`exposure` uses ``"average"``, so a model
+            that scores every candidate alike (it knows nothing) gets the exposure of a never-seen secret, about
+            1 bit, not the maximum log2 |R|.
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 1 or scores.dtype == torch.bool or \
+            scores.dtype.is_complex:
+        raise TypeError(f"scores must be a 1-D real tensor, got "
+                        f"{tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__}")
+    if len(scores) == 0:
+        raise ValueError("scores is empty: give at least the secret's score")
+    if bool(torch.isnan(scores.double()).any()):
+        raise ValueError("scores must not contain NaN (a NaN would rank nowhere)")
+    n = len(scores)
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
+        raise ValueError(f"index must be an int in [-{n}, {n}) (a position in scores), got {index!r}")
+    lower = int((scores < scores[index]).sum())
+    if ties == "secret_first":
+        return 1 + lower
+    return 1 + lower + (int((scores == scores[index]).sum()) - 1) / 2
 
 
 def _check_canary(canary: object) -> Canary:
@@ -120,6 +152,16 @@ def candidate_scores(model: nn.Module, canary: Canary, candidates: Sequence[str]
     """
     model = _check_model(model)
     canary = _check_canary(canary)
+    if isinstance(candidates, str) or not isinstance(candidates, Sequence):
+        raise TypeError(f"candidates must be a sequence of strings, got {type(candidates).__name__}")
+    if len(candidates) == 0:
+        raise ValueError("candidates is empty: give at least one candidate secret")
+    if not isinstance(candidates, SecretSpace):
+        for c in candidates:
+            if not isinstance(c, str):
+                raise TypeError(f"candidates must contain strings, got {type(c).__name__}")
+    _check_fits(model, canary, max(len(c.encode("utf-8")) for c in candidates)
+                if not isinstance(candidates, SecretSpace) else candidates.digits)
     if isinstance(candidates, SecretSpace) and len(canary.prefix.encode("utf-8")) + candidates.digits <= \
             getattr(model, "context", 10 ** 9):
         return _digit_tree_scores(model, canary, candidates.digits)
@@ -154,6 +196,15 @@ def _cached_scores(model: TinyTransformer, canary: Canary, candidates: Sequence[
         return out / math.log(2)
     finally:
         model.train(was)
+
+
+def _check_fits(model: nn.Module, canary: Canary, secret_bytes: int) -> None:
+    """The model reads BOS, the prefix and the secret but its last byte: they must fit its context."""
+    context = getattr(model, "context", None)
+    need = len(canary.prefix.encode("utf-8")) + secret_bytes
+    if context is not None and need > int(context):
+        raise ValueError(f"canary: its prefix and a {secret_bytes}-byte secret take {need} tokens, more than the "
+                         f"model's context of {context}; use a shorter template or a model with a longer context")
 
 
 def _candidate_set(canary: Canary, candidates: object, generator: Optional[torch.Generator]) -> Sequence[str]:
@@ -214,6 +265,16 @@ def exposure(model: nn.Module, canary: Canary, *, candidates: Union[None, int, S
         samples: candidates the estimate scores, >= 10.
         generator: a CPU generator for the draws (int ``candidates``, the estimate's sample).
 
+    Other canaries: a canary scored after the same prefix as other inserted canaries (one shared template) is
+    ranked against their secrets too, which the model has also learnt; its exposure then measures "this secret
+    beats the others after this prefix", not memorisation of this line alone. Give each canary its own template
+    (:func:`~mlsec_kit.lm.random_canaries` takes a list) when measuring exposure against insertions.
+
+    Ties: a candidate whose log-perplexity equals the secret's exactly counts as half above and half below it
+    (the expected rank under a random order of the tied candidates, :func:`rank_of` with ``ties="average"``), so
+    a model that scores every candidate alike gets ``log2 |R| − log2((|R| + 1) / 2) ≈ 1`` bit, like a secret it
+    never saw. A trained model's float64 scores are practically never tied; then this is the plain rank.
+
     Returns:
         exposure in bits: in ``[0, log2 |R|]`` for ``"exact"``; ``"estimate"`` is >= 0 and may exceed log2 |R|.
     """
@@ -224,13 +285,19 @@ def exposure(model: nn.Module, canary: Canary, *, candidates: Union[None, int, S
     samples = check_int("samples", samples, minimum=10)
     check_generator(generator)
     R = _candidate_set(canary, candidates, generator)
+    if len(R) < 2:
+        raise ValueError("candidates must hold at least 2 secrets (the secret and one alternative): with |R| = 1 "
+                         "the exposure is 0 whatever the model")
+    if method == "estimate" and len(R) < 10:
+        raise ValueError(f"candidates: method='estimate' fits a distribution to at least 10 candidates, got |R| = "
+                         f"{len(R)}; use method='exact'")
     if method == "exact":
         if len(R) > EXACT_LIMIT:
             raise ValueError(f"candidates: an exact exposure scores all |R| = {len(R)} candidates, more than "
                              f"EXACT_LIMIT = {EXACT_LIMIT}; use method='estimate'")
         scores = candidate_scores(model, canary, R)
         idx = R.index(canary.secret)
-        return exposure_from_rank(rank_of(scores, idx), len(R))
+        return math.log2(len(R)) - math.log2(rank_of(scores, idx, ties="average"))
     return _estimate(model, canary, R, samples, generator)
 
 
@@ -246,8 +313,18 @@ def _estimate(model: nn.Module, canary: Canary, R: Sequence[str], samples: int,
     sample = [R[i] for i in pick]
     scores = candidate_scores(model, canary, sample + [canary.secret])
     x, s = scores[:-1].numpy(), float(scores[-1])
-    a, loc, scale = stats.skewnorm.fit(x)
-    log_cdf = float(stats.skewnorm.logcdf(s, a, loc=loc, scale=scale))
-    if not math.isfinite(log_cdf):  # far in the tail: fall back to the normal fit's tail
+    if float(np.ptp(x)) <= 1e-12 * max(1.0, float(np.abs(x).max())):
+        # every sampled candidate scores the same: no distribution to fit. A secret with that score too is tied
+        # with all of them (half rank above: 1 bit, as the exact exposure's tie rule gives)
+        if abs(s - float(x[0])) <= 1e-12 * max(1.0, abs(s)):
+            return 1.0
+        raise ValueError("model: every sampled candidate has the same log-perplexity and the secret another one; "
+                         "no distribution can be fitted to a constant: use method='exact'")
+    try:
+        a, loc, scale = stats.skewnorm.fit(x)
+        log_cdf = float(stats.skewnorm.logcdf(s, a, loc=loc, scale=scale))
+    except stats.FitError:  # the optimiser left the skew-normal's parameter range: the normal fit instead
+        log_cdf = -math.inf
+    if not math.isfinite(log_cdf):  # far in the tail (or no skew-normal fit): fall back to the normal fit's tail
         log_cdf = float(stats.norm.logcdf(s, loc=float(np.mean(x)), scale=float(np.std(x)) or 1e-12))
     return max(0.0, -log_cdf / math.log(2))

@@ -13,12 +13,26 @@ most suspicious; whatever of the training set appears among them has been extrac
 * ``"zlib"``: the model's bits for the whole sample divided by its **zlib entropy**, the bits of
   ``zlib.compress`` of its UTF-8 bytes (:func:`zlib_entropy`). zlib knows nothing of the training set, so text it
   compresses well (repetition) is discounted, and a sample the model compresses far better than zlib can
-  (a secret number it has seen) stands out. The paper divides the per-token log-perplexity by the zlib byte
-  count; dividing the total bits by the zlib bits is the same up to the length factor, and a dimensionless
-  "model bits per zlib bit";
+  (a secret number it has seen) stands out. This is NOT exactly the paper's score: the paper's code divides the
+  log of the perplexity (nats per token) by the zlib length in bytes. The two differ by the factor
+  ``T / (8 ln 2)``, T the sample's token count, so they rank alike only samples of equal length (the paper's
+  samples were all 256 tokens); here samples end at EOS and differ in length, and the paper's form would favour
+  long samples (more zlib bytes) for no reason to do with memorisation. The kit divides one code length by
+  another — the model's bits for the text by zlib's bits for it, "model bits per zlib bit" — which is
+  dimensionless and does not depend on length that way (a very short sample still pays zlib's few bytes of
+  header, which lowers its ratio a little);
 * ``"reference"``: the ratio of the target's log-perplexity to a *reference* model's (trained on similar data but
   not on the target's training set; the paper uses smaller GPT-2 models): text both models find likely is
   generic, text only the target finds likely is memorised.
+
+The paper has three more metrics, omitted here: the ratio to a *medium* reference model (one reference model is
+enough to show the idea), the ratio to the perplexity of the *lowercased* sample (vacuous: the synthetic corpus is
+all lower case) and the minimum perplexity over a sliding *window* (for long samples; these are at most the
+model's context, 64 bytes by default).
+
+Before ranking, identical samples are merged. The paper also removes *near*-duplicates from its top lists (two
+samples whose word trigrams overlap by at least half), so the k guesses are not k variants of one memorised string;
+:func:`extract` does so when ``near_duplicates`` is given (character trigrams, see there) and not by default.
 
 :func:`extract` runs both steps and counts how many inserted canaries or records appear in the top ``k`` of each
 ranking, beside two baselines: how many appear in *any* sample (the ceiling a perfect ranking reaches) and how
@@ -45,7 +59,8 @@ def _lm():
     return lm
 
 
-def _check_texts(texts: object, name: str = "texts", *, allow_empty: bool = False) -> list[str]:
+def _check_texts(texts: object, name: str = "texts", *, allow_empty: bool = False,
+                 nonempty_strings: bool = False) -> list[str]:
     if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
         raise TypeError(f"{name} must be a list or tuple of strings, got {type(texts).__name__}")
     if not texts and not allow_empty:
@@ -53,7 +68,21 @@ def _check_texts(texts: object, name: str = "texts", *, allow_empty: bool = Fals
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"{name}[{i}] must be a string, got {type(t).__name__}")
+        if nonempty_strings and not t:
+            # an empty text has no token to score: its log-perplexity 0 would rank it first as "memorised"
+            raise ValueError(f"{name}[{i}] is the empty string: every text must have at least one byte to score")
     return list(texts)
+
+
+def _check_fit(model: nn.Module, texts: list[str], name: str) -> None:
+    """Each text is scored in one forward pass: its byte length must be at most the model's context."""
+    context = getattr(model, "context", None)
+    if context is None:
+        return
+    for i, t in enumerate(texts):
+        if len(t.encode("utf-8")) > int(context):
+            raise ValueError(f"{name}[{i}] has {len(t.encode('utf-8'))} bytes, more than the model's context of "
+                             f"{context}: cut the texts to at most {context} bytes")
 
 
 def _check_model(name: str, model: object) -> None:
@@ -99,13 +128,16 @@ def extraction_scores(model: nn.Module, texts: Sequence[str], *, metric: str = "
         ``texts``: ``N`` strings → ``(N,)``; all three metrics are > 0 for non-empty texts.
     """
     _check_model("model", model)
-    texts = _check_texts(texts)
+    texts = _check_texts(texts, nonempty_strings=True)
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if metric == "reference":
         if reference is None:
             raise ValueError("reference must be a language model when metric='reference', got None")
         _check_model("reference", reference)
+    _check_fit(model, texts, "texts")
+    if metric == "reference":
+        _check_fit(reference, texts, "texts")
     bits = _lm().log_perplexity(model, texts).detach().to(torch.float64).cpu()
     if metric == "perplexity":
         return bits / _num_tokens(texts)
@@ -167,16 +199,34 @@ def _chance(hit: torch.Tensor, k: int) -> float:
     return total
 
 
+def _spread(texts: list[str], order: list[int], k: int, fraction: float) -> list[int]:
+    """The first ``k`` indices of ``order`` whose text shares less than ``fraction`` of its character trigrams with
+    every text taken before it."""
+    from .dedup import ngrams
+    taken: list[int] = []
+    grams: list[set[str]] = []
+    for i in order:
+        g = ngrams(texts[i], n=3)
+        # a text with no trigram at all (only punctuation) is a near-duplicate only of another such text
+        if all(len(g & h) < fraction * len(g) if g else h for h in grams):
+            taken.append(i)
+            grams.append(g)
+            if len(taken) == k:
+                break
+    return taken
+
+
 @dataclass
 class ExtractionResult:
     """What :func:`extract` generated, how it ranked it, and what it recovered.
 
     Attributes:
-        samples: the distinct generated samples (first occurrence order); duplicates of a sample are dropped
-            before ranking, as in the paper.
+        samples: the distinct generated samples (first occurrence order); exact duplicates of a sample are
+            dropped before ranking (near-duplicates only from the top lists, and only with ``near_duplicates``).
         scores: per metric, the score of each sample (lower = more likely memorised).
         ranking: per metric, the sample indices from most to least suspicious (``k`` first are the guesses).
-        top: per metric, the ``k`` top-ranked samples.
+        top: per metric, the ``k`` top-ranked samples (with ``near_duplicates``: the first ``k`` in ranking order
+            that are not near-duplicates of one taken before; fewer if the samples run out).
         recovered: per metric, how many targets appear verbatim in its top ``k`` samples.
         found: per metric, the indices of those targets.
         ceiling: how many targets appear in any sample (what a perfect ranking would recover).
@@ -202,7 +252,8 @@ class ExtractionResult:
 def extract(model: nn.Module, *, n: int, length: int, k: int, targets: Sequence[object] = (), prompt: str = "",
             temperature: float = 1.0, top_k: Optional[int] = None, reference: Optional[nn.Module] = None,
             metrics: Union[str, Sequence[str], None] = None, samples: Optional[Sequence[str]] = None,
-            generator: Optional[torch.Generator] = None) -> ExtractionResult:
+            generator: Optional[torch.Generator] = None,
+            near_duplicates: Optional[float] = None) -> ExtractionResult:
     """The extraction attack of Carlini et al. (2021): sample, deduplicate, rank, keep the top ``k``.
 
     Args:
@@ -222,6 +273,11 @@ def extract(model: nn.Module, *, n: int, length: int, k: int, targets: Sequence[
         samples: samples drawn earlier, to rank instead of generating (then ``n``, ``length``, ``prompt``,
             ``temperature``, ``top_k`` and ``generator`` are not used; ``n`` must still be an int >= 1).
         generator: the seeded source of the sampling.
+        near_duplicates: None (default): only identical samples are merged. A fraction in (0, 1]: walking down
+            each ranking, a sample is skipped when at least this fraction of its character trigrams
+            (:func:`mlsec_kit.lm.ngrams` with n = 3, after :func:`~mlsec_kit.lm.normalize`) occur in a sample
+            already taken, so the k guesses are k different strings (Carlini et al. 2021 use word trigrams and
+            0.5 on long web text; one-line samples call for characters).
 
     Returns:
         An :class:`ExtractionResult`.
@@ -241,6 +297,10 @@ def extract(model: nn.Module, *, n: int, length: int, k: int, targets: Sequence[
         raise ValueError("reference must be a language model when metrics include 'reference', got None")
     if reference is not None:
         _check_model("reference", reference)
+    if near_duplicates is not None and (isinstance(near_duplicates, bool) or
+                                        not isinstance(near_duplicates, (int, float)) or
+                                        not 0 < near_duplicates <= 1):
+        raise ValueError(f"near_duplicates must be None or a fraction in (0, 1], got {near_duplicates!r}")
     contains([], targets)   # validates targets before any sampling
     if samples is None:
         drawn = _lm().generate(model, n=n, length=length, prompt=prompt, temperature=temperature, top_k=top_k,
@@ -260,8 +320,9 @@ def extract(model: nn.Module, *, n: int, length: int, k: int, targets: Sequence[
         s = extraction_scores(model, distinct, metric=m, reference=reference)
         order = sorted(range(len(distinct)), key=lambda i: (s[i].item(), i))
         scores[m], ranking[m] = s, order
-        top[m] = [distinct[i] for i in order[:k]]
-        got = hit[order[:k]].any(dim=0) if hit.shape[1] else torch.zeros(0, dtype=torch.bool)
+        chosen = order[:k] if near_duplicates is None else _spread(distinct, order, k, float(near_duplicates))
+        top[m] = [distinct[i] for i in chosen]
+        got = hit[chosen].any(dim=0) if hit.shape[1] else torch.zeros(0, dtype=torch.bool)
         found[m] = torch.nonzero(got).flatten().tolist()
         recovered[m] = len(found[m])
     return ExtractionResult(samples=distinct, scores=scores, ranking=ranking, top=top, recovered=recovered,

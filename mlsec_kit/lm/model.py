@@ -141,7 +141,8 @@ def tiny_lm(*, kind: str = "transformer", d_model: int = 64, layers: int = 2, he
         layers: blocks (or LSTM layers), >= 1.
         heads: attention heads, >= 1 (transformer only).
         context: the longest input in tokens, >= 2.
-        generator: seeds the initialisation (torch's global generator is left untouched); None: unseeded.
+        generator: seeds the initialisation (then torch's global generator is left untouched); None: unseeded
+            (a seed is drawn from torch's global generator, which advances).
 
     Returns:
         the model in eval mode, on the CPU.

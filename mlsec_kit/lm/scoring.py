@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..dp._validate import _real, check_generator, check_int
-from .tokenizer import BOS, EOS, PAD, ByteTokenizer, _check_texts
+from .tokenizer import BOS, EOS, PAD, VOCAB_SIZE, ByteTokenizer, _check_texts
 
 __all__ = ["log_perplexity", "generate", "next_token_logprobs"]
 
@@ -42,6 +43,17 @@ def _eval_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         model.train(was)
 
 
+def _as_int(value: object) -> Optional[int]:
+    """``value`` as an int when it is one (a Python, numpy or 0-d integer tensor int; not a bool), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            return None
+        return int(value)
+    return int(value) if isinstance(value, (int, np.integer)) else None
+
+
 def log_perplexity(model: nn.Module, texts: Sequence[str], *,
                    start: Union[int, Sequence[int], None] = None) -> torch.Tensor:
     """``−Σ_{t >= start} log2 Pr(x_t | BOS, x_1..x_{t−1})`` for each text, in bits (no EOS term).
@@ -66,13 +78,16 @@ def log_perplexity(model: nn.Module, texts: Sequence[str], *,
     if context is not None and max(lens) > context:
         raise ValueError(f"texts must be at most the model's context of {context} bytes, got one of {max(lens)}")
     if start is None:
-        starts = [0] * len(texts)
-    elif isinstance(start, int) and not isinstance(start, bool):
-        starts = [start] * len(texts)
-    else:
-        starts = list(start)
+        starts: list = [0] * len(texts)
+    elif _as_int(start) is not None:
+        starts = [_as_int(start)] * len(texts)
+    elif isinstance(start, (Sequence, torch.Tensor, np.ndarray)) and not isinstance(start, (str, bytes)) and \
+            getattr(start, "ndim", 1) == 1:
+        starts = [_as_int(s) if _as_int(s) is not None else s for s in start]
         if len(starts) != len(texts):
             raise ValueError(f"start must be an int or one int per text ({len(texts)}), got {len(starts)} values")
+    else:
+        raise TypeError(f"start must be None, an int or a sequence of ints, got {type(start).__name__}")
     for s, n in zip(starts, lens):
         if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= n:
             raise ValueError(f"start must be an int in [0, len(text)] (here [0, {n}]), got {s!r}")
@@ -96,7 +111,27 @@ def log_perplexity(model: nn.Module, texts: Sequence[str], *,
 
 
 def next_token_logprobs(model: nn.Module, prefixes: torch.Tensor) -> torch.Tensor:
-    """Natural-log next-token distribution after each row of ``prefixes`` ``(B, T)`` (BOS included): ``(B, V)``."""
+    """Natural-log next-token distribution after each row of ``prefixes`` ``(B, T)`` (BOS included): ``(B, V)``.
+
+    Args:
+        model: a byte-level LM.
+        prefixes: an integer tensor ``(B, T)`` of token ids in ``[0, 259)``, ``1 <= T <= model.context``.
+    """
+    model = _check_model(model)
+    if not isinstance(prefixes, torch.Tensor):
+        raise TypeError(f"prefixes must be a LongTensor (B, T) of token ids, got {type(prefixes).__name__}")
+    if prefixes.dtype.is_floating_point or prefixes.dtype.is_complex or prefixes.dtype == torch.bool:
+        raise TypeError(f"prefixes must be an integer tensor of token ids, got dtype {prefixes.dtype}")
+    if prefixes.dim() != 2 or prefixes.shape[1] < 1:
+        raise ValueError(f"prefixes must have shape (B, T) with T >= 1 (start each row with BOS), got "
+                         f"{tuple(prefixes.shape)}")
+    context = getattr(model, "context", None)
+    if context is not None and prefixes.shape[1] > context:
+        raise ValueError(f"prefixes must have at most the model's context of {context} tokens, got "
+                         f"{prefixes.shape[1]}")
+    if prefixes.numel() and not (0 <= int(prefixes.min()) and int(prefixes.max()) < VOCAB_SIZE):
+        raise ValueError(f"prefixes must hold token ids in [0, {VOCAB_SIZE}), got values in "
+                         f"[{int(prefixes.min())}, {int(prefixes.max())}]")
     return torch.log_softmax(_eval_logits(model, prefixes)[:, -1].double(), -1)
 
 
@@ -104,8 +139,9 @@ def generate(model: nn.Module, *, n: int, length: int, prompt: str = "", tempera
              top_k: Optional[int] = None, generator: Optional[torch.Generator] = None) -> list[str]:
     """``n`` samples of up to ``length`` new bytes after ``prompt``, each ended at the first EOS.
 
-    Tokens are drawn from ``softmax(logits / temperature)``, restricted to the ``top_k`` likeliest when given;
-    BOS and PAD are never drawn. Beyond the context only the last ``context`` tokens are read.
+    Tokens are drawn from ``softmax(logits / temperature)``, restricted to the ``top_k`` likeliest when given
+    (tokens tied with the k-th likeliest are kept too, so exact ties can admit more than k); BOS and PAD are never
+    drawn. Beyond the context only the last ``context`` tokens are read.
 
     Args:
         model: a byte-level LM.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 __all__ = ["ByteTokenizer", "BOS", "EOS", "PAD", "VOCAB_SIZE"]
@@ -40,9 +41,15 @@ class ByteTokenizer:
         if isinstance(ids, torch.Tensor):
             if ids.dim() != 1:
                 raise ValueError(f"ids must be one-dimensional, got shape {tuple(ids.shape)}")
+            if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+                raise TypeError(f"ids must be an integer tensor of token ids, got dtype {ids.dtype}")
             ids = ids.tolist()
+        elif isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+            raise TypeError(f"ids must be a 1-D integer tensor or a list of ints, got {type(ids).__name__}")
         out = bytearray()
         for i in ids:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                raise TypeError(f"ids must contain ints (token ids in [0, {VOCAB_SIZE})), got {type(i).__name__}")
             i = int(i)
             if not 0 <= i < VOCAB_SIZE:
                 raise ValueError(f"ids must be token ids in [0, {VOCAB_SIZE}), got {i}")

@@ -4,12 +4,17 @@
 Each training line becomes one row ``[BOS, bytes..., EOS, PAD...]`` (:meth:`ByteTokenizer.batch`); the model reads
 the row without its last token and predicts the row shifted by one; PAD targets are ignored. A line longer than the
 context is cut. For DP-SGD one line is one example (the privacy unit): a canary inserted r times is r examples, so
-its protection is that of a group of r (group privacy), which is why DP's effect on exposure depends on r.
+what the ε of :func:`train_lm_dp` promises for it is the group-privacy bound for r records,
+``(r ε, Σ_{j<r} e^{jε} δ)`` (:func:`mlsec_kit.dp.group_privacy`) — and that bound is weak or empty at the ε used on
+a course-sized corpus: with the defaults (ε ≈ 5 at δ = 1/(10 n)) it is (10, 0.036) for r = 2 and promises
+nothing (δ_r > 1) from r = 3 on. The drop in a repeated canary's exposure under DP-SGD is therefore a
+*measurement*, not something the ε certifies; deduplication, which makes r = 1, is what lets the per-line ε apply.
 """
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Optional, Sequence
 
 import torch
@@ -41,6 +46,9 @@ def _context(model: nn.Module, context: Optional[int]) -> int:
 def lm_rows(texts: Sequence[str], *, context: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and next-token targets of the lines ``texts``: rows of ``min(context, longest + 1)`` tokens.
 
+    A line of more than ``context`` bytes is cut to its first ``context`` bytes, with a warning naming ``texts``
+    (a canary whose secret lies past the cut would never be trained on).
+
     Returns:
         ``(x, y)``, both LongTensor ``(N, L)``: ``x`` starts with BOS, ``y`` is ``x`` shifted left by one (PAD where
         nothing is to be predicted).
@@ -49,7 +57,13 @@ def lm_rows(texts: Sequence[str], *, context: int) -> tuple[torch.Tensor, torch.
         ``N = len(texts)``, ``L = min(context, longest byte length + 1)``; values in ``[0, 259)``.
     """
     texts = _check_texts(texts)
-    longest = max(len(t.encode("utf-8")) for t in texts)
+    context = check_int("context", context, minimum=1)
+    lengths = [len(t.encode("utf-8")) for t in texts]
+    longest = max(lengths)
+    cut = sum(n > context for n in lengths)
+    if cut:
+        warnings.warn(f"texts: {cut} of {len(texts)} lines are longer than the context of {context} tokens and are "
+                      f"cut (the longest has {longest} bytes): their end is never trained on", stacklevel=3)
     rows = ByteTokenizer().batch(texts, length=min(context, longest + 1) + 1)
     return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
@@ -57,6 +71,14 @@ def lm_rows(texts: Sequence[str], *, context: int) -> tuple[torch.Tensor, torch.
 def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy (nats per token) of each sequence over its non-PAD targets: ``(N, L, V), (N, L) -> (N,)``.
     The per-example loss DP-SGD clips the gradient of."""
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or not logits.is_floating_point():
+        raise ValueError(f"logits must be a float tensor (N, L, V), got "
+                         f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+    if not isinstance(targets, torch.Tensor) or targets.shape != logits.shape[:2] or \
+            targets.dtype != torch.long:
+        raise ValueError(f"targets must be a LongTensor of shape (N, L) = {tuple(logits.shape[:2])} (the logits' "
+                         f"first two dimensions), got "
+                         f"{(targets.dtype, tuple(targets.shape)) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
     ce = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none")  # (N, L)
     n = (targets != PAD).sum(-1).clamp(min=1)
     return ce.sum(-1) / n
@@ -160,6 +182,11 @@ def train_lm_dp(model: nn.Module, texts: Sequence[str], *, epochs: int = 6, samp
 
     With the defaults (60 steps, σ = 1: ε ≈ 5 at δ = 1/(10n) on the default corpus) this takes about 5 s on one
     CPU core.
+
+    The ε is per LINE (Poisson rate q = ``sample_rate`` over the lines, ``epochs · round(1/q)`` steps, chapter 11's
+    RDP accountant). A text that occurs in r lines (a canary inserted r times) is protected only by the group
+    bound ``(r ε, Σ_{j<r} e^{jε} δ)`` of :func:`mlsec_kit.dp.group_privacy`, which at ε ≈ 5 is already weak for
+    r = 2 and empty (δ_r > 1) for r >= 3 (see the module docstring).
 
     Returns:
         :class:`~mlsec_kit.dp.DPHistory`: ``train_loss`` per epoch (mean per-line loss, not private), ``steps`` and

@@ -117,3 +117,14 @@ def test_deduplication_defends_a_trained_lm_against_extraction_of_repeated_canar
         before = extract(target, generator=torch.Generator().manual_seed(seed), **kw)
         after = extract(deduped, generator=torch.Generator().manual_seed(seed), **kw)
         assert before.recovered["zlib"] == 2 and after.ceiling == after.recovered["zlib"] == 0
+
+
+def test_what_deduplication_does_not_do():
+    """The module docstring's two caveats (review-kit14 #8): whole lines only (no ExactSubstr), and near-dup
+    merges distinct records of one template."""
+    a, b = "dave lives in lagos and was born in 1966", "dave lives in lagos and was born in 1978"
+    assert jaccard(a, b) > 0.8
+    assert deduplicate([a, b], method="ngram").removed == 1 and deduplicate([a, b], method="exact").removed == 0
+    inside = ["call me, my pin is 123456", "my pin is 123456, thanks"]
+    for method in ("exact", "normalized", "ngram"):
+        assert deduplicate(inside, method=method).removed == 0

@@ -138,3 +138,44 @@ def test_a_prompt_with_the_canary_prefix_puts_the_memorised_secrets_on_top(seed)
     often = sorted(i for i, c in enumerate(corpus.canaries) if c.repeats >= 16)
     for m in ("perplexity", "zlib", "reference"):
         assert res.found[m] == often and res.recovered[m] > res.chance
+
+
+def test_near_duplicates_keeps_one_variant_of_a_memorised_string_in_the_top_k():
+    """Carlini et al. 2021 drop near-duplicates from their top lists; without it the k guesses can be k one-digit
+    variants of one canary (review-kit14 #5)."""
+    target, _, corpus, _ = trained()
+    canary = [c for c in corpus.canaries if c.repeats == max(REPEATS)][0]
+    variants = [canary.prefix + canary.secret[:-1] + d for d in "0123456789" if d != canary.secret[-1]]
+    other = "flight 1234 from oslo to lima is late"
+    samples = [canary.text] + variants[:3] + [other]
+    plain = extract(target, n=1, length=1, k=2, targets=[canary, other], samples=samples, metrics="perplexity")
+    assert plain.top["perplexity"][0] == canary.text and plain.top["perplexity"][1] in variants
+    assert plain.recovered["perplexity"] == 1
+    spread = extract(target, n=1, length=1, k=2, targets=[canary, other], samples=samples, metrics="perplexity",
+                     near_duplicates=0.5)
+    assert spread.top["perplexity"] == [canary.text, other] and spread.found["perplexity"] == [0, 1]
+    assert spread.ranking == plain.ranking                     # the ranking itself is unchanged
+    # fewer than k when every remaining sample is a near-duplicate
+    few = extract(target, n=1, length=1, k=3, samples=[canary.text] + variants[:3], metrics="zlib",
+                  near_duplicates=0.5)
+    assert few.top["zlib"] == [few.samples[few.ranking["zlib"][0]]]
+    for bad in (0, 1.5, True, "half"):
+        with pytest.raises(ValueError, match=r"near_duplicates must be None or a fraction in \(0, 1\]"):
+            extract(target, n=1, length=1, k=1, samples=samples, near_duplicates=bad)
+
+
+def test_zlib_ratio_ranks_like_the_papers_form_only_for_equal_lengths():
+    """What the module docstring states: the paper's score (nats per token / zlib bytes) is the kit's (bits /
+    zlib bits) times 8 ln2 / T, so the two orders agree on samples of one length and may not otherwise."""
+    target, _, corpus, _ = trained()
+
+    def paper(model, texts):
+        nats_per_token = lm.log_perplexity(model, texts) * math.log(2) / torch.tensor([len(t) for t in texts])
+        return nats_per_token / torch.tensor([len(zlib.compress(t.encode())) for t in texts])
+
+    same = sorted({r[:24] for r in corpus.records if len(r) >= 24})[:40]
+    assert len({len(t) for t in same}) == 1
+    assert torch.equal(extraction_scores(target, same, metric="zlib").argsort(), paper(target, same).argsort())
+    mixed = ["ab", "abcdefghijklmnopqrstuvwxyz"]
+    kit, pap = extraction_scores(UniformLM(), mixed, metric="zlib"), paper(UniformLM(), mixed)
+    assert kit[0] < kit[1] and pap[0] > pap[1]
