@@ -37,7 +37,7 @@ def _namespace() -> dict:
 def test_the_set_declares_the_chapter_questions():
     assert tuple(EXERCISE.questions) == QUESTIONS
     assert EXERCISE.title == "Exercises: memorisation in language models" and EXERCISE.chapter == 14
-    assert all(3 <= q.max_score <= 6 for q in EXERCISE.questions.values())
+    assert all(3 <= q.max_score <= 7 for q in EXERCISE.questions.values())
     forbid = {name: set(q.forbid) for name, q in EXERCISE.questions.items()}
     assert {"mlsec_kit.lm.exposure_from_rank", "mlsec_kit.lm.rank_of"} <= forbid["exposure"]
     assert "mlsec_kit.lm.zlib_entropy" in forbid["zlib_ratio"] and "mlsec_kit.lm.zlib_entropy" in forbid["zlib_top_k"]
@@ -79,7 +79,10 @@ def _kit_exposure(secret_logperp, candidate_logperps):
     if candidate_logperps.numel() == 0 or not bool((candidate_logperps == secret_logperp).any()):
         raise ValueError("candidate_logperps must hold the secret")
     index = int((candidate_logperps == secret_logperp).nonzero()[0])
-    return lm.exposure_from_rank(lm.rank_of(candidate_logperps, index), candidate_logperps.numel())
+    rank = lm.rank_of(candidate_logperps, index, ties="average")
+    if rank == int(rank):
+        return lm.exposure_from_rank(int(rank), candidate_logperps.numel())
+    return math.log2(candidate_logperps.numel()) - math.log2(rank)
 
 
 def _kit_zlib_ratio(log_perplexity_bits, text):
@@ -127,26 +130,28 @@ def slp_loop(token_logprobs, secret_start):
     return total
 
 def exposure_sorted(secret_logperp, candidate_logperps):
-    # the position of the secret's value in the sorted scores (first of equal values) is the rank from 0
+    # the positions (from 1) of the secret's value in the sorted scores: the rank is their mean
     values = torch.sort(candidate_logperps).values
-    hits = (values == secret_logperp).nonzero()
+    hits = (values == secret_logperp).nonzero().flatten()
     if len(values) == 0 or len(hits) == 0:
         raise ValueError("candidate_logperps does not hold the secret")
-    return math.log2(len(values) / (int(hits[0]) + 1))
+    return math.log2(len(values) / (hits.double().mean().item() + 1))
 
 def exposure_searchsorted(secret_logperp, candidate_logperps):
     c = candidate_logperps
     if c.numel() == 0 or secret_logperp not in c.tolist():
         raise ValueError("candidate_logperps: the secret is not a candidate")
-    rank = int(torch.searchsorted(torch.sort(c).values, torch.tensor(secret_logperp, dtype=c.dtype))) + 1
-    return float(torch.log2(torch.tensor(float(c.numel())) / rank))
+    values, s = torch.sort(c).values, torch.tensor(secret_logperp, dtype=c.dtype)
+    first, last = int(torch.searchsorted(values, s)) + 1, int(torch.searchsorted(values, s, right=True))
+    return float(torch.log2(torch.tensor(float(c.numel())) / ((first + last) / 2)))
 
 def exposure_float32(secret_logperp, candidate_logperps):
     c = candidate_logperps.float()
     s = torch.tensor(secret_logperp, dtype=torch.float32)
     if c.numel() == 0 or not bool((c == s).any()):
         raise ValueError("candidate_logperps must hold the secret")
-    return (torch.log2(torch.tensor(float(c.numel()))) - torch.log2(1 + (c < s).sum().float())).item()
+    rank = 1 + (c < s).sum().float() + ((c == s).sum().float() - 1) / 2
+    return (torch.log2(torch.tensor(float(c.numel()))) - torch.log2(rank)).item()
 
 def top_k_numpy(log_perplexities, texts, k):
     import numpy as np
@@ -252,6 +257,9 @@ return math.log2(len(c) - 1) - math.log2(rank)     # |R| without the secret""")
 EX_SIZE_PLUS = _body(_EXP_HEAD, """
 rank = 1 + int((c < secret_logperp).sum())
 return math.log2(len(c) + 1) - math.log2(rank)     # the secret counted twice""")
+EX_TIES_FOR = _body(_EXP_HEAD, """
+rank = 1 + int((c < secret_logperp).sum())     # right without ties; ties counted for the secret
+return math.log2(len(c)) - math.log2(rank)""")
 EX_TIES_AGAINST = _body(_EXP_HEAD, """
 rank = int((c <= secret_logperp).sum())        # right without ties; ties counted against the secret
 return math.log2(len(c)) - math.log2(rank)""")
@@ -267,7 +275,8 @@ return math.log2(rank)""")
 EX_NO_CHECK = """
     def exposure(secret_logperp, candidate_logperps):
         c = candidate_logperps
-        return math.log2(len(c)) - math.log2(1 + int((c < secret_logperp).sum()))
+        rank = 1 + int((c < secret_logperp).sum()) + (int((c == secret_logperp).sum()) - 1) / 2
+        return math.log2(len(c)) - math.log2(rank)
 """
 
 ZR_INVERTED = _body(_ZR_HEAD, "return 8 * len(zlib.compress(text.encode('utf-8'))) / log_perplexity_bits")
@@ -307,6 +316,7 @@ WRONG_EVERY_SEED = [
     ("exposure", EX_NATS, "natural logs"),
     ("exposure", EX_SIZE_MINUS, "log2 |R| over |R| - 1"),
     ("exposure", EX_SIZE_PLUS, "log2 |R| over |R| + 1"),
+    ("exposure", EX_TIES_FOR, "ties counted for the secret"),
     ("exposure", EX_TIES_AGAINST, "ties counted against the secret"),
     ("exposure", EX_TIES_PLUS1, "1 + the number of lower-or-equal"),
     ("exposure", EX_UNIQUE, "|R| as the number of distinct scores"),
@@ -366,7 +376,8 @@ MISTAKES = [
     ("exposure", EX_NATS, None, "nats"),
     ("exposure", EX_SIZE_MINUS, None, "not one fewer"),
     ("exposure", EX_SIZE_PLUS, None, "not one more"),
-    ("exposure", EX_TIES_AGAINST, ["counts ties"], "ties go to the secret"),
+    ("exposure", EX_TIES_FOR, ["counts ties half", "gives a model that scores"], "maximum exposure"),
+    ("exposure", EX_TIES_AGAINST, ["counts ties half", "gives a model that scores"], "not all of them"),
     ("exposure", EX_LOG_RANK, None, "that is log2 of the rank"),
     ("exposure", EX_NO_CHECK, ["raises a ValueError"], "candidate_logperps"),
     ("zlib_ratio", ZR_INVERTED, ["is the model's bits", "is right on"], "inverted"),
@@ -438,15 +449,22 @@ def test_the_instances_keep_their_promises():
 
 
 def test_the_reference_agrees_with_the_kit():
-    """The reference exposure is the kit's exposure_from_rank of rank_of; the grader's zlib bits are the kit's
+    """The reference exposure is log2 |R| minus log2 of the kit's rank_of with ties="average" (the kit's exposure's
+    rule; exposure_from_rank of the default rank_of without ties); the grader's zlib bits are the kit's
     zlib_entropy; the reference secret log-perplexity of a model's per-token log-probabilities is the kit's
     log_perplexity from start = len(prefix) (an untrained tiny model: no training needed)."""
     g = torch.Generator().manual_seed(0)
-    for rank in (1, 2, 7, 300):
-        secret, cands = ch14._candidates(g, rank, 1000)
+    for rank, ties in ((1, 0), (2, 0), (7, 0), (300, 0), (1, 1), (4, 3)):
+        secret, cands = ch14._candidates(g, rank, 1000, ties=ties)
         index = int((cands == secret).nonzero()[0])
         assert ch14._reference_exposure(secret, cands) == pytest.approx(
-            lm.exposure_from_rank(lm.rank_of(cands, index), 1000), abs=1e-12)
+            math.log2(1000) - math.log2(lm.rank_of(cands, index, ties="average")), abs=1e-12)
+        if not ties:
+            assert ch14._reference_exposure(secret, cands) == pytest.approx(
+                lm.exposure_from_rank(lm.rank_of(cands, index), 1000), abs=1e-12)
+    # a model that scores every candidate alike: about 1 bit, as the kit's exposure gives a constant model
+    assert ch14._reference_exposure(3.0, torch.full((1000,), 3.0, dtype=torch.float64)) == pytest.approx(
+        math.log2(2000 / 1001))
     for text in ch14._records(g, 5) + ["zoë", "ha" * 20, ""]:
         assert ch14._zlib_bits(text) == lm.zlib_entropy(text)
     torch.manual_seed(0)

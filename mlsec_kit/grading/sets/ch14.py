@@ -17,9 +17,12 @@ generator plus repetitive and non-ASCII lines. The notebook's last cell runs the
 
 **Conventions the checks fix (and the notebook states).** The secret runs from ``secret_start`` to the end of the
 canary (the paper's canaries end with their secret), and its log-perplexity is ``-sum_{t >= secret_start} log2 p_t``
-in bits. The rank counts from 1 (the likeliest candidate has rank 1) and is ``1 +`` the number of candidates with a
-*strictly* lower log-perplexity: ties count in the secret's favour (the kit's :func:`mlsec_kit.lm.rank_of` does the
-same); ``|R|`` is the number of candidates, the secret's own entry included. The zlib entropy is
+in bits. The rank counts from 1 (the likeliest candidate has rank 1); candidates tied with the secret count half above it:
+``rank = 1 + #(strictly lower) + #(other candidates with exactly the secret's score) / 2``, the expected rank when
+ties are put in a random order, as the kit's :func:`mlsec_kit.lm.exposure` does (``rank_of(..., ties="average")``).
+Then a model that scores every candidate alike, and so knows nothing, gets ``log2(2 |R| / (|R| + 1))``, about 1 bit,
+like a never-seen secret; counting ties for the secret would give it the maximum ``log2 |R|``. ``|R|`` is the number
+of candidates, the secret's own entry included. The zlib entropy is
 ``8 * len(zlib.compress(text.encode("utf-8")))`` bits (zlib's default level, 6), and the zlib ratio is the model's
 bits for the text divided by it: dimensionless, lower = the model finds the text far likelier than a generic
 compressor does = a likelier memorised sample. (The paper's code ranks by the compressed length in bytes over the
@@ -43,9 +46,11 @@ How the instances make each typical mistake fail on every seed:
   properties' exposures of at least ``log2 64 - log2 8 = 3`` bits; ``log2 |R|`` over ``|R| - 1`` (the candidates
   other than the secret) or ``|R| + 1``: off by at least ``log2(4096 / 4095) = 3.5e-4`` bits, three times the
   tolerance (at most 1.2e-4 bits on exposures of at most 12 bits; the candidate sets have 64 to 4096 entries); ties
-  counted against the secret (``(c <= s).sum()``, which counts the secret's own entry and every tie) or ``|R|`` as
-  the number of distinct scores: the tie property always has 1 to 3 other candidates with exactly the secret's
-  value; a secret missing from the candidates or an empty set accepted: the bad-input property.
+  counted for the secret (``1 + (c < s).sum()``, right without ties), against it (``(c <= s).sum()``, which counts
+  the secret's own entry and every tie) or ``|R|`` as the number of distinct scores: the tie property always has 1
+  to 3 other candidates with exactly the secret's value (a rank off by at least 1/2 at ranks 1-8: at least
+  ``log2(9 / 8.5) = 0.082`` bits), and the know-nothing property scores all candidates alike; a secret missing from
+  the candidates or an empty set accepted: the bad-input property.
 - ``zlib_ratio`` inverted (zlib bits over model bits): every instance's ratio is drawn in [0.02, 0.7] or [1.5, 3.5],
   so its inverse is at least 1.4 times away; the zlib length in bytes, not bits: off by the factor 8; the
   uncompressed length (``8 * len(text)`` or ``8 * len(text.encode())``): every instance is redrawn until zlib's
@@ -60,7 +65,7 @@ How the instances make each typical mistake fail on every seed:
   not increasing; ``k`` outside ``[1, len(texts)]`` accepted: the bad-input property.
 
 Forbidden while a question is graded: :func:`mlsec_kit.lm.exposure_from_rank` and :func:`mlsec_kit.lm.rank_of`
-(they compute the exposure and the rank the question asks for) for ``exposure``; :func:`mlsec_kit.lm.zlib_entropy`
+(they compute the exposure and, with ``ties="average"``, the rank the question asks for) for ``exposure``; :func:`mlsec_kit.lm.zlib_entropy`
 (the denominator of the ratio) for ``zlib_ratio`` and ``zlib_top_k``; and this module's ``_reference_*`` helpers
 for every question. The kit's :func:`mlsec_kit.lm.log_perplexity`, :func:`~mlsec_kit.lm.candidate_scores`,
 :func:`mlsec_kit.lm.exposure` and :func:`~mlsec_kit.lm.extraction_scores` stay allowed: each needs a model, and
@@ -118,7 +123,7 @@ def _reference_exposure(secret_logperp: float, candidate_logperps: torch.Tensor)
     c = candidate_logperps.double().reshape(-1)
     if c.numel() == 0 or not bool((c == secret_logperp).any()):
         raise ValueError("candidate_logperps must be non-empty and hold secret_logperp (the secret is a candidate)")
-    rank = 1 + int((c < secret_logperp).sum())
+    rank = 1 + int((c < secret_logperp).sum()) + (int((c == secret_logperp).sum()) - 1) / 2
     return math.log2(c.numel()) - math.log2(rank)
 
 
@@ -238,27 +243,31 @@ def _expect_exposure(fn, secret: float, cands: torch.Tensor, why: str) -> None:
     got = _exposure(fn, secret, cands)
     want = _reference_exposure(secret, cands)
     size = cands.numel()
-    rank = 1 + int((cands < secret).sum())
+    lower, equal = int((cands < secret).sum()), int((cands == secret).sum())
+    rank = 1 + lower + (equal - 1) / 2
     if not _close(got, want):
         hints = {
             "the rank counts from 1 (the likeliest candidate has rank 1), not from 0":
                 math.log2(size) - math.log2(rank - 1) if rank > 1 else math.inf,
+            "ties count half above the secret: rank = 1 + #lower + #(other ties) / 2; counting them all for the "
+            "secret gives a model that scores every candidate alike the maximum exposure":
+                math.log2(size) - math.log2(1 + lower),
             "the rank is by ascending log-perplexity: the likeliest candidate (lowest) has rank 1":
-                math.log2(size) - math.log2(1 + int((cands > secret).sum())),
+                math.log2(size) - math.log2(1 + int((cands > secret).sum()) + (equal - 1) / 2),
             "that is in nats: exposure uses log2": math.log(size) - math.log(rank),
             "|R| is the number of candidates, the secret's own entry included (not one fewer)":
                 math.log2(size - 1) - math.log2(rank),
             "|R| is the number of candidates, the secret's own entry included (not one more)":
                 math.log2(size + 1) - math.log2(rank),
-            "ties go to the secret: its rank is 1 + the number of strictly lower log-perplexities":
-                math.log2(size) - math.log2(int((cands <= secret).sum())),
+            "ties count half above the secret, not all of them: rank = 1 + #lower + #(other ties) / 2":
+                math.log2(size) - math.log2(lower + equal),
             "that is log2 of the rank; exposure is log2 |R| - log2 rank": math.log2(rank),
         }
         hint = _hint(got, hints)
         if not hint and not math.isfinite(got) and rank == 1:
             hint = "; that is log2 of rank 0: the rank counts from 1 (the likeliest candidate has rank 1)"
-        fail(f"exposure of a secret of rank {rank} among {size} candidates gave {fmt(got)}; expected "
-             f"log2 {size} - log2 {rank} = {fmt(want)} bits ({why}){hint}")
+        fail(f"exposure of a secret of rank {rank:g} among {size} candidates gave {fmt(got)}; expected "
+             f"log2 {size} - log2 {rank:g} = {fmt(want)} bits ({why}){hint}")
 
 
 @exposure.prop("returns a Python float")
@@ -289,11 +298,19 @@ def _exp_any(fn, rng):
         _expect_exposure(fn, secret, cands, "any rank")
 
 
-@exposure.prop("counts ties for the secret: rank = 1 + the number of strictly lower log-perplexities")
+@exposure.prop("counts ties half above the secret: rank = 1 + #lower + #(other candidates tied with it) / 2")
 def _exp_ties(fn, rng):
     for _ in range(2):
         secret, cands = _candidates(rng, randint(rng, 1, 8), randint(rng, *SIZES), ties=randint(rng, 1, 3))
         _expect_exposure(fn, secret, cands, "other candidates tie with the secret")
+
+
+@exposure.prop("gives a model that scores every candidate alike about 1 bit, not log2 |R|")
+def _exp_constant(fn, rng):
+    size = randint(rng, *SIZES)
+    value = 12.0 + randint(rng, 0, 12 * 1024 - 1) / 1024
+    _expect_exposure(fn, value, torch.full((size,), value, dtype=torch.float64),
+                     "a model that knows nothing: its rank is (|R| + 1) / 2, like a never-seen secret's on average")
 
 
 @exposure.prop("raises a ValueError naming candidate_logperps when it is empty or lacks the secret")
@@ -477,8 +494,8 @@ def _top_bad(fn, rng):
 # ---- (c) statements (conceptual) ------------------------------------------------------------------------------
 lm_statements = SET.question("lm_statements", "lm_statements() -> str of letters, e.g. 'ac'")
 STATEMENTS = {
-    "a": "A canary has exposure log2 |R| exactly when its secret has rank 1: the model finds it at least as likely "
-         "as every other candidate of the randomness space.",
+    "a": "A canary has exposure log2 |R| exactly when its secret has rank 1: the model finds it likelier than every "
+         "other candidate of the randomness space.",
     "b": "A canary that was never inserted in the training data has exposure close to log2 |R| - 1, since its "
          "secret ranks about |R| / 2 among the candidates.",
     "c": "When the training loss and the held-out loss are nearly equal, the model has not memorised any "
