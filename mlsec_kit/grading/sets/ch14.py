@@ -17,17 +17,17 @@ generator plus repetitive and non-ASCII lines. The notebook's last cell runs the
 
 **Conventions the checks fix (and the notebook states).** The secret runs from ``secret_start`` to the end of the
 canary (the paper's canaries end with their secret), and its log-perplexity is ``-sum_{t >= secret_start} log2 p_t``
-in bits. The rank counts from 1 (the likeliest candidate has rank 1); candidates tied with the secret count half above it:
-``rank = 1 + #(strictly lower) + #(other candidates with exactly the secret's score) / 2``, the expected rank when
-ties are put in a random order, as the kit's :func:`mlsec_kit.lm.exposure` does (``rank_of(..., ties="average")``).
-Then a model that scores every candidate alike, and so knows nothing, gets ``log2(2 |R| / (|R| + 1))``, about 1 bit,
-like a never-seen secret; counting ties for the secret would give it the maximum ``log2 |R|``. ``|R|`` is the number
-of candidates, the secret's own entry included. The zlib entropy is
+in bits. The rank counts from 1 (the likeliest candidate has rank 1); candidates tied with the secret count half
+above it: ``rank = 1 + #(strictly lower) + #(other candidates with exactly the secret's score) / 2``, the expected
+rank when ties are put in a random order, as the kit's :func:`mlsec_kit.lm.exposure` does
+(``rank_of(..., ties="average")``). Then a model that scores every candidate alike, and so knows nothing, gets
+``log2(2 |R| / (|R| + 1))``, about 1 bit, like a never-seen secret; counting ties for the secret would give it the
+maximum ``log2 |R|``. ``|R|`` is the number of candidates, the secret's own entry included. The zlib entropy is
 ``8 * len(zlib.compress(text.encode("utf-8")))`` bits (zlib's default level, 6), and the zlib ratio is the model's
 bits for the text divided by it: dimensionless, lower = the model finds the text far likelier than a generic
-compressor does = a likelier memorised sample. (The paper's code ranks by the compressed length in bytes over the
-per-token log-perplexity in nats, highest first: for samples of one token length, as its 256-token samples are,
-the same order as this ratio, lowest first.)
+compressor does = a likelier memorised sample. This is the book's (and the kit's) length-independent variant of
+Carlini et al.'s: their code ranks by the compressed length in bytes over the per-token log-perplexity in nats,
+highest first, the same order as this ratio, lowest first, only for samples of one token length (theirs are 256).
 
 How the instances make each typical mistake fail on every seed:
 
@@ -65,8 +65,8 @@ How the instances make each typical mistake fail on every seed:
   not increasing; ``k`` outside ``[1, len(texts)]`` accepted: the bad-input property.
 
 Forbidden while a question is graded: :func:`mlsec_kit.lm.exposure_from_rank` and :func:`mlsec_kit.lm.rank_of`
-(they compute the exposure and, with ``ties="average"``, the rank the question asks for) for ``exposure``; :func:`mlsec_kit.lm.zlib_entropy`
-(the denominator of the ratio) for ``zlib_ratio`` and ``zlib_top_k``; and this module's ``_reference_*`` helpers
+(they compute the exposure and, with ``ties="average"``, the rank the question asks for) for ``exposure``;
+:func:`mlsec_kit.lm.zlib_entropy` (the denominator of the ratio) for ``zlib_ratio`` and ``zlib_top_k``; and this module's ``_reference_*`` helpers
 for every question. The kit's :func:`mlsec_kit.lm.log_perplexity`, :func:`~mlsec_kit.lm.candidate_scores`,
 :func:`mlsec_kit.lm.exposure` and :func:`~mlsec_kit.lm.extraction_scores` stay allowed: each needs a model, and
 none crosses the wire, so they cannot answer from the grader's numbers. (Blocking happens in the submission's
