@@ -66,10 +66,10 @@ How the instances make each typical mistake fail on every seed:
 
 Forbidden while a question is graded: :func:`mlsec_kit.lm.exposure_from_rank` and :func:`mlsec_kit.lm.rank_of`
 (they compute the exposure and, with ``ties="average"``, the rank the question asks for) for ``exposure``;
-:func:`mlsec_kit.lm.zlib_entropy` (the denominator of the ratio) for ``zlib_ratio`` and ``zlib_top_k``; and this module's ``_reference_*`` helpers
-for every question. The kit's :func:`mlsec_kit.lm.log_perplexity`, :func:`~mlsec_kit.lm.candidate_scores`,
-:func:`mlsec_kit.lm.exposure` and :func:`~mlsec_kit.lm.extraction_scores` stay allowed: each needs a model, and
-none crosses the wire, so they cannot answer from the grader's numbers. (Blocking happens in the submission's
+:func:`mlsec_kit.lm.zlib_entropy` (the denominator of the ratio) for ``zlib_ratio`` and ``zlib_top_k``; and this
+module's ``_reference_*`` helpers for every question. The kit's :func:`mlsec_kit.lm.log_perplexity`,
+:func:`~mlsec_kit.lm.candidate_scores`, :func:`mlsec_kit.lm.exposure` and :func:`~mlsec_kit.lm.extraction_scores`
+stay allowed: each needs a model, and none crosses the wire, so they cannot answer from the grader's numbers. (Blocking happens in the submission's
 process only; the grader computes its own zlib lengths with :mod:`zlib`.)
 """
 from __future__ import annotations
