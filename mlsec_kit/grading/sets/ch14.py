@@ -69,8 +69,8 @@ Forbidden while a question is graded: :func:`mlsec_kit.lm.exposure_from_rank` an
 :func:`mlsec_kit.lm.zlib_entropy` (the denominator of the ratio) for ``zlib_ratio`` and ``zlib_top_k``; and this
 module's ``_reference_*`` helpers for every question. The kit's :func:`mlsec_kit.lm.log_perplexity`,
 :func:`~mlsec_kit.lm.candidate_scores`, :func:`mlsec_kit.lm.exposure` and :func:`~mlsec_kit.lm.extraction_scores`
-stay allowed: each needs a model, and none crosses the wire, so they cannot answer from the grader's numbers. (Blocking happens in the submission's
-process only; the grader computes its own zlib lengths with :mod:`zlib`.)
+stay allowed: each needs a model, and none crosses the wire, so they cannot answer from the grader's numbers.
+(Blocking happens in the submission's process only; the grader computes its own zlib lengths with :mod:`zlib`.)
 """
 from __future__ import annotations
 
