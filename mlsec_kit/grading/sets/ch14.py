@@ -25,9 +25,9 @@ rank when ties are put in a random order, as the kit's :func:`mlsec_kit.lm.expos
 maximum ``log2 |R|``. ``|R|`` is the number of candidates, the secret's own entry included. The zlib entropy is
 ``8 * len(zlib.compress(text.encode("utf-8")))`` bits (zlib's default level, 6), and the zlib ratio is the model's
 bits for the text divided by it: dimensionless, lower = the model finds the text far likelier than a generic
-compressor does = a likelier memorised sample. This is the book's (and the kit's) length-independent variant of
-Carlini et al.'s: their code ranks by the compressed length in bytes over the per-token log-perplexity in nats,
-highest first, the same order as this ratio, lowest first, only for samples of one token length (theirs are 256).
+compressor does = a likelier memorised sample. This is the book's (and the kit's ``extraction_scores(metric="zlib")``)
+variant of Carlini et al.'s: their code ranks by the compressed length in bytes over the per-token log-perplexity in
+nats, highest first, the same order as this ratio, lowest first, only for samples of one token length (theirs: 256).
 
 How the instances make each typical mistake fail on every seed:
 
