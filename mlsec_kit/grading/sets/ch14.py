@@ -520,8 +520,9 @@ _WHY_NOT = {
          "rank gives 1/ln 2 = 1.44 bits on average)",
     "c": "memorisation of rare sequences (a canary seen a few times) happens while the average train and held-out "
          "losses agree: the gap averages over all sequences, exposure measures one",
-    "f": "the 16 copies are a group of 16 lines: group privacy gives about 16 epsilon (and a larger delta), so a "
-         "canary repeated k times is protected roughly k times less",
+    "f": "the 16 copies are a group of 16 lines: group privacy gives at best (16 epsilon, delta (1 + e^epsilon + "
+         "... + e^(15 epsilon))), a delta that is larger than 1 (no promise at all) unless epsilon is small; a canary "
+         "repeated k times is protected far less than one line",
     "g": "the ratio divides by the zlib entropy, so text any compressor finds easy (repetition) gets a middling "
          "ratio and is discounted; a low ratio marks text the model finds far likelier than zlib does",
 }
