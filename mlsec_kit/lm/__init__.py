@@ -11,7 +11,7 @@ from .corpus import (CITIES, NAMES, RECORD_TEMPLATES, SLOT, Canary, Corpus, Secr
                      random_canaries, secret_space)
 from .dedup import METHODS as DEDUP_METHODS
 from .dedup import DedupResult, deduplicate, jaccard, ngrams, normalize
-from .exposure import EXACT_LIMIT, candidate_scores, exposure, exposure_from_rank, rank_of
+from .exposure import EXACT_LIMIT, candidate_scores, exposure, exposure_from_rank, exposures, rank_of
 from .exposure import TIES as EXPOSURE_TIES
 from .extraction import METRICS as EXTRACTION_METRICS
 from .extraction import ExtractionResult, contains, extract, extraction_scores, zlib_entropy
@@ -29,7 +29,7 @@ __all__ = [
     "tiny_lm", "TinyTransformer", "TinyLSTM", "KINDS",
     "train_lm", "train_lm_dp", "lm_rows", "sequence_loss",
     "log_perplexity", "generate", "next_token_logprobs",
-    "exposure", "candidate_scores", "exposure_from_rank", "rank_of", "EXACT_LIMIT", "EXPOSURE_TIES",
+    "exposure", "exposures", "candidate_scores", "exposure_from_rank", "rank_of", "EXACT_LIMIT", "EXPOSURE_TIES",
     "extract", "extraction_scores", "contains", "zlib_entropy", "ExtractionResult", "EXTRACTION_METRICS",
     "membership_report", "reference_scores", "loss_scores", "bits_per_token", "MembershipReport",
     "MEMBERSHIP_VARIANCES",

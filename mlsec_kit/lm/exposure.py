@@ -1,9 +1,12 @@
 """Exposure of a canary (Carlini et al. 2019, "The Secret Sharer", Definitions 3-4 and Section 4.3).
 
 For a canary ``template`` with secret s drawn uniformly from a space R, rank the candidates r ∈ R by the
-log-perplexity the model gives them (here: of the secret's tokens, given the template's prefix, which is the
-only part that differs between candidates: :func:`mlsec_kit.lm.log_perplexity` with ``start = len(prefix)``);
-the rank of s counts from 1 (the likeliest candidate has rank 1). Then
+log-perplexity the model gives them (here: of the secret's tokens, given the template's prefix:
+:func:`mlsec_kit.lm.log_perplexity` with ``start = len(prefix)``; the prefix's own log-perplexity is the same for
+every candidate, so leaving it out changes no rank); the rank of s counts from 1 (the likeliest candidate has
+rank 1). Text AFTER the slot is not scored: the paper scores the whole filled canary, and the suffix's probability
+does depend on the secret, so for a template with a suffix the two exposures differ (they are the same when the
+secret ends the line, as in "my pin is {secret}"). Then
 
     exposure(s) = log2 |R| − log2 rank(s),
 
@@ -37,7 +40,8 @@ from .model import TinyTransformer
 from .scoring import _check_model, log_perplexity, next_token_logprobs
 from .tokenizer import BOS
 
-__all__ = ["exposure", "candidate_scores", "exposure_from_rank", "rank_of", "METHODS", "EXACT_LIMIT", "TIES"]
+__all__ = ["exposure", "exposures", "candidate_scores", "exposure_from_rank", "rank_of", "METHODS", "EXACT_LIMIT",
+           "TIES"]
 
 METHODS = ("exact", "estimate")
 #: the largest candidate set ``method="exact"`` scores (10**6 digit strings: about 6 s on one CPU core)
@@ -145,7 +149,8 @@ def _cached_tree(model: TinyTransformer, prefix: torch.Tensor, digits: int, digi
 def candidate_scores(model: nn.Module, canary: Canary, candidates: Sequence[str]) -> torch.Tensor:
     """Log-perplexity in bits of each candidate secret in the canary's slot, over the secret's tokens only
     (:func:`~mlsec_kit.lm.log_perplexity` of ``prefix + candidate`` from ``start = len(prefix)``; over a whole
-    :class:`~mlsec_kit.lm.SecretSpace` by the digit tree, the same numbers).
+    :class:`~mlsec_kit.lm.SecretSpace` by the digit tree, the same numbers). The template's suffix is not scored
+    (see the module docstring).
 
     Shape:
         ``(len(candidates),)`` float64 on the CPU, values >= 0, in the order of ``candidates``.
@@ -299,6 +304,49 @@ def exposure(model: nn.Module, canary: Canary, *, candidates: Union[None, int, S
         idx = R.index(canary.secret)
         return math.log2(len(R)) - math.log2(rank_of(scores, idx, ties="average"))
     return _estimate(model, canary, R, samples, generator)
+
+
+def exposures(model: nn.Module, canaries: Sequence[Canary], *, candidates: Union[None, int, Sequence[str]] = None,
+              method: str = "exact", samples: int = ESTIMATE_SAMPLES,
+              generator: Optional[torch.Generator] = None) -> list[float]:
+    """:func:`exposure` of each canary, ``[exposure(model, c, ...) for c in canaries]`` — the same numbers, but
+    with ``candidates=None`` and ``method="exact"`` the whole space is scored ONCE per distinct (prefix, number of
+    digits): canaries that share a template share the model's scores of every candidate, so e.g. eight
+    never-inserted canaries after "my pin is " cost one digit tree instead of eight.
+
+    Args:
+        model, candidates, method, samples, generator: as for :func:`exposure` (the generator is used by the
+            canaries in order).
+        canaries: a list of :class:`~mlsec_kit.lm.Canary`, non-empty.
+
+    Returns:
+        list of exposures in bits, in the order of ``canaries``.
+    """
+    model = _check_model(model)
+    if isinstance(canaries, Canary) or not isinstance(canaries, Sequence) or isinstance(canaries, str):
+        raise TypeError(f"canaries must be a list of Canary objects, got {type(canaries).__name__}")
+    canaries = [_check_canary(c) for c in canaries]
+    if not canaries:
+        raise ValueError("canaries is empty: give at least one Canary")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if candidates is not None or method != "exact":
+        return [exposure(model, c, candidates=candidates, method=method, samples=samples, generator=generator)
+                for c in canaries]
+    check_int("samples", samples, minimum=10)
+    check_generator(generator)
+    trees: dict[tuple[str, int], torch.Tensor] = {}
+    out = []
+    for c in canaries:
+        R = _candidate_set(c, None, generator)   # checks the secret is a digit string
+        key = (c.prefix, len(c.secret))
+        if key not in trees:
+            if len(R) > EXACT_LIMIT:
+                raise ValueError(f"candidates: an exact exposure scores all |R| = {len(R)} candidates, more than "
+                                 f"EXACT_LIMIT = {EXACT_LIMIT}; use method='estimate'")
+            trees[key] = candidate_scores(model, c, R)
+        out.append(math.log2(len(R)) - math.log2(rank_of(trees[key], R.index(c.secret), ties="average")))
+    return out
 
 
 def _estimate(model: nn.Module, canary: Canary, R: Sequence[str], samples: int,

@@ -21,9 +21,13 @@ most suspicious; whatever of the training set appears among them has been extrac
   another — the model's bits for the text by zlib's bits for it, "model bits per zlib bit" — which is
   dimensionless and does not depend on length that way (a very short sample still pays zlib's few bytes of
   header, which lowers its ratio a little);
-* ``"reference"``: the ratio of the target's log-perplexity to a *reference* model's (trained on similar data but
-  not on the target's training set; the paper uses smaller GPT-2 models): text both models find likely is
-  generic, text only the target finds likely is memorised.
+* ``"reference"``: the ratio of the target's log-perplexity to a *reference* model's: text both models find
+  likely is generic, text only the target finds likely is memorised. The paper's references (GPT-2 Small and
+  Medium) were trained on the SAME data as the target (GPT-2 XL); the ratio works there because a smaller model
+  memorises less. The book's reference is the same architecture trained on *disjoint* text of the same kind — the
+  membership-inference kind of reference (Mireshghallah et al. 2022; LiRA's OUT models), which assumes more of
+  the attacker (text of the same distribution known to lie outside the training set) and separates memorised
+  text more sharply. The "reference" numbers are therefore not the paper's small-model ratio;
 
 The paper has three more metrics, omitted here: the ratio to a *medium* reference model (one reference model is
 enough to show the idea), the ratio to the perplexity of the *lowercased* sample (vacuous: the synthetic corpus is
@@ -277,7 +281,10 @@ def extract(model: nn.Module, *, n: int, length: int, k: int, targets: Sequence[
             each ranking, a sample is skipped when at least this fraction of its character trigrams
             (:func:`mlsec_kit.lm.ngrams` with n = 3, after :func:`~mlsec_kit.lm.normalize`) occur in a sample
             already taken, so the k guesses are k different strings (Carlini et al. 2021 use word trigrams and
-            0.5 on long web text; one-line samples call for characters).
+            0.5 on long web text; one-line samples call for characters). ``recovered`` counts the guesses so
+            chosen, so a threshold that merges DIFFERENT secrets lowers it: on short templated lines do not use
+            0.5 — two random 6-digit secrets after "my pin is " share 8 of their 14 trigrams (0.57) and would be
+            merged — but about 0.8, which merges only strings that differ in their last one or two characters.
 
     Returns:
         An :class:`ExtractionResult`.

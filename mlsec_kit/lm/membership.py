@@ -7,10 +7,12 @@ Chapter 8's attacks carried to a language model, where an example's loss is its 
 * :func:`loss_scores` (Yeom et al. 2018, "Privacy risk in machine learning"): minus the target's loss, in bits
   per token. It confuses *easy* text (short, common words) with *memorised* text.
 * :func:`reference_scores`: difficulty calibration by reference models trained on data from the same
-  distribution but not on the target's training set (Watson et al. 2022; Carlini et al. 2021 use the same ratio for
-  extraction; Mireshghallah et al. 2022, "Quantifying privacy risks of masked language models using membership
-  inference attacks", for language models). With one reference model the score is ``reference loss - target
-  loss``: how much *more* likely the target finds the text than a model that never saw it. With two or more it is
+  distribution but not on the target's training set (Watson et al. 2022; Mireshghallah et al. 2022, "Quantifying
+  privacy risks of masked language models using membership inference attacks", for language models). Carlini et
+  al. 2021 rank extraction samples by a similar ratio, but their reference models (smaller GPT-2s) were trained on
+  the same data as the target: a different assumption from the disjoint-data references here. With one reference
+  model the score is ``reference loss - target loss``: how much *more* likely the target finds the text than a
+  model that never saw it. With two or more it is
   the offline variant of LiRA (Carlini et al. 2022, "Membership inference attacks from first principles"): a
   Gaussian is fitted to the reference (OUT) losses of each text, and the score is how many standard deviations
   the target's loss falls below their mean, ``(μ_out - ℓ) / σ_out``, a monotone function of the one-sided
@@ -152,7 +154,9 @@ def membership_report(model: nn.Module, members: Sequence[str], non_members: Seq
     Args:
         model: the target language model.
         members: texts the target trained on, non-empty.
-        non_members: texts from the same distribution it did not train on, non-empty.
+        non_members: texts from the same distribution it did not train on, non-empty, none of them in
+            ``members`` (checked: templated records drawn twice can coincide, e.g. ``[t for t in
+            lm.make_records(m) if t not in set(corpus.texts)]``).
         reference: reference model(s) for :func:`reference_scores`, or ``None``; trained on text that contains
             neither the members nor the non-members.
         fprs: the false-positive rates at which to read the TPR, each in [0, 1]. A rate below
@@ -169,6 +173,11 @@ def membership_report(model: nn.Module, members: Sequence[str], non_members: Seq
     non_members = _check_texts(non_members, "non_members", nonempty_strings=True)
     _check_fit(model, members, "members")
     _check_fit(model, non_members, "non_members")
+    both = set(members).intersection(non_members)
+    if both:
+        # a "non-member" the target trained on is a member: it would count as a false positive of a right guess
+        raise ValueError(f"non_members must not contain members: {len(both)} text(s) are in both, e.g. "
+                         f"{next(iter(sorted(both)))!r}; draw the held-out texts excluding the training texts")
     if isinstance(fprs, (int, float)) and not isinstance(fprs, bool):
         fprs = (fprs,)
     if variance not in VARIANCES:

@@ -171,7 +171,14 @@ def generate(model: nn.Module, *, n: int, length: int, prompt: str = "", tempera
     seq = torch.cat([torch.tensor([BOS]), tok.encode(prompt)]).repeat(n, 1)
     done = torch.zeros(n, dtype=torch.bool)
     for _ in range(length):
-        logits = _eval_logits(model, seq[:, -context:])[:, -1] / t
+        raw = _eval_logits(model, seq[:, -context:])[:, -1]
+        logits = raw / t
+        if not bool(torch.isfinite(logits).all()):
+            # a tiny temperature overflows logits / t: shift the best allowed logit to 0 first, so the others
+            # go to -inf at worst (the same distribution, computable); normal temperatures never take this path
+            raw = raw.double()   # in float32 a temperature below ~1e-45 is 0 itself
+            raw[:, [BOS, PAD]] = -math.inf
+            logits = (raw - raw.amax(-1, keepdim=True)) / t
         logits[:, [BOS, PAD]] = -math.inf
         if top_k is not None:
             kth = logits.topk(top_k, -1).values[:, -1:]

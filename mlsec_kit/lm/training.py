@@ -76,9 +76,9 @@ def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
                          f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
     if not isinstance(targets, torch.Tensor) or targets.shape != logits.shape[:2] or \
             targets.dtype != torch.long:
+        got = (targets.dtype, tuple(targets.shape)) if isinstance(targets, torch.Tensor) else type(targets).__name__
         raise ValueError(f"targets must be a LongTensor of shape (N, L) = {tuple(logits.shape[:2])} (the logits' "
-                         f"first two dimensions), got "
-                         f"{(targets.dtype, tuple(targets.shape)) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
+                         f"first two dimensions), got {got}")
     ce = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none")  # (N, L)
     n = (targets != PAD).sum(-1).clamp(min=1)
     return ce.sum(-1) / n

@@ -145,3 +145,25 @@ def test_estimate_works_where_exact_cannot(trained):
     assert all(0 <= e < 12 for e in est) and sum(est) / len(est) < 4  # |R| = 10**9: log2|R| = 29.9
     with pytest.raises(ValueError, match="EXACT_LIMIT"):
         lm.exposure(model, unseen[0])
+
+
+def test_exposures_share_one_digit_tree_per_prefix_and_equal_exposure(trained, monkeypatch):
+    """review-kit14 #5b: canaries after one template get the same candidate scores; exposures computes them once
+    per (prefix, digits) and returns exactly [exposure(model, c) for c in canaries]."""
+    model, cans, exact = trained
+    other = lm.Canary("bob's pin is {secret}", cans[0].secret, 0)
+    import importlib
+    mod = importlib.import_module("mlsec_kit.lm.exposure")   # the module (lm.exposure is the function)
+    calls = []
+    real = mod.candidate_scores
+    monkeypatch.setattr(mod, "candidate_scores", lambda *a, **k: calls.append(a[1].prefix) or real(*a, **k))
+    got = lm.exposures(model, cans + [other])
+    assert got[:-1] == exact and got[-1] == lm.exposure(model, other)
+    assert calls.count("my pin is ") == 1 and calls.count("bob's pin is ") == 2   # once here, once by exposure()
+    est = lm.exposures(model, cans[:2], method="estimate", samples=200, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    assert est == [lm.exposure(model, c, method="estimate", samples=200, generator=g) for c in cans[:2]]
+    with pytest.raises(TypeError, match="canaries must be a list of Canary objects"):
+        lm.exposures(model, cans[0])
+    with pytest.raises(ValueError, match="canaries is empty"):
+        lm.exposures(model, [])

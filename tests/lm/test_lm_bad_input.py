@@ -231,3 +231,14 @@ def test_training_lines_longer_than_the_context_are_cut_with_a_warning_naming_te
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lm.lm_rows(["12345678", "ab"], context=8)      # 8 bytes fit 8 tokens (only the EOS is lost): no warning
+
+
+def test_a_tiny_temperature_is_greedy_decoding_not_a_torch_error(model):
+    """logits / 1e-300 overflowed float32 and torch.multinomial failed on inf/nan (review-kit14 #9)."""
+    greedy = lm.generate(model, n=2, length=6, prompt="my pin is ", top_k=1, generator=gen(1))
+    for t in (1e-45, 1e-300):
+        assert lm.generate(model, n=2, length=6, prompt="my pin is ", temperature=t, generator=gen(1)) == greedy
+    # an ordinary temperature draws exactly as before (the shift is only taken when logits / t overflows)
+    a = lm.generate(model, n=3, length=5, temperature=0.7, generator=gen(4))
+    b = lm.generate(model, n=3, length=5, temperature=0.7, generator=gen(4))
+    assert a == b and len(set(a)) > 1

@@ -127,3 +127,19 @@ def test_per_token_clipping_would_not_agree(setup):
                 expected_batch_size=1, method="vmap", loss_fn=lm.sequence_loss)
     diff = max(float((p.grad - ref[n]).abs().max()) for n, p in m.named_parameters())
     assert diff > 1e-2
+
+
+def test_train_lm_dp_reports_the_epsilon_of_opacus_accountant_for_its_q_and_steps(setup):
+    """The ε train_lm_dp reports is Opacus's RDP accountant's for the run's own sample rate (per line), its step
+    count epochs·round(1/q) and δ = 1/(10 n) with n the number of lines (canary copies included)."""
+    from opacus.accountants import RDPAccountant
+    model, texts, _, _ = setup
+    m = copy.deepcopy(model)
+    q, sigma, epochs = 0.25, 1.3, 2
+    hist = lm.train_lm_dp(m, texts, epochs=epochs, sample_rate=q, noise_multiplier=sigma,
+                          generator=torch.Generator().manual_seed(1))
+    assert hist.steps == [4, 8] and hist.sample_rate == q and hist.delta == 1 / (10 * len(texts))
+    for steps, eps in zip(hist.steps, hist.epsilon):
+        acc = RDPAccountant()
+        acc.history = [(sigma, q, steps)]
+        assert eps == pytest.approx(acc.get_epsilon(delta=hist.delta), rel=1e-6)

@@ -125,3 +125,19 @@ def test_bad_inputs_are_named():
         membership_report(u, "a", ["b"])
     with pytest.raises(ValueError, match="fprs"):
         membership_report(u, ["a"], ["b"], fprs=(1.5,))
+
+
+def test_a_text_in_both_members_and_non_members_is_refused():
+    """Two independent draws of make_records share lines (a template with 20·10·100 fillings): such a
+    "non-member" was trained on, and would be scored as a false positive of a right guess (review-kit14 #9)."""
+    u = UniformLM()
+    with pytest.raises(ValueError, match=r"non_members must not contain members: 1 text\(s\) are in both, e.g. 'b'"):
+        membership_report(u, ["a", "b"], ["c", "b"])
+    g = torch.Generator().manual_seed(0)
+    a, b = lm.make_records(400, generator=g), lm.make_records(400, generator=g)
+    overlap = set(a) & set(b)
+    held = [t for t in b if t not in set(a)]
+    if overlap:
+        with pytest.raises(ValueError, match="non_members must not contain members"):
+            membership_report(u, a, b)
+    assert membership_report(u, a, held).labels.sum() == len(a)
