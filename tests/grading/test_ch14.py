@@ -98,19 +98,50 @@ def _kit_zlib_top_k(log_perplexities, texts, k):
     return sorted(range(len(texts)), key=ratios.__getitem__)[:k]
 
 
+def _zlib_bits_ratio(log_perplexity_bits, text):
+    if log_perplexity_bits < 0:
+        raise ValueError("log_perplexity_bits must be >= 0")
+    return log_perplexity_bits / ch14._zlib_bits(text)   # the grader's own helper: forbidden too
+
+
 def test_every_forbidden_name_is_a_kit_function_and_is_blocked_while_grading():
-    """The names resolve (a typo would block nothing), and the kit's own answers lose the value checks; the module's
-    reference helpers are blocked too."""
+    """The names resolve (a typo would block nothing); answers built on the kit or on the grader's helpers earn full
+    marks unblocked, and cannot run at all once the grader blocks the question's names (as it does in the
+    submission's process; in this process the grader's own references would be blocked too, so the answers are
+    called directly)."""
+    from mlsec_kit.grading.runner import _block
+
     assert_forbidden_names_resolve(EXERCISE)
-    for name, fn in [("exposure", _kit_exposure), ("zlib_ratio", _kit_zlib_ratio), ("zlib_top_k", _kit_zlib_top_k),
-                     ("secret_log_perplexity", ch14._reference_secret_log_perplexity),
-                     ("exposure", ch14._reference_exposure)]:
+    forbid = {name: set(q.forbid) for name, q in EXERCISE.questions.items()}
+    assert {"mlsec_kit.lm.exposure", "mlsec_kit.lm.exposures"} <= forbid["exposure"]
+    assert "mlsec_kit.grading.sets.ch14._zlib_bits" in forbid["zlib_ratio"] & forbid["zlib_top_k"]
+    g = torch.Generator().manual_seed(1)
+    logprobs, start = ch14._canary_logprobs(g)
+    secret, cands = ch14._candidates(g, 3, 500, ties=1)
+    bits, texts, k = ch14._top_k_instance(g)
+    for name, fn, args in [("exposure", _kit_exposure, (secret, cands)),
+                           ("zlib_ratio", _kit_zlib_ratio, (float(bits[0]), texts[0])),
+                           ("zlib_ratio", _zlib_bits_ratio, (float(bits[0]), texts[0])),
+                           ("zlib_top_k", _kit_zlib_top_k, (bits, texts, k)),
+                           ("secret_log_perplexity", ch14._reference_secret_log_perplexity, (logprobs, start)),
+                           ("exposure", ch14._reference_exposure, (secret, cands)),
+                           ("zlib_top_k", ch14._reference_zlib_top_k, (bits, texts, k))]:
         question = EXERCISE.questions[name]
         assert run_question(question, fn, seed=1).passed, run_question(question, fn, seed=1).report()
-        result = run_blocked(question, fn)
-        # only the checks of bad input, which never reach the kit, may still pass
-        assert result.score <= 1, result.report()
-    assert run_question(EXERCISE.questions["exposure"], _kit_exposure, seed=1).passed  # unblocked again
+        undo = _block(list(question.forbid))
+        try:
+            with pytest.raises(Exception, match="implement this yourself"):
+                fn(*args)
+        finally:
+            undo()
+        fn(*args)  # unblocked again
+
+
+def test_run_blocked_reports_the_kit_answer_as_forbidden():
+    """The shared helper's view: with the names blocked in this process the kit-built answer scores at most the
+    bad-input point and the report says to implement it."""
+    result = run_blocked(EXERCISE.questions["zlib_ratio"], _kit_zlib_ratio)
+    assert result.score <= 1, result.report()
 
 
 CORRECT_VARIANTS = """
@@ -171,6 +202,16 @@ def top_k_argsort(log_perplexities, texts, k):
     z = torch.tensor([8.0 * len(zlib.compress(t.encode())) for t in texts], dtype=torch.float64)
     return torch.argsort(log_perplexities / z)[:k]      # a tensor of indices is accepted
 
+def top_k_distinct(log_perplexities, texts, k):
+    # the distinct samples ranked, as Carlini et al. 2021 de-duplicate before counting (the texts are distinct)
+    if not 1 <= k <= len(texts):
+        raise ValueError("k must be in [1, len(texts)]")
+    first = {}
+    for i, t in enumerate(texts):
+        first.setdefault(t, i)
+    ratios = {i: float(log_perplexities[i]) / (8 * len(zlib.compress(t.encode("utf-8")))) for t, i in first.items()}
+    return sorted(ratios, key=ratios.get)[:k]
+
 def statements_spaced():
     return "a, D; e H"
 """
@@ -186,6 +227,7 @@ def test_differently_built_correct_answers_pass():
                      ("exposure", "exposure_sorted"), ("exposure", "exposure_searchsorted"),
                      ("exposure", "exposure_float32"), ("zlib_top_k", "top_k_numpy"),
                      ("zlib_ratio", "zlib_ratio_level6"), ("zlib_top_k", "top_k_argsort"),
+                     ("zlib_top_k", "top_k_distinct"),
                      ("lm_statements", "statements_spaced")]:
         assert_passes_on_seeds(EXERCISE.questions[name], namespace[fn], range(6))
 
@@ -260,6 +302,12 @@ return math.log2(len(c) + 1) - math.log2(rank)     # the secret counted twice"""
 EX_TIES_FOR = _body(_EXP_HEAD, """
 rank = 1 + int((c < secret_logperp).sum())     # right without ties; ties counted for the secret
 return math.log2(len(c)) - math.log2(rank)""")
+EX_TIES_FLOORDIV = _body(_EXP_HEAD, """
+rank = 1 + int((c < secret_logperp).sum()) + (int((c == secret_logperp).sum()) - 1) // 2   # // for /
+return math.log2(len(c)) - math.log2(rank)""")
+EX_TIES_CEIL = _body(_EXP_HEAD, """
+rank = 1 + int((c < secret_logperp).sum()) + math.ceil((int((c == secret_logperp).sum()) - 1) / 2)
+return math.log2(len(c)) - math.log2(rank)""")
 EX_TIES_AGAINST = _body(_EXP_HEAD, """
 rank = int((c <= secret_logperp).sum())        # right without ties; ties counted against the secret
 return math.log2(len(c)) - math.log2(rank)""")
@@ -318,6 +366,8 @@ WRONG_EVERY_SEED = [
     ("exposure", EX_SIZE_PLUS, "log2 |R| over |R| + 1"),
     ("exposure", EX_TIES_FOR, "ties counted for the secret"),
     ("exposure", EX_TIES_AGAINST, "ties counted against the secret"),
+    ("exposure", EX_TIES_FLOORDIV, "half the ties rounded down (//)"),
+    ("exposure", EX_TIES_CEIL, "half the ties rounded up"),
     ("exposure", EX_TIES_PLUS1, "1 + the number of lower-or-equal"),
     ("exposure", EX_UNIQUE, "|R| as the number of distinct scores"),
     ("exposure", EX_LOG_RANK, "log2 rank returned"),
@@ -377,7 +427,9 @@ MISTAKES = [
     ("exposure", EX_SIZE_MINUS, None, "not one fewer"),
     ("exposure", EX_SIZE_PLUS, None, "not one more"),
     ("exposure", EX_TIES_FOR, ["counts ties half", "gives a model that scores"], "maximum exposure"),
-    ("exposure", EX_TIES_AGAINST, ["counts ties half", "gives a model that scores"], "not all of them"),
+    ("exposure", EX_TIES_AGAINST, ["counts ties half", "gives a model that scores"], "Definition 3"),
+    ("exposure", EX_TIES_FLOORDIV, ["counts ties half", "gives a model that scores"], "no // or rounding"),
+    ("exposure", EX_TIES_CEIL, ["counts ties half", "gives a model that scores"], "no rounding up"),
     ("exposure", EX_LOG_RANK, None, "that is log2 of the rank"),
     ("exposure", EX_NO_CHECK, ["raises a ValueError"], "candidate_logperps"),
     ("zlib_ratio", ZR_INVERTED, ["is the model's bits", "is right on"], "inverted"),
@@ -440,6 +492,7 @@ def test_the_instances_keep_their_promises():
             assert 0.02 <= ratio <= 0.7 or 1.5 <= ratio <= 3.5
         assert ch14._zlib_text_ok(ch14._repetitive(rng))
         bits, texts, k = ch14._top_k_instance(rng)
+        assert len(set(texts)) == len(texts)  # one text, one score: a student may de-duplicate samples first
         right = ch14._reference_zlib_top_k(bits, texts, k)
         assert right != sorted(right) and all(w != right for w in ch14._wrong_orders(bits, texts, k).values())
     for template in ch14._NON_ASCII:

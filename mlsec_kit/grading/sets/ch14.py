@@ -19,8 +19,10 @@ generator plus repetitive and non-ASCII lines. The notebook's last cell runs the
 canary (the paper's canaries end with their secret), and its log-perplexity is ``-sum_{t >= secret_start} log2 p_t``
 in bits. The rank counts from 1 (the likeliest candidate has rank 1); candidates tied with the secret count half
 above it: ``rank = 1 + #(strictly lower) + #(other candidates with exactly the secret's score) / 2``, the expected
-rank when ties are put in a random order, as the kit's :func:`mlsec_kit.lm.exposure` does
-(``rank_of(..., ties="average")``). Then a model that scores every candidate alike, and so knows nothing, gets
+rank when ties are put in a random order, as the kit's :func:`mlsec_kit.lm.exposure` and chapter 14's definition do
+(``rank_of(..., ties="average")``). Carlini et al. 2019's Definition 3 counts every tie against the secret (rank =
+the number of candidates with a log-perplexity <= the secret's); on a trained model's float64 scores ties do not
+occur and the conventions agree. Then a model that scores every candidate alike, and so knows nothing, gets
 ``log2(2 |R| / (|R| + 1))``, about 1 bit, like a never-seen secret; counting ties for the secret would give it the
 maximum ``log2 |R|``. ``|R|`` is the number of candidates, the secret's own entry included. The zlib entropy is
 ``8 * len(zlib.compress(text.encode("utf-8")))`` bits (zlib's default level, 6), and the zlib ratio is the model's
@@ -46,11 +48,12 @@ How the instances make each typical mistake fail on every seed:
   properties' exposures of at least ``log2 64 - log2 8 = 3`` bits; ``log2 |R|`` over ``|R| - 1`` (the candidates
   other than the secret) or ``|R| + 1``: off by at least ``log2(4096 / 4095) = 3.5e-4`` bits, three times the
   tolerance (at most 1.2e-4 bits on exposures of at most 12 bits; the candidate sets have 64 to 4096 entries); ties
-  counted for the secret (``1 + (c < s).sum()``, right without ties), against it (``(c <= s).sum()``, which counts
-  the secret's own entry and every tie) or ``|R|`` as the number of distinct scores: the tie property always has 1
-  to 3 other candidates with exactly the secret's value (a rank off by at least 1/2 at ranks 1-8: at least
-  ``log2(9 / 8.5) = 0.082`` bits), and the know-nothing property scores all candidates alike; a secret missing from
-  the candidates or an empty set accepted: the bad-input property.
+  counted for the secret (``1 + (c < s).sum()``, right without ties), against it (``(c <= s).sum()``, the paper's
+  convention), half of them rounded down or up (``//``, ``ceil``) or ``|R|`` as the number of distinct scores: the
+  tie property always has 1 to 3 other candidates with exactly the secret's value, an odd number (1 or 3) in its
+  first instance (a rank off by at least 1/2 at ranks 1-8: at least ``log2(9 / 8.5) = 0.082`` bits), and the
+  know-nothing property scores an even number of candidates alike (rank ``(|R| + 1) / 2`` is not whole); a secret
+  missing from the candidates or an empty set accepted: the bad-input property.
 - ``zlib_ratio`` inverted (zlib bits over model bits): every instance's ratio is drawn in [0.02, 0.7] or [1.5, 3.5],
   so its inverse is at least 1.4 times away; the zlib length in bytes, not bits: off by the factor 8; the
   uncompressed length (``8 * len(text)`` or ``8 * len(text.encode())``): every instance is redrawn until zlib's
@@ -65,18 +68,22 @@ How the instances make each typical mistake fail on every seed:
   not increasing; ``k`` outside ``[1, len(texts)]`` accepted: the bad-input property.
 
 Forbidden while a question is graded: :func:`mlsec_kit.lm.exposure_from_rank` and :func:`mlsec_kit.lm.rank_of`
-(they compute the exposure and, with ``ties="average"``, the rank the question asks for) for ``exposure``;
-:func:`mlsec_kit.lm.zlib_entropy` (the denominator of the ratio) for ``zlib_ratio`` and ``zlib_top_k``; and this
-module's ``_reference_*`` helpers for every question. The kit's :func:`mlsec_kit.lm.log_perplexity`,
-:func:`~mlsec_kit.lm.candidate_scores`, :func:`mlsec_kit.lm.exposure` and :func:`~mlsec_kit.lm.extraction_scores`
-stay allowed: each needs a model, and none crosses the wire, so they cannot answer from the grader's numbers.
-(Blocking happens in the submission's process only; the grader computes its own zlib lengths with :mod:`zlib`.)
+(they compute the exposure and, with ``ties="average"``, the rank the question asks for), and
+:func:`mlsec_kit.lm.exposure` and :func:`mlsec_kit.lm.exposures` (they need a model, so they cannot answer from the
+grader's numbers, but blocking them costs nothing) for ``exposure``; :func:`mlsec_kit.lm.zlib_entropy` (the
+denominator of the ratio) and this module's ``_zlib_bits`` (the same function) for ``zlib_ratio`` and ``zlib_top_k``;
+this module's ``_reference_*`` helpers for every question. The kit's :func:`mlsec_kit.lm.log_perplexity`,
+:func:`~mlsec_kit.lm.candidate_scores` and :func:`~mlsec_kit.lm.extraction_scores` stay allowed: each needs a
+model, and none crosses the wire. Blocking happens in the submission's process only, so the grader, which calls
+``_zlib_bits`` and the references itself, is unaffected. (The statements' answer key, :data:`TRUE_STATEMENTS`, is
+importable, as every set's is: data cannot be blocked.)
 """
 from __future__ import annotations
 
 import math
 import operator
 import zlib
+
 import numpy as np
 import torch
 
@@ -220,7 +227,8 @@ def _slp_bad(fn, rng):
 # ---- (a) exposure ---------------------------------------------------------------------------------------------
 exposure = SET.question(
     "exposure", "exposure(secret_logperp, candidate_logperps) -> float",
-    forbid=_forbid("mlsec_kit.lm.exposure_from_rank", "mlsec_kit.lm.rank_of"))
+    forbid=_forbid("mlsec_kit.lm.exposure_from_rank", "mlsec_kit.lm.rank_of", "mlsec_kit.lm.exposure",
+                   "mlsec_kit.lm.exposures"))
 
 
 def _candidates(rng: torch.Generator, rank: int, size: int, ties: int = 0) -> tuple[float, torch.Tensor]:
@@ -259,8 +267,14 @@ def _expect_exposure(fn, secret: float, cands: torch.Tensor, why: str) -> None:
                 math.log2(size - 1) - math.log2(rank),
             "|R| is the number of candidates, the secret's own entry included (not one more)":
                 math.log2(size + 1) - math.log2(rank),
-            "ties count half above the secret, not all of them: rank = 1 + #lower + #(other ties) / 2":
+            "that counts every tie against the secret, as Carlini et al.'s Definition 3 does (a conservative "
+            "choice that gives a model that knows nothing exposure 0); this question uses the expected rank under a "
+            "random order of the ties: rank = 1 + #lower + #(other ties) / 2":
                 math.log2(size) - math.log2(lower + equal),
+            "half of the other ties, exactly: #(other ties) / 2 is not a whole number here (no // or rounding)":
+                math.log2(size) - math.log2(1 + lower + (equal - 1) // 2),
+            "half of the other ties, exactly: #(other ties) / 2 is not a whole number here (no rounding up)":
+                math.log2(size) - math.log2(1 + lower + math.ceil((equal - 1) / 2)),
             "that is log2 of the rank; exposure is log2 |R| - log2 rank": math.log2(rank),
         }
         hint = _hint(got, hints)
@@ -300,14 +314,15 @@ def _exp_any(fn, rng):
 
 @exposure.prop("counts ties half above the secret: rank = 1 + #lower + #(other candidates tied with it) / 2")
 def _exp_ties(fn, rng):
-    for _ in range(2):
-        secret, cands = _candidates(rng, randint(rng, 1, 8), randint(rng, *SIZES), ties=randint(rng, 1, 3))
+    # the first instance has an odd number of other ties (1 or 3), so a floor or ceil of #ties / 2 shows too
+    for ties in (2 * randint(rng, 0, 1) + 1, randint(rng, 1, 3)):
+        secret, cands = _candidates(rng, randint(rng, 1, 8), randint(rng, *SIZES), ties=ties)
         _expect_exposure(fn, secret, cands, "other candidates tie with the secret")
 
 
 @exposure.prop("gives a model that scores every candidate alike about 1 bit, not log2 |R|")
 def _exp_constant(fn, rng):
-    size = randint(rng, *SIZES)
+    size = 2 * randint(rng, SIZES[0] // 2, SIZES[1] // 2)  # even: an odd number of other ties, (|R| - 1) / 2 not whole
     value = 12.0 + randint(rng, 0, 12 * 1024 - 1) / 1024
     _expect_exposure(fn, value, torch.full((size,), value, dtype=torch.float64),
                      "a model that knows nothing: its rank is (|R| + 1) / 2, like a never-seen secret's on average")
@@ -330,7 +345,7 @@ def _exp_bad(fn, rng):
 
 # ---- (b) zlib_ratio -------------------------------------------------------------------------------------------
 zlib_ratio = SET.question("zlib_ratio", "zlib_ratio(log_perplexity_bits, text) -> float",
-                          forbid=_forbid("mlsec_kit.lm.zlib_entropy"))
+                          forbid=_forbid("mlsec_kit.lm.zlib_entropy", f"{_CHECKER}._zlib_bits"))
 
 _NON_ASCII = ("zoë paid {n} euros to élodie in zürich", "søren met ana in são paulo on day {n}",
               "the account of josé in köln is {n}")
@@ -410,7 +425,7 @@ def _zr_bad(fn, rng):
 
 # ---- (b) zlib_top_k -------------------------------------------------------------------------------------------
 zlib_top_k = SET.question("zlib_top_k", "zlib_top_k(log_perplexities, texts, k) -> list of ints",
-                          forbid=_forbid("mlsec_kit.lm.zlib_entropy"))
+                          forbid=_forbid("mlsec_kit.lm.zlib_entropy", f"{_CHECKER}._zlib_bits"))
 
 
 def _top(scores: list[float], k: int) -> list[int]:
@@ -437,6 +452,8 @@ def _top_k_instance(rng: torch.Generator) -> tuple[torch.Tensor, list[str], int]
     while True:
         texts = _records(rng, randint(rng, 8, 16)) + [_repetitive(rng) for _ in range(randint(rng, 2, 4))]
         texts = [texts[i] for i in torch.randperm(len(texts), generator=rng).tolist()]
+        if len(set(texts)) < len(texts):  # a deterministic model gives one text one score: no repeated samples
+            continue
         bits = []
         for t in texts:
             z = _zlib_bits(t)
@@ -503,7 +520,8 @@ STATEMENTS = {
     "d": "Training-data extraction as Carlini et al. (2021) run it needs no access to the training set: the "
          "attacker samples from the model and ranks the samples (by perplexity, zlib ratio or a reference model); "
          "the training set is needed only to verify what was found.",
-    "e": "Exact deduplication of the training corpus keeps one copy of a canary inserted many times verbatim, but "
+    "e": "Exact deduplication of whole lines (a line is dropped only when it is identical to an earlier one, as "
+         "lm.deduplicate(method=\"exact\") does) keeps one copy of a canary inserted many times verbatim, but "
          "keeps every near-copy that differs in a few characters; those need a near-duplicate method such as "
          "n-gram Jaccard similarity estimated with MinHash (Lee et al. 2022).",
     "f": "A model trained with DP-SGD at (epsilon, delta) for adding or removing one training line gives the same "
