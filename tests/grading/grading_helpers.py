@@ -105,6 +105,26 @@ def assert_fails_on_every_seed(question, code: str, name: str, namespace: dict, 
     assert not passed, f"{label!r} passes on seeds {passed}"
 
 
+def fails_quickly(question, fn, seed: int) -> bool:
+    """Whether ``run_question(question, fn, seed=seed)`` would not pass, stopping at the first failing property:
+    each property runs with the generator and global seed ``run_question`` gives it (``derive_seed`` of the seed,
+    the question and the property's index), so the verdict is the same in less time (no report, no time limit,
+    and the properties after the first failure are not run)."""
+    import torch
+
+    from mlsec_kit.grading.core import derive_seed
+
+    for index, prop in enumerate(question.properties):
+        sub_seed = derive_seed(seed, question.exercise, question.name, index)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sub_seed)
+                prop.fn(fn, torch.Generator().manual_seed(sub_seed))
+        except Exception:  # noqa: BLE001 - a CheckFailure, or anything the answer raised: a failed property
+            return True
+    return False
+
+
 def assert_mistake_fails(question, code: str, name: str, namespace: dict, failing, message: str) -> None:
     """A typical mistake (``code`` defining ``name``) fails: exactly the properties named in ``failing``
     (prefixes of their descriptions; ``None``: at least one), with ``message`` in a one-line explanation."""

@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_forbidden_names_resolve,
-                             assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, run_blocked,
-                             solution_functions)
+                             assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, fails_quickly,
+                             run_blocked, solution_functions)
 from mlsec_kit.crypto import mpc
 from mlsec_kit.grading import get_exercise, run_question
-from mlsec_kit.grading.core import derive_seed
 from mlsec_kit.grading.sets import ch13
 
 EXERCISE_ID = "13_secure_computation"
@@ -519,20 +518,7 @@ WRONG_EVERY_SEED = [
 ]
 
 
-def _fails(question, fn, seed: int) -> bool:
-    """Whether ``run_question(question, fn, seed=seed)`` would not pass, stopping at the first failing property:
-    each property runs with the generator and global seed ``run_question`` gives it (``derive_seed`` of the seed,
-    the question and the property's index), so the verdict is the same in less time (the file stays well under a
-    minute on a loaded machine)."""
-    for index, prop in enumerate(question.properties):
-        sub_seed = derive_seed(seed, question.exercise, question.name, index)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sub_seed)
-                prop.fn(fn, torch.Generator().manual_seed(sub_seed))
-        except Exception:  # noqa: BLE001 - a CheckFailure, or anything the answer raised: a failed property
-            return True
-    return False
+_fails = fails_quickly  # the same verdict as run_question, in less time (grading_helpers)
 
 
 @pytest.mark.parametrize("name, code, label", WRONG_EVERY_SEED, ids=[w[2] for w in WRONG_EVERY_SEED])

@@ -17,4 +17,5 @@ SETS: dict[str, str] = {
     "11_dp_sgd": "mlsec_kit.grading.sets.ch11",
     "12_homomorphic_encryption": "mlsec_kit.grading.sets.ch12",
     "13_secure_computation": "mlsec_kit.grading.sets.ch13",
+    "14_language_models": "mlsec_kit.grading.sets.ch14",
 }
