@@ -7,6 +7,7 @@ not start Ray.
 import copy
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -56,9 +57,25 @@ def _ray_processes() -> set[int]:
         if cmd.startswith("ray::"):
             raylet = next((int(v.split("=")[1]) for v in _read(proc / "environ").split()
                            if v.startswith("RAY_RAYLET_PID=")), None)
-            if ppid in ours or raylet in ours or (raylet is not None and raylet not in procs):
+            orphan = raylet is not None and raylet not in procs
+            if ppid in ours or raylet in ours or (orphan and _session_of(proc) in (None, me)):
                 ours.add(pid)
     return ours
+
+
+def _session_of(proc: Path):
+    """The pid in the name of the Ray session (``/tmp/ray/session_<date>_<pid>``) a worker's open files (its logs)
+    lie in, or None when none does: a worker whose raylet has died belongs to this process's Ray only if its
+    session is ours (a chapter notebook's Ray may be shutting down meanwhile, leaving orphans of its own)."""
+    try:
+        links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+    except OSError:
+        return None
+    for link in links:
+        found = re.search(r"/session_[^/]*_(\d+)/", link)
+        if found:
+            return int(found.group(1))
+    return None
 
 
 def _data():
