@@ -7,7 +7,8 @@
 :func:`scan` walks a file's pickle opcodes and flags every import outside an allow-list;
 :func:`compare_scanners` runs it beside picklescan, ModelScan and fickling on the corpus of :func:`build_corpus`.
 :func:`pin` / :func:`verify_pins` pin digests; :func:`sign_model` / :func:`verify_model` sign a model folder with
-OpenSSF model-signing and a local key (no network).
+OpenSSF model-signing and a local key (no network). :func:`audit_requirements`, :func:`typosquats` and
+:func:`resolve` cover dependencies: pins and hashes, names one typo away, and dependency confusion.
 """
 from .formats import FORMATS, MAX_BYTES, check_size, detect_format
 from .payloads import (LOADERS, MALICIOUS_FORMATS, MARKER_TEXT, TECHNIQUES, LoadOutcome, make_benign, make_malicious,
@@ -15,6 +16,8 @@ from .payloads import (LOADERS, MALICIOUS_FORMATS, MARKER_TEXT, TECHNIQUES, Load
 from .loading import UnsafeFormatError, safe_load, to_safetensors
 from .scanners import (EXTENSIONS, SCANNERS, CorpusFile, Verdict, build_corpus, compare_scanners, missed,
                        run_scanner, summary_table)
+from .dependencies import (ISSUE_KINDS, STRATEGIES, Issue, RequirementLine, audit_requirements, normalize,
+                           parse_requirements, resolve, typosquats)
 from .signing import generate_keypair, pin, sha256_file, sign_model, verify_model, verify_pins
 from .scan import DANGEROUS, DEFAULT_ALLOW, Finding, Report, pickle_globals, scan, scan_bytes
 
@@ -27,4 +30,6 @@ __all__ = [
     "SCANNERS", "EXTENSIONS", "build_corpus", "run_scanner", "compare_scanners", "summary_table", "missed",
     "CorpusFile", "Verdict",
     "sha256_file", "pin", "verify_pins", "generate_keypair", "sign_model", "verify_model",
+    "parse_requirements", "audit_requirements", "typosquats", "normalize", "resolve", "RequirementLine", "Issue",
+    "STRATEGIES", "ISSUE_KINDS",
 ]
