@@ -92,7 +92,7 @@ def test_which_loader_runs_which_file(loader_table, v, g):
     # "every loader that ran a payload unpickles"; the safe ones ran none
     assert {loader for loader in LOADERS if runs[loader]} == UNPICKLING
     assert v["ch15_unsafe_loaders"] == len(UNPICKLING)
-    assert set(re.findall(r"`([^`]+)`", g["ch15_unsafe_loader_list"])) == UNPICKLING
+    assert set(g["ch15_unsafe_loader_list"].split(", ")) == UNPICKLING
     for loader, key in (("pickle.load", "pickle"), ("torch.load", "torch_default"), ("joblib.load", "joblib"),
                         ("torch.load(weights_only=False)", "torch_unsafe"), ("np.load", "np"),
                         ("np.load(allow_pickle=True)", "np_pickle"), ("safetensors", "safetensors"),
@@ -152,7 +152,13 @@ def test_scanner_comparison(scanner_table, v, g):
     # the kit's allow-list catches every malicious file of the corpus, and flags the joblib'd scikit-learn model
     assert v["ch15_scan_kit_detect"] == 100 and v["ch15_kit_missed"] == 0
     assert g["ch15_kit_flags_sklearn"] == "True"
-    assert 0 <= v["ch15_missing_tools"] <= 3
+    assert 0 <= v["ch15_missing_tools"] <= 3 and (g["ch15_missed_list"] == "none") == (v["ch15_missing_tools"] == 0)
+    # "most of the other tools' lower detection rates are formats": files passed as clean are the minority
+    shortfall = sum(v["ch15_corpus_malicious"] * (1 - v[f"ch15_scan_{k}_detect"] / 100)
+                    for k in ("picklescan", "modelscan", "fickling"))
+    assert v["ch15_passed_clean_files"] < shortfall / 2
+    # fickling flags (nearly) every benign torch.save state dict; the kit flags the joblib'd scikit-learn model
+    assert v["ch15_fickling_fp_torch"] >= 0.8 * v["ch15_corpus_torch_benign"] >= 4
     # the allow-list's blind spot: loosened, files that reach exec/system through the allowed calls pass
     assert 0 < v["ch15_loosened_passed"] <= v["ch15_loosened_files"]
 
