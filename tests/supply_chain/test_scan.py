@@ -214,3 +214,17 @@ def test_bad_input(tmp_path, benign_dir):
         sc.scan(3)
     with pytest.raises(ValueError, match="must be a regular file"):
         sc.scan(tmp_path)
+
+
+def test_joblib_array_bytes_that_look_like_pickles(tmp_path):
+    """Array bytes holding a complete tiny pickle (PROTO 2, STOP) and an empty FRAME must neither stop the scan
+    (a false 'unparseable') nor hide a payload after them."""
+    import joblib
+
+    tricky = np.frombuffer(b"\x80\x02." * 50 + b"\x95" + b"\x00" * 8 + b"\xff\x80\x04N." * 20, dtype=np.uint8)
+    benign = tmp_path / "tricky.joblib"
+    joblib.dump({"w": tricky, "i": np.arange(1000)}, benign)
+    assert sc.scan(benign).safe, str(sc.scan(benign))
+    evil = tmp_path / "tricky-evil.joblib"
+    joblib.dump({"w": tricky, "extra": sc.payloads._Call(exec, ("1",))}, evil)
+    assert [f.callable for f in sc.scan(evil).findings] == ["builtins.exec"]

@@ -37,11 +37,13 @@ def test_pins(tmp_path):
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
     a.write_bytes(b"weights"), b.write_bytes(b"data")
     pins = sc.pin([a, b])
-    assert pins["a.bin"] == "sha256:" + hashlib.sha256(b"weights").hexdigest() == "sha256:" + file_digest(a, "sha256")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    assert pins["a.bin"] == "sha256:" + digest == "sha256:" + file_digest(a, "sha256")
     assert sc.verify_pins(pins, tmp_path) == []
     a.write_bytes(b"weightz")
     b.unlink()
-    assert sc.verify_pins(pins, tmp_path) == [("a.bin", pins["a.bin"], sc.sha256_file(a)), ("b.bin", pins["b.bin"], None)]
+    assert sc.verify_pins(pins, tmp_path) == [("a.bin", pins["a.bin"], sc.sha256_file(a)),
+                                              ("b.bin", pins["b.bin"], None)]
 
 
 def test_signature_verifies_untouched(signed, tmp_path):
