@@ -196,40 +196,43 @@ def _show(pairs: Iterable[tuple[str, ...]], limit: int = 3) -> str:
     return text + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")
 
 
-def _variants(data: bytes) -> dict[str, list[tuple[str, str]]]:
-    """What each typical mistake makes of ``data``, with the hint for it."""
+def _variants(data: bytes) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """What each typical mistake makes of ``data``: ``{key: (the hint for it, its list of imports)}``."""
     return {
-        "STACK_GLOBAL is an import too (protocols 4 and 5): its module and name are the two strings pushed "
-        "before it": _walk(data, stack_global=False),
-        "a string fetched from the memo (GET, BINGET, LONG_BINGET) is pushed again: keep the memo's strings, "
-        "MEMOIZE filling slot len(memo)": _walk(data, memo=False),
-        "data can hold several pickles one after another: go on after each STOP until the bytes end":
-            _walk(data, every_pickle=False),
-        "INST imports too: its argument is 'module name', like GLOBAL's": _walk(data, inst=False),
-        "STACK_GLOBAL's module is pushed first, its name last": _walk(data, swap=True),
-        "every string opcode can push an operand (BINUNICODE, UNICODE, STRING, ...), not only SHORT_BINUNICODE":
-            _walk(data, any_string=False),
+        "stack_global": ("STACK_GLOBAL is an import too (protocols 4 and 5): its module and name are the two strings "
+                         "pushed before it", _walk(data, stack_global=False)),
+        "memo": ("a string fetched from the memo (GET, BINGET, LONG_BINGET) is pushed again: keep the memo's "
+                 "strings, MEMOIZE filling slot len(memo)", _walk(data, memo=False)),
+        "every": ("data can hold several pickles one after another: go on after each STOP until the bytes end",
+                  _walk(data, every_pickle=False)),
+        "inst": ("INST imports too: its argument is 'module name', like GLOBAL's", _walk(data, inst=False)),
+        "swap": ("STACK_GLOBAL's module is pushed first, its name last", _walk(data, swap=True)),
+        "any_string": ("every string opcode can push an operand (BINUNICODE, UNICODE, STRING, ...), not only "
+                       "SHORT_BINUNICODE", _walk(data, any_string=False)),
     }
 
 
-def _hint(got: Any, variants: dict[str, Any]) -> str:
-    return next((f"; {why}" for why, value in variants.items() if value == got), "")
+def _hint(got: Any, variants: dict[str, tuple[str, Any]], prefer: tuple[str, ...] = ()) -> str:
+    """``"; <why>"`` for the mistakes whose result ``got`` is (two at most, those in ``prefer`` first)."""
+    keys = [k for k in prefer if k in variants] + [k for k in variants if k not in prefer]
+    whys = [variants[k][0] for k in keys if variants[k][1] == got][:2]
+    return "".join(f"; {'or: ' if i else ''}{why}" for i, why in enumerate(whys))
 
 
 # ---- (a) imports --------------------------------------------------------------------------------------------------
 imports = SET.question("imports", "imports(data) -> list of (module, name)", forbid=_forbid())
 
 
-def _expect_imports(fn, data: bytes, what: str) -> None:
+def _expect_imports(fn, data: bytes, what: str, prefer: tuple[str, ...] = ()) -> None:
     call_text = f"imports(<{len(data)} bytes: {what}>)"
     got = [_canon(p) for p in _tuples(call(fn, data, name="imports"), call_text, 2)]
     want = [_canon(p) for p in _reference_imports(data)]
     if got != want:
-        variants = {why: [_canon(p) for p in v] for why, v in _variants(data).items()}
-        variants["one entry per import opcode, in order: keep repeats"] = list(dict.fromkeys(want))
+        variants = {key: (why, [_canon(p) for p in v]) for key, (why, v) in _variants(data).items()}
+        variants["dedup"] = ("one entry per import opcode, in order: keep repeats", list(dict.fromkeys(want)))
         missing = [p for p in want if p not in got]
         detail = f"missed {_show(missing)}" if missing else f"expected {_show(want, 6)}"
-        fail(f"{call_text} gave {len(got)} import(s) ({_show(got)}); {detail}{_hint(got, variants)}")
+        fail(f"{call_text} gave {len(got)} import(s) ({_show(got)}); {detail}{_hint(got, variants, prefer)}")
 
 
 def _protocols(rng: torch.Generator, low: int, high: int) -> int:
@@ -255,7 +258,7 @@ def _opener(rng: torch.Generator) -> tuple[str, str]:
 
 
 def _marker(rng: torch.Generator) -> str:
-    return f"{P.MARKER_DIR}/written-{randint(rng, 0, 99999)}"
+    return f"{P.MARKER_DIR}/written-{randint(rng, 0, 99999)}.npy"
 
 
 @imports.prop("returns a list of (module, name) pairs of strings")
@@ -294,10 +297,10 @@ def _stack_global_pickle(rng: torch.Generator) -> bytes:
 
 @imports.prop("resolves INST, and STACK_GLOBAL after any string opcode or memo get (hand-written pickles)")
 def _imp_handmade(fn, rng):
-    _expect_imports(fn, P.handmade_call(rng, "inst", target=_opener(rng), marker=_marker(rng)), "INST")
-    _expect_imports(fn, _stack_global_pickle(rng), "STACK_GLOBAL after two string opcodes")
+    _expect_imports(fn, P.handmade_call(rng, "inst", target=_opener(rng), marker=_marker(rng)), "INST", ("inst",))
+    _expect_imports(fn, _stack_global_pickle(rng), "STACK_GLOBAL after two string opcodes", ("any_string",))
     _expect_imports(fn, P.handmade_call(rng, "memo", target=_opener(rng), marker=_marker(rng)),
-                    "STACK_GLOBAL of memoised strings")
+                    "STACK_GLOBAL of memoised strings", ("memo",))
 
 
 def _concatenated(rng: torch.Generator) -> tuple[bytes, str]:
@@ -316,14 +319,21 @@ def _concatenated(rng: torch.Generator) -> tuple[bytes, str]:
 
 @imports.prop("reads every pickle in data: more can follow the first STOP")
 def _imp_concat(fn, rng):
-    _expect_imports(fn, *_concatenated(rng))
+    _expect_imports(fn, *_concatenated(rng), prefer=("every",))
     twice = pickle.dumps(P.benign_object(rng), protocol=_protocols(rng, 0, 5))
-    _expect_imports(fn, twice + twice, "the same pickle twice: its imports are listed twice")
+    _expect_imports(fn, twice + twice, "the same pickle twice: its imports are listed twice", ("every", "dedup"))
+
+
+def _cut(rng: torch.Generator, data: bytes) -> bytes:
+    """``data`` cut at an opcode boundary before its STOP: ``genops`` then raises "pickle exhausted before seeing
+    STOP", a message that does not name ``data`` (a cut inside an argument can give "not enough data in stream",
+    which would name it by accident)."""
+    starts = [pos for _, _, pos in pickletools.genops(data)][1:]
+    return data[:starts[randint(rng, 0, len(starts) - 1)]]
 
 
 def _truncated(rng: torch.Generator) -> bytes:
-    data = pickle.dumps(P.benign_object(rng), protocol=_protocols(rng, 0, 5))
-    return data[:randint(rng, 1, len(data) - 1)]
+    return _cut(rng, pickle.dumps(P.benign_object(rng), protocol=_protocols(rng, 0, 5)))
 
 
 @imports.prop("raises a ValueError naming data when it is not complete pickles (empty, truncated)")
@@ -344,19 +354,22 @@ def _outside(pairs: Iterable[tuple[str, str]], allow: Iterable) -> set[tuple[str
     return {_canon(p) for p in pairs} - allowed
 
 
-def _scan_variants(data: bytes, allow: frozenset) -> dict[str, set]:
+def _scan_variants(data: bytes, allow: frozenset) -> dict[str, tuple[str, set]]:
     everything = {_canon(p) for p in _walk(data)}
-    variants = {why: _outside(v, allow) for why, v in _variants(data).items()}
+    modules = {_canon(p)[0] for p in allow}
+    variants = {key: (why, _outside(v, allow)) for key, (why, v) in _variants(data).items()}
     variants.update({
-        "a deny-list lets through every callable it does not name: flag whatever is outside allow":
-            {p for p in everything - {_canon(a) for a in allow} if p[0] in DENY_MODULES or p in DENY},
-        "that is every import: report only those outside allow": everything,
-        "use the allow-list passed as allow, not one of your own": _outside(everything, TORCH_ALLOW),
+        "deny": ("a deny-list lets through every callable it does not name: flag whatever is outside allow",
+                 {p for p in everything - {_canon(a) for a in allow} if p[0] in DENY_MODULES or p in DENY}),
+        "everything": ("that is every import: report only those outside allow", everything),
+        "own_allow": ("use the allow-list passed as allow, not one of your own", _outside(everything, TORCH_ALLOW)),
+        "by_module": ("allow holds (module, name) pairs: an allowed name does not allow its whole module",
+                      {p for p in everything if p[0] not in modules}),
     })
     return variants
 
 
-def _expect_scan(fn, data: bytes, allow: frozenset, what: str) -> None:
+def _expect_scan(fn, data: bytes, allow: frozenset, what: str, prefer: tuple[str, ...] = ()) -> None:
     call_text = f"scan(<{len(data)} bytes: {what}>, allow)"
     got = {_canon(p) for p in _tuples(call(fn, data, set(allow), name="scan"), call_text, 2)}
     want = _outside(_walk(data), allow)
@@ -369,7 +382,7 @@ def _expect_scan(fn, data: bytes, allow: frozenset, what: str) -> None:
             seen = {_canon(p) for p in _walk(data)}
             why = ("which allow holds" if all(p in seen for p in extra) else "which the file does not import")
             parts.append(f"flagged {_show(extra)}, {why}")
-        fail(f"{call_text}: {'; '.join(parts)}{_hint(got, _scan_variants(data, allow))}")
+        fail(f"{call_text}: {'; '.join(parts)}{_hint(got, _scan_variants(data, allow), prefer)}")
 
 
 def _mixed_pkl(rng: torch.Generator) -> bytes:
@@ -406,50 +419,55 @@ def _scan_kit(fn, rng):
 
 @scan.prop("flags INST, STACK_GLOBAL after any string or memo get, and a payload after the first STOP")
 def _scan_evasions(fn, rng):
-    _expect_scan(fn, P.handmade_call(rng, "inst", target=_opener(rng), marker=_marker(rng)), TORCH_ALLOW, "INST")
-    _expect_scan(fn, _stack_global_pickle(rng), TORCH_ALLOW, "STACK_GLOBAL after two string opcodes")
+    _expect_scan(fn, P.handmade_call(rng, "inst", target=_opener(rng), marker=_marker(rng)), TORCH_ALLOW, "INST",
+                 ("inst",))
+    _expect_scan(fn, _stack_global_pickle(rng), TORCH_ALLOW, "STACK_GLOBAL after two string opcodes",
+                 ("any_string", "stack_global"))
     _expect_scan(fn, P.handmade_call(rng, "memo", target=_opener(rng), marker=_marker(rng)), TORCH_ALLOW,
-                 "STACK_GLOBAL of memoised strings")
+                 "STACK_GLOBAL of memoised strings", ("memo",))
     style = ("global", "stack_global", "memo", "inst")[randint(rng, 0, 3)]
     payload = P.handmade_call(rng, style, target=_opener(rng), marker=_marker(rng))
     _expect_scan(fn, _any_pkl(rng, (2, 4, 5)[randint(rng, 0, 2)]) + payload, TORCH_ALLOW,
-                 f"a state dict's pickle, then a {style} call after its STOP")
+                 f"a state dict's pickle, then a {style} call after its STOP", ("every",))
 
 
 def _deny_list_misses(rng: torch.Generator) -> list[tuple[bytes, str]]:
-    """Two calls of different openers, standalone (no kit payload around them)."""
+    """Two calls of different openers by GLOBAL (any protocol), standalone: every other mistake reads them right,
+    so a scanner that finds nothing here is a deny-list's (or a grep's)."""
     first = randint(rng, 0, len(P.OPENERS) - 1)
     second = (first + randint(rng, 1, len(P.OPENERS) - 1)) % len(P.OPENERS)
-    out = []
-    for index in (first, second):
-        style = ("global", "stack_global", "inst")[randint(rng, 0, 2)]
-        target = P.OPENERS[index]
-        out.append((P.handmade_call(rng, style, target=target, marker=_marker(rng)),
-                    f"{'.'.join(target)}(marker, 'w') by {style}"))
-    return out
+    return [(P.handmade_call(rng, "global", target=P.OPENERS[i], marker=_marker(rng)),
+             f"{'.'.join(P.OPENERS[i])}(marker, 'w')") for i in (first, second)]
 
 
-@scan.prop("flags imports a deny-list misses: open, io.open, codecs.open, logging.FileHandler, zipfile.ZipFile")
+@scan.prop("flags imports a deny-list misses: open, io.open, codecs.open, logging.FileHandler, zipfile.ZipFile, "
+           "numpy.save")
 def _scan_deny(fn, rng):
     for data, what in _deny_list_misses(rng):
-        _expect_scan(fn, data, TORCH_ALLOW, what)
+        _expect_scan(fn, data, TORCH_ALLOW, what, ("deny",))
 
 
-@scan.prop("judges by the allow-list it is given: one needed import removed is flagged, added ones are not")
+@scan.prop("judges by the allow-list it is given, pair by pair: a needed import removed is flagged, added ones are "
+           "not, and numpy.save is not allowed by numpy.dtype")
 def _scan_allow(fn, rng):
     data = _any_pkl(rng, randint(rng, 2, 5))
     used = sorted({_canon(p) for p in _walk(data)} & TORCH_ALLOW)
     removed = used[randint(rng, 0, len(used) - 1)]
-    _expect_scan(fn, data, TORCH_ALLOW - {removed}, f"a state dict, with {'.'.join(removed)} not allowed")
+    _expect_scan(fn, data, TORCH_ALLOW - {removed}, f"a state dict, with {'.'.join(removed)} not allowed",
+                 ("own_allow", "by_module"))
     data = pickle.dumps(P.benign_object(rng), protocol=_protocols(rng, 0, 5))
-    _expect_scan(fn, data, TORCH_ALLOW | {_canon(p) for p in _walk(data)},
-                 "standard-library objects, every class they use allowed")
+    pairs = set(_walk(data))
+    _expect_scan(fn, data, TORCH_ALLOW | pairs | {_canon(p) for p in pairs},
+                 "standard-library objects, every class they use allowed", ("own_allow",))
+    style = ("global", "stack_global", "memo", "inst")[randint(rng, 0, 3)]
+    _expect_scan(fn, P.handmade_call(rng, style, target=("numpy", "save"), marker=_marker(rng)), TORCH_ALLOW,
+                 f"numpy.save(marker, 'w') by {style}, with numpy.dtype and numpy.ndarray allowed", ("by_module",))
 
 
 @scan.prop("raises a ValueError naming data for a truncated pickle: a file that does not parse is not safe")
 def _scan_bad(fn, rng):
     good = _any_pkl(rng, randint(rng, 2, 5))
-    for bad, what in ((good[:randint(rng, 1, len(good) - 1)], "a truncated state dict"),
+    for bad, what in ((_cut(rng, good), "a truncated state dict"),
                       (good + _truncated(rng), "a state dict, then a truncated pickle")):
         expect_value_error(fn, (bad, set(TORCH_ALLOW)), f"scan(<{what}, {len(bad)} bytes>, allow)",
                            "the rest of the file was never read: it could hold anything", "data")

@@ -8,8 +8,9 @@ describes, and the hand-assembled pickles are byte strings built opcode by opcod
 :mod:`pickle`; their meaning is documented in :mod:`pickletools`).
 
 SAFETY: every hand-assembled call is ``f(marker, "w")`` for an ``f`` that opens ``marker`` for writing (``open``,
-``io.open``, ``codecs.open``, ``logging.FileHandler``, ``zipfile.ZipFile``), so loading one (as the tests do, in a
-child process, with ``marker`` in a temporary folder) creates that one file and does nothing else. The grader's
+``io.open``, ``codecs.open``, ``logging.FileHandler``, ``zipfile.ZipFile``, ``numpy.save``; markers end in ``.npy``,
+so that ``numpy.save`` adds no suffix), so loading one (as the tests do, in a child process, with ``marker`` in a
+temporary folder) creates that one file and does nothing else. The grader's
 markers lie in a folder that does not exist (:data:`MARKER_DIR`), so even a stray load would create nothing.
 """
 from __future__ import annotations
@@ -32,10 +33,10 @@ __all__ = ["Asm", "OPENERS", "MARKER_DIR", "handmade_call", "benign_object", "st
 
 #: the folder the grader's hand-made markers would be written to: it does not exist, so nothing ever is
 MARKER_DIR = "/nonexistent-mlsec-set15"
-#: callables that open their first argument for writing when called as ``f(marker, "w")``: a deny-list of
-#: ``os``/``subprocess``/``eval``/``exec`` lets every one of them through
+#: callables that create their first argument (a path ending in ``.npy``) when called as ``f(marker, "w")``: a
+#: deny-list of ``os``/``subprocess``/``eval``/``exec`` lets every one of them through
 OPENERS: tuple[tuple[str, str], ...] = (("builtins", "open"), ("io", "open"), ("codecs", "open"),
-                                        ("logging", "FileHandler"), ("zipfile", "ZipFile"))
+                                        ("logging", "FileHandler"), ("zipfile", "ZipFile"), ("numpy", "save"))
 STRING_KINDS = ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
                 "SHORT_BINSTRING")
 MEMO_KINDS = ("MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT")
