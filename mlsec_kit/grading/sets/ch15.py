@@ -23,37 +23,44 @@ truncated) raises a ``ValueError`` naming ``data``: a scanner must never report 
 the imports outside ``allow`` (a set of pairs), each at least once, in any order; nothing for a safe file.
 ``scan_zip`` scans every member of a zip whose name ends in ``.pkl`` and returns ``(member, module, name)`` triples.
 
-How the instances make each typical mistake fail on every seed:
+How the instances make each typical mistake fail on every seed (``tests/grading/test_ch15.py`` runs each on 20):
 
-- ``imports`` that handles ``GLOBAL`` only: every instance of the second property is a protocol-4/5 pickle
-  (``STACK_GLOBAL``); memo gets ignored (only literal string pushes counted): each of those instance sets holds a
-  ``STACK_GLOBAL`` whose module comes from the memo (two classes of one module, or a state dict with two storage
-  classes of ``torch``) and the hand-written ``"memo"`` pickle pushes two decoy strings just before its gets; only
-  ``SHORT_BINUNICODE`` counted as a string: the hand-written ``STACK_GLOBAL`` pickle is redrawn until one of its
-  operands is another kind; ``INST`` ignored: the third property has an ``INST`` pickle; stopping at the first
-  ``STOP``: the fourth property's last pickle always imports something; operands swapped: every ``STACK_GLOBAL``
-  instance has module != name; duplicates dropped: the concatenated instance repeats an import; no check of
-  truncated input: ``pickletools.genops`` raises a ``ValueError`` that does not name ``data``.
-- ``scan``: a grep for ``os``/``system``/``exec``/``eval``, even one that reports the right imports whenever it
-  finds such a string, and a deny-list of ``os``, ``posix``, ``nt``, ``subprocess``, ``builtins.eval``/``exec``: the
-  fifth property's files call ``open``, ``io.open``, ``codecs.open``, ``logging.FileHandler`` or ``zipfile.ZipFile``,
-  whose bytes hold none of those strings; a scanner without ``STACK_GLOBAL``: the third property's three formats
-  include joblib or npy (protocol >= 4); one that ignores memo gets: the CNN state dict (protocol 4/5, its
-  ``LongStorage`` module fetched from the memo) is then flagged or misread, and so is the hand-written memo pickle;
-  one that stops at the first ``STOP``: the fourth property hides its payload in a second pickle after a benign
-  state dict; one that flags every ``REDUCE``, every ``GLOBAL``, or returns every import: benign state dicts all
-  have both; always safe / always unsafe; an allow-list of its own instead of ``allow``: the sixth property removes
-  one import the file needs from ``allow`` and adds the imports of another; truncated input reported safe: the last
-  property.
-- ``scan_zip`` reading ``archive/data.pkl`` only: every archive has a random folder name (``torch.save`` names it
-  after the file); ``data.pkl`` only (any folder): the fourth property's payload is in another ``.pkl`` member
-  (TorchScript archives hold ``constants.pkl``, which ``torch.jit.load`` unpickles too); a non-zip input not refused
-  with a ``ValueError`` naming ``data`` (``zipfile.BadZipFile`` is not one): the last property.
+- ``imports`` that handles ``GLOBAL`` only, or finds ``GLOBAL`` with a regular expression: every instance of the
+  third property is a protocol-4/5 pickle (``STACK_GLOBAL``); memo gets ignored (only literal string pushes
+  counted), or ``MEMOIZE`` slots counted for strings only: each of its instances holds a ``STACK_GLOBAL`` whose
+  module comes from the memo (two classes of one module; a CNN's state dict, whose ``LongStorage`` fetches
+  ``"torch"`` back), and the hand-written ``"memo"`` pickle pushes two decoy strings just before its gets; only
+  ``SHORT_BINUNICODE`` counted as a string: the hand-written ``STACK_GLOBAL`` pickle is redrawn until an operand is
+  pushed by another string opcode; ``INST`` ignored: the fourth property has an ``INST`` pickle; stopping at the
+  first ``STOP``: the fifth property's last pickle always imports something; operands swapped: module != name in
+  every instance; duplicates dropped: the fifth property repeats a pickle; truncated input not refused (or refused
+  with ``pickletools``' own message): the cuts fall between opcodes, where ``genops`` says "pickle exhausted before
+  seeing STOP", which does not name ``data``.
+- ``scan``: a grep for ``os``/``system``/``exec``/``eval``, even one that returns the right list whenever it finds
+  such a string, and a deny-list of ``os``, ``posix``, ``nt``, ``subprocess``, ``builtins.eval``/``exec``: the fifth
+  property's files call ``open``, ``io.open``, ``codecs.open``, ``logging.FileHandler``, ``zipfile.ZipFile`` or
+  ``numpy.save`` by ``GLOBAL`` and hold none of those strings; blind to ``STACK_GLOBAL``: the third property's three
+  formats include joblib or npy (protocol >= 4); memo gets ignored: the CNN state dict (protocol 4/5) is then
+  misread and flagged, and so is the hand-written memo pickle; stopping at the first ``STOP``: the fourth property
+  hides its payload in a second pickle after a benign state dict; flagging every file with a ``REDUCE``, every
+  import, always unsafe, the allowed imports instead of the others, ``"module.name"`` strings looked up in a set of
+  pairs: benign state dicts; always safe: every payload; an allow-list of its own instead of ``allow``, or an
+  allow-list read by module: the sixth property removes one import the file needs from ``allow`` (a torch storage
+  class while another stays allowed, or another), allows the classes of a second file, and calls ``numpy.save``
+  (``numpy.dtype`` is allowed); truncated input reported safe: the last property, also after a complete pickle.
+- ``scan_zip`` reading ``archive/data.pkl``: every archive has a random folder name (``torch.save`` names it after
+  the file); ``data.pkl`` only (any folder) or the first ``.pkl`` only: the fourth property's payload is in another
+  ``.pkl`` member (TorchScript archives hold ``constants.pkl``, which ``torch.jit.load`` unpickles too); the member
+  without its folder, or pairs without the member: the third; a non-zip input not refused with a ``ValueError``
+  naming ``data`` (``zipfile.BadZipFile`` is not one): the last.
+- ``safe_loads``: the exact set is needed for the first property; "signed means safe" (``i``), "a deny-list scan
+  suffices" (``j``), "``torch.load`` is never safe", "only safetensors" and NumPy's default taken for unsafe all
+  fail it.
 
 Forbidden while a question is graded: the kit's scanner (:func:`mlsec_kit.supply_chain.scan.scan_bytes`,
 :func:`~mlsec_kit.supply_chain.scan.scan`, :func:`~mlsec_kit.supply_chain.scan.pickle_globals` and its walker), and
 this module's ``_walk`` and ``_reference_*`` helpers. Third-party scanners (picklescan, fickling) are not kit code
-and cannot be blocked; picklescan's deny-list fails the fifth property of ``scan``.
+and cannot be blocked; none of them returns the list of imports the questions ask for as it is.
 """
 from __future__ import annotations
 

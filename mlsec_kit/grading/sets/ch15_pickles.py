@@ -28,8 +28,9 @@ from torch import nn
 
 from ..instances import init_normal, randint
 
-__all__ = ["Asm", "OPENERS", "MARKER_DIR", "handmade_call", "benign_object", "state_dict", "torch_zip",
-           "data_pkl", "kit_payload_pickle", "kit_torch_zip"]
+__all__ = ["Asm", "OPENERS", "MARKER_DIR", "STRING_KINDS", "MEMO_KINDS", "MODEL_KINDS", "handmade_call",
+           "benign_object", "state_dict", "torch_zip", "data_pkl", "archive_name", "kit_payload_pickle",
+           "kit_torch_zip"]
 
 #: the folder the grader's hand-made markers would be written to: it does not exist, so nothing ever is
 MARKER_DIR = "/nonexistent-mlsec-set15"
@@ -127,6 +128,15 @@ def handmade_call(rng: torch.Generator, style: str, *, target: tuple[str, str], 
     * ``"memo"``: module and name first appear as data (a list of strings, each memoised with a random kind of
       put), then are fetched back with the matching get for ``STACK_GLOBAL``; the strings pushed just before
       the gets are decoys, so a scanner that ignores gets resolves the wrong pair.
+
+    Args:
+        rng: draws the protocol, the string and memo opcodes, the decoys.
+        style: ``"global"``, ``"inst"``, ``"stack_global"`` or ``"memo"``.
+        target: ``(module, name)`` of the callable, one of :data:`OPENERS` for a pickle that is safe to load.
+        marker: the path the call opens for writing (ending in ``.npy`` for ``numpy.save``).
+
+    Returns:
+        The pickle's bytes; its only import is ``target``. Source: the opcodes of :mod:`pickletools`.
     """
     module, name = target
     if style == "global":
@@ -270,7 +280,17 @@ def kit_payload_pickle(rng: torch.Generator, technique: str, fmt: str, *, protoc
     ``"pickle"`` (``pickle.dumps`` at ``protocol``, drawn in 0-5 when ``None``) and ``"joblib"`` (``joblib.dump``
     of the same with a list for weights: no array bytes between pickle frames); ``data.pkl`` of a ``torch.save``
     zip for ``"torch"`` (pickle protocol 2, or ``protocol``); the pickle after the header of ``np.save`` of an
-    object array for ``"npy"``."""
+    object array for ``"npy"``.
+
+    Args:
+        rng: draws the marker's name, the weights, the protocol and the archive's name.
+        technique: one of :data:`mlsec_kit.supply_chain.TECHNIQUES`.
+        fmt: ``"pickle"``, ``"joblib"``, ``"torch"`` or ``"npy"``.
+        protocol: the pickle protocol for ``"pickle"`` and ``"torch"`` (``None``: drawn, or torch's default 2).
+
+    Returns:
+        Pickle bytes (one pickle) holding the payload; nothing is loaded, and the marker is never created.
+    """
     import numpy as np
 
     from ...supply_chain import payload
