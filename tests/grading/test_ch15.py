@@ -297,17 +297,16 @@ def _mutate(code: str, *changes: tuple[str, str]) -> str:
     return code
 
 
-IMP_GLOBAL_ONLY = _mutate(IMPORTS, ('                    found.append((strings[-2], strings[-1]))\n', '                    pass   # STACK_GLOBAL is not an import, thinks the student\n'))
-IMP_NO_MEMO = _mutate(IMPORTS, ("                    if isinstance(top, str):\n                        strings.append(top)\n",
-                                "                    pass   # the memo is ignored\n"))
-IMP_FIRST_STOP = _mutate(IMPORTS, ("    while stream.tell() < len(data):", "    for _ in range(1):   # pickle.load reads one"))
+IMP_GLOBAL_ONLY = _mutate(IMPORTS, ("found.append((strings[-2], strings[-1]))", "pass   # taken for data"))
+IMP_NO_MEMO = _mutate(IMPORTS, ("strings.append(top)", "pass   # the memo is ignored"))
+IMP_FIRST_STOP = _mutate(IMPORTS, ("while stream.tell() < len(data):", "for _ in range(1):   # pickle.load reads one"))
 IMP_NO_INST = _mutate(IMPORTS, ('if name in ("GLOBAL", "INST"):', 'if name == "GLOBAL":'))
-IMP_SWAPPED = _mutate(IMPORTS, ("found.append((strings[-2], strings[-1]))", "found.append((strings[-1], strings[-2]))"))
+IMP_SWAPPED = _mutate(IMPORTS, ("(strings[-2], strings[-1])", "(strings[-1], strings[-2])"))
 IMP_SHORT_ONLY = _mutate(IMPORTS, ("elif name in STRING_OPCODES:", 'elif name == "SHORT_BINUNICODE":'))
 IMP_DEDUP = _mutate(IMPORTS, ("    return found", "    return list(dict.fromkeys(found))   # each import once"))
-IMP_NO_CHECK = _mutate(IMPORTS, ('    if not data:\n        raise ValueError("data is empty")\n', ""),
-                       ("        except ValueError as err:\n            raise ValueError(f\"data is not complete pickles: {err}\") from None\n",
-                        "        except KeyError:\n            raise\n"))
+IMP_NO_CHECK = _mutate(IMPORTS, ('raise ValueError("data is empty")', "return []"),
+                       ('raise ValueError(f"data is not complete pickles: {err}") from None',
+                        "raise   # genops' own message"))
 IMP_MEMO_COUNTS_STRINGS = _mutate(IMPORTS, (
     "                elif name == \"MEMOIZE\":\n                    memo[len(memo)] = top\n",
     "                elif name == \"MEMOIZE\":\n                    if top is not None:   # only strings get a slot\n"
@@ -345,10 +344,9 @@ def scan(data, allow):
     return [(m, n) for m, n in imports(data)
             if m in deny or (m in ("builtins", "__builtin__") and n in ("eval", "exec"))]
 '''
-SC_NO_STACK_GLOBAL = _mutate(SCAN, ('                    found.append((strings[-2], strings[-1]))\n', '                    pass\n'))
-SC_NO_MEMO = _mutate(SCAN, ("                    if isinstance(top, str):\n                        strings.append(top)\n",
-                            "                    pass\n"))
-SC_FIRST_STOP = _mutate(SCAN, ("    while stream.tell() < len(data):", "    for _ in range(1):"))
+SC_NO_STACK_GLOBAL = _mutate(SCAN, ("found.append((strings[-2], strings[-1]))", "pass"))
+SC_NO_MEMO = _mutate(SCAN, ("strings.append(top)", "pass"))
+SC_FIRST_STOP = _mutate(SCAN, ("while stream.tell() < len(data):", "for _ in range(1):"))
 SC_NO_INST = _mutate(SCAN, ('if name in ("GLOBAL", "INST"):', 'if name == "GLOBAL":'))
 SC_EVERY_REDUCE = IMPORTS + '''
 def scan(data, allow):

@@ -69,7 +69,7 @@ import io
 import pickle
 import pickletools
 import zipfile
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 import torch
 
