@@ -215,14 +215,15 @@ class _Walker:
     def walk(self, data: bytes) -> None:
         pos, frame_ends, resyncing = 0, set(), False
         saved: list = []  # the enclosing pickles' (stack, memo) while a nested one is walked
+        stream = io.BytesIO(data)  # one stream, seeked: no copy of the data per pickle or per resync candidate
         while pos < len(data):
-            stream = io.BytesIO(data[pos:])
+            stream.seek(pos)
             error_at, stopped, ops, ends = None, False, [], set()
             try:
                 for op, arg, p in pickletools.genops(stream):
-                    ops.append((op, arg, pos + p))
+                    ops.append((op, arg, p))  # genops reports the stream's absolute offset
                     if op.name == "FRAME":
-                        ends.add(pos + p + 9 + int(arg))
+                        ends.add(p + 9 + int(arg))
                     stopped = op.name == "STOP"
             except Exception:  # noqa: BLE001 - genops raises ValueError and others on malformed input
                 error_at = self._error_position(data, ops, pos)
@@ -240,9 +241,13 @@ class _Walker:
                     self.stack, self.memo = [], {}
                 self.step(op, arg, p)
             if stopped:
-                pos += stream.tell()
+                pos = stream.tell()
                 # back to the enclosing pickle, or a new pickle concatenated after this one (a fresh memo)
+                nested = bool(saved)
                 self.stack, self.memo = saved.pop() if saved else ([], {})
+                if nested and self.joblib:  # still between joblib's frames: find the next one (the pickle that
+                    resyncing = True        # ended may have been array bytes that happen to parse, e.g. \x80\x02.)
+                    pos = self._next_candidate(data, pos)
                 continue
             if error_at in frame_ends and self.joblib:
                 resyncing = True  # joblib's raw array bytes: go on at the next frame or nested pickle
@@ -259,10 +264,11 @@ class _Walker:
         if not ops:
             return start
         op, arg, p = ops[-1]
-        probe = io.BytesIO(data[p:])
+        probe = io.BytesIO(data)
+        probe.seek(p)
         try:
             next(pickletools.genops(probe))
-            return p + probe.tell()
+            return probe.tell()
         except Exception:  # noqa: BLE001
             return p
 

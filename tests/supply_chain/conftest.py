@@ -33,7 +33,8 @@ def benign_dir(tmp_path_factory):
         "safetensors": sc.make_benign(d / "state.safetensors", fmt="safetensors", obj=state),
         "npy": sc.make_benign(d / "w.npy", fmt="npy", obj=np.arange(12.0).reshape(3, 4)),
         "joblib": sc.make_benign(d / "arrays.joblib", fmt="joblib",
-                                 obj={"w": np.arange(6.0), "i": np.arange(3), "o": np.array(["a", None], dtype=object)}),
+                                 obj={"w": np.arange(6.0), "i": np.arange(3),
+                                      "o": np.array(["a", None], dtype=object)}),
         "pickle": sc.make_benign(d / "plain.pkl", fmt="pickle", obj={"lr": 0.1, "layers": [3, 4]}),
     }
     return d, files
