@@ -18,4 +18,5 @@ SETS: dict[str, str] = {
     "12_homomorphic_encryption": "mlsec_kit.grading.sets.ch12",
     "13_secure_computation": "mlsec_kit.grading.sets.ch13",
     "14_language_models": "mlsec_kit.grading.sets.ch14",
+    "15_supply_chain": "mlsec_kit.grading.sets.ch15",
 }
