@@ -481,7 +481,18 @@ class Converter:
         inner = self.convert("\n".join(body)).strip("\n")
         if name == "math":
             return f"$$\n{inner}\n$$"
-        if name in ("glue", "glue:", "glue:text", "glue:math", "glue:md"):
+        if name == "glue:md":
+            # a glued Markdown object's text/plain is its repr ("<IPython.core.display.Markdown object>"): point
+            # at the cell that draws it instead, as for a glued figure
+            key = _split_glue(arg)[0]
+            if key not in self.values:
+                raise KeyError(f"{self.doc}: glue key {key!r} has no value; execute the notebook "
+                               "(python -m mlsec_kit.editions build)")
+            self.used_values.append(key)
+            where = self.glue_cells(key)
+            return (f"*The table is the output of the code cell {where} that glues `{key}`; run it to see it.*"
+                    if where else f"*The table is drawn by this notebook's code (`{key}`).*")
+        if name in ("glue", "glue:", "glue:text", "glue:math"):
             return self.role("glue:math" if name == "glue:math" else "glue:text", arg)
         if name == "figure":
             number = self.number(options.get("name", ""), "Fig.") if inner else "Fig."

@@ -121,6 +121,16 @@ def test_directives_become_titled_block_quotes(bib, labels):
     assert out.endswith("```python\n{cite}`not_a_role_in_code`\n```")   # plain code is left alone
 
 
+def test_glued_markdown_points_at_its_cell_not_its_repr(bib, labels):
+    conv = E.Converter("chapters/99_test", {"ch99_table": "<IPython.core.display.Markdown object>"}, bib, labels,
+                       BOOK, glue_cells=lambda key: "above")
+    out = conv.convert("```{glue:md} ch99_table\n:format: myst\n```\n")
+    assert "object>" not in out and "output of the code cell above that glues `ch99_table`" in out
+    assert conv.used_values == ["ch99_table"]
+    with pytest.raises(KeyError, match="ch99_missing"):
+        conv.convert("```{glue:md} ch99_missing\n:format: myst\n```\n")
+
+
 def test_numbered_proofs_and_glue_figures(bib):
     labels = E.Labels()
     labels._scan_doc("chapters/99_test", "```{prf:definition} A\n:label: d-a\nx\n```\n"
@@ -238,6 +248,7 @@ def test_edition_shows_no_myst_markup(source):
     assert sorted(edition.metadata["mlsec_edition"]["values"]) == sorted(keys), "a glue key was not resolved"
     text = "\n".join(c.source for c in edition.cells if c.cell_type == "markdown")
     assert text.count(E.MARK) >= len(keys) and "glue" not in text.replace("glues `", "")
+    assert not re.search(r"<[\w.]+ object( at 0x[0-9a-f]+)?>", text), f"{source.name}: a value's repr in the prose"
     code = [(c.id, c.source, c.metadata.get("tags", [])) for c in original.cells if c.cell_type == "code"]
     assert [(c.id, c.source, c.metadata.get("tags", [])) for c in edition.cells if c.cell_type == "code"] == code
 
