@@ -186,6 +186,18 @@ def chapter_values(executed_chapter):
                          if (x := numeric(v)) is not None}
 
 
+@pytest.fixture(scope="module")
+def executed(request, executed_chapter):
+    """The chapter named by the test module's ``STEM``, executed (see ``executed_chapter``)."""
+    return executed_chapter(request.module.STEM)
+
+
+@pytest.fixture(scope="module")
+def v(request, chapter_values):
+    """The numbers the chapter named by the test module's ``STEM`` glued, by name (see ``chapter_values``)."""
+    return chapter_values(request.module.STEM)
+
+
 @pytest.fixture(scope="session")
 def book_html(prefetched_book):
     """The whole book built once per test session into ``_build/html`` (warnings are errors), executing

@@ -14,16 +14,6 @@ ATTACKS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr", "square")
 MASKED = ("quantised", "saturated", "randomised")
 
 
-@pytest.fixture(scope="module")
-def executed(executed_chapter):
-    return executed_chapter(STEM)
-
-
-@pytest.fixture(scope="module")
-def v(chapter_values):
-    return chapter_values(STEM)
-
-
 def test_every_glued_name_in_the_prose_exists(executed):
     assert_every_glued_name_in_the_prose_exists(executed)
 

@@ -12,16 +12,6 @@ STEM = "07_backdoors"
 RATES = ("0_5", "1", "3", "5")
 
 
-@pytest.fixture(scope="module")
-def executed(executed_chapter):
-    return executed_chapter(STEM)
-
-
-@pytest.fixture(scope="module")
-def v(chapter_values):
-    return chapter_values(STEM)
-
-
 def test_every_glued_name_in_the_prose_exists(executed):
     assert_every_glued_name_in_the_prose_exists(executed)
 

@@ -19,16 +19,6 @@ LIRA_TABLE = ("lira_online", "lira_online_fixed_variance", "lira_offline", "lira
 
 
 @pytest.fixture(scope="module")
-def executed(executed_chapter):
-    return executed_chapter(STEM)
-
-
-@pytest.fixture(scope="module")
-def v(chapter_values):
-    return chapter_values(STEM)
-
-
-@pytest.fixture(scope="module")
 def words(executed):
     from mlsec_kit.notebook import glued_values
     return glued_values(executed)

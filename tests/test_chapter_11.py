@@ -14,16 +14,6 @@ STEM = "11_dp_sgd"
 TARGETS = (0.5, 1.16, 2.91, 6.86, 16.0)     # EPS_TARGETS of the parameters cell
 
 
-@pytest.fixture(scope="module")
-def executed(executed_chapter):
-    return executed_chapter(STEM)
-
-
-@pytest.fixture(scope="module")
-def v(chapter_values):
-    return chapter_values(STEM)
-
-
 def test_every_glued_name_in_the_prose_exists(executed):
     assert_every_glued_name_in_the_prose_exists(executed)
 

@@ -17,16 +17,6 @@ SCALES = [20, 25, 30, 35, 40, 45, 50]        # SLIDER_SCALES of the parameters c
 STRATEGIES = ("per_image", "diagonal", "packed", "simd")
 
 
-@pytest.fixture(scope="module")
-def executed(executed_chapter):
-    return executed_chapter(STEM)
-
-
-@pytest.fixture(scope="module")
-def v(chapter_values):
-    return chapter_values(STEM)
-
-
 def tables(executed):
     return [o["data"]["text/markdown"] for c in executed.cells if c.cell_type == "code" for o in c.outputs
             if "text/markdown" in o.get("data", {})]

@@ -15,16 +15,6 @@ STEM = "13_secure_computation"
 AGGREGATORS = ("FedAvg (mean)", "median", "trimmed mean", "Krum")
 
 
-@pytest.fixture(scope="module")
-def executed(executed_chapter):
-    return executed_chapter(STEM)
-
-
-@pytest.fixture(scope="module")
-def v(chapter_values):
-    return chapter_values(STEM)
-
-
 def outputs(executed) -> str:
     return "\n".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
 

@@ -17,16 +17,6 @@ STEM = "14_language_models"
 INSERTIONS = (0, 1, 2, 4, 8, 16)
 
 
-@pytest.fixture(scope="module")
-def executed(executed_chapter):
-    return executed_chapter(STEM)
-
-
-@pytest.fixture(scope="module")
-def v(chapter_values):
-    return chapter_values(STEM)
-
-
 def outputs(executed) -> str:
     return "\n".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
 
