@@ -60,13 +60,17 @@ class Question:
     def __init__(self, exercise: str, name: str, signature: str, *, forbid: tuple[str, ...] = ()) -> None:
         if not name.isidentifier():
             raise ValueError(f"name must be a Python identifier (the function's name), got {name!r}")
-        bad = [f for f in forbid if not isinstance(f, str) or not f.startswith("mlsec_kit.") or "." not in f[10:]]
+        bad = [f for f in forbid if not isinstance(f, str) or len(f.split(".")) < 2
+               or not all(part.isidentifier() for part in f.split("."))
+               or (f.startswith("mlsec_kit.") and "." not in f[10:])]
         if bad:
-            raise ValueError(f"forbid must name kit functions as 'mlsec_kit.module.function', got {bad!r}")
+            raise ValueError("forbid must name functions by their dotted path, kit functions as "
+                             f"'mlsec_kit.module.function' and a library's as 'package.module.function', got {bad!r}")
         self.exercise = exercise
         self.name = name
         self.signature = signature
-        # the kit functions that would answer this question; the grader blocks them while it runs
+        # the functions (the kit's, or a library's) that would answer this question; the grader blocks them while
+        # it runs
         self.forbid: tuple[str, ...] = tuple(forbid)
         self.properties: tuple[Property, ...] = ()
 
@@ -121,7 +125,8 @@ class ExerciseSet:
 
     def question(self, name: str, signature: str, *, forbid: tuple[str, ...] = ()) -> Question:
         """Declare the next question; ``name`` is the function the student defines; ``forbid`` lists the kit
-        functions (``"mlsec_kit.dp.randomized_response"``) that would answer it, blocked while it is graded."""
+        functions (``"mlsec_kit.dp.randomized_response"``) or a library's (``"picklescan.scanner._list_globals"``)
+        that would answer it, blocked while it is graded."""
         if name in self.questions:
             raise ValueError(f"question {name!r} is already declared in {self.id}")
         self.questions[name] = Question(self.id, name, signature, forbid=forbid)

@@ -186,7 +186,7 @@ def _resolve(name: str) -> Any:
 
 
 def _block(names: list[str]) -> Callable[[], None]:
-    """Make the kit functions ``names`` raise while a question runs; return what undoes it.
+    """Make the functions ``names`` (the kit's or a library's) raise while a question runs; return what undoes it.
 
     The function object itself is changed (its code), so a reference the notebook took earlier
     (``from mlsec_kit.dp import randomized_response``) is blocked too, and so is every module that re-exports it.
@@ -196,7 +196,8 @@ def _block(names: list[str]) -> Callable[[], None]:
         target = _resolve(name)
         if target is None:
             continue
-        message = f"implement this yourself, without `{name}` (the kit's reference implementation)"
+        source = "the kit's reference implementation" if name.startswith("mlsec_kit.") else "a library's answer"
+        message = f"implement this yourself, without `{name}` ({source})"
 
         def raiser(*args: Any, __message: str = message, **kwargs: Any) -> Any:
             raise __import__("mlsec_kit.grading.runner", fromlist=["_"])._Forbidden(__message)

@@ -13,8 +13,12 @@ deny-list means that an unknown callable is flagged too.
 * ``.npy``: the pickle after the header when the dtype holds objects (NumPy's format, NEP 1);
 * several pickles one after another in a file are all scanned (a loader that calls ``load`` twice runs the
   second one; ``pickle.load`` stops at the first STOP, so a scanner that does too misses what follows);
-* joblib writes array bytes between pickle frames; a parse that fails exactly at a frame's end resumes at the
-  next frame (an attacker could hide a frame look-alike in array bytes: the kit then reports more, not less).
+* joblib writes array bytes into the pickle stream after each ``NumpyArrayWrapper``'s ``BUILD``; ``joblib.load``
+  skips exactly ``padding + prod(shape) * itemsize`` bytes (or reads an object array's nested pickle) and goes on,
+  so the walker computes that offset from the wrapper's state (a wrapper it cannot size is a finding). Such a file
+  is also walked as a plain ``pickle.load`` reads it (array bytes taken for opcodes) and both readings are reported;
+* ``EXT1``/``EXT2``/``EXT4`` import whatever ``copyreg``'s extension registry maps their code to in the loading
+  process: unknown to a scanner, so each is a finding.
 
 Blind spots, by construction: a dangerous callable someone puts on the allow-list (``builtins.getattr`` gives
 access to anything), and whatever a file does through allowed callables.
@@ -59,7 +63,7 @@ DANGEROUS: frozenset = frozenset({
 
 _STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
                "BINUNICODE8"}
-_IMPORT_OPS = {"GLOBAL", "INST", "STACK_GLOBAL"}
+_IMPORT_OPS = {"GLOBAL", "INST", "STACK_GLOBAL", "EXT1", "EXT2", "EXT4"}
 _CALL_OPS = ("REDUCE", "BUILD", "OBJ", "NEWOBJ", "NEWOBJ_EX", "INST")
 _MARK = object()
 _OTHER = object()
@@ -143,69 +147,227 @@ def _severity(module: str, name: str) -> str:
     return "dangerous" if (module in DANGEROUS or top in DANGEROUS or f"{module}.{name}" in DANGEROUS) else "unknown"
 
 
-class _Walker:
-    """Opcode walk with a model of the stack (strings by value) and of the memo, across concatenated pickles."""
+class _Global:
+    """An imported callable on the model stack (so that a later REDUCE/NEWOBJ/BUILD knows what it applies to)."""
 
-    def __init__(self, allow: frozenset, member: Optional[str]) -> None:
-        self.allow, self.member = allow, member
+    __slots__ = ("pair",)
+
+    def __init__(self, module: str, name: str) -> None:
+        self.pair = (module, name)
+
+
+class _Wrapper:
+    """A ``joblib.numpy_pickle.NumpyArrayWrapper`` being built: its state, as far as it holds literals."""
+
+    __slots__ = ("state", "known")
+
+    def __init__(self) -> None:
+        self.state: dict = {}
+        self.known = True
+
+
+class _Dtype:
+    """``numpy.dtype(<str>, ...)``: the real dtype when its state is a plain one, else ``None`` (unknown)."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: object) -> None:
+        self.dtype = dtype
+
+
+_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
+_INT_OPS = {"INT", "LONG", "BININT", "BININT1", "BININT2", "LONG1", "LONG4"}
+
+
+class _Walker:
+    """Opcode walk with a model of the stack and of the memo, across concatenated pickles.
+
+    Strings, ints, ``None``, booleans, tuples and dicts are kept by value, imports as :class:`_Global`, everything
+    else as a placeholder. That is enough to resolve ``STACK_GLOBAL`` operands (pushed or fetched from the memo)
+    and to follow joblib's layout: when a ``BUILD`` completes a ``NumpyArrayWrapper``, ``joblib.load`` reads the
+    array's raw bytes (a padding byte, the padding, ``prod(shape) * itemsize`` bytes) or, for an object array, a
+    nested pickle, straight from the file, and then goes on unpickling after them. The walker computes the same
+    offset from the wrapper's state; a wrapper whose size it cannot compute is itself a finding (what it would skip
+    is unknown).
+    """
+
+    def __init__(self, allow: frozenset, member: Optional[str], joblib_arrays: bool = True) -> None:
+        self.allow, self.member, self.joblib_arrays = allow, member, joblib_arrays
         self.findings: list[Finding] = []
         self.globals: list[str] = []
         self.calls: dict[str, int] = {}
         self.notes: list[str] = []
         self.stack: list = []
         self.memo: dict = {}
-        self.joblib = False
+        self.frame_end: Optional[int] = None
+        self.jump: Optional[tuple[str, int]] = None  # ("skip" | "nested", offset) after a wrapper's BUILD
+        self.wrappers = 0
+        self.halted = False
+        self.data = b""
 
     def _pop(self) -> object:
         return self.stack.pop() if self.stack else _OTHER
 
-    def _import(self, opcode: str, module: Optional[str], name: Optional[str], pos: int) -> None:
+    def _pop_mark(self) -> list:
+        items = []
+        while self.stack and self.stack[-1] is not _MARK:
+            items.append(self.stack.pop())
+        if self.stack:
+            self.stack.pop()
+        return items[::-1]
+
+    def _import(self, opcode: str, module: Optional[str], name: Optional[str], pos: int) -> object:
         if module is None or name is None:
             self.findings.append(Finding(opcode, "?", pos, self.member, "unknown"))
-            return
+            return _OTHER
         module, name = _normalise(module, name)
         qual = f"{module}.{name}"
         if qual not in self.globals:
             self.globals.append(qual)
-        if (module, name) == ("joblib.numpy_pickle", "NumpyArrayWrapper"):
-            self.joblib = True
         if (module, name) not in self.allow:
             self.findings.append(Finding(opcode, qual, pos, self.member, _severity(module, name)))
+        return _Global(module, name)
+
+    def _instance(self, cls: object) -> object:
+        return _Wrapper() if isinstance(cls, _Global) and cls.pair == _WRAPPER else _OTHER
 
     def step(self, op: pickletools.OpcodeInfo, arg: object, pos: int) -> None:
-        name = op.name
+        name, push = op.name, self.stack.append
         if name in _CALL_OPS:
             self.calls[name] = self.calls.get(name, 0) + 1
-        if name in ("GLOBAL", "INST"):
+        if name == "GLOBAL":
             module, _, attr = str(arg).partition(" ")
-            self._import(name, module, attr, pos)
+            push(self._import(name, module, attr, pos))
+        elif name == "INST":
+            module, _, attr = str(arg).partition(" ")
+            cls = self._import(name, module, attr, pos)
+            self._pop_mark()
+            push(self._instance(cls))
         elif name == "STACK_GLOBAL":
             attr, module = self._pop(), self._pop()
             ok = isinstance(module, str) and isinstance(attr, str)
-            self._import(name, module if ok else None, attr if ok else None, pos)
-            self.stack.append(_OTHER)
-            return
-        if name in _STRING_OPS:
-            self.stack.append(arg.decode("latin-1") if isinstance(arg, bytes) else str(arg))
+            push(self._import(name, module if ok else None, attr if ok else None, pos))
+        elif name in _STRING_OPS:
+            push(arg.decode("latin-1") if isinstance(arg, bytes) else str(arg))
+        elif name in _INT_OPS:
+            push(arg if isinstance(arg, int) else _OTHER)
+        elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
+            push({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name])
+        elif name == "EMPTY_TUPLE":
+            push(())
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            items = [self._pop() for _ in range(int(name[-1]))][::-1]
+            push(tuple(items))
+        elif name == "TUPLE":
+            push(tuple(self._pop_mark()))
+        elif name == "EMPTY_DICT":
+            push({})
+        elif name in ("SETITEM", "SETITEMS"):
+            items = [self._pop(), self._pop()][::-1] if name == "SETITEM" else self._pop_mark()
+            target = self.stack[-1] if self.stack else _OTHER
+            if isinstance(target, dict):
+                for key, value in zip(items[::2], items[1::2]):
+                    if isinstance(key, (str, int)) or key is None:
+                        target[key] = value
         elif name == "MEMOIZE":
             self.memo[len(self.memo)] = self.stack[-1] if self.stack else _OTHER
         elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
             self.memo[int(arg)] = self.stack[-1] if self.stack else _OTHER
         elif name in ("GET", "BINGET", "LONG_BINGET"):
-            self.stack.append(self.memo.get(int(arg), _OTHER))
+            push(self.memo.get(int(arg), _OTHER))
         elif name == "DUP":
-            self.stack.append(self.stack[-1] if self.stack else _OTHER)
-        else:  # GLOBAL and INST included: their stack effect is generic
+            push(self.stack[-1] if self.stack else _OTHER)
+        elif name == "FRAME":
+            self.frame_end = pos + 9 + int(arg)
+        elif name in ("EXT1", "EXT2", "EXT4"):  # an import through copyreg's registry, decided at load time
+            self.findings.append(Finding(name, f"<extension code {arg}>", pos, self.member, "unknown"))
+            push(_OTHER)
+        elif name == "REDUCE":
+            args, func = self._pop(), self._pop()
+            if isinstance(func, _Global) and func.pair == ("numpy", "dtype") and isinstance(args, tuple) \
+                    and args and isinstance(args[0], str):
+                import numpy as np
+
+                try:
+                    push(_Dtype(np.dtype(args[0])))
+                except Exception:  # noqa: BLE001 - a dtype string numpy refuses: unknown
+                    push(_Dtype(None))
+            else:
+                push(self._instance(func))
+        elif name in ("NEWOBJ", "NEWOBJ_EX"):
+            if name == "NEWOBJ_EX":
+                self._pop()
+            self._pop()
+            push(self._instance(self._pop()))
+        elif name == "OBJ":
+            items = self._pop_mark()
+            push(self._instance(items[0] if items else _OTHER))
+        elif name == "BUILD":
+            self._build(self._pop(), pos)
+        else:
             self._generic(op)
+
+    def _build(self, state: object, pos: int) -> None:
+        obj = self.stack[-1] if self.stack else _OTHER
+        if isinstance(obj, _Dtype):  # a structured dtype's fields (state[3], state[4]) are not modelled
+            if not (isinstance(state, tuple) and len(state) >= 5 and state[3] is None and state[4] is None):
+                obj.dtype = None
+            return
+        if not isinstance(obj, _Wrapper):
+            return
+        if isinstance(state, tuple) and len(state) == 2:  # (state, slotstate)
+            parts = [s for s in state if s is not None]
+        else:
+            parts = [state]
+        for part in parts:
+            if isinstance(part, dict):
+                obj.state.update(part)
+            else:
+                obj.known = False
+        self.wrappers += 1
+        self.stack[-1] = _OTHER  # joblib puts the array in the wrapper's place
+        if self.joblib_arrays:
+            self.jump = self._array_end(obj, pos)
+
+    def _array_end(self, wrapper: _Wrapper, pos: int) -> Optional[tuple[str, int]]:
+        """Where ``joblib.load`` resumes after the array this wrapper stands for (``None``: a finding was made)."""
+        start = pos + 1
+        if self.frame_end is not None and start < self.frame_end:
+            return self._unknown_array(pos, "its BUILD is not at the end of its frame (joblib would read the array "
+                                            "after the frame, out of order)")
+        state = wrapper.state
+        shape, dtype = state.get("shape"), state.get("dtype")
+        align = state.get("numpy_array_alignment_bytes")
+        if not (wrapper.known and isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)
+                and isinstance(dtype, _Dtype) and dtype.dtype is not None and (align is None or isinstance(align, int))):
+            return self._unknown_array(pos, "its shape, dtype or alignment is not a literal the scanner can read")
+        if dtype.dtype.hasobject:
+            return ("nested", start)
+        end = start
+        if align is not None:
+            if end >= len(self.data):
+                return self._unknown_array(pos, "the file ends before its padding byte")
+            end += 1 + self.data[end]
+        count = 1
+        for n in shape:
+            count *= n
+        end += count * dtype.dtype.itemsize
+        if end > len(self.data):
+            return self._unknown_array(pos, f"its {count * dtype.dtype.itemsize} bytes run past the end of the file")
+        return ("skip", end)
+
+    def _unknown_array(self, pos: int, why: str) -> None:
+        self.findings.append(Finding("BUILD", f"<joblib array of unknown extent at byte {pos}>", pos, self.member,
+                                     "unknown"))
+        self.notes.append(f"joblib array at byte {pos}: {why}; the rest was not scanned")
+        self.halted = True
+        return None
 
     def _generic(self, op: pickletools.OpcodeInfo) -> None:
         """Pop what the opcode consumes (down to the MARK if it takes one), push placeholders for its results."""
         before = list(op.stack_before)
         if pickletools.markobject in before:
-            while self.stack and self.stack[-1] is not _MARK:
-                self.stack.pop()
-            if self.stack:
-                self.stack.pop()
+            self._pop_mark()
             before = before[:before.index(pickletools.markobject)]
         for _ in before:
             self._pop()
@@ -213,50 +375,42 @@ class _Walker:
             self.stack.append(_MARK if item is pickletools.markobject else _OTHER)
 
     def walk(self, data: bytes) -> None:
-        pos, frame_ends, resyncing = 0, set(), False
-        saved: list = []  # the enclosing pickles' (stack, memo) while a nested one is walked
-        stream = io.BytesIO(data)  # one stream, seeked: no copy of the data per pickle or per resync candidate
+        """Walk every pickle in ``data``; with ``joblib_arrays``, skip array bytes as ``joblib.load`` does."""
+        self.data = data
+        pos = 0
+        saved: list = []  # the enclosing pickles' (stack, memo) while a joblib object array's pickle is walked
+        stream = io.BytesIO(data)  # one stream, seeked: no copy of the data per pickle
         while pos < len(data):
             stream.seek(pos)
-            error_at, stopped, ops, ends = None, False, [], set()
+            stopped, last = False, None
             try:
-                for op, arg, p in pickletools.genops(stream):
-                    ops.append((op, arg, p))  # genops reports the stream's absolute offset
-                    if op.name == "FRAME":
-                        ends.add(p + 9 + int(arg))
+                for op, arg, p in pickletools.genops(stream):  # genops reports the stream's absolute offset
+                    last = (op, arg, p)
+                    self.step(op, arg, p)
                     stopped = op.name == "STOP"
+                    if self.jump is not None or self.halted:
+                        break
             except Exception:  # noqa: BLE001 - genops raises ValueError and others on malformed input
-                error_at = self._error_position(data, ops, pos)
-            if resyncing and (not ops or not (stopped or error_at in frame_ends | ends)):
-                pos = self._next_candidate(data, pos + 1)  # not a real frame: try the next candidate
-                continue
-            if resyncing and ops[0][0].name == "PROTO":  # a pickle nested in joblib's stream: its own memo
-                saved.append((self.stack, self.memo))
-                self.stack, self.memo = [], {}
-            resyncing = False
-            frame_ends |= ends
-            for i, (op, arg, p) in enumerate(ops):
-                if op.name == "PROTO" and i > 0 and p in frame_ends and self.joblib:
-                    saved.append((self.stack, self.memo))  # joblib's object arrays: a pickle right after a frame
+                error_at = self._error_position(data, [last] if last else [], pos)
+                if not self.joblib_arrays:  # the plain reading: a load that fails there runs nothing after it
+                    self.notes.append(f"a plain pickle.load stops with an error at byte {error_at}")
+                    return
+                what = "a pickle that does not parse" if last else "bytes that are not a pickle"
+                self.findings.append(Finding("-", f"<{what} at byte {error_at}>", error_at, self.member, "unknown"))
+                self.notes.append(f"stopped at byte {error_at}: {what}; the rest was not scanned")
+                return
+            if self.jump is not None:
+                kind, pos = self.jump
+                self.jump, self.frame_end = None, None
+                if kind == "nested":  # an object array: a pickle of its own (own stack and memo) in the stream
+                    saved.append((self.stack, self.memo))
                     self.stack, self.memo = [], {}
-                self.step(op, arg, p)
-            if stopped:
-                pos = stream.tell()
-                # back to the enclosing pickle, or a new pickle concatenated after this one (a fresh memo)
-                nested = bool(saved)
-                self.stack, self.memo = saved.pop() if saved else ([], {})
-                if nested and self.joblib:  # still between joblib's frames: find the next one (the pickle that
-                    resyncing = True        # ended may have been array bytes that happen to parse, e.g. \x80\x02.)
-                    pos = self._next_candidate(data, pos)
                 continue
-            if error_at in frame_ends and self.joblib:
-                resyncing = True  # joblib's raw array bytes: go on at the next frame or nested pickle
-                pos = self._next_candidate(data, error_at)
-                continue
-            what = "a pickle that does not parse" if ops else "bytes that are not a pickle"
-            self.findings.append(Finding("-", f"<{what} at byte {error_at}>", error_at, self.member, "unknown"))
-            self.notes.append(f"stopped at byte {error_at}: {what}; the rest was not scanned")
-            return
+            if self.halted or not stopped:  # an array of unknown extent: the finding is made, the rest unread
+                return
+            pos, self.frame_end = stream.tell(), None
+            # back to the enclosing pickle, or a new pickle concatenated after this one (a fresh memo)
+            self.stack, self.memo = saved.pop() if saved else ([], {})
 
     @staticmethod
     def _error_position(data: bytes, ops: list, start: int) -> int:
@@ -272,23 +426,24 @@ class _Walker:
         except Exception:  # noqa: BLE001
             return p
 
-    @staticmethod
-    def _next_candidate(data: bytes, pos: int) -> int:
-        """The next offset that starts a FRAME or a PROTO opcode (or the end)."""
-        n = len(data)
-        while pos < n:
-            b = data[pos]
-            if b == 0x95 and pos + 9 <= n and pos + 9 + struct.unpack("<Q", data[pos + 1:pos + 9])[0] <= n:
-                return pos
-            if b == 0x80 and pos + 1 < n and 2 <= data[pos + 1] <= 5:
-                return pos
-            pos += 1
-        return n
-
 
 def _walk(data: bytes, allow: frozenset, member: Optional[str] = None) -> _Walker:
+    """Walk ``data`` as ``joblib.load`` reads it (array bytes skipped by the wrappers' sizes); if it holds joblib
+    arrays, walk it again as a plain ``pickle.load`` reads it (array bytes taken for opcodes), and report both:
+    a scanner cannot know which loader a file will meet."""
     w = _Walker(allow, member)
     w.walk(data)
+    if w.wrappers:
+        plain = _Walker(allow, member, joblib_arrays=False)
+        plain.walk(data)
+        seen = {(f.opcode, f.callable, f.position) for f in w.findings}
+        extra = [f for f in plain.findings if (f.opcode, f.callable, f.position) not in seen]
+        if extra:  # e.g. an object array's pickle reading the outer memo: pickle.load would import these
+            w.notes.append(f"{len(extra)} finding(s) only when read by a plain pickle.load (array bytes as opcodes, "
+                           "one memo for the nested pickles)")
+        w.findings += extra
+        w.findings.sort(key=lambda f: f.position)
+        w.globals += [g for g in plain.globals if g not in w.globals]
     return w
 
 

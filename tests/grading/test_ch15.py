@@ -741,3 +741,28 @@ def test_a_handmade_pickle_only_creates_its_marker(tmp_path):
         assert events and all(e == ["open", str(marker)] for e in events), (path.name, events)
         assert marker.is_file(), path.name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in paths] + [m.name for m in markers])
+
+
+def _picklescan_scan(data, allow):
+    """An answer that hands the walk to picklescan (a review found it passing ``scan`` on 9 of 10 seeds)."""
+    from picklescan.scanner import _list_globals
+
+    for _ in pickletools.genops(io.BytesIO(data)):   # truncated input raises ValueError, as the question asks
+        pass
+    return sorted(set(_list_globals(io.BytesIO(data))) - {tuple(p) for p in allow})
+
+
+def test_an_answer_built_on_picklescan_is_blocked_while_grading():
+    pytest.importorskip("picklescan")
+    assert "picklescan.scanner._list_globals" in EXERCISE.questions["scan"].forbid
+    result = run_blocked(EXERCISE.questions["scan"], _picklescan_scan, seed=1)
+    assert not result.passed and "a library's answer" in result.report()
+
+
+def test_forbid_names_a_dotted_function_path():
+    from mlsec_kit.grading.core import Question
+
+    Question("15_supply_chain", "f", "f()", forbid=("picklescan.scanner._list_globals", "mlsec_kit.dp.laplace"))
+    for bad in ("picklescan", "mlsec_kit.x", "a..b", "pickle scan.x", 3):
+        with pytest.raises(ValueError, match="forbid must name functions"):
+            Question("15_supply_chain", "f", "f()", forbid=(bad,))

@@ -228,3 +228,54 @@ def test_joblib_array_bytes_that_look_like_pickles(tmp_path):
     evil = tmp_path / "tricky-evil.joblib"
     joblib.dump({"w": tricky, "extra": sc.payloads._Call(exec, ("1",))}, evil)
     assert [f.callable for f in sc.scan(evil).findings] == ["builtins.exec"]
+
+
+def _joblib_bytes(obj) -> bytes:
+    import io
+
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump(obj, buf)
+    return buf.getvalue()
+
+
+def test_joblib_payload_right_after_the_array_bytes_is_found(tmp_path):
+    """joblib.load reads an array's bytes by the wrapper's shape and dtype and then goes on unpickling: opcodes
+    written right after them, with no FRAME or PROTO to resync on, run. A scanner that looks for the next frame
+    skips them (the kit did, and reported this file safe); loading it for real (in a child) shows they run."""
+    data = _joblib_bytes({"w": np.arange(4, dtype=np.float64)})
+    assert data.endswith(b"s.")
+    marker = tmp_path / "marker"
+    evil = tmp_path / "after-array.joblib"
+    evil.write_bytes(data[:-2] + b"scbuiltins\nopen\n(V" + str(marker).encode() + b"\nVw\ntR0.")
+    assert b"\x95" not in evil.read_bytes()[226:] and b"\x80" not in evil.read_bytes()[226:]
+    r = sc.scan(evil)
+    assert [f.callable for f in r.findings] == ["builtins.open"], str(r)
+    assert sc.run_load(evil, loader="joblib.load", marker=marker).ran_code
+
+
+def test_joblib_array_of_unknown_extent_is_a_finding(tmp_path):
+    """A wrapper whose shape is not a literal tuple of ints: the scanner cannot know where joblib resumes."""
+    data = _joblib_bytes({"w": np.arange(4, dtype=np.float64)})
+    i = data.index(b"K\x04\x85")  # shape (4,): BININT1 4, TUPLE1
+    p = tmp_path / "odd.joblib"
+    p.write_bytes(data[:i] + b"G\x40\x10\x00\x00\x00\x00\x00\x00\x85" + data[i + 3:])  # shape (4.0,): a float
+    r = sc.scan(p)
+    assert not r.safe and "unknown extent" in r.findings[-1].callable and r.notes
+
+
+def test_joblib_object_array_payload_is_found(tmp_path):
+    arr = np.empty(2, dtype=object)
+    arr[0], arr[1] = "w", sc.payloads._Call(exec, ("1",))
+    p = tmp_path / "objects.joblib"
+    p.write_bytes(_joblib_bytes({"numbers": np.ones(3), "objects": arr}))
+    assert "builtins.exec" in [f.callable for f in sc.scan(p).findings]
+
+
+def test_extension_registry_opcodes_are_findings():
+    """EXT1/EXT2/EXT4 make the unpickler import whatever copyreg's registry maps the code to (pickle's
+    documentation of copyreg extension codes): nothing a scanner can resolve from the file."""
+    for op in (b"\x82\x07", b"\x83\x07\x01", b"\x84\x07\x00\x00\x01"):
+        (f,) = sc.scan_bytes(b"\x80\x02" + op + b")R.")
+        assert f.opcode.startswith("EXT") and "extension code" in f.callable

@@ -59,8 +59,9 @@ How the instances make each typical mistake fail on every seed (``tests/grading/
 
 Forbidden while a question is graded: the kit's scanner (:func:`mlsec_kit.supply_chain.scan.scan_bytes`,
 :func:`~mlsec_kit.supply_chain.scan.scan`, :func:`~mlsec_kit.supply_chain.scan.pickle_globals` and its walker), and
-this module's ``_walk`` and ``_reference_*`` helpers. Third-party scanners (picklescan, fickling) are not kit code
-and cannot be blocked; none of them returns the list of imports the questions ask for as it is.
+this module's ``_walk`` and ``_reference_*`` helpers. picklescan's walk (``_list_globals``) and its byte scanners
+are blocked too: an answer wrapped round them passed ``scan`` on most seeds. fickling is not blocked: turning its
+syntax tree into the pairs the questions ask for is most of the work the set teaches.
 """
 from __future__ import annotations
 
@@ -170,7 +171,11 @@ def _reference_scan_zip(data: bytes, allow: Iterable) -> list[tuple[str, str, st
 def _forbid() -> tuple[str, ...]:
     kit = "mlsec_kit.supply_chain.scan"
     return (f"{kit}.scan_bytes", f"{kit}.scan", f"{kit}.pickle_globals", f"{kit}._walk", f"{kit}._Walker.walk",
-            f"{_CHECKER}._walk") + tuple(f"{_CHECKER}._reference_{q}" for q in ("imports", "scan", "scan_zip"))
+            f"{_CHECKER}._walk") + tuple(f"{_CHECKER}._reference_{q}" for q in ("imports", "scan", "scan_zip")) + (
+        # picklescan's own walk returns the imports as the questions ask for them (a review found an answer
+        # wrapped round it passing `scan` on 9 of 10 seeds): it hands off the resolution the set teaches
+        "picklescan.scanner._list_globals", "picklescan.scanner.scan_pickle_bytes", "picklescan.scanner.scan_bytes",
+        "picklescan.scanner.scan_zip_bytes")
 
 
 # ---- comparing answers ------------------------------------------------------------------------------------------
