@@ -10,6 +10,7 @@ import pytest
 from chapter_checks import (assert_every_glued_name_in_the_prose_exists,
                             assert_figures_numbered_captioned_and_referenced, prose)
 
+from mlsec_kit import supply_chain as sc
 from mlsec_kit.notebook import glued_values
 
 pytestmark = pytest.mark.notebooks
@@ -134,29 +135,43 @@ def scanner_table(executed):
     return table_rows(next(t for t in tables(executed) if t.startswith("| scanner |")))[1]
 
 
-def test_scanner_comparison(scanner_table, v, g):
+def test_scanner_comparison(executed, scanner_table, v, g):
     assert tuple(scanner_table) == SCANNERS
     assert v["ch15_corpus"] == v["ch15_corpus_malicious"] + v["ch15_corpus_benign"]
-    assert v["ch15_corpus_malicious"] >= 8 * 4 and v["ch15_corpus_benign"] >= 5
+    # "N techniques ... in the M formats that carry a pickle": the corpus holds every one in every format
+    assert (v["ch15_techniques"], v["ch15_formats"]) == (len(sc.TECHNIQUES), len(sc.MALICIOUS_FORMATS)) == (8, 4)
+    assert v["ch15_corpus_malicious"] == v["ch15_techniques"] * v["ch15_formats"] and v["ch15_corpus_benign"] >= 5
     for name, cells in scanner_table.items():
         key = name.replace("mlsec_kit", "kit")
-        detected, of_m, rate = re.fullmatch(r"(\d+) of (\d+) \((\d+)%\)", cells[0]).groups()
-        flagged, of_b, fp = re.fullmatch(r"(\d+) of (\d+) \((\d+)%\)", cells[1]).groups()
+        version, detect_cell, passed, mal_unscanned, fp_cell, benign_unscanned, _seconds = cells
+        assert version == "this book" if name == "mlsec_kit" else re.fullmatch(r"\d+(\.\d+)+\S*", version)
+        detected, of_m, rate = re.fullmatch(r"(\d+) of (\d+) \((\d+)%\)", detect_cell).groups()
+        flagged, of_b, fp = re.fullmatch(r"(\d+) of (\d+) \((\d+)%\)", fp_cell).groups()
         assert int(of_m) == v["ch15_corpus_malicious"] and int(of_b) == v["ch15_corpus_benign"]
         assert v[f"ch15_scan_{key}_detect"] == pytest.approx(100 * int(detected) / int(of_m))
         assert v[f"ch15_scan_{key}_fp"] == pytest.approx(100 * int(flagged) / int(of_b))
         assert int(rate) == round(v[f"ch15_scan_{key}_detect"]) and int(fp) == round(v[f"ch15_scan_{key}_fp"])
-        assert int(cells[2]) == v[f"ch15_scan_{key}_not_scanned"]
+        # every malicious file is flagged, passed as clean, or given no verdict: the three columns add up
+        assert int(detected) + int(passed) + int(mal_unscanned) == int(of_m)
+        assert int(passed) == v[f"ch15_scan_{key}_passed"]
+        assert int(mal_unscanned) == v[f"ch15_scan_{key}_mal_not_scanned"]
+        assert int(mal_unscanned) + int(benign_unscanned) == v[f"ch15_scan_{key}_not_scanned"]
     # the plain pickles: the from-scratch walk agrees with the kit on every one
     assert v["ch15_plain_agree"] >= 8
     # the kit's allow-list catches every malicious file of the corpus, and flags the joblib'd scikit-learn model
     assert v["ch15_scan_kit_detect"] == 100 and v["ch15_kit_missed"] == 0
     assert g["ch15_kit_flags_sklearn"] == "True"
     assert 0 <= v["ch15_missing_tools"] <= 3 and (g["ch15_missed_list"] == "none") == (v["ch15_missing_tools"] == 0)
-    # "most of the other tools' lower detection rates are formats": files passed as clean are the minority
-    shortfall = sum(v["ch15_corpus_malicious"] * (1 - v[f"ch15_scan_{k}_detect"] / 100)
-                    for k in ("picklescan", "modelscan", "fickling"))
-    assert v["ch15_passed_clean_files"] < shortfall / 2
+    # "the other tools' lower rates are almost all files without a verdict": passed-as-clean files are few
+    others = ("picklescan", "modelscan", "fickling")
+    assert sum(v[f"ch15_scan_{k}_passed"] for k in others) == v["ch15_passed_clean_files"]
+    assert v["ch15_passed_clean_files"] * 5 < sum(v[f"ch15_scan_{k}_mal_not_scanned"] for k in others)
+    # "N of the 3 other tools gave no verdict on a joblib file"; modelscan's .npy error: a missing NumPy function
+    assert v["ch15_other_tools"] == 3 and v["ch15_joblib_unparsed_tools"] == 3
+    assert g["ch15_modelscan_npy_numpy_error"] == "True"
+    # the one miss: subprocess.call written under its Python 2 name in torch.save's protocol-2 pickle
+    assert g["ch15_missed_list"] == "modelscan (subprocess in torch)" and g["ch15_compat_written"] == "commands.call"
+    assert "read by the kit as ['subprocess.call']" in outputs(executed)
     # fickling flags (nearly) every benign torch.save state dict; the kit flags the joblib'd scikit-learn model
     assert v["ch15_fickling_fp_torch"] >= 0.8 * v["ch15_corpus_torch_benign"] >= 4
     # the allow-list's blind spot: loosened, files that reach exec/system through the allowed calls pass
@@ -173,6 +188,8 @@ def test_integrity_and_signing(v, g):
     # verified as signed; every alteration (flipped bit, pins, file added, removed, another key) fails
     assert g["ch15_verify_signed"] == "True"
     assert v["ch15_verify_failures"] == v["ch15_verify_tamper_checks"] == 5
+    # "one addition did verify": git's files are outside the manifest
+    assert g["ch15_verify_gitattributes"] == "True"
     # the signed model is backdoored: as accurate as the clean one, and the trigger works on it only
     assert v["ch15_bd_clean_acc"] > 90 and abs(v["ch15_bd_acc"] - v["ch15_bd_clean_acc"]) < 5
     assert v["ch15_bd_asr"] > 80 > 20 > v["ch15_bd_clean_asr"]
@@ -185,7 +202,9 @@ def test_dependencies(executed, v, g):
     assert "@v" in first and "mutable_url" in first
     assert v["ch15_squats_mlsec"] > 20 and v["ch15_squats_torch"] > 10
     assert g["ch15_confused_version"] == "99.0.0" and g["ch15_confused_index"] == "public"
-    assert g["ch15_pinned_resolves"] == "1.5.2"
+    assert g["ch15_pinned_resolves"] == "1.5.2" and g["ch15_pinned_index"] == "internal"
+    # the pinned version alone is offered by both indexes; the hash alone refuses the attacker's copy
+    assert v["ch15_pin_only_indexes"] == 2 and g["ch15_hash_refused"] == "True"
     assert "the internal index only: acme-utils 1.5.2 from the internal index" in outputs(executed)
     # the book's own requirements: every line pinned with ==, no hashes
     assert g["ch15_req_source"] == "this book's requirements.txt"
