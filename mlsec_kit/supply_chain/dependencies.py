@@ -243,7 +243,8 @@ def resolve(name: str, *, indexes: Mapping[str, Mapping[str, object]], strategy:
         name: the project name.
         indexes: ``{index: {project: [versions] or {version: "sha256:..."}}}`` in priority order (the first is
             ``--index-url``, the others ``--extra-index-url``).
-        strategy: ``"highest"`` (pip: the highest version across all indexes; a tie goes to the earlier index) or
+        strategy: ``"highest"`` (pip: the highest version across all indexes; pip gives the indexes no priority, so
+            on a tie it may take either index's file, and this model returns the earlier index's) or
             ``"first_index"`` (only the first index that has the project, as a single index or uv's default).
         specifier: a PEP 440 specifier, e.g. ``"==1.2.0"`` (``""``: any version).
         hashes: if given, only files whose digest is in this set are acceptable (pip's ``--require-hashes``).

@@ -153,7 +153,9 @@ def make_malicious(path: PathLike, *, fmt: str, technique: str, marker: PathLike
         path: the file to write (its folder must exist); overwritten if present.
         fmt: one of :data:`MALICIOUS_FORMATS`: ``"pickle"`` (``pickle.dump`` of ``{"weight", "extra"}``),
             ``"torch"`` (``torch.save`` of a state dict whose ``"extra"`` entry is the payload), ``"joblib"``
-            (``joblib.dump`` of the same with a NumPy weight), ``"npy"`` (``np.save`` of an object array holding the
+            (``joblib.dump`` of the same with a NumPy weight; the array's raw bytes come before the payload in the
+            stream, so a plain ``pickle.load`` stops at them and never reaches it, while ``joblib.load`` runs it; a
+            payload placed before the array would run under ``pickle.load`` too), ``"npy"`` (``np.save`` of an object array holding the
             payload; loading needs ``allow_pickle=True``).
         technique: one of :data:`TECHNIQUES`.
         marker: where the payload writes (see :func:`payload`).

@@ -16,7 +16,9 @@ What each tool's verdict means here:
 
 * ``mlsec_kit``: :func:`~mlsec_kit.supply_chain.scan` found an import outside its allow-list;
 * ``picklescan``: ``scan_file_path`` reported at least one dangerous global; a parse error without one is an error;
-* ``modelscan``: ``ModelScan().scan`` reported at least one issue; errors or a skipped file without one are errors;
+* ``modelscan``: ``ModelScan().scan`` reported at least one issue; errors or a skipped file without one are errors
+  (ModelScan 0.8.8's ``.npy`` scanner calls ``numpy.lib.format._check_version``, which NumPy 2.4 no longer has, so
+  every ``.npy`` file is an error there: a version incompatibility, not a limit of its design);
 * ``fickling``: ``check_safety`` on the file's pickle (``PyTorchModelWrapper`` for ``torch.save`` zips) rated it
   anything but ``LIKELY_SAFE``; a file fickling cannot parse as a pickle (npy, safetensors, joblib's raw array bytes)
   is unsupported (``fickling.is_likely_safe`` would call it unsafe, which says nothing about its content).

@@ -5,7 +5,9 @@
   (:func:`mlsec_kit.data.download.file_digest`); :func:`pin` and :func:`verify_pins` do it for a folder.
 * A signature (the OpenSSF ``model-signing`` library, v1: a manifest of every file's digest, signed as a
   DSSE envelope in a Sigstore bundle) binds the whole folder to a key: :func:`verify_model` fails when a byte
-  changes, a file is added or removed, or the key is another one. Here the key is a local elliptic-curve pair
+  changes, a file is added or removed, or the key is another one (except git's own files, ``.git``,
+  ``.gitattributes`` and ``.gitignore``, which model-signing leaves out of the manifest by default: one added after
+  signing still verifies). Here the key is a local elliptic-curve pair
   (:func:`generate_keypair`), so nothing touches the network (no Sigstore transparency log).
 
 What verification does NOT prove: that the model is benign. An author who trains a backdoor and signs it gets a
@@ -171,7 +173,8 @@ def verify_model(model_dir: PathLike, *, public_key: PathLike, signature: Option
             ``False``.
 
     Returns:
-        ``True`` when every file's digest matches the signed manifest, no file was added or removed, and the
+        ``True`` when every file's digest matches the signed manifest, no file was added or removed (git's own
+        files aside, which the manifest leaves out), and the
         signature checks under ``public_key``; else ``False``. It does not say the model is benign.
     """
     from model_signing import verifying
