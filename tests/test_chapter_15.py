@@ -25,16 +25,6 @@ SCANNERS = ("mlsec_kit", "picklescan", "modelscan", "fickling")
 
 
 @pytest.fixture(scope="module")
-def executed(executed_chapter):
-    return executed_chapter(STEM)
-
-
-@pytest.fixture(scope="module")
-def v(chapter_values):
-    return chapter_values(STEM)
-
-
-@pytest.fixture(scope="module")
 def g(executed):
     """Every glued value as its plain text, strings and booleans included (``v`` holds only the numbers)."""
     return {k: val.strip("'\"") for k, val in glued_values(executed).items()}
