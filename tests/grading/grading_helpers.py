@@ -167,3 +167,33 @@ def run_blocked(question, fn, *, seed: int = 1):
         undo()
     assert "implement this yourself" in result.report()
     return result
+
+
+def assert_blank_scores_nothing(exercise) -> None:
+    """Every question of ``exercise``, answered by a stub that raises as a blank student cell does, scores 0 and
+    says "not implemented yet" for every property."""
+    from mlsec_kit.grading import run_question
+
+    def stub(*args):
+        raise NotImplementedError("not implemented yet")
+
+    for question in exercise.questions.values():
+        result = run_question(question, stub, seed=0)
+        assert result.score == 0 and all(p.message == "not implemented yet" for p in result.properties)
+
+
+def assert_notebook_states(source: Path, statements: dict) -> None:
+    """The source notebook's lettered statements (``* **a.** ...``) are the ones the conceptual question grades,
+    word for word (Markdown and punctuation aside)."""
+    import json
+
+    cells = [("".join(c["source"]), c["cell_type"]) for c in json.loads(source.read_text(encoding="utf-8"))["cells"]]
+    markdown = next(text for text, kind in cells if kind == "markdown" and "**a.**" in text)
+
+    def norm(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.lower())
+
+    bullets = dict(re.findall(r"\* \*\*([a-z])\.\*\* (.*?)(?=\n\* \*\*|\Z)", markdown, re.S))
+    assert set(bullets) == set(statements)
+    for letter, statement in statements.items():
+        assert norm(bullets[letter]) == norm(statement), letter

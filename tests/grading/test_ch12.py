@@ -12,9 +12,9 @@ pytest.importorskip("tenseal")
 
 import tenseal as ts  # noqa: E402
 
-from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_forbidden_names_resolve,  # noqa: E402
-                             assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, fails_quickly,
-                             run_blocked, solution_functions)
+from grading_helpers import (ROOT, assert_blank_scores_nothing, assert_fails_on_every_seed,  # noqa: E402
+                             assert_forbidden_names_resolve, assert_mistake_fails, assert_passes_on_seeds,
+                             assert_set_runs_quickly, fails_quickly, run_blocked, solution_functions)
 from mlsec_kit.crypto import he  # noqa: E402
 from mlsec_kit.grading import get_exercise, run_question  # noqa: E402
 from mlsec_kit.grading.sets import ch12  # noqa: E402
@@ -158,12 +158,7 @@ def test_the_whole_set_runs_in_seconds(solutions):
 
 
 def test_a_blank_notebook_scores_nothing():
-    def stub(*args):
-        raise NotImplementedError("not implemented yet")
-
-    for question in EXERCISE.questions.values():
-        result = run_question(question, stub, seed=0)
-        assert result.score == 0 and all(p.message == "not implemented yet" for p in result.properties)
+    assert_blank_scores_nothing(EXERCISE)
 
 
 CORRECT_VARIANTS = """

@@ -3,16 +3,15 @@ aggregation with dropouts, who learns what): every reference solution passes on 
 differently pass too, and each plausible wrong answer fails, on every one of many seeds, with a message that says
 what to fix. The grader plays the dealer and the network: a party's function gets only that party's values."""
 import itertools
-import json
-import re
 import textwrap
 
 import pytest
 import torch
 
-from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_forbidden_names_resolve,
-                             assert_mistake_fails, assert_passes_on_seeds, assert_set_runs_quickly, fails_quickly,
-                             run_blocked, solution_functions)
+from grading_helpers import (ROOT, assert_blank_scores_nothing, assert_fails_on_every_seed,
+                             assert_forbidden_names_resolve, assert_mistake_fails, assert_notebook_states,
+                             assert_passes_on_seeds, assert_set_runs_quickly, fails_quickly, run_blocked,
+                             solution_functions)
 from mlsec_kit.crypto import mpc
 from mlsec_kit.grading import get_exercise, run_question
 from mlsec_kit.grading.sets import ch13
@@ -139,12 +138,7 @@ def test_the_whole_set_runs_in_seconds(solutions):
 
 
 def test_a_blank_notebook_scores_nothing():
-    def stub(*args):
-        raise NotImplementedError("not implemented yet")
-
-    for question in EXERCISE.questions.values():
-        result = run_question(question, stub, seed=0)
-        assert result.score == 0 and all(p.message == "not implemented yet" for p in result.properties)
+    assert_blank_scores_nothing(EXERCISE)
 
 
 CORRECT_VARIANTS = """
@@ -673,16 +667,7 @@ def test_the_reference_agrees_with_the_kit():
 
 def test_the_notebook_states_the_statements_the_checks_grade():
     """Each statement's text in the source notebook is the one ``mpc_statements`` grades (Markdown aside)."""
-    cells = [("".join(c["source"]), c["cell_type"]) for c in json.loads(SOURCE.read_text(encoding="utf-8"))["cells"]]
-    markdown = next(source for source, kind in cells if kind == "markdown" and "**a.**" in source)
-
-    def norm(s: str) -> str:
-        return re.sub(r"[^a-z0-9]", "", s.lower())
-
-    bullets = dict(re.findall(r"\* \*\*([a-z])\.\*\* (.*?)(?=\n\* \*\*|\Z)", markdown, re.S))
-    assert set(bullets) == set(ch13.STATEMENTS)
-    for letter, statement in ch13.STATEMENTS.items():
-        assert norm(bullets[letter]) == norm(statement), letter
+    assert_notebook_states(SOURCE, ch13.STATEMENTS)
 
 
 def test_every_pair_of_clients_shares_one_seed():

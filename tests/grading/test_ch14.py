@@ -2,17 +2,16 @@
 ranking of samples by it, what memorisation and its defences mean): every reference solution passes on any seed,
 correct answers written differently pass too, and each plausible wrong answer fails, on every one of many seeds,
 with a message that says what to fix. No model crosses the wire: the grader hands over the numbers a model gives."""
-import json
 import math
-import re
 import textwrap
 import zlib
 
 import pytest
 import torch
 
-from grading_helpers import (ROOT, assert_forbidden_names_resolve, assert_mistake_fails, assert_passes_on_seeds,
-                             assert_set_runs_quickly, fails_quickly, run_blocked, solution_functions)
+from grading_helpers import (ROOT, assert_blank_scores_nothing, assert_forbidden_names_resolve, assert_mistake_fails,
+                             assert_notebook_states, assert_passes_on_seeds, assert_set_runs_quickly, fails_quickly,
+                             run_blocked, solution_functions)
 from mlsec_kit import lm
 from mlsec_kit.grading import get_exercise, run_question
 from mlsec_kit.grading.sets import ch14
@@ -66,12 +65,7 @@ def test_the_whole_set_runs_in_seconds(solutions):
 
 
 def test_a_blank_notebook_scores_nothing():
-    def stub(*args):
-        raise NotImplementedError("not implemented yet")
-
-    for question in EXERCISE.questions.values():
-        result = run_question(question, stub, seed=0)
-        assert result.score == 0 and all(p.message == "not implemented yet" for p in result.properties)
+    assert_blank_scores_nothing(EXERCISE)
 
 
 # ---- answers built on the kit: they pass unblocked, and earn nothing of value once the grader blocks them ----
@@ -462,16 +456,7 @@ def test_statements_earn_full_marks_only_when_exact(answer):
 
 def test_the_notebook_states_the_statements_the_checks_grade():
     """Each statement's text in the source notebook is the one ``lm_statements`` grades (Markdown aside)."""
-    cells = [("".join(c["source"]), c["cell_type"]) for c in json.loads(SOURCE.read_text(encoding="utf-8"))["cells"]]
-    markdown = next(source for source, kind in cells if kind == "markdown" and "**a.**" in source)
-
-    def norm(s: str) -> str:
-        return re.sub(r"[^a-z0-9]", "", s.lower())
-
-    bullets = dict(re.findall(r"\* \*\*([a-z])\.\*\* (.*?)(?=\n\* \*\*|\Z)", markdown, re.S))
-    assert set(bullets) == set(ch14.STATEMENTS)
-    for letter, statement in ch14.STATEMENTS.items():
-        assert norm(bullets[letter]) == norm(statement), letter
+    assert_notebook_states(SOURCE, ch14.STATEMENTS)
 
 
 # ---- the instances keep the promises the every-seed guarantees rest on ----------------------------------------

@@ -16,8 +16,9 @@ import zipfile
 import pytest
 import torch
 
-from grading_helpers import (ROOT, assert_forbidden_names_resolve, assert_mistake_fails, assert_passes_on_seeds,
-                             assert_set_runs_quickly, fails_quickly, run_blocked, solution_functions)
+from grading_helpers import (ROOT, assert_blank_scores_nothing, assert_forbidden_names_resolve, assert_mistake_fails,
+                             assert_notebook_states, assert_passes_on_seeds, assert_set_runs_quickly, fails_quickly,
+                             run_blocked, solution_functions)
 from mlsec_kit import supply_chain as sc
 from mlsec_kit.grading import get_exercise, run_question
 from mlsec_kit.grading.sets import ch15
@@ -76,12 +77,7 @@ def test_the_whole_set_runs_in_seconds(solutions):
 
 
 def test_a_blank_notebook_scores_nothing():
-    def stub(*args):
-        raise NotImplementedError("not implemented yet")
-
-    for question in EXERCISE.questions.values():
-        result = run_question(question, stub, seed=0)
-        assert result.score == 0 and all(p.message == "not implemented yet" for p in result.properties)
+    assert_blank_scores_nothing(EXERCISE)
 
 
 # ---- answers built on the kit: they pass unblocked, and cannot run once the grader blocks the kit's scanner ----
@@ -528,16 +524,7 @@ def test_statements_earn_full_marks_only_when_exact(answer):
 
 def test_the_notebook_states_the_statements_the_checks_grade():
     """Each statement's text in the source notebook is the one ``safe_loads`` grades (Markdown aside)."""
-    cells = [("".join(c["source"]), c["cell_type"]) for c in json.loads(SOURCE.read_text(encoding="utf-8"))["cells"]]
-    markdown = next(source for source, kind in cells if kind == "markdown" and "**a.**" in source)
-
-    def norm(s: str) -> str:
-        return re.sub(r"[^a-z0-9]", "", s.lower())
-
-    bullets = dict(re.findall(r"\* \*\*([a-z])\.\*\* (.*?)(?=\n\* \*\*|\Z)", markdown, re.S))
-    assert set(bullets) == set(ch15.STATEMENTS)
-    for letter, statement in ch15.STATEMENTS.items():
-        assert norm(bullets[letter]) == norm(statement), letter
+    assert_notebook_states(SOURCE, ch15.STATEMENTS)
 
 
 # ---- the instances keep the promises the every-seed guarantees rest on ----------------------------------------
