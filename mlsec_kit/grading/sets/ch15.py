@@ -551,9 +551,9 @@ def _zip_bad(fn, rng):
 # ---- (d) which loads are safe (conceptual) ----------------------------------------------------------------------
 safe_loads = SET.question("safe_loads", "safe_loads() -> str of letters, e.g. 'ac'")
 STATEMENTS = {
-    "a": "torch.load(path), called as it is: since PyTorch 2.6 its default is weights_only=True, whose unpickler "
-         "imports only what tensors and state dicts need (and a short list of allowed types) and refuses any other "
-         "global.",
+    "a": "torch.load(path), called as it is, with no add_safe_globals and no TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD in the "
+         "environment: since PyTorch 2.6 its default is weights_only=True, whose unpickler accepts only the globals "
+         "that tensors and state dicts need (and a short list of built-in types) and refuses any other.",
     "b": "torch.load(path, weights_only=False).",
     "c": "pickle.load(open(path, \"rb\")).",
     "d": "joblib.load(path).",
@@ -565,14 +565,15 @@ STATEMENTS = {
     "h": "yaml.load(text, Loader=yaml.UnsafeLoader) of the model's configuration file.",
     "i": "torch.load(path, weights_only=False) of a model folder that verifies with model-signing against the "
          "public key published in the same repository as the model.",
-    "j": "pickle.load of a file in which a scanner that flags os, posix, subprocess, builtins.eval and "
-         "builtins.exec finds nothing.",
+    "j": "pickle.load of a file in which a scanner that flags every import from the modules os, posix and "
+         "subprocess, and builtins.eval and builtins.exec, finds nothing.",
 }
 TRUE_STATEMENTS = frozenset("aeg")
 _WHY_NOT = {
     "b": "weights_only=False runs the full unpickler: any global data.pkl names is imported and any REDUCE calls it",
     "c": "pickle.load imports every global the file names and calls what REDUCE asks for: the file chooses the code",
-    "d": "joblib.load is pickle underneath (NumPy arrays stored beside the pickle): the same imports and calls",
+    "d": "joblib.load is pickle underneath (each NumPy array's raw bytes written into the stream): the same "
+         "imports and calls",
     "f": "allow_pickle=True unpickles an object array's pickle, which follows the header: the same as pickle.load",
     "h": "UnsafeLoader builds arbitrary Python objects, including calls through !!python/object/apply tags; "
          "yaml.safe_load builds plain data only",
