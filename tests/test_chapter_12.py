@@ -114,7 +114,11 @@ def test_the_three_strategies(executed, v):
         "per image (TenSEAL mm)", "diagonal (Halevi-Shoup, one image)", "packed (one image, rotations)",
         "SIMD (feature-major batch)"))
     assert max(per_image, diagonal, packed, simd) < v["ch12_err_target_pct"]
-    assert per_image > max(diagonal, packed, simd)
+    for name, shown in (("per_image", per_image), ("diagonal", diagonal), ("packed", packed), ("simd", simd)):
+        assert float(f"{v[f'ch12_{name}_err_pct_ckks']:.2g}") == shown     # the prose's errors are the table's
+    # "less precise than the packed and SIMD strategies'" (the diagonal one is only said to be comparable: it was
+    # 0.014% against the naive 0.013% in one CI run, while the naive one was larger in others)
+    assert per_image > max(packed, simd)
     # the diagonal method is slower than the packed one on the same images ("costs more")
     assert v["ch12_diagonal_vs_packed_time_ratio"] == pytest.approx(v["ch12_diagonal_ms"] / v["ch12_packed_ms"])
     assert v["ch12_diagonal_vs_packed_time_ratio"] > 1 and v["ch12_diagonal_images"] == v["ch12_packed_images"]
