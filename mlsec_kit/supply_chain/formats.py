@@ -55,6 +55,20 @@ def check_path(path: object, *, name: str = "path") -> Path:
     return p
 
 
+def check_folder(folder: object, *, name: str = "folder") -> Path:
+    """``folder`` is a str or path-like naming an existing folder; returns it as a :class:`~pathlib.Path`.
+
+    Raises:
+        TypeError: not a str or path-like. ValueError: no folder there.
+    """
+    if isinstance(folder, bytes) or not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or path-like naming a folder, got {type(folder).__name__}")
+    p = Path(folder)
+    if not p.is_dir():
+        raise ValueError(f"{name} must be an existing folder, got {str(p)!r}")
+    return p
+
+
 def check_size(path: PathLike, *, max_bytes: int = MAX_BYTES) -> int:
     """Refuse a file larger than ``max_bytes`` before anything reads it; returns its size in bytes.
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from .formats import detect_format
+from .formats import check_folder, check_path, detect_format
 from .payloads import MALICIOUS_FORMATS, TECHNIQUES, make_benign, make_malicious
 
 __all__ = ["SCANNERS", "CorpusFile", "Verdict", "build_corpus", "run_scanner", "compare_scanners", "summary_table",
@@ -97,15 +97,6 @@ def _book_models(seed: int) -> dict:
     return out
 
 
-def _check_folder(name: str, folder: object) -> Path:
-    if isinstance(folder, bytes) or not isinstance(folder, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or path-like naming a folder, got {type(folder).__name__}")
-    p = Path(folder)
-    if not p.is_dir():
-        raise ValueError(f"{name} must be an existing folder, got {str(p)!r}")
-    return p.resolve()
-
-
 def build_corpus(folder: PathLike, *, marker_dir: PathLike, seed: int = 0) -> list[CorpusFile]:
     """Write the benign and malicious files the scanners are compared on; deterministic names and contents.
 
@@ -122,7 +113,7 @@ def build_corpus(folder: PathLike, *, marker_dir: PathLike, seed: int = 0) -> li
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    d, m = _check_folder("folder", folder), _check_folder("marker_dir", marker_dir)
+    d, m = check_folder(folder, name="folder").resolve(), check_folder(marker_dir, name="marker_dir").resolve()
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     files: list[CorpusFile] = []
@@ -238,8 +229,6 @@ def run_scanner(name: str, path: PathLike) -> Verdict:
     """
     if not isinstance(name, str) or name not in SCANNERS:
         raise ValueError(f"name must be one of {SCANNERS}, got {name!r}")
-    from .formats import check_path
-
     p = check_path(path)
     t0 = time.perf_counter()
     try:

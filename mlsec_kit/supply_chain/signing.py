@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional, Union
 
 from ..data.download import file_digest
+from .formats import check_folder, check_path
 
 __all__ = ["sha256_file", "pin", "verify_pins", "generate_keypair", "sign_model", "verify_model"]
 
@@ -27,24 +28,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 _PREFIX = "sha256:"
 
 
-def _file(name: str, path: object) -> Path:
-    from .formats import check_path
-
-    return check_path(path, name=name)
-
-
-def _folder(name: str, folder: object) -> Path:
-    if isinstance(folder, bytes) or not isinstance(folder, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or path-like naming a folder, got {type(folder).__name__}")
-    p = Path(folder)
-    if not p.is_dir():
-        raise ValueError(f"{name} must be an existing folder, got {str(p)!r}")
-    return p
-
-
 def sha256_file(path: PathLike) -> str:
     """``"sha256:<hex>"`` of a file (read in 1 MiB chunks by :func:`mlsec_kit.data.download.file_digest`)."""
-    return _PREFIX + file_digest(_file("path", path), "sha256")
+    return _PREFIX + file_digest(check_path(path, name="path"), "sha256")
 
 
 def pin(paths: Iterable[PathLike]) -> dict:
@@ -58,7 +44,7 @@ def pin(paths: Iterable[PathLike]) -> dict:
     """
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise TypeError("paths must be a collection of files, not one path")
-    files = [_file("paths", p) for p in paths]
+    files = [check_path(p, name="paths") for p in paths]
     if not files:
         raise ValueError("paths must name at least one file")
     names = [p.name for p in files]
@@ -77,7 +63,7 @@ def verify_pins(pins: Mapping[str, str], folder: PathLike) -> list:
     Returns:
         ``[(name, expected, actual or None if missing)]``; empty when every pin holds.
     """
-    d = _folder("folder", folder)
+    d = check_folder(folder, name="folder")
     if not isinstance(pins, Mapping) or not pins:
         raise TypeError("pins must be a non-empty mapping of file name to 'sha256:<hex>' (from pin)")
     out = []
@@ -106,7 +92,7 @@ def generate_keypair(folder: PathLike, *, name: str = "signing") -> tuple[Path, 
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    d = _folder("folder", folder)
+    d = check_folder(folder, name="folder")
     if not isinstance(name, str) or not name or Path(name).name != name:
         raise ValueError(f"name must be a bare file stem, got {name!r}")
     priv, pub = d / f"{name}.key", d / f"{name}.pub"
@@ -152,8 +138,8 @@ def sign_model(model_dir: PathLike, *, private_key: PathLike, signature: Optiona
     """
     from model_signing import signing
 
-    d = _folder("model_dir", model_dir)
-    key = _file("private_key", private_key)
+    d = check_folder(model_dir, name="model_dir")
+    key = check_path(private_key, name="private_key")
     sig = _signature_path(d, signature)
     if not sig.parent.is_dir():
         raise ValueError(f"signature's folder must exist, got {str(sig.parent)!r}")
@@ -179,9 +165,9 @@ def verify_model(model_dir: PathLike, *, public_key: PathLike, signature: Option
     """
     from model_signing import verifying
 
-    d = _folder("model_dir", model_dir)
-    key = _file("public_key", public_key)
-    sig = _file("signature", _signature_path(d, signature))
+    d = check_folder(model_dir, name="model_dir")
+    key = check_path(public_key, name="public_key")
+    sig = check_path(_signature_path(d, signature), name="signature")
     try:
         verifying.Config().use_elliptic_key_verifier(public_key=key).set_hashing_config(_hashing(d, sig)).verify(
             d, sig)
