@@ -19,6 +19,8 @@ import torch
 from grading_helpers import (ROOT, assert_blank_scores_nothing, assert_forbidden_names_resolve, assert_mistake_fails,
                              assert_notebook_states, assert_passes_on_seeds, assert_set_runs_quickly, fails_quickly,
                              run_blocked, solution_functions)
+from pickle_record import unpickler_imports
+
 from mlsec_kit import supply_chain as sc
 from mlsec_kit.grading import get_exercise, run_question
 from mlsec_kit.grading.sets import ch15
@@ -570,54 +572,6 @@ def test_every_payload_format_reaches_the_scan_checks():
 
 
 # ---- the reference is right, and nothing is unpickled ------------------------------------------------------------
-class _Stub:
-    """Stands for every imported object while the real unpickler runs: calling it, building it or setting its
-    state does nothing, so no code the pickle names ever runs."""
-
-    def __new__(cls, *args, **kwargs):
-        return object.__new__(cls)
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __call__(self, *args, **kwargs):
-        return _Stub()
-
-    def __setstate__(self, state):
-        pass
-
-    def __setitem__(self, key, value):
-        pass
-
-    def append(self, item):
-        pass
-
-    def extend(self, items):
-        pass
-
-
-class _Recorder(pickle.Unpickler):
-    """The C unpickler, asked for its imports: ``find_class`` records ``(module, name)`` and returns a stub."""
-
-    def __init__(self, stream, seen):
-        super().__init__(stream)
-        self.seen = seen
-
-    def find_class(self, module, name):
-        self.seen.append((module, name))
-        return _Stub
-
-    def persistent_load(self, pid):
-        return _Stub()
-
-
-def _unpickler_imports(data: bytes) -> list:
-    stream, seen = io.BytesIO(data), []
-    while stream.tell() < len(data):
-        _Recorder(stream, seen).load()
-    return seen
-
-
 def test_the_reference_imports_are_the_unpicklers_and_the_kits():
     """On every kind of file the checks draw, the reference lists exactly the imports Python's own unpickler asks
     ``find_class`` for (run with every import stubbed out), in order, and the kit's scanner sees the same set."""
@@ -638,7 +592,7 @@ def test_the_reference_imports_are_the_unpicklers_and_the_kits():
         rng = torch.Generator().manual_seed(seed)
         for kind, make in makers.items():
             data = make(rng)
-            assert ch15._walk(data) == _unpickler_imports(data), (seed, kind)
+            assert ch15._walk(data) == unpickler_imports(data), (seed, kind)
             assert set(sc.pickle_globals(data)) == {".".join(ch15._canon(p)) for p in ch15._walk(data)}, (seed, kind)
 
 

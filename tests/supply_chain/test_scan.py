@@ -9,52 +9,20 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from pickle_record import unpickler_imports
 
 from mlsec_kit import supply_chain as sc
 from mlsec_kit.supply_chain.scan import _normalise
 
 
-class _Stub:
-    def __init__(self, *a, **k):
-        pass
-
-    def __call__(self, *a, **k):
-        return _Stub()
-
-    def __setstate__(self, state):
-        pass
-
-    def __setitem__(self, k, v):
-        pass
-
-    def append(self, v):
-        pass
-
-    def extend(self, v):
-        pass
-
-
-class _Recorder(pickle.Unpickler):
-    """Resolves no global: records it and hands back a harmless stub, so a payload is parsed, never run."""
-
-    def __init__(self, f):
-        super().__init__(f)
-        self.seen = []
-
-    def find_class(self, module, name):
-        q = ".".join(_normalise(module, name))
-        if q not in self.seen:
-            self.seen.append(q)
-        return _Stub
-
-    def persistent_load(self, pid):
-        return _Stub()
-
-
 def recorded_globals(data: bytes) -> list:
-    r = _Recorder(io.BytesIO(data))
-    r.load()
-    return r.seen
+    """The unpickler's imports (tests/pickle_record.py), normalised and each named once, as the kit lists them."""
+    seen = []
+    for module, name in unpickler_imports(data):
+        q = ".".join(_normalise(module, name))
+        if q not in seen:
+            seen.append(q)
+    return seen
 
 
 def dis_globals(data: bytes) -> list:
