@@ -357,15 +357,19 @@ class Converter:
     numbering: Iterator[str] | None = None   # the page's figure and proof numbers, in order (Labels.sequence)
     used_values: list[str] = field(default_factory=list)
 
+    def _use(self, key: str) -> str:
+        """The glued value of ``key`` (recorded as used), or a KeyError saying how to get it."""
+        if key not in self.values:
+            raise KeyError(f"{self.doc}: glue key {key!r} has no value; execute the notebook "
+                           "(python -m mlsec_kit.editions build)")
+        self.used_values.append(key)
+        return self.values[key]
+
     # -- inline roles
     def role(self, name: str, content: str) -> str:
         if name in ("glue", "glue:", "glue:text", "glue:md", "glue:math"):
             key, fmt = _split_glue(content)
-            if key not in self.values:
-                raise KeyError(f"{self.doc}: glue key {key!r} has no value; execute the notebook "
-                               "(python -m mlsec_kit.editions build)")
-            self.used_values.append(key)
-            text = format_glue_text(self.values[key], fmt)
+            text = format_glue_text(self._use(key), fmt)
             return f"${text}$" if name == "glue:math" else f"{text}{MARK}"
         if name == "cite" or name.startswith("cite:"):
             return self.cite(name, content)
@@ -485,10 +489,7 @@ class Converter:
             # a glued Markdown object's text/plain is its repr ("<IPython.core.display.Markdown object>"): point
             # at the cell that draws it instead, as for a glued figure
             key = _split_glue(arg)[0]
-            if key not in self.values:
-                raise KeyError(f"{self.doc}: glue key {key!r} has no value; execute the notebook "
-                               "(python -m mlsec_kit.editions build)")
-            self.used_values.append(key)
+            self._use(key)
             where = self.glue_cells(key)
             return (f"*The table is the output of the code cell {where} that glues `{key}`; run it to see it.*"
                     if where else f"*The table is drawn by this notebook's code (`{key}`).*")
