@@ -52,6 +52,7 @@ Design decisions
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -162,11 +163,15 @@ class Bibliography:
         return self._entries[key]
 
 
+@functools.lru_cache(maxsize=None)
 def _latex_to_text(text: str) -> str:
     try:
+        from pybtex.backends.plaintext import Backend
         from pybtex.richtext import Text
 
-        return Text.from_latex(text).render_as("text")
+        # render(Backend()) is render_as("text") without the plugin lookup, which scans every installed
+        # package's entry points on each call (most of the time of converting a chapter)
+        return Text.from_latex(text).render(Backend())
     except Exception:  # pragma: no cover - a malformed field: keep it readable
         return text.replace("{", "").replace("}", "")
 

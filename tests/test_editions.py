@@ -220,12 +220,12 @@ def test_every_notebook_has_an_edition():
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_edition_is_up_to_date(source):
+def test_edition_is_up_to_date(source, bib, labels):
     """The committed edition is exactly what the converter makes of the current source (with the values
     stored in the edition; the next test checks those against a fresh run)."""
     stored = json.loads(E.edition_path(ROOT, source).read_text())["metadata"]["mlsec_edition"]["values"]
     try:
-        expected = E.render(ROOT, source, stored)
+        expected = E.render(ROOT, source, stored, bib=bib, labels=labels)
     except KeyError as exc:
         pytest.fail(f"{exc}: run `python -m mlsec_kit.editions build`")
     assert E.edition_path(ROOT, source).read_text() == expected, (
