@@ -97,12 +97,29 @@ def assert_fails_on_every_seed(question, code: str, name: str, namespace: dict, 
     catches a mistake on some seeds only is a lottery."""
     import textwrap
 
-    from mlsec_kit.grading import run_question
-
     namespace = dict(namespace)
     exec(textwrap.dedent(code), namespace)
-    passed = [seed for seed in seeds if run_question(question, namespace[name], seed=seed).passed]
+    passed = [seed for seed in seeds if not fails_quickly(question, namespace[name], seed)]
     assert not passed, f"{label!r} passes on seeds {passed}"
+
+
+def property_fails(question, fn, seed: int, prefix: str) -> bool:
+    """Whether the property of ``question`` whose description starts with ``prefix`` fails for ``fn`` on
+    ``seed``, running that property alone, with the generator and global seed ``run_question`` gives it: the
+    same verdict as ``run_question``'s for that property, without running the others."""
+    import torch
+
+    from mlsec_kit.grading.core import derive_seed
+
+    (index, prop), = [(i, p) for i, p in enumerate(question.properties) if p.description.startswith(prefix)]
+    sub_seed = derive_seed(seed, question.exercise, question.name, index)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sub_seed)
+            prop.fn(fn, torch.Generator().manual_seed(sub_seed))
+    except Exception:  # noqa: BLE001 - a CheckFailure, or anything the answer raised: a failed property
+        return True
+    return False
 
 
 def fails_quickly(question, fn, seed: int) -> bool:

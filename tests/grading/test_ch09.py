@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from grading_helpers import (ROOT, assert_fails_on_every_seed, assert_forbidden_names_resolve, assert_mistake_fails,
-                             assert_passes_on_seeds, assert_set_runs_quickly, run_blocked, solution_functions)
+                             assert_passes_on_seeds, assert_set_runs_quickly, property_fails, run_blocked,
+                             solution_functions)
 from mlsec_kit.grading import get_exercise, run_question
 from mlsec_kit.grading.sets import ch09
 
@@ -472,6 +473,20 @@ def test_each_mistake_fails_its_property(name, label, code, failing, message):
 _DISAGREE = [m for m in MISTAKES if m[3] is not None and "labels fresh" in m[3]]
 
 
+def test_property_fails_gives_run_questions_verdict_for_that_property(solutions):
+    """``property_fails`` (one property, alone) agrees with ``run_question`` (all of them) on a right and a
+    wrong answer, so the test below loses nothing by running the agreement check alone."""
+    name, label, code, *_ = _DISAGREE[0]
+    namespace = _namespace()
+    exec(textwrap.dedent(code), namespace)
+    question = EXERCISE.questions[name]
+    index = next(i for i, p in enumerate(question.properties) if p.description.startswith("labels fresh"))
+    for fn in (namespace[name], solutions[name]):
+        for seed in (900, 901):
+            full = run_question(question, fn, seed=seed).properties[index].passed
+            assert property_fails(question, fn, seed, "labels fresh") == (not full), (label, seed)
+
+
 @pytest.mark.parametrize("name, label, code, failing, message", _DISAGREE, ids=[m[1] for m in _DISAGREE])
 def test_each_mistake_said_to_disagree_fails_the_agreement_check_on_every_seed(name, label, code, failing, message):
     """Issue 14: the mistakes that ignore the shift invariance fail the agreement test itself, not only the
@@ -479,10 +494,8 @@ def test_each_mistake_said_to_disagree_fails_the_agreement_check_on_every_seed(n
     namespace = _namespace()
     exec(textwrap.dedent(code), namespace)
     question = EXERCISE.questions[name]
-    prop = next(p for p in question.properties if p.description.startswith("labels fresh"))
     for seed in SEEDS:
-        result = run_question(question, namespace[name], seed=seed)
-        assert not next(p for p in result.properties if p.description == prop.description).passed, (label, seed)
+        assert property_fails(question, namespace[name], seed, "labels fresh"), (label, seed)
 
 
 @pytest.mark.parametrize("name, label, code, failing, message", MISTAKES, ids=[m[1] for m in MISTAKES])
