@@ -1,4 +1,5 @@
-"""Which notebooks a test run executes a second time (determinism) or through the full path (smoke).
+"""Which notebooks a test run executes a second time (determinism), through the full path (smoke), or, for
+the exercise sets, as their solution-filled source in a kernel (the sources).
 
 Executing every chapter again for each of those checks costs about a third of the test command (issue 11), so
 by default one run checks ``k = 3`` chapters: every chapter the last commit or the working tree changed, plus
@@ -39,13 +40,31 @@ def rotating_sample(chapters, *, setting: str, head: str, changed, var: str):
     return [c for c in chapters if Path(c).stem in window or Path(c).stem in changed]
 
 
+def _changed_files() -> list[str]:
+    return _git("diff", "--name-only", "HEAD~1", "HEAD") + _git("diff", "--name-only", "HEAD")
+
+
 def changed_chapters() -> set[str]:
     """Stems of the chapter notebooks the last commit or the working tree changed."""
-    files = _git("diff", "--name-only", "HEAD~1", "HEAD") + _git("diff", "--name-only", "HEAD")
-    return {Path(f).stem for f in files if f.startswith("chapters/") and f.endswith(".ipynb")}
+    return {Path(f).stem for f in _changed_files() if f.startswith("chapters/") and f.endswith(".ipynb")}
 
 
-def sample_for(chapters, var: str):
-    """:func:`rotating_sample` with this checkout's HEAD, its changed chapters and ``os.environ[var]``."""
+def changed_exercises(ids) -> set[str]:
+    """The exercise sets among ``ids`` whose source or student notebook, or whose checks
+    (``mlsec_kit/grading/sets/chNN*.py``), the last commit or the working tree changed."""
+    changed = set()
+    for f in _changed_files():
+        path = Path(f)
+        if f.startswith("exercises/") and path.suffix == ".ipynb":
+            changed.add(path.stem)
+        elif f.startswith("mlsec_kit/grading/sets/ch") and path.suffix == ".py":
+            changed.update(i for i in ids if i[:2] == path.stem[2:4])
+    return changed & set(ids)
+
+
+def sample_for(chapters, var: str, changed=None):
+    """:func:`rotating_sample` with this checkout's HEAD, its changed chapters (or ``changed``) and
+    ``os.environ[var]``."""
     return rotating_sample(chapters, setting=os.environ.get(var, str(DEFAULT_K)),
-                           head=(_git("rev-parse", "HEAD") or [""])[0], changed=changed_chapters(), var=var)
+                           head=(_git("rev-parse", "HEAD") or [""])[0],
+                           changed=changed_chapters() if changed is None else changed, var=var)

@@ -101,6 +101,18 @@ def test_the_rotating_sample_covers_every_chapter():
             pick("ab12", bad)
 
 
+def test_changed_exercise_sets_are_found_from_their_notebooks_and_checks(monkeypatch):
+    import rotation
+
+    ids = ["01_threat_models", "02_ml_basics", "10_differential_privacy", "15_supply_chain"]
+    monkeypatch.setattr(rotation, "_changed_files", lambda: [
+        "exercises/source/02_ml_basics.ipynb", "mlsec_kit/grading/sets/ch15_pickles.py", "chapters/10_x.ipynb",
+        "exercises/99_unknown.ipynb", "mlsec_kit/grading/core.py"])
+    assert rotation.changed_exercises(ids) == {"02_ml_basics", "15_supply_chain"}
+    monkeypatch.setattr(rotation, "_changed_files", lambda: ["exercises/01_threat_models.ipynb"])
+    assert rotation.changed_exercises(ids) == {"01_threat_models"}
+
+
 @pytest.fixture(scope="module")
 def second_runs(request):
     """Each chapter this session checks for determinism, executed afresh (not through the cache), all of
