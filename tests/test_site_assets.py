@@ -15,7 +15,7 @@ import local_assets  # noqa: E402
 def test_config_serves_mathjax_from_static_and_no_widget_cdn():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     sphinx = config["sphinx"]
-    assert sphinx["local_extensions"] == {"local_assets": "book/_ext"}
+    assert sphinx["local_extensions"] == {"local_assets": "book/_ext", "memo_pybtex": "book/_ext"}
     assert sphinx["config"]["mathjax_path"] == f"mathjax/{local_assets.COMPONENT}"
     assert sphinx["config"]["nb_ipywidgets_js"] == {}
     pinned = json.loads((ROOT / "package.json").read_text())["devDependencies"]["mathjax"]
@@ -51,3 +51,20 @@ def test_repeated_inline_scripts_are_dropped_once():
     context = {"script_files": scripts}
     local_assets._dedupe_scripts(None, "page", "page.html", context, None)
     assert context["script_files"] is scripts and len(scripts) == 3
+
+
+def test_memo_pybtex_caches_the_lookup_and_finds_the_same_plugins(monkeypatch):
+    import pybtex.plugin
+
+    import memo_pybtex
+
+    original = pybtex.plugin.find_plugin
+    monkeypatch.setattr(pybtex.plugin, "find_plugin", original)  # restored after the test
+    memo_pybtex.setup(None)
+    cached = pybtex.plugin.find_plugin
+    assert cached is not original and cached.__wrapped__ is original
+    for group, name in [("pybtex.backends", "plaintext"), ("pybtex.style.formatting", "unsrt")]:
+        assert cached(group, name) is original(group, name)
+    assert cached.cache_info().hits == 0 and cached("pybtex.backends", "plaintext") and cached.cache_info().hits == 1
+    memo_pybtex.setup(None)    # a second setup (Sphinx builds again in one process) does not wrap twice
+    assert pybtex.plugin.find_plugin is cached
