@@ -1,12 +1,12 @@
 """Which notebooks a test run executes a second time (determinism), through the full path (smoke), or, for
-the exercise sets, as their solution-filled source in a kernel (the sources).
+the exercise sets, as their solution-filled source in a kernel (sources) and through the grader's sandbox (remote).
 
 Executing every chapter again for each of those checks costs about a third of the test command (issue 11), so
 by default one run checks ``k = 3`` chapters: every chapter the last commit or the working tree changed, plus
 ``k`` consecutive chapters (in book order, wrapping round) starting at a place the commit hash picks. Each commit
 checks a different window, a rerun on the same commit checks the same one, and every chapter is checked within
-a few commits. An environment variable (``MLSEC_DETERMINISM``, ``MLSEC_SMOKE``) set to ``all`` checks every
-chapter; a number sets ``k`` (``0``: only the changed chapters).
+a few commits. An environment variable (``MLSEC_DETERMINISM``, ``MLSEC_SMOKE``, ``MLSEC_SOURCES``,
+``MLSEC_REMOTE``) set to ``all`` checks every chapter (or set); a number sets ``k`` (``0``: only the changed ones).
 """
 from __future__ import annotations
 
@@ -60,6 +60,13 @@ def changed_exercises(ids) -> set[str]:
         elif f.startswith("mlsec_kit/grading/sets/ch") and path.suffix == ".py":
             changed.update(i for i in ids if i[:2] == path.stem[2:4])
     return changed & set(ids)
+
+
+def grading_machinery_changed() -> bool:
+    """Whether the last commit or the working tree changed the grader itself (``mlsec_kit/grading/`` outside
+    the sets' checks): then every set's grading path is checked, not a sample."""
+    return any(f.startswith("mlsec_kit/grading/") and not f.startswith("mlsec_kit/grading/sets/")
+               for f in _changed_files())
 
 
 def sample_for(chapters, var: str, changed=None):

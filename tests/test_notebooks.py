@@ -109,8 +109,13 @@ def test_changed_exercise_sets_are_found_from_their_notebooks_and_checks(monkeyp
         "exercises/source/02_ml_basics.ipynb", "mlsec_kit/grading/sets/ch15_pickles.py", "chapters/10_x.ipynb",
         "exercises/99_unknown.ipynb", "mlsec_kit/grading/core.py"])
     assert rotation.changed_exercises(ids) == {"02_ml_basics", "15_supply_chain"}
+    assert rotation.grading_machinery_changed()              # core.py
+    monkeypatch.setattr(rotation, "_changed_files", lambda: ["mlsec_kit/grading/sets/ch10.py"])
+    assert not rotation.grading_machinery_changed()         # the sets' own checks are not the grader
     monkeypatch.setattr(rotation, "_changed_files", lambda: ["exercises/01_threat_models.ipynb"])
     assert rotation.changed_exercises(ids) == {"01_threat_models"}
+    monkeypatch.setattr(rotation, "_changed_files", lambda: ["mlsec_kit/grading/wire.py"])
+    assert rotation.grading_machinery_changed() and rotation.changed_exercises(ids) == set()
 
 
 @pytest.fixture(scope="module")
