@@ -219,35 +219,19 @@ _BOOK_FIXTURES = {"prefetched_book", "executed_chapter", "executed_from_cache", 
                   "second_runs"}
 
 
-def pytest_configure(config):
-    """xdist hands the groups out largest (most tests) first unless told not to, which leaves the modules of
-    one or a few long tests (a grading run over a folder, the wheel in a fresh venv, the smoke run) for the end,
-    where one core waits while the other finishes them; the order set below is kept instead."""
-    if getattr(config.option, "loadscopereorder", False):
-        config.option.loadscopereorder = False
-
-
 @pytest.hookimpl(tryfirst=True)   # before xdist reads the marks
 def pytest_collection_modifyitems(config, items):
     """Under ``pytest -n 2 --dist loadgroup`` (the README's test command): every test that touches the
     execution cache or the notebook pool goes to one worker as the group ``book`` (the pool already keeps both
     cores busy, and one process must own the cache), placed first so that it starts at once; every other
     test module is one group, so its module-scoped fixtures (trained models) are built once, on whichever
-    worker is free. The groups that run notebooks or subprocesses (``notebooks`` mark) come next, so they do
-    not finish last, then the rest, most tests first. Without xdist the marks do nothing and only the order
-    changes."""
+    worker is free. Without xdist the marks do nothing and only the order changes."""
     def group(item):
         if _BOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
             return "book"
         return item.nodeid.split("::")[0]
 
     groups = {id(item): group(item) for item in items}
-    size, heavy = {}, set()
     for item in items:
-        g = groups[id(item)]
-        item.add_marker(pytest.mark.xdist_group(g))
-        size[g] = size.get(g, 0) + 1
-        if item.get_closest_marker("notebooks"):
-            heavy.add(g)
-    items.sort(key=lambda item: (groups[id(item)] != "book", groups[id(item)] not in heavy,
-                                 -size[groups[id(item)]], groups[id(item)]))   # stable within a group
+        item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
+    items.sort(key=lambda item: groups[id(item)] != "book")   # stable: the book group first
