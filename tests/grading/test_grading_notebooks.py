@@ -5,7 +5,7 @@ The student notebooks are read from the book build's execution cache (all of the
 are not in the book, so each would be one more execution; every source is already graded in every run through
 the grader's sandbox (``test_grading_remote``), and its solutions pass their checks on many seeds (the set's
 ``test_chNN``), so the run in a kernel checks a rotating sample (``tests/rotation.py``): the sets the last
-commit changed plus a window of 3, always with chapter 2's (whose last cell trains on real data).
+commit changed plus a window of 2, always with chapter 2's (whose last cell trains on real data).
 ``MLSEC_SOURCES=all`` runs every source, as the weekly scheduled run does."""
 import os
 import re

@@ -17,7 +17,7 @@ from rotation import changed_exercises, grading_machinery_changed, sample_for
 
 
 # Every set's reference solutions through the sandbox, as an instructor's grading run takes them: the sets whose
-# checks or notebooks the last commit changed, every set when the grader itself changed, and a window of 3 that
+# checks or notebooks the last commit changed, every set when the grader itself changed, and a window of 2 that
 # moves with the commit (tests/rotation.py); MLSEC_REMOTE=all (the weekly run) grades all of them. Each set's
 # solutions also pass its checks in-process on many seeds in every run (tests/grading/test_chNN.py).
 REMOTE = sample_for(exercise_ids(), "MLSEC_REMOTE",
