@@ -103,43 +103,36 @@ def assert_fails_on_every_seed(question, code: str, name: str, namespace: dict, 
     assert not passed, f"{label!r} passes on seeds {passed}"
 
 
-def property_fails(question, fn, seed: int, prefix: str) -> bool:
-    """Whether the property of ``question`` whose description starts with ``prefix`` fails for ``fn`` on
-    ``seed``, running that property alone, with the generator and global seed ``run_question`` gives it: the
-    same verdict as ``run_question``'s for that property, without running the others."""
+def _property_fails(question, index: int, fn, seed: int) -> bool:
+    """Whether property ``index`` of ``question`` fails for ``fn`` on ``seed``, run alone with the generator and
+    global seed ``run_question`` gives it (``derive_seed`` of the seed, the question and the index): the same
+    verdict as ``run_question``'s for that property, without a report or a time limit."""
     import torch
 
     from mlsec_kit.grading.core import derive_seed
 
-    (index, prop), = [(i, p) for i, p in enumerate(question.properties) if p.description.startswith(prefix)]
     sub_seed = derive_seed(seed, question.exercise, question.name, index)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sub_seed)
-            prop.fn(fn, torch.Generator().manual_seed(sub_seed))
+            question.properties[index].fn(fn, torch.Generator().manual_seed(sub_seed))
     except Exception:  # noqa: BLE001 - a CheckFailure, or anything the answer raised: a failed property
         return True
     return False
 
 
+def property_fails(question, fn, seed: int, prefix: str) -> bool:
+    """Whether the property of ``question`` whose description starts with ``prefix`` fails for ``fn`` on
+    ``seed``, running that property alone (see ``_property_fails``)."""
+    index, = [i for i, p in enumerate(question.properties) if p.description.startswith(prefix)]
+    return _property_fails(question, index, fn, seed)
+
+
 def fails_quickly(question, fn, seed: int) -> bool:
-    """Whether ``run_question(question, fn, seed=seed)`` would not pass, stopping at the first failing property:
-    each property runs with the generator and global seed ``run_question`` gives it (``derive_seed`` of the seed,
-    the question and the property's index), so the verdict is the same in less time (no report, no time limit,
-    and the properties after the first failure are not run)."""
-    import torch
-
-    from mlsec_kit.grading.core import derive_seed
-
-    for index, prop in enumerate(question.properties):
-        sub_seed = derive_seed(seed, question.exercise, question.name, index)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sub_seed)
-                prop.fn(fn, torch.Generator().manual_seed(sub_seed))
-        except Exception:  # noqa: BLE001 - a CheckFailure, or anything the answer raised: a failed property
-            return True
-    return False
+    """Whether ``run_question(question, fn, seed=seed)`` would not pass, stopping at the first failing property
+    (each run as ``_property_fails`` does): the same verdict in less time (no report, no time limit, and the
+    properties after the first failure are not run)."""
+    return any(_property_fails(question, index, fn, seed) for index in range(len(question.properties)))
 
 
 def assert_mistake_fails(question, code: str, name: str, namespace: dict, failing, message: str) -> None:
