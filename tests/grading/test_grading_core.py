@@ -99,6 +99,76 @@ def test_check_prints_the_report_and_returns_the_result(capsys):
     assert CheckResult.from_dict(result.to_dict()).report() == result.report()
 
 
+def test_the_source_index_names_every_question_of_every_set():
+    """find_question imports only the sets the source index names (plus those that declare computed names):
+    the index must name every set that declares a name and no set that does not."""
+    from mlsec_kit.grading import exercise_ids
+    from mlsec_kit.grading.core import _declaring_sets
+    index, dynamic = _declaring_sets()
+    assert dynamic == ("01_threat_models",)   # its three threat-model questions are declared in a loop
+    declared = {}
+    for i in exercise_ids():
+        for name in get_exercise(i).questions:
+            declared.setdefault(name, set()).add(i)
+    for name, sets in declared.items():
+        assert sets <= set(index.get(name, ())) | set(dynamic), name
+    for name, sets in index.items():
+        assert set(sets) <= declared.get(name, set()), name   # no name read from a comment or a docstring
+    assert len(index) >= 60
+
+
+def test_a_first_check_imports_only_the_set_it_needs_and_a_stub_does_not_warm_torch():
+    """In a fresh process (a student's first check): check() by bare name imports set 02 (and set 01, whose
+    names are computed) but not set 10 (SciPy's statistics) or set 12 (TenSEAL); the notebook's stub is
+    graded without the 2-s optimizer warm-up, a real answer with it."""
+    import subprocess
+    import sys
+    script = """
+import sys
+from mlsec_kit.grading import check, core
+def standardize(X_train, X_test):
+    \"\"\"Scale each column.\"\"\"
+    raise NotImplementedError("standardize is not implemented yet: replace this line with your code")
+result = check("standardize", standardize, quiet=True)
+sets = sorted(m.rsplit(".", 1)[1] for m in sys.modules if m.startswith("mlsec_kit.grading.sets.ch"))
+print(result.score, ",".join(sets), core._STATE["warm"], "torch._dynamo" in sys.modules)
+def standardize(X_train, X_test):
+    mean, std = X_train.mean(0), X_train.std(0, correction=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return (X_train - mean) / std, (X_test - mean) / std
+import torch
+result = check("standardize", standardize, quiet=True)
+print(result.score, result.max_score, core._STATE["warm"])
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.split("\n")[:2]
+    assert first == "0 ch01,ch02 False False"
+    score, max_score, warm = second.split()
+    assert score == max_score and warm == "True"
+
+
+def test_only_a_function_that_can_do_nothing_but_raise_is_a_stub():
+    from mlsec_kit.grading.core import _is_stub
+
+    def stub(x):
+        """Docstring."""
+        raise NotImplementedError("not implemented yet")
+
+    def half_done(x):
+        if x is None:
+            raise NotImplementedError
+        return torch.zeros(3)
+
+    def nested(x):
+        def inner():
+            return x
+        raise NotImplementedError(inner)
+
+    assert _is_stub(stub)
+    assert not any(_is_stub(f) for f in (half_done, nested, lambda x: x, print, torch.zeros, 3))
+
+
 def test_check_names():
     assert find_question("02_ml_basics/accuracy") is get_exercise("02_ml_basics").questions["accuracy"]
     with pytest.raises(ValueError, match="no exercise has a question 'acuracy'"):
