@@ -2,10 +2,14 @@
 the exercise sets, as their solution-filled source in a kernel (sources) and through the grader's sandbox (remote).
 
 Executing every chapter again for each of those checks costs about a third of the test command (issue 11), so
-by default one run checks ``k = 2`` chapters: every chapter the last commit or the working tree changed, plus
-``k`` consecutive chapters (in book order, wrapping round) starting at a place the commit hash picks. Each commit
+by default one run checks ``k = 2`` chapters' worth: every chapter the last commit or the working tree changed,
+plus consecutive chapters (in book order, wrapping round) starting at a place the commit hash picks. Each commit
 checks a different window, a rerun on the same commit checks the same one, and every chapter is checked within
-a few commits. An environment variable (``MLSEC_DETERMINISM``, ``MLSEC_SMOKE``, ``MLSEC_SOURCES``,
+a few commits. For the chapters the window is measured in time, not in chapters: it takes consecutive chapters
+while their small-profile times (``benchmarks/results/notebook_times.md``) add up to at most ``k`` times the
+mean chapter's (at least one chapter). Two average chapters fill it, and chapter 5 alone does.
+Counted in chapters, a window that held chapters 14 and 15 made the test command 100 s slower than one
+that held chapters 1 and 2. An environment variable (``MLSEC_DETERMINISM``, ``MLSEC_SMOKE``, ``MLSEC_SOURCES``,
 ``MLSEC_REMOTE``) set to ``all`` checks every chapter (or set); a number sets ``k`` (``0``: only the changed ones).
 """
 from __future__ import annotations
@@ -23,8 +27,27 @@ def _git(*args) -> list[str]:
     return out.stdout.split() if out.returncode == 0 else []
 
 
-def rotating_sample(chapters, *, setting: str, head: str, changed, var: str):
-    """The chapters (paths or stems, compared by ``Path(...).stem``) to check, in book order."""
+def notebook_seconds(path: Path = ROOT / "benchmarks" / "results" / "notebook_times.md") -> dict[str, float]:
+    """Each chapter's small-profile time by stem, from the benchmark's table (empty if it is missing)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    seconds = {}
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].startswith("chapters/") and cells[0].endswith(".ipynb"):
+            try:
+                seconds[Path(cells[0]).stem] = float(cells[1])
+            except ValueError:
+                pass
+    return seconds
+
+
+def rotating_sample(chapters, *, setting: str, head: str, changed, var: str, seconds=None):
+    """The chapters (paths or stems, compared by ``Path(...).stem``) to check, in book order. With ``seconds``
+    (stem -> time) the window holds consecutive chapters worth at most ``k`` mean chapters (at least one;
+    a chapter without a time counts as a mean one); without, ``k`` chapters."""
     chapters = sorted(chapters, key=lambda c: Path(c).stem)
     if setting.strip().lower() == "all":
         return chapters
@@ -35,7 +58,18 @@ def rotating_sample(chapters, *, setting: str, head: str, changed, var: str):
     if k < 0:
         raise ValueError(f"{var} must be 'all' or a number of chapters >= 0, got {setting!r}")
     start = int(head[:12], 16) % len(chapters) if head and chapters else 0
-    window = {Path(chapters[(start + i) % len(chapters)]).stem for i in range(min(k, len(chapters)))}
+    ring = [Path(chapters[(start + i) % len(chapters)]).stem for i in range(len(chapters))]
+    if seconds:
+        known = [seconds[c] for c in ring if c in seconds] or [1.0]
+        mean = sum(known) / len(known)
+        cost = [seconds.get(c, mean) for c in ring]
+        taken, total = 0, 0.0
+        while k and taken < len(ring) and (taken == 0 or total + cost[taken] <= k * mean):
+            total += cost[taken]
+            taken += 1
+        window = set(ring[:taken])
+    else:
+        window = set(ring[:k])
     changed = {Path(c).stem for c in changed}
     return [c for c in chapters if Path(c).stem in window or Path(c).stem in changed]
 
@@ -69,9 +103,9 @@ def grading_machinery_changed() -> bool:
                for f in _changed_files())
 
 
-def sample_for(chapters, var: str, changed=None):
-    """:func:`rotating_sample` with this checkout's HEAD, its changed chapters (or ``changed``) and
-    ``os.environ[var]``."""
+def sample_for(chapters, var: str, changed=None, seconds=None):
+    """:func:`rotating_sample` with this checkout's HEAD, its changed chapters (or ``changed``),
+    ``os.environ[var]`` and ``seconds`` (chapter times, e.g. :func:`notebook_seconds`; None: count chapters)."""
     return rotating_sample(chapters, setting=os.environ.get(var, str(DEFAULT_K)),
                            head=(_git("rev-parse", "HEAD") or [""])[0],
-                           changed=changed_chapters() if changed is None else changed, var=var)
+                           changed=changed_chapters() if changed is None else changed, var=var, seconds=seconds)

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import full_profile as fp  # noqa: E402
-from rotation import sample_for  # noqa: E402
+from rotation import notebook_seconds, sample_for  # noqa: E402
 
 
 def test_synthetic_files_load_through_the_full_loaders(tmp_path, monkeypatch):
@@ -81,9 +81,9 @@ def test_full_path_chapters_are_found():
 @pytest.mark.notebooks
 def test_smoke_runs_the_chapters_that_load_full_datasets_through_the_full_path(tmp_path):
     out = tmp_path / "full_profile.md"
-    # a rotating sample (tests/rotation.py): the chapters this commit changed plus three others; MLSEC_SMOKE=all
-    # runs every chapter that loads a full dataset
-    chapters = [Path(p).stem for p in sample_for(_full_path_chapters(), "MLSEC_SMOKE")]
+    # a rotating sample (tests/rotation.py): the chapters this commit changed plus about two chapters' worth of
+    # others (measured in small-profile time); MLSEC_SMOKE=all runs every chapter that loads a full dataset
+    chapters = [Path(p).stem for p in sample_for(_full_path_chapters(), "MLSEC_SMOKE", seconds=notebook_seconds())]
     if not chapters:
         pytest.skip("MLSEC_SMOKE=0 and no chapter changed: no chapter to run through the full path")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "full_profile.py"), "--smoke",

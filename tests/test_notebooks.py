@@ -11,7 +11,7 @@ import pytest
 from mlsec_kit._release import install_requirement
 from mlsec_kit.notebook import glued_values, is_unseeded
 from notebook_pool import execute_many
-from rotation import rotating_sample, sample_for
+from rotation import notebook_seconds, rotating_sample, sample_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -84,7 +84,7 @@ def test_only_wall_clock_and_ckks_values_are_exempt_from_determinism():
     assert not any(map(is_unseeded, ["ch05_seconds_budget", "ch12_ckks_slots", "ch10_eps", "ch08_ms_auc"]))
 
 
-DETERMINISM = sample_for(CHAPTERS, "MLSEC_DETERMINISM")
+DETERMINISM = sample_for(CHAPTERS, "MLSEC_DETERMINISM", seconds=notebook_seconds())
 
 
 def test_the_rotating_sample_covers_every_chapter():
@@ -99,6 +99,29 @@ def test_the_rotating_sample_covers_every_chapter():
     for bad in ("-1", "some"):
         with pytest.raises(ValueError, match="MLSEC_DETERMINISM"):
             pick("ab12", bad)
+
+
+def test_the_window_is_measured_in_time():
+    """With chapter times the window holds at most k mean chapters' worth (at least one chapter): a heavy chapter
+    alone, light ones by two or three; every chapter is still checked from some starting place, a changed one
+    always."""
+    names = [f"{i:02d}_x" for i in range(1, 9)]
+    seconds = {"01_x": 7, "02_x": 10, "03_x": 15, "04_x": 14, "05_x": 50, "06_x": 18, "07_x": 16, "08_x": 33}
+    def pick(start, setting="2", changed=()):
+        return rotating_sample(names, setting=setting, head=f"{start:012x}", changed=set(changed),
+                               var="MLSEC_DETERMINISM", seconds=seconds)
+    # the mean is 20.375 s: a window holds at most 40.75 s of chapters, and always one
+    assert pick(0) == ["01_x", "02_x", "03_x"]          # 7 + 10 + 15 = 32; + 14 would be 46
+    assert pick(4) == ["05_x"]                          # 50 s: alone
+    assert pick(7) == ["01_x", "08_x"]                  # 33 + 7, wrapping round
+    assert pick(5) == ["06_x", "07_x"]                  # 18 + 16; + 33 would be 67
+    assert pick(3, "4") == ["04_x", "05_x"]             # 14 + 50 = 64; + 18 > 81.5
+    assert pick(4, "0") == [] and pick(4, "0", changed={"07_x"}) == ["07_x"]
+    assert pick(4, "all") == names
+    assert set().union(*(pick(s) for s in range(len(names)))) == set(names)
+    # the times come from the benchmark's table; every chapter of the book has one
+    table = notebook_seconds()
+    assert set(table) == {p.stem for p in CHAPTERS} and all(t > 0 for t in table.values())
 
 
 def test_changed_exercise_sets_are_found_from_their_notebooks_and_checks(monkeypatch):
