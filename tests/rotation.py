@@ -6,7 +6,7 @@ by default one run checks ``k = 2`` chapters' worth: every chapter the last comm
 plus consecutive chapters (in book order, wrapping round) starting at a place the commit hash picks. Each commit
 checks a different window, a rerun on the same commit checks the same one, and every chapter is checked within
 a few commits. For the chapters the window is measured in time, not in chapters: it takes consecutive chapters
-while their small-profile times (``benchmarks/results/notebook_times.md``) add up to at most ``k`` times the
+while their small-profile times (``benchmarks/results/notebook_times.csv``) add up to at most ``k`` times the
 mean chapter's (at least one chapter). Two average chapters fill it, and chapter 5 alone does.
 Counted in chapters, a window that held chapters 14 and 15 made the test command 100 s slower than one
 that held chapters 1 and 2. An environment variable (``MLSEC_DETERMINISM``, ``MLSEC_SMOKE``, ``MLSEC_SOURCES``,
@@ -14,6 +14,7 @@ that held chapters 1 and 2. An environment variable (``MLSEC_DETERMINISM``, ``ML
 """
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 from pathlib import Path
@@ -27,21 +28,15 @@ def _git(*args) -> list[str]:
     return out.stdout.split() if out.returncode == 0 else []
 
 
-def notebook_seconds(path: Path = ROOT / "benchmarks" / "results" / "notebook_times.md") -> dict[str, float]:
-    """Each chapter's small-profile time by stem, from the benchmark's table (empty if it is missing)."""
+def notebook_seconds(path: Path = ROOT / "benchmarks" / "results" / "notebook_times.csv") -> dict[str, float]:
+    """Each chapter's small-profile time by stem, from the table ``benchmarks/notebook_times.py`` writes beside
+    its Markdown (empty if it is missing)."""
     try:
-        lines = path.read_text().splitlines()
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
     except OSError:
         return {}
-    seconds = {}
-    for line in lines:
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 2 and cells[0].startswith("chapters/") and cells[0].endswith(".ipynb"):
-            try:
-                seconds[Path(cells[0]).stem] = float(cells[1])
-            except ValueError:
-                pass
-    return seconds
+    return {Path(r["notebook"]).stem: float(r["seconds"]) for r in rows if r["notebook"].startswith("chapters/")}
 
 
 def rotating_sample(chapters, *, setting: str, head: str, changed, var: str, seconds=None):
