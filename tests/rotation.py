@@ -8,8 +8,8 @@ checks a different window, a rerun on the same commit checks the same one, and e
 a few commits. For the chapters the window is measured in time, not in chapters: it takes consecutive chapters
 while their small-profile times (``benchmarks/results/notebook_times.csv``) add up to at most ``k`` times the
 mean chapter's (at least one chapter). Two average chapters fill it, and chapter 5 alone does.
-Counted in chapters, a window that held chapters 14 and 15 made the test command 100 s slower than one
-that held chapters 1 and 2. An environment variable (``MLSEC_DETERMINISM``, ``MLSEC_SMOKE``, ``MLSEC_SOURCES``,
+Counted in chapters, the smoke and second runs took 189 s with chapters 14 and 15 in the window, 89 s with
+chapters 1 and 15. An environment variable (``MLSEC_DETERMINISM``, ``MLSEC_SMOKE``, ``MLSEC_SOURCES``,
 ``MLSEC_REMOTE``) set to ``all`` checks every chapter (or set); a number sets ``k`` (``0``: only the changed ones).
 """
 from __future__ import annotations
