@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import gzip
 import hashlib
 import io
@@ -205,10 +206,11 @@ def run_chapter(path: Path, *, env: dict, registry: dict | None, scale: int, tim
     return glued_values(nb), time.perf_counter() - start
 
 
-def report(results: dict, *, device: str, smoke: bool, total: float) -> str:
+def report(results: dict, *, device: str, smoke: bool, total: float, scale: int = 4) -> str:
     mode = "smoke (tiny synthetic files in the full datasets' formats, CPU)" if smoke else "full"
+    flags = f" --smoke --smoke-scale {scale}" if smoke else ""
     out = [f"# Full profile: headline numbers and times ({mode})", "",
-           f"`python benchmarks/full_profile.py{' --smoke' if smoke else ''} --device {device}` on "
+           f"`python benchmarks/full_profile.py{flags} --device {device}` on "
            f"{platform.node() or 'this machine'}, {platform.processor() or platform.machine()}, "
            f"Python {platform.python_version()}, device `{device}`; total {total:.0f} s.", ""]
     if smoke:
@@ -274,11 +276,17 @@ def main(argv=None) -> int:
                     results[path.stem] = {"values": {}, "seconds": float("nan"),
                                           "status": f"failed: {type(exc).__name__}: {msg[-1] if msg else ''}"[:300]}
                 print(f"  {results[path.stem]['status']}, {results[path.stem]['seconds']:.1f} s", flush=True)
-    text = report(results, device=device, smoke=args.smoke, total=time.perf_counter() - start)
+    text = report(results, device=device, smoke=args.smoke, total=time.perf_counter() - start,
+                  scale=args.smoke_scale)
     out = args.out or RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     (out.with_suffix(".json")).write_text(json.dumps(results, indent=1, default=str))
+    # the times alone, in notebook_times.csv's columns: the test suite sizes its smoke window with them
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        rows = csv.writer(f, lineterminator="\n")
+        rows.writerow(["notebook", "seconds", "status"])
+        rows.writerows([f"chapters/{stem}.ipynb", f"{r['seconds']:.1f}", r["status"]] for stem, r in results.items())
     print(f"wrote {out}")
     return 0 if all(r["status"] == "ok" for r in results.values()) else 1
 

@@ -58,6 +58,12 @@ def test_bad_arguments_are_refused():
         assert proc.returncode == 2 and ("smoke-scale" in proc.stderr or "unknown chapters" in proc.stderr)
 
 
+# the smoke run's sizes (the small profile's divided by this) and its times per chapter at that scale, written by
+# python benchmarks/full_profile.py --smoke --smoke-scale 16 --jobs 1 --out benchmarks/results/full_profile_smoke.md
+SMOKE_SCALE = 16
+SMOKE_TIMES = ROOT / "benchmarks" / "results" / "full_profile_smoke.csv"
+
+
 def _full_path_chapters():
     """Chapters whose full profile differs from the small one in more than sizes: their parameters cell picks
     another dataset (``mk.by_profile(small="digits", full="mnist")``), so the full path loads a full dataset.
@@ -76,18 +82,24 @@ def test_full_path_chapters_are_found():
     chapters = _full_path_chapters()
     assert "03_evasion_whitebox" in chapters and "10_differential_privacy" in chapters
     assert "01_threat_models" not in chapters
+    # each has a measured smoke time, at the scale the test runs, for the rotating window
+    times = notebook_seconds(SMOKE_TIMES)
+    assert set(chapters) <= set(times) and all(times[c] > 0 for c in chapters)
+    assert f"--smoke-scale {SMOKE_SCALE} " in SMOKE_TIMES.with_suffix(".md").read_text()
 
 
 @pytest.mark.notebooks
 def test_smoke_runs_the_chapters_that_load_full_datasets_through_the_full_path(tmp_path):
     out = tmp_path / "full_profile.md"
-    # a rotating sample (tests/rotation.py): the chapters this commit changed plus about two chapters' worth of
-    # others (measured in small-profile time); MLSEC_SMOKE=all runs every chapter that loads a full dataset
-    chapters = [Path(p).stem for p in sample_for(_full_path_chapters(), "MLSEC_SMOKE", seconds=notebook_seconds())]
+    # a rotating sample (tests/rotation.py): the chapters this commit changed plus one mean chapter's worth of
+    # others, measured in smoke time (SMOKE_TIMES: a chapter's smoke run can cost five times its small profile);
+    # MLSEC_SMOKE=all runs every chapter that loads a full dataset
+    chapters = [Path(p).stem for p in sample_for(_full_path_chapters(), "MLSEC_SMOKE",
+                                                 seconds=notebook_seconds(SMOKE_TIMES))]
     if not chapters:
         pytest.skip("MLSEC_SMOKE=0 and no chapter changed: no chapter to run through the full path")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "full_profile.py"), "--smoke",
-                           "--smoke-scale", "8", "--jobs", "2", "--out", str(out), "--chapters", *chapters],
+                           "--smoke-scale", str(SMOKE_SCALE), "--jobs", "2", "--out", str(out), "--chapters", *chapters],
                           capture_output=True, text=True, timeout=1800)
     results = json.loads(out.with_suffix(".json").read_text())
     assert proc.returncode == 0, {k: v["status"] for k, v in results.items()}
