@@ -219,6 +219,12 @@ _BOOK_FIXTURES = {"prefetched_book", "executed_chapter", "executed_from_cache", 
                   "second_runs"}
 
 
+# Modules of one or two long tests each (a minute or more of notebooks or installs in other processes), started
+# right after the book group: collected last, they ran last and one worker finished up to 90 s after the other.
+# Only modules whose tests have no tight time limits: these run beside the notebook pool.
+_LONG_FIRST = {"tests/test_full_profile.py", "tests/test_release_build.py", "tests/test_editions.py"}
+
+
 @pytest.hookimpl(tryfirst=True)   # before xdist reads the marks
 def pytest_collection_modifyitems(config, items):
     """Under ``pytest -n 2 --dist loadgroup`` (the README's test command): every test that touches the
@@ -234,4 +240,5 @@ def pytest_collection_modifyitems(config, items):
     groups = {id(item): group(item) for item in items}
     for item in items:
         item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
-    items.sort(key=lambda item: groups[id(item)] != "book")   # stable: the book group first
+    # stable: the book group first, then the long modules of _LONG_FIRST, then the rest in their order
+    items.sort(key=lambda item: 0 if groups[id(item)] == "book" else 1 if groups[id(item)] in _LONG_FIRST else 2)
