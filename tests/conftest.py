@@ -219,26 +219,28 @@ _BOOK_FIXTURES = {"prefetched_book", "executed_chapter", "executed_from_cache", 
                   "second_runs"}
 
 
-# Modules of one or two long tests each (a minute or more of notebooks or installs in other processes), started
-# right after the book group: collected last, they ran last and one worker finished up to 90 s after the other.
-# Only modules whose tests have no tight time limits: these run beside the notebook pool.
-_LONG_FIRST = {"tests/test_full_profile.py", "tests/test_release_build.py", "tests/test_editions.py"}
+# Modules of one or two long tests each (30-100 s of notebooks or installs in other processes), run in the book
+# group. Alone, each was a group of a few tests, and xdist starts the groups with the most tests first: these ran
+# last, and one worker went on alone for 25-90 s after the other had finished. In the book group they run on the
+# book's worker after its notebooks, while the other worker works through the many short modules.
+_WITH_THE_BOOK = {"tests/test_full_profile.py", "tests/test_release_build.py", "tests/test_editions.py"}
 
 
 @pytest.hookimpl(tryfirst=True)   # before xdist reads the marks
 def pytest_collection_modifyitems(config, items):
     """Under ``pytest -n 2 --dist loadgroup`` (the README's test command): every test that touches the
     execution cache or the notebook pool goes to one worker as the group ``book`` (the pool already keeps both
-    cores busy, and one process must own the cache), placed first so that it starts at once; every other
+    cores busy, and one process must own the cache), with the long modules of ``_WITH_THE_BOOK``, placed first so
+    that it starts at once (xdist also starts the group with the most tests first); every other
     test module is one group, so its module-scoped fixtures (trained models) are built once, on whichever
     worker is free. Without xdist the marks do nothing and only the order changes."""
     def group(item):
-        if _BOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
+        module = item.nodeid.split("::")[0]
+        if _BOOK_FIXTURES & set(getattr(item, "fixturenames", ())) or module in _WITH_THE_BOOK:
             return "book"
-        return item.nodeid.split("::")[0]
+        return module
 
     groups = {id(item): group(item) for item in items}
     for item in items:
         item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
-    # stable: the book group first, then the long modules of _LONG_FIRST, then the rest in their order
-    items.sort(key=lambda item: 0 if groups[id(item)] == "book" else 1 if groups[id(item)] in _LONG_FIRST else 2)
+    items.sort(key=lambda item: groups[id(item)] != "book")   # stable: the book group first
