@@ -1,16 +1,16 @@
 """Which notebooks a test run executes a second time (determinism), through the full path (smoke), or, for
 the exercise sets, as their solution-filled source in a kernel (sources) and through the grader's sandbox (remote).
 
-Executing every chapter again for each of those checks costs about a third of the test command (issue 11), so
-by default one run checks ``k = 2`` chapters' worth (``k = 1`` for the smoke run, ``DEFAULT_K_FOR``): every chapter the last commit or the working tree changed,
-plus consecutive chapters (in book order, wrapping round) starting at a place the commit hash picks. Each commit
-checks a different window, a rerun on the same commit checks the same one, and every chapter is checked within
-a few commits. For the chapters the window is measured in time, not in chapters: it takes consecutive chapters
-while their small-profile times (``benchmarks/results/notebook_times.csv``) add up to at most ``k`` times the
-mean chapter's (at least one chapter). Two average chapters fill it, and chapter 5 alone does. The smoke run
-measures its window in its own times (``benchmarks/results/full_profile_smoke.csv``): a chapter's smoke run can
-cost five times its small profile (chapter 8 trains its 17 models as CNNs on CIFAR-format images).
-Counted in chapters, the smoke and second runs took 189 s with chapters 14 and 15 in the window, 89 s with
+Executing every chapter again for each of those checks costs about a third of the test command (issue 11), so by
+default one run checks ``k = 2`` chapters' worth (``k = 1`` for the smoke run, ``DEFAULT_K_FOR``): every chapter the
+last commit or the working tree changed, plus consecutive chapters (in book order, wrapping round) starting at a
+place the commit hash picks. Each commit checks a different window, a rerun on the same commit checks the same one,
+and every chapter is checked within a few commits. For the chapters the window is measured in time, not in chapters:
+it takes consecutive chapters while their small-profile times (``benchmarks/results/notebook_times.csv``) add up to
+at most ``k`` times the mean chapter's (at least one chapter). Two average chapters fill it, and chapter 5 alone
+does. The smoke run measures its window in its own times (``benchmarks/results/full_profile_smoke.csv``): a
+chapter's smoke run can cost five times its small profile (chapter 8 trains its 17 models as CNNs on CIFAR-format
+images). Counted in chapters, the smoke and second runs took 189 s with chapters 14 and 15 in the window, 89 s with
 chapters 1 and 15. An environment variable (``MLSEC_DETERMINISM``, ``MLSEC_SMOKE``, ``MLSEC_SOURCES``,
 ``MLSEC_REMOTE``) set to ``all`` checks every chapter (or set); a number sets ``k`` (``0``: only the changed ones).
 """
@@ -34,8 +34,9 @@ def _git(*args) -> list[str]:
 
 
 def notebook_seconds(path: Path = ROOT / "benchmarks" / "results" / "notebook_times.csv") -> dict[str, float]:
-    """Each chapter's small-profile time by stem, from the table ``benchmarks/notebook_times.py`` writes beside
-    its Markdown (empty if it is missing)."""
+    """Each chapter's time by stem from a table of times (columns ``notebook,seconds,status``; empty if it is
+    missing): by default the small-profile times ``benchmarks/notebook_times.py`` writes beside its Markdown;
+    ``benchmarks/full_profile.py`` writes its smoke times in the same columns."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))

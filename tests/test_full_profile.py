@@ -99,7 +99,8 @@ def test_smoke_runs_the_chapters_that_load_full_datasets_through_the_full_path(t
     if not chapters:
         pytest.skip("MLSEC_SMOKE=0 and no chapter changed: no chapter to run through the full path")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "full_profile.py"), "--smoke",
-                           "--smoke-scale", str(SMOKE_SCALE), "--jobs", "2", "--out", str(out), "--chapters", *chapters],
+                           "--smoke-scale", str(SMOKE_SCALE), "--jobs", "2", "--out", str(out),
+                           "--chapters", *chapters],
                           capture_output=True, text=True, timeout=1800)
     results = json.loads(out.with_suffix(".json").read_text())
     assert proc.returncode == 0, {k: v["status"] for k, v in results.items()}
